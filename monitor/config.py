@@ -1,0 +1,148 @@
+"""Settings: packaged defaults, then a site TOML file, then MONITOR_<SECTION>__<KEY> variables."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor.domain.errors import UserError
+from monitor.paths import config_dir
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Database(Section):
+    url: str = "sqlite:///monitor.db"
+
+
+def known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/London)") from None
+    return value
+
+
+class Clinic(Section):
+    timezone: str = "Europe/London"
+
+    _zone = field_validator("timezone")(known_zone)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Daemon(Section):
+    run_at: str = "06:30"
+
+    @field_validator("run_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("use local HH:MM, e.g. 06:30")
+        return value
+
+
+class Ingest(Section):
+    hold_days: int = 180
+    lab_timezone: str = "Europe/London"
+
+    _zone = field_validator("lab_timezone")(known_zone)
+
+
+class Smtp(Section):
+    host: str = "localhost"
+    port: int = 25
+    username: str = ""
+    password: str = ""
+    security: Literal["none", "starttls", "ssl"] = "none"
+    sender: str = "monitor@localhost"
+
+
+class Digest(Section):
+    minimal_phi: bool = True
+
+
+class Mllp(Section):
+    port: int = 2575
+
+
+class Web(Section):
+    secret_key: str = ""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+    database: Database = Database()
+    clinic: Clinic = Clinic()
+    daemon: Daemon = Daemon()
+    ingest: Ingest = Ingest()
+    smtp: Smtp = Smtp()
+    digest: Digest = Digest()
+    mllp: Mllp = Mllp()
+    web: Web = Web()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the files, which arrive as init arguments.
+        return env_settings, init_settings
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found; check --config or MONITOR_CONFIG") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Defaults from the packaged monitor.toml, then the site file, then the environment."""
+    data = _toml(config_dir() / "monitor.toml")
+    site = config or (Path(os.environ["MONITOR_CONFIG"]) if os.environ.get("MONITOR_CONFIG") else None)
+    if site is not None:
+        data = _merge(data, _toml(site))
+    shorthand = os.environ.get("MONITOR_DATABASE_URL")
+    if shorthand and not os.environ.get("MONITOR_DATABASE__URL"):
+        data = _merge(data, {"database": {"url": shorthand}})
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        origin = f" in {site}" if site else ""
+        raise UserError(
+            f"setting {where}{origin}: {first['msg']} "
+            f"(or set MONITOR_{where.upper().replace('.', '__')})"
+        ) from None

@@ -1,0 +1,45 @@
+"""Engine and session factory. SQLite gets WAL and a busy timeout; instants stay UTC."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from monitor.domain.errors import UserError
+
+MIN_SQLITE = (3, 35, 0)  # RETURNING (ECOSYSTEM.md gotcha 30)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UserError(
+            f"database.url {url!r} is not a database URL; use e.g. sqlite:///monitor.db "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise UserError(f"SQLite {sqlite3.sqlite_version} is too old; monitor needs 3.35 or newer")
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as e:
+        raise UserError(
+            f"the driver for {parsed.get_backend_name()} is not installed ({e.name}); "
+            "install it with: pip install 'monitor[postgres]'"
+        ) from None

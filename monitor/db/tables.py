@@ -1,0 +1,226 @@
+"""The schema. Alembic migrations are generated from these classes; nothing else creates tables.
+
+Clinical dates are DATE columns; instants are UTC through UTCDateTime. Every plan row has a
+natural unique key so that re-running a day or re-ingesting a file changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from monitor.db.types import UTCDateTime
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def instant(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime(), **kw)
+
+
+class Patient(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    mrn: str = Field(max_length=64, unique=True)
+    name: str | None = Field(default=None, max_length=200)
+    dob: date | None = None
+    sex: str | None = Field(default=None, max_length=1)
+    created_at: datetime = instant()
+
+
+class Enrollment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("patient_id", "protocol_id", "start_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    protocol_id: str = Field(max_length=64)
+    protocol_version: str = Field(max_length=32)
+    phase: str = Field(max_length=32)
+    phase_since: date
+    start_on: date
+    coordinator: str | None = Field(default=None, max_length=200, index=True)
+    site: str | None = Field(default=None, max_length=64, index=True)
+    status: str = Field(default="active", max_length=16)
+    next_review_on: date = Field(index=True)
+    last_evaluated_on: date | None = None
+    created_at: datetime = instant()
+
+
+class PhaseEpisode(SQLModel, table=True):
+    __tablename__ = "phase_episode"
+    __table_args__ = (UniqueConstraint("enrollment_id", "started_on", "phase"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    phase: str = Field(max_length=32)
+    started_on: date
+    reason: str = Field(default="", sa_type=Text)
+    confirmed_by: str | None = Field(default=None, max_length=200)
+
+
+class DoseEvent(SQLModel, table=True):
+    __tablename__ = "dose_event"
+    __table_args__ = (UniqueConstraint("patient_id", "drug", "on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    drug: str = Field(max_length=64)
+    dose_mg: float
+    on: date
+
+
+class WeightRecord(SQLModel, table=True):
+    __tablename__ = "weight"
+    __table_args__ = (UniqueConstraint("patient_id", "on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    on: date
+    kg: float
+
+
+class GenotypeRecord(SQLModel, table=True):
+    __tablename__ = "genotype"
+    __table_args__ = (UniqueConstraint("patient_id", "gene", "on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    gene: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    on: date
+
+
+class MedicationRecord(SQLModel, table=True):
+    __tablename__ = "medication"
+    __table_args__ = (UniqueConstraint("patient_id", "drug", "started_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    drug: str = Field(max_length=64)
+    started_on: date
+    stopped_on: date | None = None
+
+
+class ResultColumns(SQLModel):
+    """What a stored and a held result share: raw and canonical value, range, provenance."""
+
+    source_key: str = Field(max_length=255, unique=True)
+    source: str = Field(max_length=16)  # csv, hl7, fhir
+    analyte: str = Field(max_length=16)
+    code: str = Field(max_length=32)
+    raw_value: str = Field(max_length=64)
+    raw_unit: str = Field(max_length=64)
+    value: float
+    unit: str = Field(max_length=32)
+    ref_low: float | None = None
+    ref_high: float | None = None
+    status: str = Field(default="final", max_length=16)
+    observed_at: datetime = instant()
+    observed_on: date
+    received_at: datetime = instant()
+
+
+class LabResult(ResultColumns, table=True):
+    __tablename__ = "lab_result"
+    __table_args__ = (Index("ix_lab_result_patient_observed", "patient_id", "observed_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+
+
+class HeldResult(ResultColumns, table=True):
+    """A result for an MRN that is not enrolled yet; attached when it is."""
+
+    __tablename__ = "held_result"
+    id: int | None = Field(default=None, primary_key=True)
+    mrn: str = Field(max_length=64, index=True)
+    expires_on: date
+
+
+class Quarantine(SQLModel, table=True):
+    """A record that could not be stored exactly: kept whole with the reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(max_length=64, unique=True)  # hash of format + raw record
+    format: str = Field(max_length=16)
+    origin: str = Field(max_length=255)  # file name and line, or feed
+    raw: str = Field(sa_type=Text)
+    reason: str = Field(sa_type=Text)
+    status: str = Field(default="open", max_length=16, index=True)  # open, replayed
+    created_at: datetime = instant()
+    resolved_at: datetime | None = instant(default=None)
+
+
+class DueDrawRow(SQLModel, table=True):
+    __tablename__ = "due_draw"
+    __table_args__ = (UniqueConstraint("enrollment_id", "panel", "due_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    panel: str = Field(max_length=16)
+    due_on: date = Field(index=True)
+    status: str = Field(max_length=16, index=True)
+    rule_id: str = Field(max_length=128)
+    why: str = Field(sa_type=Text)
+
+
+class DoseStepRow(SQLModel, table=True):
+    __tablename__ = "dose_step"
+    __table_args__ = (UniqueConstraint("enrollment_id", "drug", "on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    drug: str = Field(max_length=64)
+    on: date
+    dose_mg: float
+    status: str = Field(max_length=16)
+    rule_id: str = Field(max_length=128)
+    why: str = Field(sa_type=Text)
+
+
+class FlagRow(SQLModel, table=True):
+    __tablename__ = "flag"
+    __table_args__ = (UniqueConstraint("enrollment_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    key: str = Field(max_length=200)
+    kind: str = Field(max_length=32)
+    severity: str = Field(max_length=16)
+    analyte: str | None = Field(default=None, max_length=16)
+    value: float | None = None
+    unit: str | None = Field(default=None, max_length=32)
+    observed_on: date
+    result_id: int | None = Field(default=None, foreign_key="lab_result.id")
+    rule_id: str = Field(max_length=128)
+    why: str = Field(sa_type=Text)
+    status: str = Field(default="open", max_length=16, index=True)
+    raised_at: datetime = instant()
+    acknowledged_at: datetime | None = instant(default=None)
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    ack_reason: str | None = Field(default=None, sa_type=Text)
+
+
+class JobRun(SQLModel, table=True):
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job_name", "run_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_name: str = Field(max_length=64)
+    run_key: str = Field(max_length=64)  # the local calendar date
+    owner: str = Field(max_length=128)
+    status: str = Field(max_length=16)  # running, done, failed
+    started_at: datetime = instant()
+    lease_until: datetime = instant()
+    finished_at: datetime | None = instant(default=None)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who changed what. Holds internal ids only, never names, MRNs or values."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = instant()
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    entity: str = Field(max_length=32)
+    entity_id: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

@@ -1,0 +1,86 @@
+"""Analytes: which codes name them, their canonical unit and how other units convert to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def normalise_unit(unit: str) -> str:
+    """Fold the spellings labs use for one unit into one key (`10^3/µL` -> `10*3/ul`)."""
+    folded = unit.strip().replace(" ", "").replace("^", "*").replace("µ", "u").replace("μ", "u")
+    if folded[:1] in ("x", "X") and folded[1:3] == "10":
+        folded = folded[1:]
+    return folded.lower()
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float | None
+    high: float | None
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{self.low:g}"
+        high = "" if self.high is None else f"{self.high:g}"
+        return f"{low}–{high}"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """`canonical = raw × factor`; `derivation` says where the factor comes from."""
+
+    factor: float
+    derivation: str
+
+
+@dataclass(frozen=True)
+class Analyte:
+    key: str  # short name used everywhere: WBC, NEUT, ALT...
+    name: str
+    loinc: str
+    panel: str  # the draw this analyte belongs to: CBC, LFT, RENAL, IGG
+    unit: str  # canonical UCUM unit
+    conversions: dict[str, Conversion]  # normalised unit -> conversion to canonical
+    reference: Range
+    plausible: Range  # canonical values outside this are quarantined, never guessed
+    synonyms: tuple[str, ...] = ()
+
+
+class UnitProblem(ValueError):
+    """A value that cannot be stored exactly in the canonical unit; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    analytes: dict[str, Analyte]
+    codes: dict[str, str]  # LOINC or local code (lower-cased) -> analyte key
+    ignored: dict[str, str] = field(default_factory=dict)  # code -> why it is not monitored
+
+    def analyte_for(self, code: str) -> Analyte | None:
+        key = self.codes.get(code.strip().lower())
+        return self.analytes[key] if key else None
+
+    def ignored_reason(self, code: str) -> str | None:
+        return self.ignored.get(code.strip().lower())
+
+    def to_canonical(self, analyte: Analyte, value: float, unit: str) -> float:
+        """Convert `value unit` to the analyte's canonical unit.
+
+        Raises:
+            UnitProblem: the unit is not accepted for this analyte, or the converted value is
+                outside the plausible range (a wrong unit is more likely than such a value).
+        """
+        conversion = analyte.conversions.get(normalise_unit(unit))
+        if conversion is None:
+            shown = unit if unit.strip() else "(no unit)"
+            raise UnitProblem(
+                f"unit {shown!r} is not accepted for {analyte.key}; accepted: "
+                + ", ".join(sorted(analyte.conversions))
+            )
+        canonical = round(value * conversion.factor, 6)
+        low, high = analyte.plausible.low, analyte.plausible.high
+        if (low is not None and canonical < low) or (high is not None and canonical > high):
+            raise UnitProblem(
+                f"{analyte.key} {value:g} {unit} is {canonical:g} {analyte.unit}, outside the "
+                f"plausible range {analyte.plausible} {analyte.unit}; check the unit"
+            )
+        return canonical

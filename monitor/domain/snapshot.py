@@ -1,0 +1,79 @@
+"""What the engine knows about one enrollment: frozen values, never ORM rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from monitor.domain.protocol import Phase
+
+
+@dataclass(frozen=True)
+class PhaseEpisode:
+    phase: Phase
+    started_on: date
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DoseEvent:
+    drug: str
+    dose_mg: float
+    on: date
+
+
+@dataclass(frozen=True)
+class Weight:
+    on: date
+    kg: float
+
+
+@dataclass(frozen=True)
+class Genotype:
+    gene: str
+    status: str
+    on: date
+
+
+@dataclass(frozen=True)
+class Medication:
+    drug: str
+    started_on: date
+    stopped_on: date | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    id: int
+    analyte: str
+    value: float
+    observed_on: date
+    status: str = "final"  # final, corrected, preliminary
+    ref_low: float | None = None
+    ref_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    enrollment_id: int
+    start_on: date
+    phases: tuple[PhaseEpisode, ...]  # in date order; the first is the enrollment phase
+    weights: tuple[Weight, ...] = ()
+    doses: tuple[DoseEvent, ...] = ()
+    genotypes: tuple[Genotype, ...] = ()
+    medications: tuple[Medication, ...] = ()
+    results: tuple[Result, ...] = ()
+
+    def phase_on(self, day: date) -> PhaseEpisode:
+        current = self.phases[0]
+        for episode in self.phases:
+            if episode.started_on <= day:
+                current = episode
+        return current
+
+    def weight_on(self, day: date) -> Weight | None:
+        """The latest weight on or before `day`, else the earliest one recorded."""
+        before = [w for w in self.weights if w.on <= day]
+        if before:
+            return max(before, key=lambda w: w.on)
+        return min(self.weights, key=lambda w: w.on) if self.weights else None
