@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
 def normalise_unit(unit: str) -> str:
     """Fold the spellings labs use for one unit into one key (`10^3/µL` -> `10*3/ul`)."""
-    folded = unit.strip().replace(" ", "").replace("^", "*").replace("µ", "u").replace("μ", "u")
+    folded = re.sub(r"\{[^}]*\}", "", unit.strip())  # UCUM annotations are unity: {cells}/uL
+    folded = folded.replace(" ", "").replace("^", "*").replace("µ", "u").replace("μ", "u")
     if folded[:1] in ("x", "X") and folded[1:3] == "10":
         folded = folded[1:]
     return folded.lower()
@@ -62,12 +64,12 @@ class Catalog:
     def ignored_reason(self, code: str) -> str | None:
         return self.ignored.get(code.strip().lower())
 
-    def to_canonical(self, analyte: Analyte, value: float, unit: str) -> float:
-        """Convert `value unit` to the analyte's canonical unit.
+    @staticmethod
+    def conversion(analyte: Analyte, unit: str) -> Conversion:
+        """How `unit` converts to the analyte's canonical unit.
 
         Raises:
-            UnitProblem: the unit is not accepted for this analyte, or the converted value is
-                outside the plausible range (a wrong unit is more likely than such a value).
+            UnitProblem: the unit is not accepted for this analyte.
         """
         conversion = analyte.conversions.get(normalise_unit(unit))
         if conversion is None:
@@ -76,9 +78,21 @@ class Catalog:
                 f"unit {shown!r} is not accepted for {analyte.key}; accepted: "
                 + ", ".join(sorted(analyte.conversions))
             )
-        canonical = round(value * conversion.factor, 6)
+        return conversion
+
+    def to_canonical(self, analyte: Analyte, value: float, unit: str) -> float:
+        """Convert `value unit` to the analyte's canonical unit.
+
+        Raises:
+            UnitProblem: the unit is not accepted for this analyte, or the converted value is
+                outside the plausible range (a wrong unit is more likely than such a value).
+                Exactly zero is always plausible (an absent cell line is a real result).
+        """
+        canonical = round(value * self.conversion(analyte, unit).factor, 6)
         low, high = analyte.plausible.low, analyte.plausible.high
-        if (low is not None and canonical < low) or (high is not None and canonical > high):
+        if canonical != 0 and (
+            (low is not None and canonical < low) or (high is not None and canonical > high)
+        ):
             raise UnitProblem(
                 f"{analyte.key} {value:g} {unit} is {canonical:g} {analyte.unit}, outside the "
                 f"plausible range {analyte.plausible} {analyte.unit}; check the unit"

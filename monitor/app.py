@@ -1,0 +1,61 @@
+"""The composition root: settings, database, protocols and the clock, built once per command."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from monitor import clock
+from monitor.config import Settings, load_settings
+from monitor.db.migrate import upgrade_to_head
+from monitor.db.session import make_engine
+from monitor.protocols import Library, packaged_library
+from monitor.services.ingest import Context
+
+
+class App:
+    def __init__(self, config: Path | None = None) -> None:
+        self.config = config
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config)
+
+    @cached_property
+    def library(self) -> Library:
+        return packaged_library()
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.settings.database.url)
+        upgrade_to_head(engine)
+        return engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def now(self) -> datetime:
+        return clock.now_utc()
+
+    def today(self) -> date:
+        return clock.today(self.settings.clinic.zone)
+
+    def ingest_context(self) -> Context:
+        return Context(catalog=self.library.catalog, clinic_zone=self.settings.clinic.zone,
+                       hold_days=self.settings.ingest.hold_days, now=self.now())
+
+    @property
+    def actor(self) -> str:
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "cli"

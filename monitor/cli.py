@@ -1,0 +1,394 @@
+"""The `monitor` command line (contract: CLI.md). User mistakes exit 2 with one line; bugs raise."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.app import App
+from monitor.domain.errors import UserError
+from monitor.domain.protocol import Phase
+from monitor.ingest import csv_reader
+from monitor.ingest.records import UnreadableFile
+from monitor.services import daily, patients, queries
+from monitor.services.enroll_csv import read_enrollments
+from monitor.services.ingest import IngestReport, ingest_records
+from monitor.services.quarantine import replay
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Longitudinal monitoring scheduler for patients on azathioprine.")
+quarantine_app = typer.Typer(no_args_is_help=False, help="Records that could not be stored as results.")
+app.add_typer(quarantine_app, name="quarantine")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
+
+
+def the(ctx: typer.Context) -> App:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, App)
+    return obj
+
+
+def parse_date(value: str | None, option: str = "--date") -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def day_or_today(a: App, value: str | None) -> date:
+    return parse_date(value) or a.today()
+
+
+def emit_json(data: Any) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    out.print_json(text) if out.is_terminal else print(text)  # noqa: T201
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    out.print(t)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
+) -> None:
+    ctx.obj = App(config)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create or migrate the database; load and validate every protocol."""
+    a = the(ctx)
+    a.engine  # noqa: B018  (migrates)
+    out.print(f"database ready: {a.engine.url.render_as_string(hide_password=True)}")
+    for pid in a.library.ids():
+        p = a.library.get(pid)
+        out.print(f"protocol {p.id} {p.version}: {p.title}")
+
+
+@app.command()
+def enroll(
+    ctx: typer.Context,
+    mrn: Annotated[str | None, typer.Option(help="Medical record number")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Protocol id, e.g. aih-azathioprine")] = None,
+    start: Annotated[str | None, typer.Option(help="Treatment start (day 0), YYYY-MM-DD")] = None,
+    weight_kg: Annotated[float | None, typer.Option("--weight-kg")] = None,
+    phase: Annotated[Phase, typer.Option(help="Phase at enrollment")] = Phase.INDUCTION,
+    name: Annotated[str | None, typer.Option()] = None,
+    dob: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    sex: Annotated[str | None, typer.Option(help="F, M or U")] = None,
+    tpmt: Annotated[str | None, typer.Option(help="normal, intermediate, poor or unknown")] = None,
+    nudt15: Annotated[str | None, typer.Option(help="normal, intermediate, poor or unknown")] = None,
+    coordinator: Annotated[str | None, typer.Option(help="Nurse coordinator e-mail")] = None,
+    site: Annotated[str | None, typer.Option()] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Bulk: a cohort CSV (all rows or none)")] = None,
+) -> None:
+    """Enroll a patient, or a clinic's existing cohort with --csv."""
+    a = the(ctx)
+    today, now = a.today(), a.now()
+    if csv_path is not None:
+        requests = read_enrollments(csv_path, a.library)
+        with a.session() as s:
+            created = sum(patients.enroll(s, a.library, r, today=today, now=now, actor=a.actor)[1]
+                          for r in requests)
+            s.commit()
+        out.print(f"enrolled {created} patients ({len(requests) - created} already enrolled) from {csv_path}")
+        return
+    missing = [o for o, v in (("--mrn", mrn), ("--protocol", protocol), ("--start", start),
+                              ("--weight-kg", weight_kg)) if v is None]
+    if missing:
+        raise UserError(f"enroll needs {', '.join(missing)} (or --csv FILE for a cohort)")
+    assert mrn and protocol and start and weight_kg is not None
+    req = patients.EnrollmentRequest(
+        mrn=mrn, protocol=protocol, start_on=parse_date(start, "--start") or today, weight_kg=weight_kg,
+        phase=phase, name=name, dob=parse_date(dob, "--dob"), sex=sex, tpmt=tpmt, nudt15=nudt15,
+        coordinator=coordinator, site=site)
+    with a.session() as s:
+        enrollment, created = patients.enroll(s, a.library, req, today=today, now=now, actor=a.actor)
+        s.commit()
+    verb = "enrolled" if created else "already enrolled:"
+    out.print(f"{verb} {mrn} in {enrollment.protocol_id} ({enrollment.phase} from {enrollment.start_on})")
+
+
+@app.command()
+def record(
+    ctx: typer.Context,
+    mrn: str,
+    on: DateOpt = None,
+    dose: Annotated[list[str] | None, typer.Option(help="drug=mg/day, e.g. azathioprine=100")] = None,
+    weight_kg: Annotated[float | None, typer.Option("--weight-kg")] = None,
+    med_start: Annotated[list[str] | None, typer.Option("--med-start", help="Interacting drug started")] = None,
+    med_stop: Annotated[list[str] | None, typer.Option("--med-stop", help="Interacting drug stopped")] = None,
+    tpmt: Annotated[str | None, typer.Option()] = None,
+    nudt15: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Record dated clinical events: doses, weight, interacting drugs, TPMT/NUDT15 results."""
+    a = the(ctx)
+    doses = []
+    for item in dose or []:
+        drug, sep, mg = item.partition("=")
+        try:
+            doses.append((drug.strip().lower(), float(mg)))
+        except ValueError:
+            raise UserError(f"--dose {item!r} must look like azathioprine=100 (mg/day)") from None
+        if not sep or not drug.strip():
+            raise UserError(f"--dose {item!r} must look like azathioprine=100 (mg/day)")
+    events = patients.Events(doses=tuple(doses), weight_kg=weight_kg, med_start=tuple(med_start or ()),
+                             med_stop=tuple(med_stop or ()), tpmt=tpmt, nudt15=nudt15)
+    with a.session() as s:
+        lines = patients.record(s, mrn, events, on=day_or_today(a, on), now=a.now(), actor=a.actor)
+        s.commit()
+    for line in lines:
+        out.print(f"recorded {line}")
+
+
+@app.command()
+def phase(
+    ctx: typer.Context,
+    mrn: str,
+    to: Annotated[Phase, typer.Option("--to", help="The new phase")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail)")],
+    on: DateOpt = None,
+    by: Annotated[str | None, typer.Option(help="Confirming clinician (default: your user name)")] = None,
+) -> None:
+    """A clinician confirms a phase change (e.g. withdrawal, reinduction)."""
+    a = the(ctx)
+    with a.session() as s:
+        e = patients.change_phase(s, mrn, to, on=day_or_today(a, on), reason=reason, by=by or a.actor,
+                                  now=a.now())
+        s.commit()
+    out.print(f"{mrn} is in {e.phase} from {e.phase_since}")
+
+
+def progress_bar(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+def show_ingest(name: str, report: IngestReport) -> None:
+    out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
+              f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
+    if report.already_quarantined:
+        out.print(f"  ({report.already_quarantined} of the quarantined were already in quarantine)")
+    for reason, count in sorted(report.reasons.items()):
+        out.print(f"  quarantined {count}: {reason}")
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Lab files")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, csv, hl7 or fhir")] = "auto",
+) -> None:
+    """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
+    a = the(ctx)
+    if fmt not in ("auto", "csv", "hl7", "fhir"):
+        raise UserError(f"--format {fmt!r} must be auto, csv, hl7 or fhir")
+    lab_zone = ZoneInfo(a.settings.ingest.lab_timezone)
+    for path in paths:
+        kind = fmt if fmt != "auto" else detect(path)
+        if kind != "csv":
+            raise UserError(f"{path}: {kind.upper()} files are not supported yet; convert to the CSV "
+                            "format of docs/CLI.md or wait for the HL7/FHIR readers")
+        with a.session() as s, progress_bar(path.name) as bar:
+            task = bar.add_task(path.name, total=None)
+            report = ingest_records(s, csv_reader.read_file(path, lab_zone), a.ingest_context(),
+                                    progress=lambda n: bar.advance(task, n))
+        show_ingest(str(path), report)
+
+
+def detect(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as e:
+        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
+    if head.startswith((b"MSH|", b"FHS|", b"BHS|")):
+        return "hl7"
+    if head.startswith((b"{", b"[")):
+        return "fhir"
+    return "csv"
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    on: DateOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Evaluate every enrollment, not only those due")] = False,
+) -> None:
+    """The daily cycle once for a local date. Idempotent."""
+    a = the(ctx)
+    today = day_or_today(a, on)
+    with a.session() as s, progress_bar("evaluating") as bar:
+        task = bar.add_task("evaluating", total=None)
+        report = daily.run_daily(s, a.library, today=today, now=a.now(), full=full,
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
+              f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
+              f"{report.held_expired} held results expired to quarantine")
+    if report.failed:
+        err.print(f"{report.failed} enrollments could not be evaluated; see the log")
+        raise typer.Exit(1)
+
+
+@app.command()
+def patient(
+    ctx: typer.Context,
+    mrn: str,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    on: DateOpt = None,
+) -> None:
+    """One patient: phase, due draws, dose steps, open flags, proposals, recent results."""
+    a = the(ctx)
+    with a.session() as s:
+        view = queries.patient_view(s, a.library, mrn, today=day_or_today(a, on), now=a.now(), actor=a.actor)
+    if fmt == "json":
+        emit_json(view)
+        return
+    out.print(f"[bold]{view['mrn']}[/] {view['protocol']}: {view['phase']} since {view['phase_since']} "
+              f"(as of {view['as_of']})")
+    table("Due draws", ["panel", "due", "status", "why"],
+          [[d["panel"], d["due_on"], d["status"], d["why"]] for d in view["due"]])
+    table("Dose steps", ["drug", "mg/day", "from", "status", "why"],
+          [[d["drug"], f"{d['dose_mg']:g}", d["on"], d["status"], d["why"]] for d in view["dose_steps"]])
+    table("Open flags", ["id", "severity", "kind", "value", "observed", "why"],
+          [[f["id"], f["severity"], f["kind"], f"{f['value']:g} {f['unit']}", f["observed_on"], f["why"]]
+           for f in view["flags"]])
+    table("Results (last 12 months)", ["observed", "analyte", "value", "status", "CTCAE"],
+          [[r["observed_on"], r["analyte"], f"{r['value']:g} {r['unit']}", r["status"], r["ctcae_grade"]]
+           for r in view["results"][:30]])
+
+
+@app.command()
+def overdue(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    on: DateOpt = None,
+    site: Annotated[str | None, typer.Option()] = None,
+    coordinator: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Overdue draws across the cohort (as of the last daily run), most overdue first."""
+    a = the(ctx)
+    with a.session() as s:
+        rows = queries.overdue(s, today=day_or_today(a, on), site=site, coordinator=coordinator)
+    keys = ["mrn", "panel", "due_on", "days_overdue", "phase", "coordinator", "site"]
+    if fmt == "json":
+        emit_json(rows)
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table(f"Overdue draws ({len(rows)})", keys, [[r[k] for k in keys] for r in rows])
+
+
+@app.command()
+def flags(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option(help="open, acknowledged or all")] = "open",
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """The flag worklist, critical first."""
+    a = the(ctx)
+    with a.session() as s:
+        rows = queries.flags(s, status=status)
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(f"Flags ({status}: {len(rows)})", ["id", "mrn", "severity", "kind", "value", "observed", "status"],
+          [[f["id"], f["mrn"], f["severity"], f["kind"], f"{f['value']:g} {f['unit']}"
+            if f["value"] is not None else "", f["observed_on"], f["status"]] for f in rows])
+
+
+@app.command()
+def ack(
+    ctx: typer.Context,
+    flag_id: int,
+    reason: Annotated[str, typer.Option(help="What was done")],
+    by: Annotated[str | None, typer.Option(help="Who (default: your user name)")] = None,
+) -> None:
+    """Acknowledge a flag."""
+    a = the(ctx)
+    with a.session() as s:
+        queries.acknowledge(s, flag_id, reason=reason, by=by or a.actor, now=a.now())
+        s.commit()
+    out.print(f"flag {flag_id} acknowledged")
+
+
+@quarantine_app.callback(invoke_without_command=True)
+def quarantine_default(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(quarantine_list, ctx=ctx)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    status: Annotated[str, typer.Option(help="open or all")] = "open",
+) -> None:
+    """Quarantined records with their reasons."""
+    a = the(ctx)
+    with a.session() as s:
+        rows = queries.quarantine_list(s, status=status)
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(f"Quarantine ({status}: {len(rows)})", ["id", "origin", "status", "reason"],
+          [[q["id"], q["origin"], q["status"], q["reason"]] for q in rows])
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(ctx: typer.Context) -> None:
+    """Try every open quarantined record again (after fixing a mapping or enrolling a patient)."""
+    a = the(ctx)
+    with a.session() as s:
+        report = replay(s, a.ingest_context(), actor=a.actor, now=a.now())
+    out.print(f"replayed {report.replayed}; {report.still_quarantined} still quarantined")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Option("--dir", help="Where to put the demo")] = Path("monitor-demo"),
+    n: Annotated[int, typer.Option("--patients", min=7, max=20000)] = 240,
+    on: DateOpt = None,
+) -> None:
+    """Quick start: a synthetic cohort on a fresh SQLite file, the daily cycle, digests as .eml."""
+    from monitor.services.demo import run_demo
+
+    a = the(ctx)
+    run_demo(a, directory, patients=n, today=day_or_today(a, on), console=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="monitor")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except UserError as e:
+        err.print(f"monitor: error: {e}", markup=False)
+        return 2
+    return 0

@@ -1,0 +1,77 @@
+"""What readers produce: a result to store, a record to skip, or one to quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from monitor.domain.errors import UserError
+
+
+class UnreadableFile(UserError):
+    """The file as a whole cannot be read (missing, wrong format, no header)."""
+
+
+@dataclass(frozen=True)
+class IncomingResult:
+    format: str  # reader format: csv, synthea-csv, hl7, fhir
+    source_key: str  # natural key of this result at its source: re-delivery is a duplicate
+    origin: str  # file and line, or feed and message id
+    raw: str  # the record as received, kept if it has to be quarantined
+    mrn: str
+    code: str
+    value: str
+    unit: str
+    observed_at: datetime  # aware
+    status: str = "final"  # final, preliminary, corrected
+    ref_low: float | None = None
+    ref_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Not a lab result the product monitors (a vital sign, a survey answer): counted, not kept."""
+
+    origin: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record that cannot be read as a result: quarantined whole with the reason."""
+
+    format: str
+    origin: str
+    raw: str
+    reason: str
+
+
+Record = IncomingResult | Skipped | Unreadable
+
+
+def record_key(format: str, raw: str) -> str:
+    """Identity of a raw record in quarantine: the same record twice is one row."""
+    return hashlib.sha256(f"{format}\x00{raw}".encode()).hexdigest()
+
+
+def parse_when(text: str, zone: ZoneInfo) -> datetime:
+    """ISO date or date-time; a naive time is read in the lab's zone, a bare date as local noon.
+
+    Raises:
+        ValueError: not an ISO date or date-time.
+    """
+    text = text.strip()
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time(12), zone)
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=zone)
+
+
+def parse_number(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None

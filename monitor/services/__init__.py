@@ -1,0 +1,1 @@
+"""Use cases. Each takes a Session and plain values, and owns its transaction."""

@@ -1,0 +1,238 @@
+"""Enroll patients, record clinical events and confirm phase changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, literal
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from monitor.db.tables import (
+    AuditEvent,
+    DoseEvent,
+    Enrollment,
+    GenotypeRecord,
+    HeldResult,
+    LabResult,
+    MedicationRecord,
+    Patient,
+    PhaseEpisode,
+    WeightRecord,
+)
+from monitor.db.upsert import insert_ignore
+from monitor.domain.errors import NotFound, UserError
+from monitor.domain.protocol import Phase
+from monitor.protocols import Library
+from monitor.services.ingest import mark_for_review
+
+GENOTYPES = ("normal", "intermediate", "poor", "unknown")
+SEXES = ("F", "M", "U")
+WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
+
+
+@dataclass(frozen=True)
+class EnrollmentRequest:
+    mrn: str
+    protocol: str
+    start_on: date
+    weight_kg: float
+    phase: Phase = Phase.INDUCTION
+    name: str | None = None
+    dob: date | None = None
+    sex: str | None = None
+    tpmt: str | None = None
+    nudt15: str | None = None
+    coordinator: str | None = None
+    site: str | None = None
+
+
+def check_request(req: EnrollmentRequest, library: Library) -> None:
+    """Raises UserError naming the first bad field."""
+    library.get(req.protocol)
+    if not req.mrn.strip() or len(req.mrn) > 64:
+        raise UserError("mrn must be 1-64 characters")
+    if not WEIGHT_KG[0] <= req.weight_kg <= WEIGHT_KG[1]:
+        raise UserError(f"weight_kg {req.weight_kg:g} is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
+    if req.sex is not None and req.sex not in SEXES:
+        raise UserError(f"sex {req.sex!r} must be one of {', '.join(SEXES)}")
+    for gene, status in (("tpmt", req.tpmt), ("nudt15", req.nudt15)):
+        if status is not None and status not in GENOTYPES:
+            raise UserError(f"{gene} {status!r} must be one of {', '.join(GENOTYPES)}")
+    if req.dob is not None and req.dob > req.start_on:
+        raise UserError(f"dob {req.dob} is after the start date {req.start_on}")
+
+
+def audit(session: Session, *, actor: str, action: str, entity: str, entity_id: int | None,
+          now: datetime, **detail: Any) -> None:
+    """Record who did what, by internal id only (never names, MRNs or values)."""
+    session.add(AuditEvent(at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
+                           detail=detail))
+
+
+def find_patient(session: Session, mrn: str) -> Patient:
+    patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
+    if patient is None:
+        raise NotFound(f"no patient with MRN {mrn!r}; enroll them first with `monitor enroll`")
+    return patient
+
+
+def active_enrollment(session: Session, patient: Patient) -> Enrollment:
+    enrollment = session.exec(
+        select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
+        .order_by(col(Enrollment.start_on).desc())
+    ).first()
+    if enrollment is None:
+        raise NotFound(f"MRN {patient.mrn!r} has no active enrollment")
+    return enrollment
+
+
+def attach_held(session: Session, patient: Patient) -> int:
+    """Move results held for this MRN onto the patient (they are the baseline labs)."""
+    columns = [c for c in HeldResult.__table__.columns.keys()  # type: ignore[attr-defined]
+               if c not in ("id", "mrn", "expires_on")]
+    held = HeldResult.__table__  # type: ignore[attr-defined]
+    source = sa_select(*(held.c[c] for c in columns), literal(patient.id).label("patient_id")).where(
+        held.c.mrn == patient.mrn)
+    moved = session.execute(insert(LabResult.__table__).from_select(  # type: ignore[attr-defined]
+        [*columns, "patient_id"], source))
+    session.execute(delete(HeldResult).where(col(HeldResult.mrn) == patient.mrn))
+    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today: date, now: datetime,
+           actor: str) -> tuple[Enrollment, bool]:
+    """Enroll one patient (creating them if new). Returns (enrollment, created).
+
+    Enrolling the same MRN in the same protocol from the same start date again changes nothing.
+    """
+    check_request(req, library)
+    protocol = library.get(req.protocol)
+    patient = session.exec(select(Patient).where(Patient.mrn == req.mrn)).first()
+    if patient is None:
+        patient = Patient(mrn=req.mrn, name=req.name, dob=req.dob, sex=req.sex, created_at=now)
+        session.add(patient)
+        session.flush()
+    assert patient.id is not None
+    current = session.exec(
+        select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
+    ).first()
+    if current is not None:
+        if current.protocol_id == req.protocol and current.start_on == req.start_on:
+            return current, False
+        raise UserError(
+            f"MRN {req.mrn!r} is already enrolled in {current.protocol_id} from {current.start_on}; "
+            "record a phase change with `monitor phase` instead"
+        )
+    enrollment = Enrollment(
+        patient_id=patient.id, protocol_id=protocol.id, protocol_version=protocol.version,
+        phase=req.phase.value, phase_since=req.start_on, start_on=req.start_on,
+        coordinator=req.coordinator, site=req.site, next_review_on=min(today, req.start_on), created_at=now,
+    )
+    session.add(enrollment)
+    session.flush()
+    assert enrollment.id is not None
+    session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=req.phase.value, started_on=req.start_on,
+                             reason="enrollment"))
+    insert_ignore(session, WeightRecord, [{"patient_id": patient.id, "on": req.start_on,
+                                           "kg": req.weight_kg}], ["patient_id", "on"])
+    genotypes = [{"patient_id": patient.id, "gene": gene, "status": status, "on": req.start_on}
+                 for gene, status in (("TPMT", req.tpmt), ("NUDT15", req.nudt15)) if status]
+    insert_ignore(session, GenotypeRecord, genotypes, ["patient_id", "gene", "on"])
+    attached = attach_held(session, patient)
+    session.flush()
+    audit(session, actor=actor, action="enroll", entity="enrollment", entity_id=enrollment.id, now=now,
+          protocol=protocol.id, attached_results=attached)
+    return enrollment, True
+
+
+@dataclass(frozen=True)
+class Events:
+    doses: tuple[tuple[str, float], ...] = ()
+    weight_kg: float | None = None
+    med_start: tuple[str, ...] = ()
+    med_stop: tuple[str, ...] = ()
+    tpmt: str | None = None
+    nudt15: str | None = None
+
+    def empty(self) -> bool:
+        return not (self.doses or self.weight_kg is not None or self.med_start or self.med_stop
+                    or self.tpmt or self.nudt15)
+
+
+def record(session: Session, mrn: str, events: Events, *, on: date, now: datetime,
+           actor: str) -> list[str]:
+    """Record dated clinical events; returns a line per event written. Re-recording is a no-op."""
+    if events.empty():
+        raise UserError("nothing to record; give --dose, --weight-kg, --med-start, --med-stop, "
+                        "--tpmt or --nudt15")
+    patient = find_patient(session, mrn)
+    pid = patient.id
+    done: list[str] = []
+    for drug, mg in events.doses:
+        if not 0 <= mg <= 1000:
+            raise UserError(f"dose {drug}={mg:g} mg is outside 0-1000 mg")
+        existing = session.exec(select(DoseEvent).where(
+            DoseEvent.patient_id == pid, DoseEvent.drug == drug, DoseEvent.on == on)).first()
+        if existing is None:
+            session.add(DoseEvent(patient_id=pid, drug=drug, dose_mg=mg, on=on))
+        else:
+            existing.dose_mg = mg
+        done.append(f"dose {drug} {mg:g} mg/day from {on}")
+    if events.weight_kg is not None:
+        if not WEIGHT_KG[0] <= events.weight_kg <= WEIGHT_KG[1]:
+            raise UserError(f"weight {events.weight_kg:g} kg is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
+        existing_w = session.exec(select(WeightRecord).where(
+            WeightRecord.patient_id == pid, WeightRecord.on == on)).first()
+        if existing_w is None:
+            session.add(WeightRecord(patient_id=pid, on=on, kg=events.weight_kg))
+        else:
+            existing_w.kg = events.weight_kg
+        done.append(f"weight {events.weight_kg:g} kg on {on}")
+    for drug in events.med_start:
+        insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug.lower(),
+                                                   "started_on": on}], ["patient_id", "drug", "started_on"])
+        done.append(f"started {drug.lower()} on {on}")
+    for drug in events.med_stop:
+        open_med = session.exec(select(MedicationRecord).where(
+            MedicationRecord.patient_id == pid, MedicationRecord.drug == drug.lower(),
+            col(MedicationRecord.stopped_on).is_(None))).first()
+        if open_med is None:
+            raise UserError(f"{drug} is not recorded as started for MRN {mrn!r}")
+        open_med.stopped_on = on
+        done.append(f"stopped {drug.lower()} on {on}")
+    for gene, status in (("TPMT", events.tpmt), ("NUDT15", events.nudt15)):
+        if status is None:
+            continue
+        if status not in GENOTYPES:
+            raise UserError(f"{gene.lower()} {status!r} must be one of {', '.join(GENOTYPES)}")
+        insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
+                                                 "on": on}], ["patient_id", "gene", "on"])
+        done.append(f"{gene} {status} on {on}")
+    assert pid is not None
+    mark_for_review(session, {pid: on})
+    audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
+          events=len(done))
+    return done
+
+
+def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str,
+                 now: datetime) -> Enrollment:
+    """A clinician confirms a phase change from a date."""
+    if not reason.strip():
+        raise UserError("--reason is required: say why the phase changes")
+    enrollment = active_enrollment(session, find_patient(session, mrn))
+    if on < enrollment.phase_since:
+        raise UserError(f"--date {on} is before the current phase began ({enrollment.phase_since})")
+    if to.value == enrollment.phase:
+        raise UserError(f"MRN {mrn!r} is already in {to.value} since {enrollment.phase_since}")
+    assert enrollment.id is not None
+    session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=to.value, started_on=on, reason=reason,
+                             confirmed_by=by))
+    enrollment.phase, enrollment.phase_since = to.value, on
+    enrollment.next_review_on = min(enrollment.next_review_on, on)
+    audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
+          to_phase=to.value)
+    return enrollment

@@ -1,0 +1,123 @@
+"""Read-only views for the CLI and (later) the web app, in the JSON shapes of CLI.md."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from monitor.db.snapshots import load_snapshots
+from monitor.db.tables import DueDrawRow, Enrollment, FlagRow, LabResult, Patient, Quarantine
+from monitor.domain.errors import NotFound, UserError
+from monitor.domain.plan import evaluate
+from monitor.domain.snapshot import Result
+from monitor.domain.thresholds import ctcae_grade
+from monitor.protocols import Library
+from monitor.services.patients import active_enrollment, audit, find_patient
+
+RESULTS_SHOWN = timedelta(days=366)
+
+
+def flag_view(f: FlagRow) -> dict[str, Any]:
+    return {"id": f.id, "kind": f.kind, "severity": f.severity, "status": f.status, "analyte": f.analyte,
+            "value": f.value, "unit": f.unit, "observed_on": f.observed_on.isoformat(),
+            "rule_id": f.rule_id, "why": f.why, "raised_at": f.raised_at.isoformat(),
+            "acknowledged_by": f.acknowledged_by, "ack_reason": f.ack_reason}
+
+
+def patient_view(session: Session, library: Library, mrn: str, *, today: date, now: datetime,
+                 actor: str) -> dict[str, Any]:
+    """One patient as of `today`: the plan evaluated now, open flags and recent results."""
+    patient = find_patient(session, mrn)
+    enrollment = active_enrollment(session, patient)
+    protocol = library.get(enrollment.protocol_id)
+    snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
+    plan = evaluate(snapshot, protocol, today=today)
+    phase = snapshot.phase_on(today)
+    flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id)
+                         .order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id).desc())).all()
+    rows = session.exec(select(LabResult).where(
+        LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
+        col(LabResult.observed_on) <= today).order_by(col(LabResult.observed_at).desc(),
+                                                      col(LabResult.analyte))).all()
+    results = []
+    for r in rows:
+        grade = ctcae_grade(Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low,
+                                   r.ref_high), protocol)
+        results.append({
+            "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
+            "observed_on": r.observed_on.isoformat(), "status": r.status,
+            "ref_low": r.ref_low, "ref_high": r.ref_high, "ctcae_grade": grade,
+            "ctcae_version": protocol.grading.version if grade is not None else None,
+        })
+    audit(session, actor=actor, action="view", entity="patient", entity_id=patient.id, now=now)
+    session.commit()
+    return {
+        "mrn": patient.mrn,
+        "protocol": protocol.id,
+        "protocol_version": enrollment.protocol_version,
+        "phase": phase.phase.value,
+        "phase_since": phase.started_on.isoformat(),
+        "as_of": today.isoformat(),
+        "coordinator": enrollment.coordinator,
+        "site": enrollment.site,
+        "due": [{"panel": d.panel, "due_on": d.due_on.isoformat(), "status": d.status,
+                 "rule_id": d.rule_id, "why": d.why} for d in plan.draws],
+        "dose_steps": [{"drug": d.drug, "dose_mg": d.dose_mg, "on": d.on.isoformat(), "status": d.status,
+                        "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps],
+        "flags": [flag_view(f) for f in flags if f.status == "open"],
+        "proposals": [{"to_phase": p.to_phase, "rule_id": p.rule_id, "why": p.why} for p in plan.proposals],
+        "results": results,
+    }
+
+
+def overdue(session: Session, *, today: date, site: str | None = None,
+            coordinator: str | None = None) -> list[dict[str, Any]]:
+    """Overdue draws across the cohort as of the last daily run, most overdue first."""
+    query = (select(DueDrawRow, Enrollment, Patient)
+             .join(Enrollment, col(Enrollment.id) == DueDrawRow.enrollment_id)
+             .join(Patient, col(Patient.id) == Enrollment.patient_id)
+             .where(DueDrawRow.status == "overdue", Enrollment.status == "active"))
+    if site:
+        query = query.where(Enrollment.site == site)
+    if coordinator:
+        query = query.where(Enrollment.coordinator == coordinator)
+    rows = session.exec(query.order_by(col(DueDrawRow.due_on), col(Patient.mrn), col(DueDrawRow.panel))).all()
+    return [{"mrn": p.mrn, "panel": d.panel, "due_on": d.due_on.isoformat(),
+             "days_overdue": (today - d.due_on).days, "phase": e.phase, "coordinator": e.coordinator,
+             "site": e.site, "rule_id": d.rule_id, "why": d.why} for d, e, p in rows]
+
+
+def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
+    if status not in ("open", "acknowledged", "all"):
+        raise UserError(f"--status {status!r} must be open, acknowledged or all")
+    query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
+             .join(Patient, col(Patient.id) == Enrollment.patient_id))
+    if status != "all":
+        query = query.where(FlagRow.status == status)
+    severity_rank = {"critical": 0, "action": 1, "watch": 2}
+    rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()
+    listed = [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
+    return sorted(listed, key=lambda f: severity_rank.get(f["severity"], 3))
+
+
+def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: datetime) -> FlagRow:
+    if not reason.strip():
+        raise UserError("--reason is required: say what was done about the flag")
+    flag = session.get(FlagRow, flag_id)
+    if flag is None:
+        raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
+    if flag.status == "acknowledged":
+        raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
+    flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
+    audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
+    return flag
+
+
+def quarantine_list(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
+    query = select(Quarantine).order_by(col(Quarantine.id))
+    if status != "all":
+        query = query.where(Quarantine.status == status)
+    return [{"id": q.id, "format": q.format, "origin": q.origin, "reason": q.reason, "status": q.status,
+             "created_at": q.created_at.isoformat(), "raw": q.raw} for q in session.exec(query).all()]
