@@ -30,13 +30,18 @@ class App:
 
     @cached_property
     def library(self) -> Library:
-        return packaged_library()
+        site = self.settings.protocols.directory
+        return Library(Path(site)) if site else packaged_library()
 
     @cached_property
     def engine(self) -> Engine:
         engine = make_engine(self.settings.database.url)
         upgrade_to_head(engine)
         return engine
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -75,6 +75,7 @@ def root(
     config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
 ) -> None:
     ctx.obj = App(config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @app.command()

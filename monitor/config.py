@@ -60,6 +60,12 @@ class Ingest(Section):
     _zone = field_validator("lab_timezone")(known_zone)
 
 
+class Protocols(Section):
+    # A folder laid out like the packaged config/ (analytes.toml, grading/, protocols/).
+    # Empty: the protocols shipped with monitor.
+    directory: str = ""
+
+
 class Smtp(Section):
     host: str = "localhost"
     port: int = 25
@@ -89,6 +95,7 @@ class Settings(BaseSettings):
     clinic: Clinic = Clinic()
     daemon: Daemon = Daemon()
     ingest: Ingest = Ingest()
+    protocols: Protocols = Protocols()
     smtp: Smtp = Smtp()
     digest: Digest = Digest()
     mllp: Mllp = Mllp()

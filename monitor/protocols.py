@@ -338,6 +338,9 @@ class Library:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or config_dir()
+        if not (self.directory / "analytes.toml").is_file():
+            raise ProtocolError(f"{self.directory}: no analytes.toml; a protocols directory needs "
+                                "analytes.toml, grading/ and protocols/ like the packaged config/")
         self.catalog = load_catalog(self.directory)
         self.protocols: dict[str, MonitoringProtocol] = {}
         for path in sorted((self.directory / "protocols").glob("*.toml")):

@@ -1,0 +1,41 @@
+"""The foundation's promises, end to end through the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.functional.cli import run
+
+pytestmark = pytest.mark.usefixtures("db_url")
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def enroll(capsys: pytest.CaptureFixture[str], mrn: str = "A1001", start: str = "2026-01-05") -> None:
+    r = run(capsys, "enroll", "--mrn", mrn, "--protocol", "aih-azathioprine", "--start", start,
+            "--weight-kg", "72", "--coordinator", "nurse@example.org", "--site", "north")
+    assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize(
+    ("wbc", "severity", "cites"),
+    [("3.1", "action", "BSR 2017"),   # BSR 2017 WBC < 3.5 (CLINICAL.md §4.1)
+     ("1.8", "critical", "CTCAE v5.0")],  # CTCAE v5 grade 3: 1.0 <= WBC < 2.0 (§4.5)
+)
+def test_it_flags_leukopenia_from_an_ingested_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                   wbc: str, severity: str, cites: str) -> None:
+    enroll(capsys)
+    labs = write(tmp_path, "labs.csv", f"mrn,collected_at,code,value,unit\nA1001,2026-01-30,6690-2,{wbc},10*9/L\n")
+    assert run(capsys, "ingest", str(labs)).code == 0
+    assert run(capsys, "run", "--date", "2026-02-01").code == 0
+    view = run(capsys, "patient", "A1001", "--format", "json", "--date", "2026-02-01").json()
+    [flag] = [f for f in view["flags"] if f["kind"] == "leukopenia"]
+    assert flag["severity"] == severity
+    assert flag["value"] == float(wbc) and flag["unit"] == "10*9/L"
+    assert cites in flag["why"]
