@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -17,6 +18,7 @@ from monitor.config import Settings, load_settings
 from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
 from monitor.protocols import Library, packaged_library
+from monitor.ingest.records import ReadOptions
 from monitor.services.ingest import Context
 
 
@@ -57,6 +59,10 @@ class App:
     def ingest_context(self) -> Context:
         return Context(catalog=self.library.catalog, clinic_zone=self.settings.clinic.zone,
                        hold_days=self.settings.ingest.hold_days, now=self.now())
+
+    def read_options(self) -> ReadOptions:
+        i = self.settings.ingest
+        return ReadOptions(lab_zone=ZoneInfo(i.lab_timezone), mrn_type=i.mrn_type, mrn_authority=i.mrn_authority)
 
     @property
     def actor(self) -> str:

@@ -56,6 +56,8 @@ class Daemon(Section):
 class Ingest(Section):
     hold_days: int = 180
     lab_timezone: str = "Europe/London"
+    mrn_type: str = "MR"
+    mrn_authority: str = ""
 
     _zone = field_validator("lab_timezone")(known_zone)
 

@@ -15,6 +15,15 @@ class UnreadableFile(UserError):
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How a site's feeds identify patients and times (settings [ingest])."""
+
+    lab_zone: ZoneInfo  # collection times without an offset are read in this zone
+    mrn_type: str = "MR"  # HL7 PID-3.5 / FHIR identifier.type code that marks the MRN
+    mrn_authority: str = ""  # HL7 PID-3.4 assigning authority / FHIR identifier.system; empty: any
+
+
+@dataclass(frozen=True)
 class IncomingResult:
     format: str  # reader format: csv, synthea-csv, hl7, fhir
     source_key: str  # natural key of this result at its source: re-delivery is a duplicate
@@ -25,7 +34,7 @@ class IncomingResult:
     value: str
     unit: str
     observed_at: datetime  # aware
-    status: str = "final"  # final, preliminary, corrected
+    status: str = "final"  # final, preliminary, corrected, retracted
     ref_low: float | None = None
     ref_high: float | None = None
 
