@@ -63,7 +63,7 @@ def emit_json(data: Any) -> None:
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     out.print(t)
@@ -378,10 +378,10 @@ def demo(
     on: DateOpt = None,
 ) -> None:
     """Quick start: a synthetic cohort on a fresh SQLite file, the daily cycle, digests as .eml."""
-    from monitor.services.demo import run_demo
+    from monitor.demo import run_demo
 
     a = the(ctx)
-    run_demo(a, directory, patients=n, today=day_or_today(a, on), console=out)
+    run_demo(a, directory, size=n, today=day_or_today(a, on), console=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,216 @@
+"""`monitor demo`: a synthetic cohort on a fresh SQLite file, run through the real product.
+
+Everything goes through the same code a clinic uses: the cohort through bulk enrollment, the
+labs through CSV ingestion, the plan through the daily cycle, digests through the templates.
+All patients and values are invented (seeded, so every run on the same date is the same).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from monitor.app import App
+from monitor.config import Database
+from monitor.domain.protocol import MonitoringProtocol, Phase
+from monitor.domain.schedule import anchor_on, dose_changes, dose_timeline, slots
+from monitor.domain.snapshot import PhaseEpisode, Snapshot, Weight
+from monitor.ingest import csv_reader
+from monitor.notify.render import message, render
+from monitor.services import daily, patients
+from monitor.services.digest import build_digests
+from monitor.services.enroll_csv import read_enrollments
+from monitor.services.ingest import ingest_records
+
+PROTOCOL = "aih-azathioprine"
+NURSES = ("a.okafor@clinic.example", "b.singh@clinic.example", "c.murphy@clinic.example")
+SITES = ("north", "south")
+#: (phase at the end, share of the cohort)
+MIX = ((Phase.BASELINE, 0.05), (Phase.INDUCTION, 0.2), (Phase.MAINTENANCE, 0.35), (Phase.WITHDRAWAL, 0.1),
+       (Phase.OFF_TREATMENT, 0.1), (Phase.REINDUCTION, 0.08), (Phase.LIFELONG_MAINTENANCE, 0.12))
+#: Typical values (canonical unit, sd) for invented results.
+NORMAL = {"WBC": (6.5, 1.2), "NEUT": (4.0, 0.9), "LYMPH": (1.8, 0.4), "PLT": (250, 50), "HGB": (135, 10),
+          "MCV": (92, 4), "ALT": (28, 8), "AST": (26, 6), "ALP": (80, 18), "BILI": (10, 3), "ALB": (42, 3),
+          "CREAT": (75, 12)}
+PANEL_ANALYTES = {"CBC": ("WBC", "NEUT", "LYMPH", "PLT", "HGB", "MCV"),
+                  "LFT": ("ALT", "AST", "ALP", "BILI", "ALB"), "RENAL": ("CREAT",)}
+
+
+@dataclass
+class Person:
+    mrn: str
+    phase: Phase
+    start: date
+    weight: float
+    coordinator: str
+    site: str
+    history: list[tuple[Phase, date]] = field(default_factory=list)  # confirmed changes after enrollment
+    story: str = "well"  # well, leukopenia, critical, lapsed
+
+
+def cohort(n: int, today: date, rng: random.Random) -> list[Person]:
+    people = []
+    phases = [p for p, share in MIX for _ in range(max(1, round(share * n)))]
+    for i in range(n):
+        phase = phases[i % len(phases)]
+        days = {Phase.BASELINE: -rng.randint(3, 14), Phase.INDUCTION: rng.randint(10, 80)}.get(
+            phase, rng.randint(400, 2000))
+        p = Person(mrn=f"DEMO{i + 1:04d}", phase=phase, start=today - timedelta(days=days),
+                   weight=round(rng.uniform(48, 105), 1), coordinator=NURSES[i % 3], site=SITES[i % 2],
+                   story=rng.choices(("well", "leukopenia", "critical", "lapsed"), (78, 9, 3, 10))[0])
+        recent = today - timedelta(days=rng.randint(7, 40))
+        if phase in (Phase.WITHDRAWAL, Phase.OFF_TREATMENT, Phase.REINDUCTION):
+            p.history.append((Phase.WITHDRAWAL, recent - timedelta(days=300 if phase != Phase.WITHDRAWAL else 0)))
+        if phase in (Phase.OFF_TREATMENT, Phase.REINDUCTION):
+            p.history.append((Phase.OFF_TREATMENT, recent - timedelta(days=150 if phase == Phase.REINDUCTION else 0)))
+        if phase is Phase.REINDUCTION:
+            p.history.append((Phase.REINDUCTION, recent))
+        if phase is Phase.LIFELONG_MAINTENANCE:
+            p.history.append((Phase.LIFELONG_MAINTENANCE, recent - timedelta(days=300)))
+        people.append(p)
+    return people
+
+
+def enrollment_phase(p: Person) -> Phase:
+    return p.phase if p.phase in (Phase.BASELINE, Phase.INDUCTION) else Phase.MAINTENANCE
+
+
+def draw_days(p: Person, protocol: MonitoringProtocol, today: date) -> list[tuple[date, tuple[str, ...]]]:
+    """The scheduled draws up to today, from the engine's own schedule."""
+    snap = Snapshot(enrollment_id=0, start_on=p.start, weights=(Weight(p.start, p.weight),),
+                    phases=(PhaseEpisode(enrollment_phase(p), p.start),
+                            *(PhaseEpisode(ph, on) for ph, on in p.history)))
+    timeline = dose_timeline(snap, protocol, protocol.safety.anchor_drug)
+    planned = slots(protocol, anchor_on(timeline, snap), dose_changes(timeline), until=today)
+    return [(s.due_on, s.stage.panels) for s in planned if s.due_on <= today]
+
+
+def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
+             rng: random.Random) -> Iterator[list[str]]:
+    for p in people:
+        days = draw_days(p, protocol, today)
+        skip_last = rng.randint(1, 2) if p.story == "lapsed" else 0
+        for n, (due, panels) in enumerate(days[: len(days) - skip_last] if skip_last else days):
+            if rng.random() < 0.05:  # the odd missed draw
+                continue
+            taken = min(due + timedelta(days=rng.randint(-2, 2)), today)
+            last = n >= len(days) - 1 - skip_last
+            for panel in panels:
+                for analyte in PANEL_ANALYTES[panel]:
+                    mean, sd = NORMAL[analyte]
+                    value = max(rng.gauss(mean, sd), mean * 0.3)
+                    if analyte == "WBC" and last and p.story in ("leukopenia", "critical"):
+                        value = rng.uniform(3.0, 3.4) if p.story == "leukopenia" else rng.uniform(1.5, 1.9)
+                    yield [p.mrn, taken.isoformat(), analyte_code(analyte), *unit_value(analyte, value, rng)]
+    # A few records that show what happens to results the product cannot store as they are.
+    yield ["DEMO0001", today.isoformat(), "777-3", "210", "furlongs"]
+    yield ["DEMO0002", today.isoformat(), "6690-2", "see comment", "10*9/L"]
+    yield ["NOTYET01", today.isoformat(), "6690-2", "5.9", "10*9/L"]  # not enrolled yet: held
+
+
+LOINC = {"WBC": "6690-2", "NEUT": "751-8", "LYMPH": "731-0", "PLT": "777-3", "HGB": "718-7", "MCV": "787-2",
+         "ALT": "1742-6", "AST": "1920-8", "ALP": "6768-6", "BILI": "1975-2", "ALB": "1751-7",
+         "CREAT": "2160-0"}
+
+
+def analyte_code(analyte: str) -> str:
+    return LOINC[analyte]
+
+
+def unit_value(analyte: str, value: float, rng: random.Random) -> list[str]:
+    """Send some results in the units other labs use, to exercise conversion."""
+    if analyte == "BILI" and rng.random() < 0.3:
+        return [f"{value / 17.1:.2f}", "mg/dL"]
+    if analyte == "HGB" and rng.random() < 0.3:
+        return [f"{value / 10:.1f}", "g/dL"]
+    if analyte in ("WBC", "PLT") and rng.random() < 0.3:
+        return [f"{value:.1f}" if analyte == "WBC" else f"{value:.0f}", "10*3/uL"]
+    units = {"WBC": "10*9/L", "NEUT": "10*9/L", "LYMPH": "10*9/L", "PLT": "10*9/L", "HGB": "g/L", "MCV": "fL",
+             "ALT": "U/L", "AST": "U/L", "ALP": "U/L", "BILI": "umol/L", "ALB": "g/L", "CREAT": "umol/L"}
+    digits = 0 if analyte in ("PLT", "HGB", "ALT", "AST", "ALP", "CREAT", "MCV") else 1
+    return [f"{value:.{digits}f}", units[analyte]]
+
+
+def fresh(directory: Path) -> None:
+    """Remove what an earlier demo left (only our files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
+        (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory / "outbox", ignore_errors=True)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_demo(a: App, directory: Path, *, size: int, today: date, console: Console) -> None:
+    started = time.perf_counter()
+    rng = random.Random(f"monitor-demo-{today.isoformat()}")
+    fresh(directory)
+    a.settings = a.settings.model_copy(
+        update={"database": Database(url=f"sqlite:///{(directory / 'monitor.db').resolve()}")})
+    protocol = a.library.get(PROTOCOL)
+    people = cohort(size, today, rng)
+    now = a.now()
+
+    with (directory / "cohort.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site", "phase"])
+        for p in people:
+            w.writerow([p.mrn, PROTOCOL, p.start, p.weight, "normal", "normal", p.coordinator, p.site,
+                        enrollment_phase(p).value])
+    with (directory / "labs.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "collected_at", "code", "value", "unit"])
+        w.writerows(lab_rows(people, protocol, today, rng))
+
+    with a.session() as s:
+        for req in read_enrollments(directory / "cohort.csv", a.library):
+            patients.enroll(s, a.library, req, today=today, now=now, actor="demo")
+        for p in people:
+            for phase, on in p.history:
+                patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", now=now)
+        s.commit()
+        ingested = ingest_records(s, csv_reader.read_file(directory / "labs.csv", a.settings.clinic.zone),
+                                  a.ingest_context())
+        report = daily.run_daily(s, a.library, today=today, now=now)
+        digests = build_digests(s, today=today)
+
+    outbox = directory / "outbox"
+    outbox.mkdir()
+    for d in digests:
+        subject, body = render("digest", digest=d)
+        msg = message(sender=a.settings.smtp.sender, to=d.coordinator, subject=subject, body=body, key=d.key,
+                      now=now)
+        (outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml").write_bytes(bytes(msg))
+
+    severities = Counter(f["severity"] for d in digests for f in d.flags)
+    phases = Counter(p.phase.value for p in people)
+    overdue = sum(len(d.overdue) for d in digests)
+    elapsed = time.perf_counter() - started
+    console.print(f"[bold]monitor demo[/] for {today} in {directory}/ ({elapsed:.1f} s)")
+    console.print(f"  {len(people)} synthetic patients: "
+                  + ", ".join(f"{n} {ph}" for ph, n in sorted(phases.items())))
+    console.print(f"  labs: {ingested.stored} results stored, {ingested.held} held (MRN not enrolled), "
+                  f"{ingested.quarantined} quarantined with a reason")
+    console.print(f"  daily cycle: {report.evaluated} enrollments evaluated, {report.flags_raised} flags raised "
+                  f"({severities['critical']} critical, {severities['action']} action), {overdue} overdue draws")
+    console.print(f"  {len(digests)} coordinator digests written to {outbox}/")
+    console.print("\nLook around (the demo database is the default one inside the folder):")
+    console.print(f"  cd {directory}")
+    console.print("  monitor overdue                 # overdue draws, most overdue first")
+    console.print("  monitor flags                   # the flag worklist, critical first")
+    example = next((p for p in people if p.story == "critical"), people[0])
+    console.print(f"  monitor patient {example.mrn}        # one patient: plan, flags, results, and why")
+    console.print("  monitor quarantine              # records that could not be stored, with reasons")
+    console.print(f"  cat outbox/digest-{today.isoformat()}-{slug(NURSES[0])}.eml")

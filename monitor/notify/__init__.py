@@ -1,0 +1,1 @@
+"""Outbound messages: rendering and delivery."""
