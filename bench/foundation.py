@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from rich.console import Console
-from sqlmodel import Session, func, select
+from sqlmodel import func, select
 
 from monitor.app import App
 from monitor.config import Database
@@ -28,7 +28,7 @@ TODAY = date(2026, 11, 26)
 
 
 def measure(size: int, workdir: Path) -> dict[str, float]:
-    quiet = Console(file=open("/dev/null", "w"))  # noqa: SIM115
+    quiet = Console(file=open("/dev/null", "w"))
     a = App()
     t0 = time.perf_counter()
     run_demo(a, workdir / f"demo-{size}", size=size, today=TODAY, console=quiet)

@@ -17,8 +17,8 @@ from monitor import clock
 from monitor.config import Settings, load_settings
 from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
-from monitor.protocols import Library, packaged_library
 from monitor.ingest.records import ReadOptions
+from monitor.protocols import Library, packaged_library
 from monitor.services.ingest import Context
 
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from monitor.app import App
@@ -215,8 +215,11 @@ def ingest(
                             "format of docs/CLI.md or wait for the HL7/FHIR readers")
         with a.session() as s, progress_bar(path.name) as bar:
             task = bar.add_task(path.name, total=None)
-            report = ingest_records(s, csv_reader.read_file(path, lab_zone), a.ingest_context(),
-                                    progress=lambda n: bar.advance(task, n))
+
+            def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
+                bar.advance(task, n)
+
+            report = ingest_records(s, csv_reader.read_file(path, lab_zone), a.ingest_context(), progress=advance)
         show_ingest(str(path), report)
 
 

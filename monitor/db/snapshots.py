@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import (
@@ -44,8 +45,8 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     for m in session.exec(select(MedicationRecord).where(col(MedicationRecord.patient_id).in_(pids))):
         meds[m.patient_id].append(s.Medication(m.drug, m.started_on, m.stopped_on))
     results: dict[int, list[s.Result]] = defaultdict(list)
-    rows = session.exec(
-        select(LabResult.id, LabResult.patient_id, LabResult.analyte, LabResult.value,
+    rows = session.execute(
+        sa_select(LabResult.id, LabResult.patient_id, LabResult.analyte, LabResult.value,
                LabResult.observed_on, LabResult.status, LabResult.ref_low, LabResult.ref_high)
         .where(col(LabResult.patient_id).in_(pids), col(LabResult.observed_on) >= today - RESULT_HORIZON,
                col(LabResult.observed_on) <= today)

@@ -13,8 +13,8 @@ from monitor.ingest.records import (
     IncomingResult,
     Record,
     Skipped,
-    UnreadableFile,
     Unreadable,
+    UnreadableFile,
     parse_number,
     parse_when,
 )

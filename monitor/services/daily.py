@@ -83,12 +83,13 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: dat
     raised: list[int] = []
     if insert_ignore(session, FlagRow, flags, ["enrollment_id", "key"]):
         keys = [f["key"] for f in flags]
-        raised = list(session.exec(select(FlagRow.id).where(
-            FlagRow.enrollment_id == eid, col(FlagRow.key).in_(keys), FlagRow.raised_at == now)).all())
+        raised = [i for i in session.exec(select(FlagRow.id).where(
+            FlagRow.enrollment_id == eid, col(FlagRow.key).in_(keys), FlagRow.raised_at == now)).all()
+                  if i is not None]
         changed += len(raised)
     if enrollment.next_review_on != plan.next_review_on or enrollment.last_evaluated_on != plan.as_of:
         enrollment.next_review_on, enrollment.last_evaluated_on = plan.next_review_on, plan.as_of
-    return changed, [i for i in raised if i is not None]
+    return changed, raised
 
 
 def evaluate_batch(session: Session, library: Library, enrollments: Sequence[Enrollment], report: RunReport,

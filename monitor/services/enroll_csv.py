@@ -56,7 +56,9 @@ def read_enrollments(path: Path, library: Library) -> list[EnrollmentRequest]:
                 raise UserError(f"{path}: missing columns {', '.join(missing)} "
                                 f"(needs {', '.join(REQUIRED)}; optional {', '.join(OPTIONAL)})")
             reader.fieldnames = header
-            requests, errors, seen = [], [], {}
+            requests: list[EnrollmentRequest] = []
+            errors: list[str] = []
+            seen: dict[str, int] = {}
             for row in reader:
                 line = reader.line_num
                 try:

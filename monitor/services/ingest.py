@@ -165,7 +165,7 @@ class _Batch:
                         value=row["value"], raw_value=row["raw_value"], status="corrected",
                         received_at=self.ctx.now))
                     stored[key] = (previous[0], row["value"])
-                    _earliest(touched, patients[record.mrn], row["observed_on"])
+                    _earliest(touched, patients[record.mrn] or 0, row["observed_on"])
                     self.report.corrected += 1
                 else:
                     self.reject(record.format, record.origin, record.raw,
@@ -196,7 +196,7 @@ def mark_for_review(session: Session, changed_from: dict[int, date]) -> None:
     for day, ids in by_day.items():
         session.execute(
             update(Enrollment)
-            .where(col(Enrollment.patient_id).in_(ids), Enrollment.status == "active",
+            .where(col(Enrollment.patient_id).in_(ids), col(Enrollment.status) == "active",
                    col(Enrollment.next_review_on) > day)
             .values(next_review_on=day)
         )

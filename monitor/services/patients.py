@@ -170,6 +170,7 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
                         "--tpmt or --nudt15")
     patient = find_patient(session, mrn)
     pid = patient.id
+    assert pid is not None
     done: list[str] = []
     for drug, mg in events.doses:
         if not 0 <= mg <= 1000:
@@ -211,7 +212,6 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
         insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
                                                  "on": on}], ["patient_id", "gene", "on"])
         done.append(f"{gene} {status} on {on}")
-    assert pid is not None
     mark_for_review(session, {pid: on})
     audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
           events=len(done))
