@@ -46,8 +46,8 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
         meds[m.patient_id].append(s.Medication(m.drug, m.started_on, m.stopped_on))
     results: dict[int, list[s.Result]] = defaultdict(list)
     rows = session.execute(
-        sa_select(LabResult.id, LabResult.patient_id, LabResult.analyte, LabResult.value,
-               LabResult.observed_on, LabResult.status, LabResult.ref_low, LabResult.ref_high)
+        sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
+               col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high))
         .where(col(LabResult.patient_id).in_(pids), col(LabResult.observed_on) >= today - RESULT_HORIZON,
                col(LabResult.observed_on) <= today)
         .order_by(col(LabResult.observed_on), col(LabResult.id))

@@ -1,0 +1,465 @@
+"""FHIR R4 JSON lab files: an Observation, a DiagnosticReport or a Bundle, as records.
+
+Plain dict walking (research ECOSYSTEM §5.2: fhir.resources is R5/R4B and lax about status and
+partial dates). Anything malformed becomes a record, never an exception: read_json never raises.
+
+- A DiagnosticReport's `result` and a panel's `hasMember` are followed within the file (bundle
+  `fullUrl`, `Type/id`, `#contained`) or the caller's `references`; members inherit the report's
+  or panel's subject and effective time. Each Observation is read once, however often it is
+  referenced. A reference that cannot be resolved is one Skipped.
+- The patient is the subject's MRN identifier (ReadOptions.mrn_type/mrn_authority), given
+  logically or on a Patient resource found in the file; never guessed from a reference id.
+- A neutrophil, lymphocyte or eosinophil % with a WBC but no absolute count in the same report
+  yields a derived absolute count (source key suffixed `#abs`).
+- `raw` is a JSON envelope (observation, resolved MRN, inherited times, source key) that
+  `from_raw` reads again, so quarantined FHIR records can be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.domain.analytes import Catalog, normalise_unit
+from monitor.ingest.records import (
+    IncomingResult,
+    ReadOptions,
+    Record,
+    Skipped,
+    Unreadable,
+    UnreadableFile,
+    parse_number,
+    parse_when,
+)
+
+Json = dict[str, Any]
+FORMAT = "fhir"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+BUNDLE_TYPES = ("collection", "transaction", "searchset", "batch")
+STATUS = {"final": "final", "amended": "corrected", "corrected": "corrected",
+          "preliminary": "preliminary", "cancelled": "retracted", "entered-in-error": "retracted"}
+NOT_LAB = {"vital-signs", "survey", "social-history", "exam", "imaging", "procedure", "therapy",
+           "activity"}
+WBC = ("6690-2", "26464-8")
+# % of leukocytes -> (absolute-count code to derive, codes of an absolute count already sent)
+DIFFERENTIAL = {"770-8": ("751-8", {"751-8", "26499-4", "753-4"}),
+                "736-9": ("731-0", {"731-0", "26474-7", "732-8"}),
+                "713-8": ("711-2", {"711-2", "26449-9", "712-0"})}
+FHIR_ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?")
+NO_TARGET = "referenced Observation not in this file"
+
+
+@dataclass
+class _Scope:
+    """One file: its name, reader settings and what references can point to."""
+
+    name: str
+    options: ReadOptions
+    catalog: Catalog | None
+    index: dict[str, Json] = field(default_factory=dict)  # fullUrl or Type/id -> resource
+    entry: dict[int, tuple[int, str]] = field(default_factory=dict)  # id(resource) -> (index, fullUrl)
+    seen: set[int] = field(default_factory=set)  # id() of Observations already read
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a member inherits from its report or panel, and where `#id` references point."""
+
+    subject: object = None
+    effective: object = None
+    issued: object = None
+    container: Json | None = None  # the resource whose `contained` answers `#id`
+    owner: tuple[str, str] = ("", "")  # its source key and origin, prefixes for contained ids
+
+    def enter(self, res: Json, key: str, origin: str, *, contained: bool) -> _Context:
+        subject, effective, issued = res.get("subject"), _effective(res), res.get("issued")
+        return _Context(
+            subject if isinstance(subject, dict) else self.subject,
+            self.effective if effective is None else effective,
+            self.issued if issued is None else issued,
+            self.container if contained else res,
+            self.owner if contained else (key, origin),
+        )
+
+
+def _dict(v: object) -> Json:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: object) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _str(v: object) -> str:
+    return v.strip() if isinstance(v, str) else ""
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and parse_number(str(v)) is not None
+
+
+def _dumps(v: object) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _digest(v: object) -> str:
+    return hashlib.sha256(_dumps(v).encode()).hexdigest()[:32]
+
+
+def _effective(res: Json) -> object:
+    if "effectiveDateTime" in res:
+        return res["effectiveDateTime"]
+    if "effectivePeriod" in res:
+        return _dict(res["effectivePeriod"]).get("start")
+    return res.get("effectiveInstant")
+
+
+def _codes(concept: object) -> set[str]:
+    return {_str(c.get("code")) for c in _list(_dict(concept).get("coding")) if isinstance(c, dict)}
+
+
+def _has_value(res: Json) -> bool:
+    return any(isinstance(k, str) and k.startswith("value") for k in res)
+
+
+def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tuple[str, str]:
+    """Source key and origin: `fhir:{id}|{versionId}`, else the fullUrl, else a content hash."""
+    rid = _str(res.get("id"))
+    rid = rid if FHIR_ID.fullmatch(rid) else ""
+    if contained:
+        local = rid or _digest(res)
+        return f"{ctx.owner[0]}#{local}", f"{ctx.owner[1]}#{local}"
+    position, full_url = scope.entry.get(id(res), (None, ""))
+    if rid:
+        version = _str(_dict(res.get("meta")).get("versionId"))
+        key = f"fhir:{rid}|{version if FHIR_ID.fullmatch(version) else ''}"
+    elif full_url and full_url.isprintable() and len(full_url) < 240:
+        key = f"fhir:{full_url}"
+    else:
+        key = f"fhir:sha256:{_digest(res)}"
+    place = rid or (f"entry {position}" if position is not None else key)
+    return key, f"{scope.name}:{place}"
+
+
+def _resolve(ref: object, scope: _Scope, ctx: _Context) -> Json | None:
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    if ref.startswith("#"):
+        return next((r for r in _list(_dict(ctx.container).get("contained"))
+                     if isinstance(r, dict) and r.get("id") == ref[1:]), None)
+    found = scope.index.get(ref)
+    if found is None:  # absolute or versioned URL: match on Type/id
+        parts = ref.split("/_history/")[0].rstrip("/").split("/")
+        found = scope.index.get("/".join(parts[-2:])) if len(parts) >= 2 else None
+    return found
+
+
+def _pick_mrn(identifiers: list[Any], options: ReadOptions) -> str | None:
+    """The identifier typed `mrn_type` (from `mrn_authority` if set); a lone untyped one will do."""
+    usable = [i for i in identifiers if isinstance(i, dict) and _str(i.get("value"))
+              and (not options.mrn_authority or i.get("system") == options.mrn_authority)]
+    typed = {_str(i["value"]) for i in usable if options.mrn_type in _codes(i.get("type"))}
+    if not typed and len(identifiers) == 1 and usable and not _codes(usable[0].get("type")) - {""}:
+        typed = {_str(usable[0]["value"])}
+    mrn = typed.pop() if len(typed) == 1 else ""
+    return mrn if mrn and len(mrn) <= 64 and mrn.isprintable() else None
+
+
+def _mrn(subject: object, scope: _Scope, ctx: _Context) -> str | None:
+    subject = _dict(subject)
+    if isinstance(subject.get("identifier"), dict):
+        mrn = _pick_mrn([subject["identifier"]], scope.options)
+        if mrn is not None:
+            return mrn
+    patient = _resolve(subject.get("reference"), scope, ctx)
+    if patient is None or patient.get("resourceType") != "Patient":
+        return None
+    return _pick_mrn(_list(patient.get("identifier")), scope.options)
+
+
+def _quantity(q: Json) -> tuple[str, str]:
+    """Value text (comparator kept: `<0.5` is not a number) and unit (UCUM code if coded)."""
+    v = q.get("value")
+    text = "" if v is None else str(v) if _is_number(v) else _dumps(v)
+    comparator = q.get("comparator")
+    if comparator not in (None, ""):
+        text = f"{comparator if isinstance(comparator, str) else _dumps(comparator)}{text}"
+    code, unit = _str(q.get("code")), _str(q.get("unit"))
+    return text, (code if q.get("system") == UCUM and code else unit or code)
+
+
+def _value_text(res: Json) -> str:
+    for k, v in res.items():
+        if isinstance(k, str) and k.startswith("value"):
+            if isinstance(v, str):
+                return v
+            if k == "valueCodeableConcept" and isinstance(v, dict):
+                coding = _dict(next(iter(_list(v.get("coding"))), None))
+                return _str(v.get("text")) or _str(coding.get("display")) or _str(coding.get("code"))
+            return _dumps(v)
+    return ""
+
+
+def _range(res: Json, units: set[str]) -> tuple[float | None, float | None, str]:
+    """referenceRange[0] low and high, or a reason they cannot be used."""
+    ranges = _list(res.get("referenceRange"))
+    first = _dict(ranges[0]) if ranges else {}
+    bounds: list[float | None] = []
+    for side in ("low", "high"):
+        q = first.get(side)
+        if q is None:
+            bounds.append(None)
+            continue
+        if not isinstance(q, dict) or not _is_number(q.get("value")):
+            return None, None, f"reference range {side} {_dumps(q)} is not a number"
+        _, unit = _quantity({**q, "value": 0})
+        if unit and normalise_unit(unit) not in units:
+            return None, None, f"reference range unit {unit!r} is not the result's unit"
+        bounds.append(float(q["value"]))
+    return bounds[0], bounds[1], ""
+
+
+def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: str | None = None) -> Record:
+    """One Observation (ctx already includes what it inherits) as a record."""
+    context = {k: v for k, v in (("effective", ctx.effective), ("issued", ctx.issued)) if v is not None}
+
+    def bad(reason: str) -> Unreadable:
+        envelope = {"context": context, "key": key, "mrn": mrn, "observation": obs}
+        return Unreadable(FORMAT, origin, _dumps(envelope), reason)
+
+    status = STATUS.get(_str(obs.get("status")))
+    if status is None:
+        if obs.get("status") == "registered":
+            return Skipped(origin, "pending")
+        return bad(f"status {obs.get('status')!r} is not final, preliminary, amended, corrected, "
+                   "cancelled or entered-in-error")
+    categories = set().union(*(_codes(c) for c in _list(obs.get("category"))))
+    if categories & NOT_LAB and "laboratory" not in categories:
+        return Skipped(origin, f"not a laboratory result (category {', '.join(sorted(categories))})")
+    codings = [c for c in _list(_dict(obs.get("code")).get("coding")) if isinstance(c, dict) and _str(c.get("code"))]
+    coding = next((c for c in codings if c.get("system") == LOINC), codings[0] if codings else {})
+    code = _str(coding.get("code"))
+    if not code:
+        return bad("no test code")
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict):
+        value, unit = _quantity(quantity)
+        units = {normalise_unit(unit), normalise_unit(_str(quantity.get("unit")))}
+    else:  # text, coded or no value: kept (to be quarantined) only if it may be a monitored result
+        monitored = (scope.catalog.analyte_for(code) is not None if scope.catalog is not None
+                     else coding.get("system") == LOINC)
+        if not monitored:
+            return Skipped(origin, "not a quantity" if _has_value(obs) else "no value")
+        value, unit, units = _value_text(obs), "", {""}
+    if mrn is None:
+        mrn = _mrn(obs.get("subject") if isinstance(obs.get("subject"), dict) else ctx.subject, scope, ctx)
+        if mrn is None:
+            return bad("no MRN identifier for the subject")
+    when = ctx.issued if ctx.effective is None else ctx.effective
+    if when is None:
+        return bad("no effective or issued time")
+    if not isinstance(when, str) or not DATE_TIME.fullmatch(when.strip()):
+        return bad(f"effective time {when!r} is not a full date or date-time")
+    try:
+        observed_at = parse_when(when, scope.options.lab_zone)
+    except (ValueError, OverflowError):
+        return bad(f"effective time {when!r} is not a valid date or date-time")
+    low, high, problem = _range(obs, units)
+    if problem:
+        return bad(problem)
+    envelope = {"context": context, "key": key, "mrn": mrn, "observation": obs}
+    return IncomingResult(
+        format=FORMAT, source_key=key, origin=origin, raw=_dumps(envelope), mrn=mrn, code=code,
+        value=value, unit=unit, observed_at=observed_at, status=status, ref_low=low, ref_high=high,
+    )
+
+
+def _derive(wbc: IncomingResult, pct: IncomingResult, code: str) -> IncomingResult:
+    value = parse_number(wbc.value) or 0.0
+    share = parse_number(pct.value) or 0.0
+    statuses = {wbc.status, pct.status}
+    status = ("preliminary" if "preliminary" in statuses else "corrected" if "corrected" in statuses
+              else "final")
+    raw = _dumps({"derived": f"{code} = {wbc.code} x {pct.code} / 100",
+                  "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
+    return IncomingResult(
+        format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw=raw,
+        mrn=wbc.mrn, code=code, value=str(round(value * share / 100, 6)), unit=wbc.unit,
+        observed_at=wbc.observed_at, status=status,
+    )
+
+
+def _derived(results: list[IncomingResult]) -> Iterator[IncomingResult]:
+    """Absolute counts from a report's % differential when the lab sent only the %."""
+    def usable(r: IncomingResult) -> bool:
+        return r.status != "retracted" and parse_number(r.value) is not None
+
+    wbc = next((r for r in results if r.code in WBC and usable(r)), None)
+    if wbc is None:
+        return
+    codes = {r.code for r in results}
+    for r in results:
+        target = DIFFERENTIAL.get(r.code)
+        if (target is not None and not codes & target[1] and usable(r) and r.mrn == wbc.mrn
+                and normalise_unit(r.unit) == "%"):
+            yield _derive(wbc, r, target[0])
+            codes.add(target[0])
+
+
+Leaf = tuple[Json, _Context, str, str]  # observation, its context, source key, origin
+
+
+def _members(res: Json, refs: list[Any], ctx: _Context, scope: _Scope) -> Iterator[Leaf | Skipped]:
+    for i, ref in enumerate(refs):
+        ref = _dict(ref).get("reference")
+        target = _resolve(ref, scope, ctx)
+        if target is None or target.get("resourceType") != "Observation":
+            where = ref if isinstance(ref, str) and ref.isprintable() else f"reference {i}"
+            yield Skipped(f"{ctx.owner[1]}->{where}", NO_TARGET)
+        else:
+            yield from _leaves(target, ctx, scope, contained=isinstance(ref, str) and ref.startswith("#"))
+
+
+def _leaves(res: Json, parent: _Context, scope: _Scope, *, contained: bool) -> Iterator[Leaf | Skipped]:
+    """The Observations to read under a report, panel or single Observation, each once."""
+    if id(res) in scope.seen:
+        return
+    scope.seen.add(id(res))
+    key, origin = _identity(res, scope, parent, contained=contained)
+    ctx = parent.enter(res, key, origin, contained=contained)
+    if res.get("resourceType") == "DiagnosticReport":
+        yield from _members(res, _list(res.get("result")), ctx, scope)
+        for c in _list(res.get("contained")):
+            if isinstance(c, dict) and c.get("resourceType") == "Observation":
+                yield from _leaves(c, ctx, scope, contained=True)
+        return
+    members = _list(res.get("hasMember"))
+    yield from _members(res, members, ctx, scope)
+    if not members or _has_value(res):
+        yield res, ctx, key, origin
+
+
+def _group(root: Json, scope: _Scope) -> Iterator[Record]:
+    """Records for one report, panel or Observation, then any derived absolute counts."""
+    results: list[IncomingResult] = []
+    for leaf in _leaves(root, _Context(), scope, contained=False):
+        if isinstance(leaf, Skipped):
+            yield leaf
+            continue
+        record = _read(*leaf, scope)
+        if isinstance(record, IncomingResult):
+            results.append(record)
+        yield record
+    yield from _derived(results)
+
+
+def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
+    resources: list[Json] = []
+    for i, entry in enumerate(_list(doc.get("entry"))):
+        res = _dict(_dict(entry).get("resource"))
+        if not isinstance(res.get("resourceType"), str):
+            yield Skipped(f"{scope.name}:entry {i}", "bundle entry without a resource")
+            continue
+        full_url = _str(_dict(entry).get("fullUrl"))
+        scope.entry[id(res)] = (i, full_url)
+        if full_url:
+            scope.index.setdefault(full_url, res)
+        if isinstance(res.get("id"), str):
+            scope.index.setdefault(f"{res['resourceType']}/{res['id']}", res)
+        resources.append(res)
+    members = {id(t) for r in resources for m in _list(r.get("hasMember"))
+               if (t := _resolve(_dict(m).get("reference"), scope, _Context(container=r))) is not None}
+    # Reports first, then top-level panels and single Observations, then anything left (cycles).
+    for res in resources:
+        if res["resourceType"] == "DiagnosticReport":
+            yield from _group(res, scope)
+    for pass_ in (0, 1):
+        for res in resources:
+            if (res["resourceType"] == "Observation" and id(res) not in scope.seen
+                    and (pass_ or id(res) not in members)):
+                yield from _group(res, scope)
+
+
+def read_json(
+    data: object,
+    origin: str,
+    options: ReadOptions,
+    *,
+    references: dict[str, dict[str, Any]] | None = None,
+    catalog: Catalog | None = None,
+) -> Iterator[Record]:
+    """Records from one parsed FHIR document; `origin` names it (usually the file name).
+
+    `references` holds resources from elsewhere (a Patient, the Observations a report points
+    to), keyed by reference (`Patient/x`) or fullUrl. Without `catalog`, a non-quantity value
+    of a LOINC-coded Observation is yielded (to be quarantined if monitored); with it, only if
+    the catalog monitors the code. Never raises: malformed input becomes Unreadable records.
+    """
+    scope = _Scope(origin, options, catalog)
+    for ref, res in (references or {}).items():
+        if isinstance(res, dict):
+            scope.index.setdefault(ref, res)
+            if isinstance(res.get("resourceType"), str) and isinstance(res.get("id"), str):
+                scope.index.setdefault(f"{res['resourceType']}/{res['id']}", res)
+    kind = _dict(data).get("resourceType")
+    if not isinstance(kind, str):
+        yield Unreadable(FORMAT, origin, _dumps(data), "not a FHIR resource (no resourceType)")
+    elif kind == "Bundle" and data.get("type") not in BUNDLE_TYPES:  # type: ignore[union-attr]
+        yield Unreadable(FORMAT, origin, _dumps(data), f"bundle type {data.get('type')!r} is not "  # type: ignore[union-attr]
+                         f"read; send one of {', '.join(BUNDLE_TYPES)}")
+    elif kind == "Bundle":
+        yield from _bundle(_dict(data), scope)
+    elif kind in ("Observation", "DiagnosticReport"):
+        yield from _group(_dict(data), scope)
+    else:
+        yield Skipped(origin, f"a {kind[:40]} resource holds no lab result")
+
+
+def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog | None = None) -> Record:
+    """A record this reader produced, read again from its `raw` (quarantine replay)."""
+    try:
+        envelope = _dict(json.loads(raw))
+    except (ValueError, RecursionError):
+        envelope = {}
+    parts = [from_raw(_dumps(p), origin, options, catalog) for p in _list(envelope.get("derived_from"))]
+    if parts:
+        results = [p for p in parts if isinstance(p, IncomingResult)]
+        derived = next(_derived(results), None) if len(results) == 2 else None
+        return derived or Unreadable(FORMAT, origin, raw, "the derived count's sources no longer read")
+    obs, context, key = envelope.get("observation"), _dict(envelope.get("context")), envelope.get("key")
+    if not isinstance(obs, dict) or not isinstance(key, str):
+        return Unreadable(FORMAT, origin, raw, "not a record of the FHIR reader")
+    mrn = envelope.get("mrn")
+    ctx = _Context(effective=context.get("effective"), issued=context.get("issued"), container=obs)
+    return _read(obs, ctx, _Scope(origin, options, catalog), key, origin, mrn if isinstance(mrn, str) else None)
+
+
+def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = None) -> Iterator[Record]:
+    """Records from a FHIR JSON file.
+
+    Raises:
+        UnreadableFile: missing, not UTF-8, not JSON, or not a FHIR resource.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UnreadableFile(f"{path}: not UTF-8 text; FHIR JSON must be UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UnreadableFile(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: JSON nested too deeply") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+        raise UnreadableFile(f"{path}: not a FHIR resource (no resourceType); send an Observation, "
+                             "DiagnosticReport or Bundle as JSON")
+    yield from read_json(doc, path.name, options, catalog=catalog)
