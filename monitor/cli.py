@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from monitor.app import App
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
-from monitor.ingest.records import UnreadableFile
+from monitor.ingest.records import ReadOptions, Record, UnreadableFile
 from monitor.services import daily, patients, queries
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import IngestReport, ingest_records
@@ -207,20 +207,29 @@ def ingest(
     a = the(ctx)
     if fmt not in ("auto", "csv", "hl7", "fhir"):
         raise UserError(f"--format {fmt!r} must be auto, csv, hl7 or fhir")
-    lab_zone = ZoneInfo(a.settings.ingest.lab_timezone)
+    options = a.read_options()
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
-        if kind != "csv":
-            raise UserError(f"{path}: {kind.upper()} files are not supported yet; convert to the CSV "
-                            "format of docs/CLI.md or wait for the HL7/FHIR readers")
         with a.session() as s, progress_bar(path.name) as bar:
             task = bar.add_task(path.name, total=None)
 
             def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.advance(task, n)
 
-            report = ingest_records(s, csv_reader.read_file(path, lab_zone), a.ingest_context(), progress=advance)
+            report = ingest_records(s, read_file(kind, path, options), a.ingest_context(), progress=advance)
         show_ingest(str(path), report)
+
+
+def read_file(kind: str, path: Path, options: ReadOptions) -> Iterator[Record]:
+    if kind == "hl7":
+        from monitor.ingest import hl7_reader
+
+        return hl7_reader.read_file(path, options)
+    if kind == "fhir":
+        from monitor.ingest import fhir_reader
+
+        return fhir_reader.read_file(path, options)
+    return csv_reader.read_file(path, options.lab_zone)
 
 
 def detect(path: Path) -> str:
@@ -371,6 +380,45 @@ def quarantine_replay(ctx: typer.Context) -> None:
     with a.session() as s:
         report = replay(s, a.ingest_context(), actor=a.actor, now=a.now())
     out.print(f"replayed {report.replayed}; {report.still_quarantined} still quarantined")
+
+
+@app.command()
+def mllp(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="TCP port (default: setting mllp.port)")] = None,
+) -> None:
+    """HL7 v2 MLLP listener: stores each message, ingests it, then ACKs (AA, or AE with the reason)."""
+    import asyncio
+    import signal
+
+    from monitor.ingest.mllp import Listener
+    from monitor.services.inbound import receive_hl7
+
+    a = the(ctx)
+    a.engine  # noqa: B018  (migrate before listening)
+
+    def handle(text: str) -> str:
+        with a.session() as s:
+            return receive_hl7(s, text, ctx=a.ingest_context(), options=a.read_options(), channel="mllp",
+                               now=a.now())
+
+    async def serve() -> None:
+        listener = Listener(handle)
+        bound = await listener.start(host, port or a.settings.mllp.port)
+        out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await listener.close()
+        out.print("MLLP listener stopped")
+
+    try:
+        asyncio.run(serve())
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port or a.settings.mllp.port}: {e.strerror}") from None
 
 
 @app.command()

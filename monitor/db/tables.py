@@ -152,6 +152,20 @@ class Quarantine(SQLModel, table=True):
     resolved_at: datetime | None = instant(default=None)
 
 
+class InboundMessage(SQLModel, table=True):
+    """A message as received from a feed (MLLP, HTTP), stored before it is acknowledged."""
+
+    __tablename__ = "inbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)  # mllp, http
+    received_at: datetime = instant()
+    control_id: str | None = Field(default=None, max_length=64)
+    raw: str = Field(sa_type=Text)
+    status: str = Field(default="received", max_length=16, index=True)  # received, processed, rejected
+    ack_code: str | None = Field(default=None, max_length=2)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
 class DueDrawRow(SQLModel, table=True):
     __tablename__ = "due_draw"
     __table_args__ = (UniqueConstraint("enrollment_id", "panel", "due_on"),)
