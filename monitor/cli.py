@@ -191,6 +191,8 @@ def progress_bar(label: str) -> Progress:
 def show_ingest(name: str, report: IngestReport) -> None:
     out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
               f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
+    if report.critical_flags:
+        out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
     if report.already_quarantined:
         out.print(f"  ({report.already_quarantined} of the quarantined were already in quarantine)")
     for reason, count in sorted(report.reasons.items()):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -111,6 +111,19 @@ def evaluate_batch(session: Session, library: Library, enrollments: Sequence[Enr
         report.new_flag_ids += raised
 
 
+def evaluate_patients(session: Session, library: Library, patient_ids: Iterable[int], *, today: date,
+                      now: datetime) -> int:
+    """Evaluate these patients' active enrollments now; return how many critical flags were raised."""
+    enrollments = session.exec(select(Enrollment).where(col(Enrollment.patient_id).in_(list(patient_ids)),
+                                                        Enrollment.status == "active")).all()
+    report = RunReport(run_on=today)
+    evaluate_batch(session, library, enrollments, report, today=today, now=now)
+    if not report.new_flag_ids:
+        return 0
+    return len(session.exec(select(FlagRow.id).where(col(FlagRow.id).in_(report.new_flag_ids),
+                                                     FlagRow.severity == "critical")).all())
+
+
 def expire_held(session: Session, *, today: date, now: datetime) -> int:
     """Held results past their hold move to quarantine (with the reason), never silently away."""
     expired = session.exec(select(HeldResult).where(col(HeldResult.expires_on) < today)).all()
@@ -147,7 +160,8 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
     report = RunReport(run_on=today)
     query = select(Enrollment.id).where(Enrollment.status == "active")
     if not full:
-        query = query.where(col(Enrollment.next_review_on) <= today)
+        # Due for review, or last evaluated for a later day than this run's (a backdated run).
+        query = query.where(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
     ids = list(session.exec(query.order_by(col(Enrollment.id))).all())
     first = claim(session, "daily", today.isoformat(), now=now)
     session.commit()

@@ -20,7 +20,10 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
 from monitor.db.upsert import insert_ignore
 from monitor.domain.analytes import Catalog, UnitProblem
+from monitor.domain.snapshot import Result
+from monitor.domain.thresholds import ctcae_grade
 from monitor.ingest.records import IncomingResult, Record, Skipped, Unreadable, parse_number, record_key
+from monitor.protocols import Library
 
 BATCH = 2000
 
@@ -33,6 +36,7 @@ class IngestReport:
     held: int = 0
     ignored: int = 0
     quarantined: int = 0
+    critical_flags: int = 0  # critical flags raised during ingestion
     already_quarantined: int = 0  # of `quarantined`, records that were there from an earlier run
     reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason (no values)
 
@@ -43,14 +47,14 @@ class IngestReport:
 
     def add(self, other: IngestReport) -> None:
         for name in ("stored", "duplicate", "corrected", "held", "ignored", "quarantined",
-                     "already_quarantined"):
+                     "already_quarantined", "critical_flags"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons.update(other.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         return {"stored": self.stored, "duplicate": self.duplicate, "corrected": self.corrected,
                 "held": self.held, "ignored": self.ignored, "quarantined": self.quarantined,
-                "already_quarantined": self.already_quarantined,
+                "already_quarantined": self.already_quarantined, "critical_flags": self.critical_flags,
                 "quarantine_reasons": dict(self.reasons)}
 
 
@@ -60,6 +64,9 @@ class Context:
     clinic_zone: ZoneInfo
     hold_days: int
     now: datetime
+    #: With the protocols at hand, a result in a critical band is evaluated at once, not at the
+    #: next daily cycle (its flag is raised during ingestion, whatever the route).
+    library: Library | None = None
 
     @property
     def today(self) -> date:
@@ -77,6 +84,7 @@ class _Batch:
         self.session, self.ctx = session, ctx
         self.report = IngestReport()
         self.quarantine: list[dict[str, Any]] = []
+        self.critical: set[int] = set()  # patients with a new result in a critical band
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str) -> None:
         self.report.quarantined += 1
@@ -139,6 +147,19 @@ class _Batch:
         self.quarantine = []
         return touched
 
+    def _screen(self, patient_id: int, row: dict[str, Any]) -> None:
+        """Note the patient if this result is critical under any protocol's grading."""
+        library = self.ctx.library
+        if library is None or row["status"] not in ("final", "corrected"):
+            return
+        result = Result(0, row["analyte"], row["value"], row["observed_on"], row["status"], row["ref_low"],
+                        row["ref_high"])
+        for protocol in library.protocols.values():
+            grade = ctcae_grade(result, protocol)
+            if grade is not None and grade >= protocol.grading.critical_min_grade:
+                self.critical.add(patient_id)
+                return
+
     def _store(self, pending: list[tuple[IncomingResult, dict[str, Any]]]) -> dict[int, date]:
         s = self.session
         mrns = {r.mrn for r, _ in pending}
@@ -166,6 +187,7 @@ class _Batch:
                         received_at=self.ctx.now))
                     stored[key] = (previous[0], row["value"])
                     _earliest(touched, patients[record.mrn] or 0, row["observed_on"])
+                    self._screen(patients[record.mrn] or 0, row)
                     self.report.corrected += 1
                 else:
                     self.reject(record.format, record.origin, record.raw,
@@ -182,6 +204,7 @@ class _Batch:
                 new_results.append({**row, "patient_id": patient_id})
                 stored[key] = (None, row["value"])
                 _earliest(touched, patient_id, row["observed_on"])
+                self._screen(patient_id, row)
         self.report.stored += insert_ignore(s, LabResult, new_results, ["source_key"])
         self.report.held += insert_ignore(s, HeldResult, new_held, ["source_key"])
         return touched
@@ -220,6 +243,12 @@ def ingest_records(
         touched = batch.run(chunk)
         mark_for_review(session, touched)
         session.commit()
+        if batch.critical and ctx.library is not None:
+            from monitor.services.daily import evaluate_patients
+
+            batch.report.critical_flags = evaluate_patients(session, ctx.library, batch.critical,
+                                                            today=ctx.today, now=ctx.now)
+            session.commit()
         report.add(batch.report)
         if progress is not None:
             progress(len(chunk))

@@ -39,3 +39,16 @@ def test_it_flags_leukopenia_from_an_ingested_csv(capsys: pytest.CaptureFixture[
     assert flag["severity"] == severity
     assert flag["value"] == float(wbc) and flag["unit"] == "10*9/L"
     assert cites in flag["why"]
+
+
+def test_a_critical_result_is_flagged_at_ingestion_without_waiting_for_the_daily_cycle(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from freezegun import freeze_time
+
+    with freeze_time("2026-02-01 10:00:00+00:00"):
+        enroll(capsys)
+        labs = write(tmp_path, "labs.csv", "mrn,collected_at,code,value,unit\nA1001,2026-01-31,6690-2,1.8,10*9/L\n")
+        r = run(capsys, "ingest", str(labs))
+        assert r.code == 0 and "1 critical flags raised now" in r.out
+        [flag] = run(capsys, "flags", "--format", "json").json()
+    assert flag["severity"] == "critical" and flag["kind"] == "leukopenia" and flag["mrn"] == "A1001"
