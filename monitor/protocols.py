@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.domain.analytes import Analyte, Catalog, Conversion, Range, normalise_unit
 from monitor.domain.errors import ProtocolError
@@ -91,7 +91,7 @@ class GradingFile(Strict):
 
 class StepIn(Strict):
     drug: str
-    from_week: int
+    from_week: int = Field(ge=1)
     dose_mg: float
     scale_with_weight: bool = False
     apply_target: bool = False
@@ -154,7 +154,7 @@ class ProtocolMeta(Strict):
     version: str
     title: str
     grading: str
-    critical_min_grade: int = 3
+    critical_min_grade: int = Field(default=3, ge=1, le=4)
     critical_action: str
     flag_lookback_days: int = 90
     missed_lookback_days: int = 90
@@ -165,9 +165,15 @@ class DrugIn(Strict):
 
 
 class TargetIn(Strict):
-    min_mg_per_kg: float
-    max_mg_per_kg: float
+    min_mg_per_kg: float = Field(gt=0)
+    max_mg_per_kg: float = Field(gt=0)
     source: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TargetIn:
+        if self.min_mg_per_kg > self.max_mg_per_kg:
+            raise ValueError("min_mg_per_kg is above max_mg_per_kg")
+        return self
 
 
 class ProtocolFile(Strict):
@@ -252,37 +258,49 @@ def _check_refs(path: Path, p: ProtocolFile, catalog: Catalog, grading: Grading)
     def fail(where: str, what: str) -> None:
         raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
 
-    tags = set(p.sources)
     panels = {a.panel for a in catalog.analytes.values()}
+    cited: list[tuple[str, str]] = [("safety.source", p.safety.source)]
+    drugs: list[tuple[str, str]] = [("safety.anchor_drug", p.safety.anchor_drug)]
+    drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
+    cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
     if p.induction is not None:
+        cited.append(("induction.source", p.induction.source))
         for i, step in enumerate(p.induction.steps):
-            if step.drug not in p.drugs:
-                fail(f"induction.steps[{i}].drug", f"unknown drug {step.drug!r}; add [drugs.{step.drug}]")
-            if step.source not in tags:
-                fail(f"induction.steps[{i}].source", f"unknown source tag {step.source!r}")
+            drugs.append((f"induction.steps[{i}].drug", step.drug))
+            cited.append((f"induction.steps[{i}].source", step.source))
     for i, stage in enumerate(p.safety.stages):
+        cited.append((f"safety.stages[{i}].source", stage.source))
         for panel in stage.panels:
             if panel not in panels:
                 fail(f"safety.stages[{i}].panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
-        if stage.source not in tags:
-            fail(f"safety.stages[{i}].source", f"unknown source tag {stage.source!r}")
     if not p.safety.stages or p.safety.stages[-1].until_day is not None or p.safety.stages[-1].count:
         fail("safety.stages", "the last stage must be open-ended (no until_day or count)")
+    seen: set[str] = set()
     for i, t in enumerate(p.thresholds):
+        cited.append((f"thresholds[{i}].source", t.source))
         if t.analyte not in catalog.analytes:
             fail(f"thresholds[{i}].analyte", f"unknown analyte {t.analyte!r}")
-        if t.source not in tags:
-            fail(f"thresholds[{i}].source", f"unknown source tag {t.source!r}")
+        if t.id in seen:
+            fail(f"thresholds[{i}].id", f"duplicate threshold id {t.id!r}")
+        seen.add(t.id)
     for analyte in grading.terms:
         if analyte not in catalog.analytes:
             fail("grading", f"{grading.name} term for unknown analyte {analyte!r}")
-    if grading.source not in tags:
-        fail("sources", f"add the grading source tag {grading.source!r}")
+    cited.append(("sources", grading.source))
+    for where, drug in drugs:
+        if drug not in p.drugs:
+            fail(where, f"unknown drug {drug!r}; add a [drugs.{drug}] table")
+    for where, tag in cited:
+        if tag not in p.sources:
+            fail(where, f"unknown source tag {tag!r}; define it in [sources]")
 
 
 def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -> MonitoringProtocol:
     directory = directory or path.parent.parent
     p = _validated(ProtocolFile, path)
+    if not (directory / "grading" / f"{p.protocol.grading}.toml").is_file():
+        raise ProtocolError(f"{path.name}: protocol.grading: no grading file {p.protocol.grading!r} in "
+                            f"{directory / 'grading'} (fix it in {path})")
     grading = load_grading(p.protocol.grading, directory)
     grading = Grading(grading.name, grading.version, grading.terms,
                       p.protocol.critical_min_grade, grading.source)

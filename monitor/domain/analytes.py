@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 def normalise_unit(unit: str) -> str:
     """Fold the spellings labs use for one unit into one key (`10^3/µL` -> `10*3/ul`)."""
     folded = re.sub(r"\{[^}]*\}", "", unit.strip())  # UCUM annotations are unity: {cells}/uL
+    folded = re.sub(r"^cells(?=/)", "", folded, flags=re.IGNORECASE)  # US spelling of {cells}/uL
     folded = folded.replace(" ", "").replace("^", "*").replace("µ", "u").replace("μ", "u")
     if folded[:1] in ("x", "X") and folded[1:3] == "10":
         folded = folded[1:]
