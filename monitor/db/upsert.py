@@ -18,6 +18,6 @@ def insert_ignore(
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    result = session.execute(stmt, list(rows))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # RETURNING counts exactly on both databases (executemany's rowcount is -1 on psycopg).
+    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(*table.primary_key.columns)
+    return len(session.execute(stmt, list(rows)).all())

@@ -1,18 +1,10 @@
-"""FHIR R4 JSON lab files: an Observation, a DiagnosticReport or a Bundle, as records.
+"""FHIR R4 JSON lab files (an Observation, a DiagnosticReport or a Bundle) as records.
 
-Plain dict walking (research ECOSYSTEM §5.2: fhir.resources is R5/R4B and lax about status and
-partial dates). Anything malformed becomes a record, never an exception: read_json never raises.
-
-- A DiagnosticReport's `result` and a panel's `hasMember` are followed within the file (bundle
-  `fullUrl`, `Type/id`, `#contained`) or the caller's `references`; members inherit the report's
-  or panel's subject and effective time. Each Observation is read once, however often it is
-  referenced. A reference that cannot be resolved is one Skipped.
-- The patient is the subject's MRN identifier (ReadOptions.mrn_type/mrn_authority), given
-  logically or on a Patient resource found in the file; never guessed from a reference id.
-- A neutrophil, lymphocyte or eosinophil % with a WBC but no absolute count in the same report
-  yields a derived absolute count (source key suffixed `#abs`).
-- `raw` is a JSON envelope (observation, resolved MRN, inherited times, source key) that
-  `from_raw` reads again, so quarantined FHIR records can be replayed.
+Plain dict walking (ECOSYSTEM §5.2); malformed input becomes records, never exceptions. Report
+`result` and panel `hasMember` references are followed within the file (fullUrl, Type/id,
+#contained) or the caller's `references`; members inherit subject and time and are read once.
+The patient is the subject's MRN identifier, never guessed from a reference id. `raw` is a JSON
+envelope (observation, MRN, inherited times, source key) that `from_raw` reads again for replay.
 """
 
 from __future__ import annotations
@@ -21,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +58,14 @@ class _Scope:
     index: dict[str, Json] = field(default_factory=dict)  # fullUrl or Type/id -> resource
     entry: dict[int, tuple[int, str]] = field(default_factory=dict)  # id(resource) -> (index, fullUrl)
     seen: set[int] = field(default_factory=set)  # id() of Observations already read
+    references: dict[str, Any] = field(default_factory=dict)  # the caller's, after the file's own
+
+    def add(self, key: str, res: object) -> None:
+        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
+            if key:
+                self.index.setdefault(key, res)
+            if isinstance(res.get("id"), str):
+                self.index.setdefault(f"{res['resourceType']}/{res['id']}", res)
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,20 @@ class _Context:
     issued: object = None
     container: Json | None = None  # the resource whose `contained` answers `#id`
     owner: tuple[str, str] = ("", "")  # its source key and origin, prefixes for contained ids
+    depth: int = 0  # report and panel nesting: bounded, so a hostile file cannot exhaust the stack
 
     def enter(self, res: Json, key: str, origin: str, *, contained: bool) -> _Context:
-        subject, effective, issued = res.get("subject"), _effective(res), res.get("issued")
+        """The context of `res` and its members: its own subject and times, else inherited ones."""
+        effective = (res["effectiveDateTime"] if "effectiveDateTime" in res
+                     else _dict(res.get("effectivePeriod")).get("start", res.get("effectiveInstant")))
+        subject, issued = res.get("subject"), res.get("issued")
         return _Context(
             subject if isinstance(subject, dict) else self.subject,
             self.effective if effective is None else effective,
             self.issued if issued is None else issued,
             self.container if contained else res,
             self.owner if contained else (key, origin),
+            self.depth + 1,
         )
 
 
@@ -109,16 +114,9 @@ def _dumps(v: object) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
-def _digest(v: object) -> str:
-    return hashlib.sha256(_dumps(v).encode()).hexdigest()[:32]
-
-
-def _effective(res: Json) -> object:
-    if "effectiveDateTime" in res:
-        return res["effectiveDateTime"]
-    if "effectivePeriod" in res:
-        return _dict(res["effectivePeriod"]).get("start")
-    return res.get("effectiveInstant")
+def _show(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _codes(concept: object) -> set[str]:
@@ -134,7 +132,7 @@ def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tu
     rid = _str(res.get("id"))
     rid = rid if FHIR_ID.fullmatch(rid) else ""
     if contained:
-        local = rid or _digest(res)
+        local = rid or hashlib.sha256(_dumps(res).encode()).hexdigest()[:32]
         return f"{ctx.owner[0]}#{local}", f"{ctx.owner[1]}#{local}"
     position, full_url = scope.entry.get(id(res), (None, ""))
     if rid:
@@ -143,7 +141,7 @@ def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tu
     elif full_url and full_url.isprintable() and len(full_url) < 240:
         key = f"fhir:{full_url}"
     else:
-        key = f"fhir:sha256:{_digest(res)}"
+        key = f"fhir:sha256:{hashlib.sha256(_dumps(res).encode()).hexdigest()[:32]}"
     place = rid or (f"entry {position}" if position is not None else key)
     return key, f"{scope.name}:{place}"
 
@@ -162,7 +160,7 @@ def _resolve(ref: object, scope: _Scope, ctx: _Context) -> Json | None:
 
 
 def _pick_mrn(identifiers: list[Any], options: ReadOptions) -> str | None:
-    """The identifier typed `mrn_type` (from `mrn_authority` if set); a lone untyped one will do."""
+    """The identifier typed `mrn_type` (from `mrn_authority` if set); a sole untyped one will do."""
     usable = [i for i in identifiers if isinstance(i, dict) and _str(i.get("value"))
               and (not options.mrn_authority or i.get("system") == options.mrn_authority)]
     typed = {_str(i["value"]) for i in usable if options.mrn_type in _codes(i.get("type"))}
@@ -172,16 +170,13 @@ def _pick_mrn(identifiers: list[Any], options: ReadOptions) -> str | None:
     return mrn if mrn and len(mrn) <= 64 and mrn.isprintable() else None
 
 
-def _mrn(subject: object, scope: _Scope, ctx: _Context) -> str | None:
-    subject = _dict(subject)
-    if isinstance(subject.get("identifier"), dict):
-        mrn = _pick_mrn([subject["identifier"]], scope.options)
-        if mrn is not None:
-            return mrn
-    patient = _resolve(subject.get("reference"), scope, ctx)
-    if patient is None or patient.get("resourceType") != "Patient":
-        return None
-    return _pick_mrn(_list(patient.get("identifier")), scope.options)
+def _mrn(subject: Json, scope: _Scope, ctx: _Context) -> str | None:
+    """From the subject's logical identifier, else from the Patient it references in the file."""
+    logical = subject.get("identifier")
+    mrn = _pick_mrn([logical], scope.options) if isinstance(logical, dict) else None
+    patient = _dict(_resolve(subject.get("reference"), scope, ctx)) if mrn is None else {}
+    return mrn or (_pick_mrn(_list(patient.get("identifier")), scope.options)
+                   if patient.get("resourceType") == "Patient" else None)
 
 
 def _quantity(q: Json) -> tuple[str, str]:
@@ -208,26 +203,22 @@ def _value_text(res: Json) -> str:
 
 
 def _range(res: Json, units: set[str]) -> tuple[float | None, float | None, str]:
-    """referenceRange[0] low and high, or a reason they cannot be used."""
-    ranges = _list(res.get("referenceRange"))
-    first = _dict(ranges[0]) if ranges else {}
-    bounds: list[float | None] = []
-    for side in ("low", "high"):
-        q = first.get(side)
-        if q is None:
-            bounds.append(None)
-            continue
-        if not isinstance(q, dict) or not _is_number(q.get("value")):
-            return None, None, f"reference range {side} {_dumps(q)} is not a number"
-        _, unit = _quantity({**q, "value": 0})
+    """referenceRange[0] low and high, or why they cannot be used."""
+    first = _dict(next(iter(_list(res.get("referenceRange"))), None))
+    bounds = {side: first.get(side) for side in ("low", "high")}
+    for side, q in bounds.items():
+        if q is not None and (not isinstance(q, dict) or not _is_number(q.get("value"))):
+            return None, None, f"reference range {side} {_show(q)} is not a number"
+        unit = _quantity(q)[1] if q is not None else ""
         if unit and normalise_unit(unit) not in units:
             return None, None, f"reference range unit {unit!r} is not the result's unit"
-        bounds.append(float(q["value"]))
-    return bounds[0], bounds[1], ""
+    low, high = (None if q is None else float(q["value"]) for q in bounds.values())
+    return low, high, ""
 
 
-def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: str | None = None) -> Record:
-    """One Observation (ctx already includes what it inherits) as a record."""
+def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: str | None = None,
+          ) -> Record:
+    """One Observation as a record; `ctx` holds its own or inherited subject and times."""
     context = {k: v for k, v in (("effective", ctx.effective), ("issued", ctx.issued)) if v is not None}
 
     def bad(reason: str) -> Unreadable:
@@ -238,12 +229,13 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
     if status is None:
         if obs.get("status") == "registered":
             return Skipped(origin, "pending")
-        return bad(f"status {obs.get('status')!r} is not final, preliminary, amended, corrected, "
+        return bad(f"status {_show(obs.get('status'))} is not final, preliminary, amended, corrected, "
                    "cancelled or entered-in-error")
-    categories = set().union(*(_codes(c) for c in _list(obs.get("category"))))
+    categories = {code for c in _list(obs.get("category")) for code in _codes(c)}
     if categories & NOT_LAB and "laboratory" not in categories:
         return Skipped(origin, f"not a laboratory result (category {', '.join(sorted(categories))})")
-    codings = [c for c in _list(_dict(obs.get("code")).get("coding")) if isinstance(c, dict) and _str(c.get("code"))]
+    codings = [c for c in _list(_dict(obs.get("code")).get("coding"))
+               if isinstance(c, dict) and _str(c.get("code"))]
     coding = next((c for c in codings if c.get("system") == LOINC), codings[0] if codings else {})
     code = _str(coding.get("code"))
     if not code:
@@ -251,27 +243,27 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
     quantity = obs.get("valueQuantity")
     if isinstance(quantity, dict):
         value, unit = _quantity(quantity)
-        units = {normalise_unit(unit), normalise_unit(_str(quantity.get("unit")))}
+        units: set[str] | None = {normalise_unit(unit), normalise_unit(_str(quantity.get("unit")))}
     else:  # text, coded or no value: kept (to be quarantined) only if it may be a monitored result
         monitored = (scope.catalog.analyte_for(code) is not None if scope.catalog is not None
                      else coding.get("system") == LOINC)
         if not monitored:
             return Skipped(origin, "not a quantity" if _has_value(obs) else "no value")
-        value, unit, units = _value_text(obs), "", {""}
+        value, unit, units = _value_text(obs), "", None
     if mrn is None:
-        mrn = _mrn(obs.get("subject") if isinstance(obs.get("subject"), dict) else ctx.subject, scope, ctx)
+        mrn = _mrn(_dict(ctx.subject if ctx.subject is not None else obs.get("subject")), scope, ctx)
         if mrn is None:
             return bad("no MRN identifier for the subject")
     when = ctx.issued if ctx.effective is None else ctx.effective
     if when is None:
         return bad("no effective or issued time")
     if not isinstance(when, str) or not DATE_TIME.fullmatch(when.strip()):
-        return bad(f"effective time {when!r} is not a full date or date-time")
+        return bad(f"effective time {_show(when)} is not a full date or date-time")
     try:
         observed_at = parse_when(when, scope.options.lab_zone)
     except (ValueError, OverflowError):
-        return bad(f"effective time {when!r} is not a valid date or date-time")
-    low, high, problem = _range(obs, units)
+        return bad(f"effective time {_show(when)} is not a valid date or date-time")
+    low, high, problem = _range(obs, units) if units is not None else (None, None, "")
     if problem:
         return bad(problem)
     envelope = {"context": context, "key": key, "mrn": mrn, "observation": obs}
@@ -281,48 +273,41 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
     )
 
 
-def _derive(wbc: IncomingResult, pct: IncomingResult, code: str) -> IncomingResult:
-    value = parse_number(wbc.value) or 0.0
-    share = parse_number(pct.value) or 0.0
-    statuses = {wbc.status, pct.status}
-    status = ("preliminary" if "preliminary" in statuses else "corrected" if "corrected" in statuses
-              else "final")
-    raw = _dumps({"derived": f"{code} = {wbc.code} x {pct.code} / 100",
-                  "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
-    return IncomingResult(
-        format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw=raw,
-        mrn=wbc.mrn, code=code, value=str(round(value * share / 100, 6)), unit=wbc.unit,
-        observed_at=wbc.observed_at, status=status,
-    )
-
-
 def _derived(results: list[IncomingResult]) -> Iterator[IncomingResult]:
-    """Absolute counts from a report's % differential when the lab sent only the %."""
-    def usable(r: IncomingResult) -> bool:
-        return r.status != "retracted" and parse_number(r.value) is not None
-
-    wbc = next((r for r in results if r.code in WBC and usable(r)), None)
+    """Absolute counts (WBC x % / 100, in the WBC unit) when a report has only the % for a cell."""
+    numbers = {id(r): n for r in results
+               if r.status != "retracted" and (n := parse_number(r.value)) is not None}
+    wbc = next((r for r in results if r.code in WBC and id(r) in numbers), None)
     if wbc is None:
         return
     codes = {r.code for r in results}
-    for r in results:
-        target = DIFFERENTIAL.get(r.code)
-        if (target is not None and not codes & target[1] and usable(r) and r.mrn == wbc.mrn
-                and normalise_unit(r.unit) == "%"):
-            yield _derive(wbc, r, target[0])
-            codes.add(target[0])
+    for pct in results:
+        target = DIFFERENTIAL.get(pct.code)
+        if (target is None or codes & target[1] or id(pct) not in numbers or pct.mrn != wbc.mrn
+                or normalise_unit(pct.unit) != "%"):
+            continue
+        codes.add(target[0])
+        statuses = {wbc.status, pct.status}
+        raw = _dumps({"derived": f"{target[0]} = {wbc.code} x {pct.code} / 100",
+                      "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
+        yield IncomingResult(
+            format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw=raw,
+            mrn=wbc.mrn, code=target[0], value=str(round(numbers[id(wbc)] * numbers[id(pct)] / 100, 6)),
+            unit=wbc.unit, observed_at=wbc.observed_at,
+            status=next((s for s in ("preliminary", "corrected") if s in statuses), "final"),
+        )
 
 
 Leaf = tuple[Json, _Context, str, str]  # observation, its context, source key, origin
 
 
-def _members(res: Json, refs: list[Any], ctx: _Context, scope: _Scope) -> Iterator[Leaf | Skipped]:
+def _members(refs: list[Any], ctx: _Context, scope: _Scope) -> Iterator[Leaf | Skipped]:
     for i, ref in enumerate(refs):
         ref = _dict(ref).get("reference")
         target = _resolve(ref, scope, ctx)
-        if target is None or target.get("resourceType") != "Observation":
+        if target is None or target.get("resourceType") != "Observation" or ctx.depth > 20:
             where = ref if isinstance(ref, str) and ref.isprintable() else f"reference {i}"
-            yield Skipped(f"{ctx.owner[1]}->{where}", NO_TARGET)
+            yield Skipped(f"{ctx.owner[1]}->{where}", NO_TARGET if ctx.depth <= 20 else "nested too deeply")
         else:
             yield from _leaves(target, ctx, scope, contained=isinstance(ref, str) and ref.startswith("#"))
 
@@ -335,13 +320,13 @@ def _leaves(res: Json, parent: _Context, scope: _Scope, *, contained: bool) -> I
     key, origin = _identity(res, scope, parent, contained=contained)
     ctx = parent.enter(res, key, origin, contained=contained)
     if res.get("resourceType") == "DiagnosticReport":
-        yield from _members(res, _list(res.get("result")), ctx, scope)
+        yield from _members(_list(res.get("result")), ctx, scope)
         for c in _list(res.get("contained")):
             if isinstance(c, dict) and c.get("resourceType") == "Observation":
                 yield from _leaves(c, ctx, scope, contained=True)
         return
     members = _list(res.get("hasMember"))
-    yield from _members(res, members, ctx, scope)
+    yield from _members(members, ctx, scope)
     if not members or _has_value(res):
         yield res, ctx, key, origin
 
@@ -353,7 +338,8 @@ def _group(root: Json, scope: _Scope) -> Iterator[Record]:
         if isinstance(leaf, Skipped):
             yield leaf
             continue
-        record = _read(*leaf, scope)
+        obs, ctx, key, origin = leaf
+        record = _read(obs, ctx, scope, key, origin)
         if isinstance(record, IncomingResult):
             results.append(record)
         yield record
@@ -367,13 +353,11 @@ def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
         if not isinstance(res.get("resourceType"), str):
             yield Skipped(f"{scope.name}:entry {i}", "bundle entry without a resource")
             continue
-        full_url = _str(_dict(entry).get("fullUrl"))
-        scope.entry[id(res)] = (i, full_url)
-        if full_url:
-            scope.index.setdefault(full_url, res)
-        if isinstance(res.get("id"), str):
-            scope.index.setdefault(f"{res['resourceType']}/{res['id']}", res)
+        scope.entry[id(res)] = (i, _str(_dict(entry).get("fullUrl")))
+        scope.add(scope.entry[id(res)][1], res)
         resources.append(res)
+    for ref, other in scope.references.items():
+        scope.add(ref, other)
     members = {id(t) for r in resources for m in _list(r.get("hasMember"))
                if (t := _resolve(_dict(m).get("reference"), scope, _Context(container=r))) is not None}
     # Reports first, then top-level panels and single Observations, then anything left (cycles).
@@ -387,14 +371,9 @@ def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
                 yield from _group(res, scope)
 
 
-def read_json(
-    data: object,
-    origin: str,
-    options: ReadOptions,
-    *,
-    references: dict[str, dict[str, Any]] | None = None,
-    catalog: Catalog | None = None,
-) -> Iterator[Record]:
+def read_json(data: object, origin: str, options: ReadOptions, *,
+              references: dict[str, dict[str, Any]] | None = None,
+              catalog: Catalog | None = None) -> Iterator[Record]:
     """Records from one parsed FHIR document; `origin` names it (usually the file name).
 
     `references` holds resources from elsewhere (a Patient, the Observations a report points
@@ -402,22 +381,20 @@ def read_json(
     of a LOINC-coded Observation is yielded (to be quarantined if monitored); with it, only if
     the catalog monitors the code. Never raises: malformed input becomes Unreadable records.
     """
-    scope = _Scope(origin, options, catalog)
-    for ref, res in (references or {}).items():
-        if isinstance(res, dict):
-            scope.index.setdefault(ref, res)
-            if isinstance(res.get("resourceType"), str) and isinstance(res.get("id"), str):
-                scope.index.setdefault(f"{res['resourceType']}/{res['id']}", res)
-    kind = _dict(data).get("resourceType")
+    scope = _Scope(origin, options, catalog, references=dict(references or {}))
+    doc = _dict(data)
+    kind = doc.get("resourceType")
     if not isinstance(kind, str):
         yield Unreadable(FORMAT, origin, _dumps(data), "not a FHIR resource (no resourceType)")
-    elif kind == "Bundle" and data.get("type") not in BUNDLE_TYPES:  # type: ignore[union-attr]
-        yield Unreadable(FORMAT, origin, _dumps(data), f"bundle type {data.get('type')!r} is not "  # type: ignore[union-attr]
-                         f"read; send one of {', '.join(BUNDLE_TYPES)}")
+    elif kind == "Bundle" and doc.get("type") not in BUNDLE_TYPES:
+        yield Unreadable(FORMAT, origin, _dumps(doc), f"bundle type {_show(doc.get('type'))} is not read; "
+                         f"send one of {', '.join(BUNDLE_TYPES)}")
     elif kind == "Bundle":
-        yield from _bundle(_dict(data), scope)
+        yield from _bundle(doc, scope)
     elif kind in ("Observation", "DiagnosticReport"):
-        yield from _group(_dict(data), scope)
+        for ref, other in scope.references.items():
+            scope.add(ref, other)
+        yield from _group(doc, scope)
     else:
         yield Skipped(origin, f"a {kind[:40]} resource holds no lab result")
 
@@ -432,13 +409,16 @@ def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog | Non
     if parts:
         results = [p for p in parts if isinstance(p, IncomingResult)]
         derived = next(_derived(results), None) if len(results) == 2 else None
-        return derived or Unreadable(FORMAT, origin, raw, "the derived count's sources no longer read")
+        if derived is None:
+            return Unreadable(FORMAT, origin, raw, "the derived count's sources no longer read")
+        return replace(derived, origin=origin)
     obs, context, key = envelope.get("observation"), _dict(envelope.get("context")), envelope.get("key")
     if not isinstance(obs, dict) or not isinstance(key, str):
         return Unreadable(FORMAT, origin, raw, "not a record of the FHIR reader")
     mrn = envelope.get("mrn")
     ctx = _Context(effective=context.get("effective"), issued=context.get("issued"), container=obs)
-    return _read(obs, ctx, _Scope(origin, options, catalog), key, origin, mrn if isinstance(mrn, str) else None)
+    scope = _Scope(origin, options, catalog)
+    return _read(obs, ctx, scope, key, origin, mrn if isinstance(mrn, str) else None)
 
 
 def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = None) -> Iterator[Record]:
@@ -455,10 +435,9 @@ def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = Non
         doc = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UnreadableFile(f"{path}: not UTF-8 text; FHIR JSON must be UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise UnreadableFile(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
-    except RecursionError:
-        raise UnreadableFile(f"{path}: JSON nested too deeply") from None
+    except (ValueError, RecursionError) as e:
+        why = (str(e) or "nested too deeply").splitlines()[0]
+        raise UnreadableFile(f"{path}: not JSON ({why})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise UnreadableFile(f"{path}: not a FHIR resource (no resourceType); send an Observation, "
                              "DiagnosticReport or Bundle as JSON")
