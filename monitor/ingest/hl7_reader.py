@@ -1,0 +1,396 @@
+"""HL7 v2 lab files (2.2-2.5.1): one record per OBX of every ORU message (ECOSYSTEM.md §5.1).
+
+A non-empty, non-pending OBX value is an `IncomingResult` whatever its value type (text too): the
+service's catalog alone decides monitored, ignored or unknown, so no possible monitored result is
+dropped here. Skipped: pending or not-done results, empty values, ED/RP, non-ORU messages.
+Unreadable: messages that cannot be split safely, OBX that cannot be stored exactly.
+
+The `raw` of an OBX record is its MSH, PID, OBR and OBX as received plus a `ZMK` line that is not
+part of the message: the record's source key, so `from_raw` can re-read the quarantined text exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from itertools import chain
+from pathlib import Path
+from typing import TextIO
+
+import hl7
+
+from monitor.ingest.records import (
+    IncomingResult,
+    ReadOptions,
+    Record,
+    Skipped,
+    Unreadable,
+    UnreadableFile,
+    parse_number,
+)
+
+FORMAT = "hl7"
+ENVELOPE = ("FHS", "BHS", "BTS", "FTS")  # file and batch wrappers carry no results
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the same breaks as universal-newline file reading
+STRIP = " \t\x00\x0b\x1c\ufeff"  # whitespace, MLLP framing, a BOM
+REPLAY = "ZMK"  # monitor's replay line: source key and note; never part of a received message
+INTERNAL = "internal reader error"
+STATUS = {"F": "final", "U": "final", "C": "corrected", "A": "corrected", "P": "preliminary",
+          "R": "preliminary", "S": "preliminary", "D": "retracted", "W": "retracted"}
+NO_RESULT = {"I": "pending (result status I)", "O": "no result, order detail only (status O)",
+             "N": "not asked (result status N)", "X": "result cannot be obtained (status X)"}
+NOT_A_VALUE = {"ED": "value type ED (a document) is not a lab value",
+               "RP": "value type RP (a reference pointer) is not a lab value"}
+CODED = ("CE", "CWE", "CNE", "CF")
+ONE_VALUE = ("NM", "SN", "ST")
+
+# %-differential -> absolute count. LOINC codes of config/analytes.toml (WBC, NEUT, LYMPH, EOS and
+# their synonyms; CLINICAL.md §9.1) and the %-codes of the brief; the reader needs no catalog.
+WBC_CODES = frozenset({"6690-2", "26464-8", "804-5"})
+CELL_LINES = (  # name, % codes, absolute-count codes, code of the derived absolute count
+    ("neutrophils", frozenset({"770-8", "26511-6"}), frozenset({"751-8", "26499-4", "753-4"}), "751-8"),
+    ("lymphocytes", frozenset({"736-9", "26478-8"}), frozenset({"731-0", "26474-7", "732-8"}), "731-0"),
+    ("eosinophils", frozenset({"713-8", "26450-7"}), frozenset({"711-2", "26449-9", "712-0"}), "711-2"),
+)
+
+NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+TAIL = r"(?:\s+\S.*)?"  # a unit after the numbers: "<10 ug/dl"
+RANGE = re.compile(rf"({NUM})\s*(?:-|–|_|to)\s*({NUM}){TAIL}", re.IGNORECASE)
+BELOW = re.compile(rf"(?:<=?|≤)\s*({NUM}){TAIL}")
+ABOVE = re.compile(rf"(?:>=?|≥)\s*({NUM}){TAIL}")
+TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2}(?:\.\d{1,6})?)?(?:([+-])(\d{2})([0-5]\d))?")
+
+
+@dataclass(frozen=True)
+class _Seps:
+    field: str
+    comp: str
+    rep: str
+    esc: str
+    sub: str
+
+
+@dataclass(frozen=True)
+class _Seg:
+    raw: str
+    name: str
+    fields: list[str]  # index = HL7 field number (python-hl7 numbers MSH the same way)
+
+    def f(self, n: int) -> str:
+        return self.fields[n] if 0 < n < len(self.fields) else ""
+
+
+@dataclass(frozen=True)
+class _Msg:
+    seps: _Seps
+    options: ReadOptions
+    head: list[str]  # MSH and PID as received
+    mrn: str
+    mrn_problem: str
+    sent_at: str  # MSH-7
+
+
+def read_text(text: str, origin: str, options: ReadOptions) -> Iterator[Record]:
+    """Records from HL7 text: one message, a batch, or several messages one after another."""
+    yield from _read_lines(LINE_BREAK.split(text), origin, options)
+
+
+def read_file(path: Path, options: ReadOptions) -> Iterator[Record]:
+    """Records from an HL7 file, read message by message (the file is checked now, read lazily).
+
+    Raises:
+        UnreadableFile: missing, not UTF-8, or not HL7 (no MSH, FHS or BHS first).
+    """
+    with _open(path) as stream:
+        first = next((s for s in (line.strip(STRIP) for line in stream) if s), "")
+    if first[:3] not in ("MSH", "FHS", "BHS"):
+        raise UnreadableFile(f"{path}: not an HL7 v2 file; it must start with an MSH, FHS or BHS segment")
+    return _read_stream(path, options)
+
+
+def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
+    """A record this reader produced, read again from its `raw` (quarantine replay) under its key."""
+    lines = [line.strip(STRIP) for line in LINE_BREAK.split(raw) if line.strip(STRIP)]
+    seps = _encoding(lines[0]) if lines else None
+    keyed = seps is not None and lines[-1].startswith(REPLAY + seps.field)
+    key = _unescape(lines[-1].split(seps.field)[1], seps) if seps is not None and keyed else ""
+    records = list(read_text(raw, origin, options))
+    if keyed:  # one OBX, or the two a count was derived from: keep the record the key names
+        d = key.endswith("#abs")
+        named = [r for r in records if isinstance(r, IncomingResult) and r.source_key.endswith("#abs") == d]
+        records = [*named, *(r for r in records if not isinstance(r, IncomingResult))][:1]
+    if len(records) != 1:
+        return Unreadable(FORMAT, origin, raw, f"the quarantined text now reads as {len(records)} records; "
+                          "ingest its file again")
+    r = records[0]
+    if isinstance(r, IncomingResult):
+        return replace(r, source_key=key or r.source_key, origin=origin, raw=raw)
+    return replace(r, origin=origin, raw=raw) if isinstance(r, Unreadable) else replace(r, origin=origin)
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[TextIO]:
+    try:
+        stream = path.open(encoding="utf-8-sig", newline=None)  # None: CR, LF and CRLF all end a line
+    except OSError as e:
+        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
+    with stream:
+        try:
+            yield stream
+        except UnicodeDecodeError:
+            raise UnreadableFile(f"{path}: not UTF-8 text; export the HL7 file as UTF-8") from None
+
+
+def _read_stream(path: Path, options: ReadOptions) -> Iterator[Record]:
+    with _open(path) as stream:
+        yield from _read_lines(stream, path.name, options)
+
+
+def _read_lines(lines: Iterable[str], name: str, options: ReadOptions) -> Iterator[Record]:
+    """Group segments into messages (dropping batch envelopes) and read each message whole."""
+    current: list[str] = []
+    n = 0
+    for segment in (line.strip(STRIP) for line in chain(lines, ["MSH"])):  # the sentinel flushes the last
+        if segment.startswith("MSH") and current:
+            yield from _read_message(current, name, n, options)
+            current = []
+        n += segment.startswith("MSH")
+        if segment and segment[:3] not in ENVELOPE:
+            current.append(segment)
+
+
+def _read_message(segments: list[str], name: str, n: int, options: ReadOptions) -> list[Record]:
+    where, text = (f"{name}:message {n}" if n else f"{name}:before message 1"), "\r".join(segments)
+    if n == 0:
+        return [Unreadable(FORMAT, where, text, "segments before the first MSH header")]
+    seps = _encoding(segments[0])
+    if seps is None:
+        shown = segments[0][4:].split(segments[0][3:4] or "|")[0]
+        why = f"MSH-2 encoding characters {shown!r} are broken (4 or 5 distinct symbols such as ^~\\& are "
+        return [Unreadable(FORMAT, where, text, why + "needed), so the message cannot be split safely")]
+    try:
+        parsed = hl7.parse(text)
+        segs = [_Seg(str(s), str(s[0]), [str(f) for f in s]) for s in parsed]
+    except Exception as e:  # python-hl7 raises several exception types on malformed text
+        return [Unreadable(FORMAT, where, text, f"python-hl7 cannot parse the message: {e}")]
+    try:
+        return list(_read_parsed(segs, seps, where, options))
+    except Exception as e:  # a reader bug must not lose the message: quarantine it whole
+        return [Unreadable(FORMAT, where, text, f"{INTERNAL}: {type(e).__name__}: {e}")]
+
+
+def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions) -> Iterator[Record]:
+    msh = segs[0]
+    kind = "^".join(_part(msh.f(9), seps, i).upper() for i in (1, 2))
+    if not kind.startswith("ORU^"):
+        yield Skipped(where, f"{kind} message is not a lab result (ORU)")
+        return
+    pid = next((s for s in segs if s.name == "PID"), None)
+    mrn, problem = _mrn(pid, seps, options)
+    sender = "/".join(_part(msh.f(i), seps, 1) or _part(msh.f(i), seps, 2) for i in (3, 4))
+    text = "\r".join(s.raw for s in segs)  # no MSH-10: the message's content names it
+    control = _part(msh.f(10), seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
+    m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.f(7), seps, 1))
+    group: list[tuple[str, Record, _Seg]] = []
+    obr: _Seg | None = None
+    obr_index = k = 0
+    seen: set[str] = set()
+    for seg in chain(segs, [_Seg("OBR", "OBR", ["OBR"])]):  # the sentinel OBR closes the last group
+        if seg.name == "OBR":
+            yield from (r for _, r, _ in group)
+            yield from _derive(group, m, obr)
+            group, obr, obr_index, seen = [], seg, obr_index + 1, set()
+        elif seg.name == "OBX":
+            k += 1
+            set_id = _part(seg.f(1), seps, 1)
+            obx_key = set_id if set_id and set_id not in seen else f"#{k}"
+            seen.add(set_id)
+            key = _key(f"hl7:{sender}|{control}|{obr_index}|{obx_key}")
+            group.append(_read_obx(seg, obr, key, f"{where}:OBX {k}", m))
+    if k == 0:
+        yield Skipped(where, f"{kind} message has no OBX")
+
+
+def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tuple[str, Record, _Seg]:
+    s = m.seps
+    code = _code(obx.f(3), s)
+    raw = "\r".join([*m.head, *([obr.raw] if obr else []), obx.raw, f"{REPLAY}{s.field}{_escape(key, s)}"])
+    flag = _part(obx.f(11), s, 1).upper()
+    vtype = _part(obx.f(2), s, 1).upper()
+    reps = obx.f(5).split(s.rep)
+    status = STATUS.get(flag)
+    if status != "retracted":
+        empty = _value(vtype, reps, s) in ("", '""')
+        if why := NO_RESULT.get(flag) or NOT_A_VALUE.get(vtype) or ("no value" if empty else ""):
+            return code, Skipped(origin, f"OBX {code or '(no code)'}: {why}"), obx
+
+    def bad(reason: str) -> tuple[str, Record, _Seg]:
+        return code, Unreadable(FORMAT, origin, raw, reason), obx
+
+    if status is None:
+        return bad(f"OBX-11 result status {flag!r} is unknown (F, C, P, D, W...)" if flag
+                   else "OBX-11 result status is empty")
+    if vtype in ONE_VALUE and len(reps) > 1:
+        return bad(f"OBX-5 repeats ({obx.f(5)!r}); a repeated {vtype} value cannot be stored exactly")
+    if not code:
+        return bad("OBX-3 has no observation code")
+    if m.mrn_problem:
+        return bad(m.mrn_problem)
+    sent = _part(obx.f(14), s, 1) or (_part(obr.f(7), s, 1) if obr else "") or m.sent_at
+    try:
+        observed_at = _when(sent, m.options)
+    except ValueError:
+        return bad(f"collection time {sent!r} (OBX-14, OBR-7 or MSH-7) is not an HL7 date-time to the day"
+                   if sent else "no collection time in OBX-14, OBR-7 or MSH-7")
+    low, high = _range(_part(obx.f(7), s, 1))
+    value = _value(vtype, reps, s)
+    return code, IncomingResult(
+        format=FORMAT, source_key=key, origin=origin, raw=raw, mrn=m.mrn, code=code,
+        value="" if value == '""' else value, unit=_part(obx.f(6), s, 1), observed_at=observed_at,
+        status=status, ref_low=low, ref_high=high,
+    ), obx
+
+
+def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) -> Iterator[Record]:
+    """Absolute counts from a %-differential and the WBC of its OBR group, where the lab sent none."""
+    codes, s = {code for code, _, _ in group}, m.seps
+    usable = [(c, r, g) for c, r, g in group if isinstance(r, IncomingResult) and r.status != "retracted"
+              and parse_number(r.value) is not None]
+    wbc, wbc_obx = next(((r, g) for c, r, g in usable if c in WBC_CODES), (None, None))
+    for cells, percent, absolute, loinc in CELL_LINES:
+        for code, pct, obx in usable:
+            if wbc is None or wbc_obx is None or code not in percent or codes & absolute or pct.unit != "%":
+                continue
+            try:
+                value = f"{(Decimal(wbc.value) * Decimal(pct.value) / 100).normalize():f}"
+            except ArithmeticError:  # decimal.InvalidOperation, Overflow
+                continue
+            status = next((x for x in ("preliminary", "corrected") if x in (wbc.status, pct.status)), "final")
+            key = _key(pct.source_key + "#abs")
+            note = f"derived: {cells} = WBC {wbc.value} {wbc.unit} x {pct.value} % / 100"
+            raw = "\r".join([*m.head, *([obr.raw] if obr else []), wbc_obx.raw, obx.raw,
+                             s.field.join([REPLAY, _escape(key, s), _escape(note, s)])])
+            yield IncomingResult(
+                format=FORMAT, source_key=key, origin=f"{pct.origin}:absolute", raw=raw, mrn=pct.mrn,
+                code=loinc, value=value, unit=wbc.unit, observed_at=pct.observed_at, status=status,
+            )
+
+
+def _encoding(msh: str) -> _Seps | None:
+    """Separators from MSH-1/MSH-2, or None when they cannot split the message unambiguously."""
+    if not msh.startswith("MSH") or len(msh) < 8:
+        return None
+    end = msh.find(msh[3], 4)
+    chars = msh[3:end] if end > 0 else ""
+    if not 5 <= len(chars) <= 6 or len(set(chars)) != len(chars) or any(
+            c.isalnum() or c.isspace() for c in chars):
+        return None  # v2.7 adds a 5th, the truncation character: `^~\&#`
+    return _Seps(field=chars[0], comp=chars[1], rep=chars[2], esc=chars[3], sub=chars[4])
+
+
+def _part(field: str, s: _Seps, comp: int) -> str:
+    """The first subcomponent of a component (1-based) of a field's first repetition, unescaped."""
+    comps = field.split(s.rep, 1)[0].split(s.comp)
+    return _unescape(comps[comp - 1].split(s.sub, 1)[0], s).strip() if comp <= len(comps) else ""
+
+
+def _value(vtype: str, reps: list[str], s: _Seps) -> str:
+    first = reps[0].split(s.comp) if reps else [""]
+    if vtype == "SN":  # comparator ^ number ^ separator/suffix ^ number: `<^10` -> "<10", `^182` -> "182"
+        parts = [_unescape(c, s).strip() for c in (first + ["", "", "", ""])[:4]]
+        return ("" if parts[0] == "=" else parts[0]) + "".join(parts[1:])
+    if vtype in CODED:
+        return _part(reps[0], s, 2) or _part(reps[0], s, 1)
+    return "\n".join(_unescape(r, s) for r in reps).strip()
+
+
+def _code(field: str, s: _Seps) -> str:
+    """OBX-3: the LOINC of the identifier or its alternate, else the primary (local) code."""
+    c = [_part(field, s, i) for i in range(1, 7)]
+    if c[0] and c[2].upper() == "LN":
+        return c[0]
+    if c[3] and c[5].upper() == "LN":
+        return c[3]
+    return c[0] or c[3]
+
+
+def _mrn(pid: _Seg | None, s: _Seps, options: ReadOptions) -> tuple[str, str]:
+    """(MRN, "") from PID-3, or ("", why not)."""
+    ids = [(_part(r, s, 1), _part(r, s, 4), _part(r, s, 5)) for r in (pid.f(3) if pid else "").split(s.rep)]
+    ids = [i for i in ids if i[0]]
+    authority = options.mrn_authority.strip().upper()
+    for value, issuer, kind in ids:
+        if kind.upper() == options.mrn_type.upper() and (not authority or issuer.upper() == authority):
+            return value, ""
+    if len(ids) == 1 and not (authority and ids[0][1] and ids[0][1].upper() != authority):
+        return ids[0][0], ""
+    wanted = f"of type {options.mrn_type}" + (f" from {options.mrn_authority}" if authority else "")
+    return "", f"no MRN {wanted} in PID-3" if pid else "no PID segment, so no MRN"
+
+
+def _when(text: str, options: ReadOptions) -> datetime:
+    """HL7 DTM; an offset is kept, a naive time is in the lab's zone, a date is noon. ValueError if not."""
+    m = TS.fullmatch(text)
+    if m is None or m[3] is None:
+        raise ValueError(text)
+    year, month, day, hour, minute = (int(g or 0) for g in m.groups()[:5])
+    seconds = Decimal(m[6] or 0)
+    if m[4] is None:
+        return datetime.combine(date(year, month, day), time(12), options.lab_zone)
+    naive = datetime(year, month, day, hour, minute, int(seconds), int(seconds % 1 * 1_000_000))
+    if m[7] is None:
+        return naive.replace(tzinfo=options.lab_zone)
+    offset = timedelta(hours=int(m[8]), minutes=int(m[9]))
+    return naive.replace(tzinfo=timezone(-offset if m[7] == "-" else offset))
+
+
+def _range(text: str) -> tuple[float | None, float | None]:
+    """OBX-7 as (low, high); (None, None) where it is not numeric."""
+    if m := RANGE.fullmatch(text):
+        low, high = parse_number(m[1]), parse_number(m[2])
+        return (low, high) if low is not None and high is not None and low <= high else (None, None)
+    if m := BELOW.fullmatch(text):
+        return None, parse_number(m[1])
+    if m := ABOVE.fullmatch(text):
+        return parse_number(m[1]), None
+    return None, None
+
+
+def _key(key: str) -> str:
+    """Source keys fit the 255-character column: a longer one is replaced by its digest."""
+    return key if len(key) <= 255 else "hl7:sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _unescape(text: str, s: _Seps) -> str:
+    """Decode HL7 escape sequences (v2.5 §2.7): separators, hex bytes, line breaks; drop formatting."""
+    if s.esc not in text:
+        return text
+    names = {"F": s.field, "S": s.comp, "T": s.sub, "R": s.rep, "E": s.esc, "H": "", "N": "",
+             ".br": "\n", ".sp": "\n", ".ce": "\n", ".fi": "", ".nf": ""}
+
+    def decode(m: re.Match[str]) -> str:
+        code = m[1]
+        if code in names:
+            return names[code]
+        if code[:1] == "X" and re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", code[1:]):
+            data = bytes.fromhex(code[1:])
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                return data.decode("latin-1")
+        return "" if code[:1] in ("C", "M", "Z", ".") else m[0]  # charset and formatting escapes
+
+    e = re.escape(s.esc)
+    return re.sub(f"{e}([^{e}]*){e}", decode, text)  # re caches the compiled pattern
+
+
+def _escape(text: str, s: _Seps) -> str:
+    out = text.replace(s.esc, f"{s.esc}E{s.esc}")
+    for char, name in ((s.field, "F"), (s.comp, "S"), (s.rep, "R"), (s.sub, "T")):
+        out = out.replace(char, f"{s.esc}{name}{s.esc}")
+    return out
