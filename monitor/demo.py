@@ -23,8 +23,8 @@ from rich.console import Console
 from monitor.app import App
 from monitor.config import Database
 from monitor.domain.protocol import MonitoringProtocol, Phase
-from monitor.domain.schedule import anchor_on, dose_changes, dose_timeline, slots
-from monitor.domain.snapshot import PhaseEpisode, Snapshot, Weight
+from monitor.domain.schedule import dose_timeline, planned_slots
+from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.ingest import csv_reader
 from monitor.notify.render import message, render
 from monitor.services import daily, patients
@@ -88,11 +88,15 @@ def enrollment_phase(p: Person) -> Phase:
 def draw_days(p: Person, protocol: MonitoringProtocol, today: date) -> list[tuple[date, tuple[str, ...]]]:
     """The scheduled draws up to today, from the engine's own schedule."""
     snap = Snapshot(enrollment_id=0, start_on=p.start, weights=(Weight(p.start, p.weight),),
+                    genotypes=(Genotype("TPMT", "normal", p.start), Genotype("NUDT15", "normal", p.start)),
                     phases=(PhaseEpisode(enrollment_phase(p), p.start),
                             *(PhaseEpisode(ph, on) for ph, on in p.history)))
     timeline = dose_timeline(snap, protocol, protocol.safety.anchor_drug)
-    planned = slots(protocol, anchor_on(timeline, snap), dose_changes(timeline), until=today)
-    return [(s.due_on, s.stage.panels) for s in planned if s.due_on <= today]
+    by_day: dict[date, set[str]] = {}
+    for s in planned_slots(snap, protocol, today=today, timeline=timeline, extra=[]):
+        if s.due_on <= today:
+            by_day.setdefault(s.due_on, set()).update(s.panels)
+    return [(day, tuple(sorted(panels))) for day, panels in sorted(by_day.items())]
 
 
 def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,

@@ -9,181 +9,46 @@ import tomllib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 from monitor.domain.analytes import Analyte, Catalog, Conversion, Range, normalise_unit
 from monitor.domain.errors import ProtocolError
 from monitor.domain.protocol import (
+    DiseaseClock,
     DoseTarget,
+    Dosing,
     Drug,
+    Genetics,
     GradeTerm,
     Grading,
     InductionRegimen,
     InductionStep,
+    Interaction,
     MonitoringProtocol,
-    Phase,
+    PhaseRules,
+    RelapseRules,
+    ResponseRules,
+    RiseFromBaseline,
     SafetySchedule,
-    Severity,
     Stage,
     Threshold,
+    Tightening,
+    Trend,
 )
 from monitor.paths import config_dir
+from monitor.protocol_schema import (
+    MOLAR_SCALE,
+    AnalyteIn,
+    AnalytesFile,
+    GradingFile,
+    ProtocolFile,
+    SafetyProfileFile,
+    StageIn,
+)
 
 M = TypeVar("M", bound=BaseModel)
-MOLAR_SCALE = {"mmol/L": 1e3, "umol/L": 1e6, "nmol/L": 1e9}  # canonical units per mol/L
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RangeIn(Strict):
-    low: float | None = None
-    high: float | None = None
-
-
-class AnalyteIn(Strict):
-    name: str
-    loinc: str
-    synonyms: list[str] = []
-    panel: str
-    unit: str
-    reference: RangeIn
-    plausible: RangeIn
-    units: dict[str, float]
-    mass_units: dict[str, float] = {}
-    molar_mass_g_per_mol: float | None = None
-
-    @model_validator(mode="after")
-    def _units(self) -> AnalyteIn:
-        if self.unit not in self.units or self.units[self.unit] != 1:
-            raise ValueError(f"the canonical unit {self.unit!r} must be in units with factor 1")
-        if self.mass_units and (self.molar_mass_g_per_mol is None or self.unit not in MOLAR_SCALE):
-            raise ValueError("mass_units need molar_mass_g_per_mol and a molar canonical unit")
-        return self
-
-
-class AnalytesFile(Strict):
-    analytes: dict[str, AnalyteIn]
-    local_codes: dict[str, str] = {}
-    not_monitored: dict[str, str] = {}
-
-
-class GradeTermIn(Strict):
-    term: str
-    kind: str
-    direction: Literal["below", "above_uln_times"]
-    cuts: list[float | Literal["LLN", "ULN"]]
-
-
-class GradingMeta(Strict):
-    name: str
-    version: str
-    source: str
-
-
-class GradingFile(Strict):
-    grading: GradingMeta
-    terms: dict[str, GradeTermIn]
-
-
-class StepIn(Strict):
-    drug: str
-    from_week: int = Field(ge=1)
-    dose_mg: float
-    scale_with_weight: bool = False
-    apply_target: bool = False
-    source: str
-
-
-class InductionIn(Strict):
-    id: str
-    title: str
-    reference_weight_kg: float
-    max_scale: float = 1.0
-    phases: list[Phase]
-    source: str
-    steps: list[StepIn]
-
-
-class StageIn(Strict):
-    id: str
-    every_days: int
-    window_days: int
-    panels: list[str]
-    until_day: int | None = None
-    count: int | None = None
-    until_dose_stable_days: int | None = None
-    source: str
-
-    @model_validator(mode="after")
-    def _bounded_window(self) -> StageIn:
-        if self.every_days < 1 or not 0 <= 2 * self.window_days < self.every_days:
-            raise ValueError("every_days must be >= 1 and windows of neighbouring draws must not overlap")
-        return self
-
-
-class SafetyIn(Strict):
-    anchor_drug: str
-    source: str
-    stages: list[StageIn]
-
-
-class ThresholdIn(Strict):
-    id: str
-    analyte: str
-    kind: str
-    severity: Severity
-    action: str
-    source: str
-    below: float | None = None
-    above: float | None = None
-    above_uln_times: float | None = None
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> ThresholdIn:
-        if sum(v is not None for v in (self.below, self.above, self.above_uln_times)) != 1:
-            raise ValueError("give exactly one of below, above, above_uln_times")
-        return self
-
-
-class ProtocolMeta(Strict):
-    id: str
-    version: str
-    title: str
-    grading: str
-    critical_min_grade: int = Field(default=3, ge=1, le=4)
-    critical_action: str
-    flag_lookback_days: int = 90
-    missed_lookback_days: int = 90
-
-
-class DrugIn(Strict):
-    tablet_mg: float
-
-
-class TargetIn(Strict):
-    min_mg_per_kg: float = Field(gt=0)
-    max_mg_per_kg: float = Field(gt=0)
-    source: str
-
-    @model_validator(mode="after")
-    def _ordered(self) -> TargetIn:
-        if self.min_mg_per_kg > self.max_mg_per_kg:
-            raise ValueError("min_mg_per_kg is above max_mg_per_kg")
-        return self
-
-
-class ProtocolFile(Strict):
-    protocol: ProtocolMeta
-    sources: dict[str, str]
-    drugs: dict[str, DrugIn]
-    induction: InductionIn | None = None
-    dose_targets: dict[str, TargetIn] = {}
-    safety: SafetyIn
-    thresholds: list[ThresholdIn] = []
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -246,7 +111,7 @@ def load_grading(name: str, directory: Path) -> Grading:
         analyte: GradeTerm(
             term=t.term, analyte=analyte, kind=t.kind, direction=t.direction,
             cuts=tuple(None if isinstance(c, str) else c for c in t.cuts),
-            source=data.grading.source,
+            source=data.grading.source, baseline_cuts=tuple(t.baseline_cuts),
         )
         for analyte, t in data.terms.items()
     }
@@ -254,13 +119,37 @@ def load_grading(name: str, directory: Path) -> Grading:
                    critical_min_grade=3, source=data.grading.source)
 
 
-def _check_refs(path: Path, p: ProtocolFile, catalog: Catalog, grading: Grading) -> None:
+def _stage(s: StageIn) -> Stage:
+    return Stage(id=s.id, every_days=s.every_days, panels=tuple(s.panels), window_days=s.window_days,
+                 until_day=s.until_day, count=s.count, until_dose_stable_days=s.until_dose_stable_days,
+                 at_days=tuple(s.at_days), source=s.source)
+
+
+def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources: dict[str, str],
+                catalog: Catalog, grading: Grading) -> None:
+    """Every drug, analyte, panel and source tag a protocol names must exist."""
+
     def fail(where: str, what: str) -> None:
         raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
 
     panels = {a.panel for a in catalog.analytes.values()}
-    cited: list[tuple[str, str]] = [("safety.source", p.safety.source)]
-    drugs: list[tuple[str, str]] = [("safety.anchor_drug", p.safety.anchor_drug)]
+    cited: list[tuple[str, str]] = [("safety.profile", profile.profile.source), ("sources", grading.source),
+                                    ("dosing.source", p.dosing.source)]
+    drugs: list[tuple[str, str]] = [("safety.profile anchor_drug", profile.profile.anchor_drug)]
+    analytes: list[tuple[str, str]] = []
+    stages: list[tuple[str, StageIn]] = [(f"safety profile stages[{i}]", st) for i, st in enumerate(profile.stages)]
+    for phase, clock in p.disease.items():
+        stages += [(f"disease.{phase.value}.stages[{i}]", st) for i, st in enumerate(clock.stages)]
+    for where, st in stages:
+        cited.append((f"{where}.source", st.source))
+        for panel in st.panels:
+            if panel not in panels:
+                fail(f"{where}.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
+    for label, clock_stages in [("safety profile", profile.stages),
+                                *((f"disease.{ph.value}", c.stages) for ph, c in p.disease.items())]:
+        last = clock_stages[-1]
+        if label == "safety profile" and not (last.until_day is None and last.count is None and not last.at_days):
+            fail(f"{label} stages", "the last stage must be open-ended (no until_day, count or at_days)")
     drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
     cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
     if p.induction is not None:
@@ -268,31 +157,65 @@ def _check_refs(path: Path, p: ProtocolFile, catalog: Catalog, grading: Grading)
         for i, step in enumerate(p.induction.steps):
             drugs.append((f"induction.steps[{i}].drug", step.drug))
             cited.append((f"induction.steps[{i}].source", step.source))
-    for i, stage in enumerate(p.safety.stages):
-        cited.append((f"safety.stages[{i}].source", stage.source))
-        for panel in stage.panels:
+    if p.phases is not None:
+        cited += [("phases.source", p.phases.source), ("phases.withdrawal_source", p.phases.withdrawal_source)]
+        drugs += [("phases.start_on_first_dose_of", d) for d in p.phases.start_on_first_dose_of]
+        analytes += [("phases.response_analytes", a) for a in p.phases.response_analytes]
+    if p.response is not None:
+        cited.append(("response.source", p.response.source))
+        analytes.append(("response.analyte", p.response.analyte))
+    if p.relapse is not None:
+        cited.append(("relapse.source", p.relapse.source))
+        analytes += [("relapse.possible_analytes", a) for a in p.relapse.possible_analytes]
+        analytes.append(("relapse.relapse_analyte", p.relapse.relapse_analyte))
+        for panel in p.relapse.repeat_panels:
             if panel not in panels:
-                fail(f"safety.stages[{i}].panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
-    if not p.safety.stages or p.safety.stages[-1].until_day is not None or p.safety.stages[-1].count:
-        fail("safety.stages", "the last stage must be open-ended (no until_day or count)")
+                fail("relapse.repeat_panels", f"unknown panel {panel!r}")
+    if p.genetics is not None:
+        cited.append(("genetics.source", p.genetics.source))
+    if p.dosing.gate_analyte is not None:
+        analytes.append(("dosing.gate_analyte", p.dosing.gate_analyte))
+        cited.append(("dosing.gate_source", p.dosing.gate_source))
+    cited += [(f"interactions[{i}].source", x.source) for i, x in enumerate(p.interactions)]
+    if p.trend is not None:
+        cited.append(("trend.source", p.trend.source))
+        analytes += [("trend.analytes", a) for a in p.trend.analytes]
+    for i, r in enumerate(p.rises):
+        cited.append((f"rises[{i}].source", r.source))
+        analytes.append((f"rises[{i}].analyte", r.analyte))
+    if p.tightening is not None:
+        cited.append(("tightening.source", p.tightening.source))
+        drugs.append(("tightening.hold_drug", p.tightening.hold_drug))
+        if p.tightening.panel not in panels:
+            fail("tightening.panel", f"unknown panel {p.tightening.panel!r}")
     seen: set[str] = set()
     for i, t in enumerate(p.thresholds):
         cited.append((f"thresholds[{i}].source", t.source))
-        if t.analyte not in catalog.analytes:
-            fail(f"thresholds[{i}].analyte", f"unknown analyte {t.analyte!r}")
+        analytes.append((f"thresholds[{i}].analyte", t.analyte))
         if t.id in seen:
             fail(f"thresholds[{i}].id", f"duplicate threshold id {t.id!r}")
         seen.add(t.id)
     for analyte in grading.terms:
         if analyte not in catalog.analytes:
             fail("grading", f"{grading.name} term for unknown analyte {analyte!r}")
-    cited.append(("sources", grading.source))
     for where, drug in drugs:
         if drug not in p.drugs:
             fail(where, f"unknown drug {drug!r}; add a [drugs.{drug}] table")
+    for where, analyte in analytes:
+        if analyte not in catalog.analytes:
+            fail(where, f"unknown analyte {analyte!r}; known: {', '.join(sorted(catalog.analytes))}")
     for where, tag in cited:
-        if tag not in p.sources:
+        if tag not in sources:
             fail(where, f"unknown source tag {tag!r}; define it in [sources]")
+
+
+def load_safety_profile(name: str, directory: Path, protocol_path: Path) -> SafetyProfileFile:
+    path = directory / "safety" / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(f.stem for f in (directory / "safety").glob("*.toml"))
+        raise ProtocolError(f"{protocol_path.name}: safety.profile: no safety profile {name!r}; known: "
+                            f"{', '.join(known) or 'none'} (fix it in {protocol_path})")
+    return _validated(SafetyProfileFile, path)
 
 
 def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -> MonitoringProtocol:
@@ -301,46 +224,68 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
     if not (directory / "grading" / f"{p.protocol.grading}.toml").is_file():
         raise ProtocolError(f"{path.name}: protocol.grading: no grading file {p.protocol.grading!r} in "
                             f"{directory / 'grading'} (fix it in {path})")
-    grading = load_grading(p.protocol.grading, directory)
-    grading = Grading(grading.name, grading.version, grading.terms,
-                      p.protocol.critical_min_grade, grading.source)
-    _check_refs(path, p, catalog, grading)
-    induction = None
-    if p.induction is not None:
-        i = p.induction
-        induction = InductionRegimen(
-            id=i.id, title=i.title, reference_weight_kg=i.reference_weight_kg,
-            max_scale=i.max_scale, phases=tuple(i.phases), source=i.source,
-            steps=tuple(InductionStep(s.drug, s.from_week, s.dose_mg, s.scale_with_weight,
-                                      s.apply_target, s.source) for s in i.steps),
-        )
+    base = load_grading(p.protocol.grading, directory)
+    grading = Grading(base.name, base.version, base.terms, p.protocol.critical_min_grade, base.source)
+    profile = load_safety_profile(p.safety.profile, directory, path)
+    sources = {**profile.sources, **p.sources}
+    _check_refs(path, p, profile, sources, catalog, grading)
+    i = p.induction
+    induction = None if i is None else InductionRegimen(
+        id=i.id, title=i.title, reference_weight_kg=i.reference_weight_kg, max_scale=i.max_scale,
+        phases=tuple(i.phases), source=i.source,
+        steps=tuple(InductionStep(s.drug, s.from_week, s.dose_mg, s.scale_with_weight, s.apply_target, s.source)
+                    for s in i.steps))
+    ph, rs, rl, g, d, t, tg = p.phases, p.response, p.relapse, p.genetics, p.dosing, p.trend, p.tightening
     return MonitoringProtocol(
         id=p.protocol.id,
         version=p.protocol.version,
         title=p.protocol.title,
-        sources=dict(p.sources),
-        drugs={name: Drug(name, d.tablet_mg) for name, d in p.drugs.items()},
+        sources=sources,
+        drugs={name: Drug(name, dr.tablet_mg) for name, dr in p.drugs.items()},
         induction=induction,
-        dose_targets={
-            drug: DoseTarget(drug, t.min_mg_per_kg, t.max_mg_per_kg, t.source)
-            for drug, t in p.dose_targets.items()
-        },
+        dose_targets={drug: DoseTarget(drug, x.min_mg_per_kg, x.max_mg_per_kg, x.source)
+                      for drug, x in p.dose_targets.items()},
         safety=SafetySchedule(
-            anchor_drug=p.safety.anchor_drug,
-            source=p.safety.source,
-            stages=tuple(
-                Stage(id=s.id, every_days=s.every_days, panels=tuple(s.panels),
-                      window_days=s.window_days, until_day=s.until_day, count=s.count,
-                      until_dose_stable_days=s.until_dose_stable_days, source=s.source)
-                for s in p.safety.stages
-            ),
-        ),
+            id=profile.profile.id, title=profile.profile.title, anchor_drug=profile.profile.anchor_drug,
+            stages=tuple(_stage(st) for st in profile.stages), source=profile.profile.source,
+            restarts=profile.restarts.model_dump()),
+        safety_phases=tuple(p.safety.phases),
+        disease={phase: DiseaseClock(phase, tuple(_stage(st) for st in c.stages)) for phase, c in p.disease.items()},
+        phase_rules=None if ph is None else PhaseRules(
+            start_on_first_dose_of=tuple(ph.start_on_first_dose_of), response_analytes=tuple(ph.response_analytes),
+            response_window_days=ph.response_window_days, after_response=dict(ph.after_response),
+            withdrawal_min_treatment_months=ph.withdrawal_min_treatment_months,
+            withdrawal_min_response_months=ph.withdrawal_min_response_months, source=ph.source,
+            withdrawal_source=ph.withdrawal_source),
+        response=None if rs is None else ResponseRules(
+            analyte=rs.analyte, non_response_day=rs.non_response_day,
+            non_response_window_days=rs.non_response_window_days, non_response_min_fall=rs.non_response_min_fall,
+            insufficient_by_day=rs.insufficient_by_day, source=rs.source),
+        relapse=None if rl is None else RelapseRules(
+            possible_analytes=tuple(rl.possible_analytes), relapse_analyte=rl.relapse_analyte,
+            relapse_uln_times=rl.relapse_uln_times, repeat_after_days=rl.repeat_after_days,
+            repeat_within_days=rl.repeat_within_days, repeat_panels=tuple(rl.repeat_panels),
+            phases=tuple(rl.phases), source=rl.source),
+        genetics=None if g is None else Genetics(g.intermediate_factor, g.both_intermediate_factor, g.source),
+        dosing=Dosing(maintenance_mg_per_kg=d.maintenance_mg_per_kg, maintenance_phases=tuple(d.maintenance_phases),
+                      retarget_weight_change=d.retarget_weight_change, gate_analyte=d.gate_analyte,
+                      gate_below=d.gate_below, source=d.source, gate_source=d.gate_source),
+        interactions=tuple(
+            Interaction(id=x.id, drugs=tuple(dr.lower() for dr in x.drugs), severity=x.severity, action=x.action,
+                        source=x.source, dose_factor=x.dose_factor, restart_safety=x.restart_safety,
+                        weekly_weeks=x.weekly_weeks, extra_draw_days=x.extra_draw_days)
+            for x in p.interactions),
+        trend=None if t is None else Trend(tuple(t.analytes), t.falls, t.total_fall, t.single_fall, t.severity,
+                                           t.source),
+        rises=tuple(RiseFromBaseline(r.analyte, r.kind, r.above_fraction, r.within_days, r.baseline_results,
+                                     r.severity, r.action, r.source) for r in p.rises),
+        tightening=None if tg is None else Tightening(tuple(tg.kinds), tg.panel, tg.action_repeat_days,
+                                                      tg.critical_repeat_days, tg.hold_drug, tg.source),
         thresholds=tuple(
-            Threshold(id=t.id, analyte=t.analyte, kind=t.kind, severity=t.severity,
-                      source=t.source, action=t.action, below=t.below, above=t.above,
-                      above_uln_times=t.above_uln_times)
-            for t in p.thresholds
-        ),
+            Threshold(id=x.id, analyte=x.analyte, kind=x.kind, severity=x.severity, source=x.source,
+                      action=x.action, below=x.below, above=x.above, above_uln_times=x.above_uln_times,
+                      unless_baseline_abnormal=x.unless_baseline_abnormal)
+            for x in p.thresholds),
         grading=grading,
         reference_ranges={k: a.reference for k, a in catalog.analytes.items()},
         panels={k: a.panel for k, a in catalog.analytes.items()},

@@ -12,17 +12,19 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import (
     DoseEvent,
     Enrollment,
+    FlagRow,
     GenotypeRecord,
     LabResult,
     MedicationRecord,
     PhaseEpisode,
+    ThresholdOverride,
     WeightRecord,
 )
 from monitor.domain import snapshot as s
 from monitor.domain.protocol import Phase
 
-#: Results older than this before `today` cannot change a plan (look-backs are shorter).
-RESULT_HORIZON = timedelta(days=400)
+#: Results this long before the treatment start still count (baseline values).
+BASELINE_WINDOW = timedelta(days=90)
 
 
 def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today: date) -> dict[int, s.Snapshot]:
@@ -48,13 +50,21 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     rows = session.execute(
         sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
                col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high))
-        .where(col(LabResult.patient_id).in_(pids), col(LabResult.observed_on) >= today - RESULT_HORIZON,
-               col(LabResult.observed_on) <= today)
+        .where(col(LabResult.patient_id).in_(pids),
+               col(LabResult.observed_on) >= min(e.start_on for e in enrollments) - BASELINE_WINDOW,
+               col(LabResult.observed_on) <= today, col(LabResult.status) != "retracted")
         .order_by(col(LabResult.observed_on), col(LabResult.id))
     )
     for rid, pid, analyte, value, observed_on, status, low, high in rows:
         assert rid is not None
         results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high))
+    acknowledged: dict[int, set[str]] = defaultdict(set)
+    for eid, key in session.exec(select(FlagRow.enrollment_id, FlagRow.key).where(
+            col(FlagRow.enrollment_id).in_(ids), FlagRow.status == "acknowledged")):
+        acknowledged[eid].add(key)
+    overrides: dict[int, list[s.Override]] = defaultdict(list)
+    for o in session.exec(select(ThresholdOverride).where(col(ThresholdOverride.enrollment_id).in_(ids))):
+        overrides[o.enrollment_id].append(s.Override(o.rule_id, o.below, o.above, o.reason))
     snapshots: dict[int, s.Snapshot] = {}
     for e in enrollments:
         assert e.id is not None
@@ -63,6 +73,8 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
             enrollment_id=e.id, start_on=e.start_on, phases=tuple(phases[e.id]),
             weights=tuple(sorted(weights[pid], key=lambda w: w.on)),
             doses=tuple(sorted(doses[pid], key=lambda d: d.on)),
-            genotypes=tuple(genes[pid]), medications=tuple(meds[pid]), results=tuple(results[pid]),
+            genotypes=tuple(genes[pid]), medications=tuple(meds[pid]),
+            results=tuple(r for r in results[pid] if r.observed_on >= e.start_on - BASELINE_WINDOW),
+            overrides=tuple(overrides[e.id]), acknowledged=frozenset(acknowledged[e.id]),
         )
     return snapshots

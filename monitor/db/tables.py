@@ -103,6 +103,21 @@ class MedicationRecord(SQLModel, table=True):
     stopped_on: date | None = None
 
 
+class ThresholdOverride(SQLModel, table=True):
+    """A clinician's patient-specific threshold (e.g. benign ethnic neutropenia), with the reason."""
+
+    __tablename__ = "threshold_override"
+    __table_args__ = (UniqueConstraint("enrollment_id", "rule_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    rule_id: str = Field(max_length=128)
+    below: float | None = None
+    above: float | None = None
+    reason: str = Field(sa_type=Text)
+    set_by: str = Field(max_length=200)
+    set_at: datetime = instant()
+
+
 class ResultColumns(SQLModel):
     """What a stored and a held result share: raw and canonical value, range, provenance."""
 

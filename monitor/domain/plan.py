@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from monitor.domain.dosing import dose_steps
+from monitor.domain.dosing import dose_steps, drug_state
 from monitor.domain.items import DoseStep, DueDraw, Flag, Proposal
-from monitor.domain.protocol import MonitoringProtocol
-from monitor.domain.schedule import due_draws
+from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
+from monitor.domain.protocol import MonitoringProtocol, Severity
+from monitor.domain.rules import (
+    interaction_flags,
+    relapse_flags,
+    response_flags,
+    rise_flags,
+    tightening_slots,
+    trend_flags,
+)
+from monitor.domain.schedule import dose_timeline, due_draws
 from monitor.domain.snapshot import Snapshot
 from monitor.domain.thresholds import result_flags
 
@@ -23,19 +32,37 @@ class Plan:
     dose_steps: tuple[DoseStep, ...]
     flags: tuple[Flag, ...]
     proposals: tuple[Proposal, ...]
+    phase_changes: tuple[PhaseChange, ...]  # automatic transitions to store
     next_review_on: date  # the earliest day this plan can change without new input
 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
-    steps, step_changes = dose_steps(snapshot, protocol, today=today)
-    draws, draw_changes = due_draws(snapshot, protocol, today=today)
-    flags = result_flags(snapshot, protocol, today=today)
-    changes = [d for d in (*step_changes, *draw_changes) if d > today]
+    snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
+    flags = result_flags(snapshot, protocol, today=today) + trend_flags(snapshot, protocol, today=today) \
+        + rise_flags(snapshot, protocol, today=today)
+    more, response_changes = response_flags(snapshot, protocol, today=today)
+    relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
+    interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
+    flags += more + relapses + interactions
+    open_critical = [f for f in flags if f.severity == Severity.CRITICAL.value and f.key not in snapshot.acknowledged
+                     and protocol.tightening is not None and f.kind in protocol.tightening.kinds]
+    state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)
+    flags += state.flags
+    steps, step_changes = dose_steps(snapshot, protocol, state, today=today)
+    timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug,
+                             planned=state.never is None and state.held is None)
+    extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
+    draws, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra)
+    withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)
+    if withdrawal is not None:
+        proposals.append(withdrawal)
+    changes = [d for d in (*step_changes, *draw_changes, *response_changes, eligible_on) if d and d > today]
     return Plan(
         as_of=today,
         draws=tuple(draws),
         dose_steps=tuple(steps),
         flags=tuple(flags),
-        proposals=(),
+        proposals=tuple(proposals),
+        phase_changes=tuple(phase_changes),
         next_review_on=min(changes, default=today + IDLE_REVIEW),
     )

@@ -65,7 +65,12 @@ class Drug:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stretch of the drug-safety schedule, counted from the anchor drug's start."""
+    """One stretch of a monitoring clock, counted in days from the clock's anchor.
+
+    Either fixed days (`at_days`) or a repeating interval (`every_days`) that ends at
+    `until_day`, after `count` draws, or never; `until_dose_stable_days` extends it while the
+    anchor drug's dose has changed recently.
+    """
 
     id: str
     every_days: int
@@ -74,18 +79,34 @@ class Stage:
     until_day: int | None = None  # last draw of the stage on or before this day
     count: int | None = None  # or a fixed number of draws
     until_dose_stable_days: int | None = None  # and until the dose is unchanged this long
+    at_days: tuple[int, ...] = ()  # or draws on exactly these days
     source: str = ""
 
     @property
     def open_ended(self) -> bool:
-        return self.until_day is None and self.count is None
+        return self.until_day is None and self.count is None and not self.at_days
 
 
 @dataclass(frozen=True)
 class SafetySchedule:
+    """The drug-safety clock: counted from the anchor drug's start, restarted by events."""
+
+    id: str
+    title: str
     anchor_drug: str
     stages: tuple[Stage, ...]
     source: str
+    #: event -> index of the stage the clock restarts at: dose_increase, restart_after_hold,
+    #: interacting_drug, intermediate_genotype. A restart never makes monitoring less frequent.
+    restarts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DiseaseClock:
+    """Draws the disease phase asks for, counted from the phase's start."""
+
+    phase: Phase
+    stages: tuple[Stage, ...]
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,9 @@ class Threshold:
     below: float | None = None
     above: float | None = None
     above_uln_times: float | None = None
+    #: Not applied when the patient's baseline was already above ULN (disease activity, judged
+    #: by the response and relapse rules instead).
+    unless_baseline_abnormal: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,9 @@ class GradeTerm:
     direction: str  # "below" (value < cut) or "above_uln_times" (value > cut × ULN)
     cuts: tuple[float | None, ...]
     source: str
+    #: Grades against the patient's own baseline when that was already above ULN
+    #: (value > cut × baseline), e.g. ALT in autoimmune hepatitis.
+    baseline_cuts: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +152,113 @@ class Grading:
 
 
 @dataclass(frozen=True)
+class PhaseRules:
+    """When phases change by themselves and when the engine proposes a change (CLINICAL.md §1, §2)."""
+
+    start_on_first_dose_of: tuple[str, ...]  # baseline -> induction
+    response_analytes: tuple[str, ...]  # all at or below ULN: complete biochemical response
+    response_window_days: int  # the response results must lie this close together
+    after_response: dict[Phase, Phase]  # induction -> maintenance, reinduction -> lifelong
+    withdrawal_min_treatment_months: int
+    withdrawal_min_response_months: int
+    source: str
+    withdrawal_source: str
+
+
+@dataclass(frozen=True)
+class ResponseRules:
+    """AIH response flags (IAIHG 2022): non-response at week 4, insufficient by month 6."""
+
+    analyte: str  # ALT
+    non_response_day: int  # 28
+    non_response_window_days: int
+    non_response_min_fall: float  # 0.5
+    insufficient_by_day: int  # 182
+    source: str
+
+
+@dataclass(frozen=True)
+class RelapseRules:
+    """Two-tier relapse flag after a response (CLINICAL.md §2.7)."""
+
+    possible_analytes: tuple[str, ...]  # ALT, IGG above ULN
+    relapse_analyte: str  # ALT
+    relapse_uln_times: float  # >= 3 x ULN
+    repeat_after_days: int  # the confirming repeat draw: from 14 ...
+    repeat_within_days: int  # ... to 28 days after the possible relapse
+    repeat_panels: tuple[str, ...]
+    phases: tuple[Phase, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Genetics:
+    """TPMT/NUDT15 (CPIC 2018): dose factors and what unknown and poor mean."""
+
+    intermediate_factor: float
+    both_intermediate_factor: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Interaction:
+    id: str
+    drugs: tuple[str, ...]
+    severity: Severity
+    action: str
+    source: str
+    dose_factor: float | None = None  # azathioprine dose × this from the start of the drug
+    restart_safety: bool = False  # the drug-safety clock restarts (weekly counts)
+    weekly_weeks: int | None = None  # ... for this many weeks of weekly counts
+    extra_draw_days: int | None = None  # one extra count this many days after the start
+
+
+@dataclass(frozen=True)
+class Trend:
+    analytes: tuple[str, ...]
+    falls: int  # consecutive falls ...
+    total_fall: float  # ... totalling more than this fraction -> trend_down
+    single_fall: float  # one fall of more than this fraction -> rapid_fall
+    severity: Severity
+    source: str
+
+
+@dataclass(frozen=True)
+class RiseFromBaseline:
+    analyte: str
+    kind: str
+    above_fraction: float  # 0.30
+    within_days: int  # 365
+    baseline_results: int  # median of this many results before the anchor drug's start
+    severity: Severity
+    action: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Tightening:
+    """Flags tighten the schedule: a repeat count soon, and a hold on the drug when critical."""
+
+    kinds: tuple[str, ...]  # cytopenias
+    panel: str
+    action_repeat_days: int
+    critical_repeat_days: int
+    hold_drug: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Dosing:
+    maintenance_mg_per_kg: float | None  # azathioprine monotherapy target in maintenance phases
+    maintenance_phases: tuple[Phase, ...]
+    retarget_weight_change: float  # re-target when weight moves more than this fraction
+    gate_analyte: str | None  # bilirubin gate before the first azathioprine dose
+    gate_below: float | None
+    source: str
+    gate_source: str
+
+
+@dataclass(frozen=True)
 class MonitoringProtocol:
     id: str
     version: str
@@ -134,6 +268,17 @@ class MonitoringProtocol:
     induction: InductionRegimen | None
     dose_targets: dict[str, DoseTarget]
     safety: SafetySchedule
+    safety_phases: tuple[Phase, ...]  # phases in which the anchor drug is given
+    disease: dict[Phase, DiseaseClock]
+    phase_rules: PhaseRules | None
+    response: ResponseRules | None
+    relapse: RelapseRules | None
+    genetics: Genetics | None
+    dosing: Dosing
+    interactions: tuple[Interaction, ...]
+    trend: Trend | None
+    rises: tuple[RiseFromBaseline, ...]
+    tightening: Tightening | None
     thresholds: tuple[Threshold, ...]
     grading: Grading
     reference_ranges: dict[str, Range]  # analyte -> fallback reference range

@@ -1,46 +1,48 @@
-"""Due draws: the drug-safety clock counted from the anchor drug's start."""
+"""Due draws: the union of the drug-safety clock, the disease clock and extra draws, merged.
+
+The drug-safety clock counts from the anchor drug's start and restarts as CLINICAL.md §3.2 says
+(dose increase, restart after a hold, a new interacting drug, an intermediate TPMT/NUDT15
+result); it stops off treatment. The disease clock counts from each phase's start. Extra draws
+come from flags (repeat counts, relapse confirmation) and interacting drugs.
+"""
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, timedelta
 
+from monitor.domain.clocks import Run, Slot, run_slots
 from monitor.domain.items import DueDraw
-from monitor.domain.protocol import MonitoringProtocol, Stage
+from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Snapshot
 
-
-@dataclass(frozen=True)
-class Slot:
-    due_on: date
-    stage: Stage
-    day: int  # days since the anchor
+Timeline = list[tuple[date, float]]
 
 
-def dose_timeline(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str) -> list[tuple[date, float]]:
-    """The drug's dose by date: planned induction steps, overridden by recorded doses."""
+def dose_timeline(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, *,
+                  planned: bool = True) -> Timeline:
+    """The drug's dose by date: planned induction steps (unless held), overridden by recorded doses."""
     by_day: dict[date, float] = {}
     regimen = protocol.induction
-    if regimen is not None:
-        for episode in snapshot.phases:
+    if regimen is not None and planned:
+        episodes = snapshot.phases
+        for i, episode in enumerate(episodes):
             if episode.phase in regimen.phases:
+                ends = episodes[i + 1].started_on if i + 1 < len(episodes) else None
                 for step in regimen.steps:
-                    if step.drug == drug:
-                        by_day[episode.started_on + timedelta(weeks=step.from_week - 1)] = step.dose_mg
-    for dose in snapshot.doses:
-        if dose.drug == drug:
-            by_day[dose.on] = dose.dose_mg
+                    on = episode.started_on + timedelta(weeks=step.from_week - 1)
+                    if step.drug == drug and (ends is None or on < ends):
+                        by_day[on] = step.dose_mg
+    recorded = sorted((d for d in snapshot.doses if d.drug == drug), key=lambda d: d.on)
+    for dose in recorded:  # a recorded dose overrides the plan from its date
+        for day in [d for d in by_day if d > dose.on]:
+            del by_day[day]
+        by_day[dose.on] = dose.dose_mg
     return sorted(by_day.items())
 
 
-def anchor_on(timeline: list[tuple[date, float]], snapshot: Snapshot) -> date:
-    """The anchor drug's first dose, or the enrollment start for a cohort already on it."""
-    return next((day for day, dose in timeline if dose > 0), snapshot.start_on)
-
-
-def dose_changes(timeline: list[tuple[date, float]]) -> list[date]:
+def dose_changes(timeline: Timeline) -> list[date]:
     changes, previous = [], None
     for day, dose in timeline:
         if dose != previous:
@@ -49,103 +51,145 @@ def dose_changes(timeline: list[tuple[date, float]]) -> list[date]:
     return changes
 
 
-def slots(protocol: MonitoringProtocol, anchor: date, changes: list[date], *, until: date) -> list[Slot]:
-    """Scheduled draw days from the anchor through the first one whose window opens after `until`."""
-    result: list[Slot] = []
-    cursor = anchor
+def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> list[Run]:
+    """The drug-safety clock's runs: started, restarted and stopped by events, in date order."""
+    safety = protocol.safety
+    drug = safety.anchor_drug
+    events: list[tuple[date, str, str]] = []  # (day, event, what)
+    previous = 0.0
+    first = snapshot.phases[0].phase
+    regimen_phases = protocol.induction.phases if protocol.induction is not None else ()
+    if first in protocol.safety_phases and first not in regimen_phases:
+        # A cohort enrolled already on the drug: count from the enrollment start, dose unknown.
+        events.append((snapshot.start_on, "start", f"{drug} treatment (on it at enrollment, {snapshot.start_on})"))
+        previous = float("inf")
+    for day, dose in timeline:
+        if previous == float("inf"):
+            if dose == 0:
+                events.append((day, "stop", f"{drug} held on {day}"))
+        elif dose > 0 and previous == 0:
+            events.append((day, "restart_after_hold" if events else "start", f"{drug} start on {day}"))
+        elif dose > previous > 0:
+            events.append((day, "dose_increase", f"{drug} dose increase on {day}"))
+        elif dose == 0 and previous > 0:
+            events.append((day, "stop", f"{drug} held on {day}"))
+        previous = dose
+    for episode in snapshot.phases:
+        if episode.phase not in protocol.safety_phases:
+            events.append((episode.started_on, "stop", f"{episode.phase.value} from {episode.started_on}"))
+    for med in snapshot.medications:
+        for x in protocol.interactions:
+            if med.drug in x.drugs and x.restart_safety:
+                events.append((med.started_on, "interacting_drug", f"{med.drug} start on {med.started_on}"))
+    for g in snapshot.genotypes:
+        if g.status == "intermediate":
+            events.append((g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}"))
+    events.sort(key=lambda e: e[0])
 
-    def stable_days(day: date) -> int:
-        i = bisect.bisect_right(changes, day)
-        return (day - changes[i - 1]).days if i else (day - anchor).days
-
-    for stage in protocol.safety.stages:
-        taken = 0
-        while True:
-            if stage.count is not None and taken >= stage.count:
-                break
-            candidate = cursor + timedelta(days=stage.every_days)
-            day = (candidate - anchor).days
-            if stage.until_day is not None and day > stage.until_day and (
-                stage.until_dose_stable_days is None
-                or stable_days(cursor) >= stage.until_dose_stable_days
-            ):
-                break
-            result.append(Slot(candidate, stage, day))
-            cursor, taken = candidate, taken + 1
-            if candidate - timedelta(days=stage.window_days) > until:
-                return result
-    return result
-
-
-def describe(stage: Stage) -> str:
-    text = f"every {stage.every_days} days"
-    if stage.until_day is not None:
-        text += f" to day {stage.until_day}"
-    if stage.until_dose_stable_days is not None:
-        text += f" and until the dose has been stable {stage.until_dose_stable_days} days"
-    if stage.count is not None:
-        text += f", {stage.count} times"
-    if stage.open_ended:
-        text += " thereafter"
-    return text
+    runs: list[Run] = []
+    running: Run | None = None
+    changes = dose_changes(timeline)
+    for day, event, what in events:
+        prefix = f"{protocol.id}/safety/{safety.id}"
+        if event == "stop":
+            if running is not None:
+                runs.append(Run(running.anchor, running.first, day, running.what, prefix, running.bounded_first))
+            running = None
+            continue
+        if event in ("start", "restart_after_hold") or running is not None:
+            stage = 0 if event == "start" else safety.restarts[event]
+            if running is not None and event not in ("start", "restart_after_hold"):
+                _, current = run_slots(safety.stages, running, changes=changes, horizon=day, cite=protocol.cite)
+                if current <= stage and stage != 0:
+                    continue  # already at least this frequent: a restart never loosens monitoring
+                runs.append(Run(running.anchor, running.first, day, running.what, prefix, running.bounded_first))
+            running = Run(day, stage, None, what, prefix, bounded_first=stage == 0)
+    if running is not None:
+        runs.append(running)
+    return runs
 
 
-def due_draws(
-    snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date
-) -> tuple[list[DueDraw], list[date]]:
+def disease_runs(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple[Run, int]]:
+    """One run per phase episode that has a disease clock, ending when the next episode starts."""
+    runs = []
+    episodes = snapshot.phases
+    for i, episode in enumerate(episodes):
+        clock = protocol.disease.get(episode.phase)
+        if clock is None:
+            continue
+        stop = episodes[i + 1].started_on if i + 1 < len(episodes) else None
+        runs.append((Run(episode.started_on, 0, stop, f"{episode.phase.value} start on {episode.started_on}",
+                         f"{protocol.id}/disease/{episode.phase.value}"), i))
+    return runs
+
+
+def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
+                  extra: list[Slot]) -> list[Slot]:
+    changes = dose_changes(timeline)
+    slots: list[Slot] = list(extra)
+    for run in safety_runs(snapshot, protocol, timeline):
+        slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=today, cite=protocol.cite)[0]
+    for run, i in disease_runs(snapshot, protocol):
+        stages = protocol.disease[snapshot.phases[i].phase].stages
+        slots += run_slots(stages, run, changes=[], horizon=today, cite=protocol.cite)[0]
+    return slots
+
+
+def merged(slots: list[Slot], panel: str) -> list[Slot]:
+    """One panel's slots in date order; overlapping windows are one draw (the earlier one)."""
+    own = sorted((s for s in slots if panel in s.panels), key=lambda s: (s.due_on, s.closes, s.rule_id))
+    kept: list[Slot] = []
+    for s in own:
+        if kept and s.mergeable and kept[-1].mergeable and s.opens <= kept[-1].closes:
+            first = kept[-1]
+            if s.rule_id != first.rule_id and "also:" not in first.why:
+                kept[-1] = Slot(first.due_on, first.opens, min(first.closes, s.closes), first.panels, first.rule_id,
+                                f"{first.why}; also: {s.why}")
+            continue
+        kept.append(s)
+    return kept
+
+
+def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
+              extra: list[Slot]) -> tuple[list[DueDraw], list[date]]:
     """Open draws (upcoming, due, overdue, recently missed) and the days their status changes."""
-    drug = protocol.safety.anchor_drug
-    timeline = dose_timeline(snapshot, protocol, drug)
-    anchor = anchor_on(timeline, snapshot)
-    planned = slots(protocol, anchor, dose_changes(timeline), until=today)
-
+    slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra)
     taken_on: dict[str, list[date]] = defaultdict(list)
     for r in snapshot.results:
-        taken_on[protocol.panels.get(r.analyte, "")].append(r.observed_on)
+        if r.observed_on <= today:
+            taken_on[protocol.panels.get(r.analyte, "")].append(r.observed_on)
     for days in taken_on.values():
         days.sort()
 
     def satisfied(panel: str, slot: Slot) -> bool:
-        days, window = taken_on.get(panel, []), timedelta(days=slot.stage.window_days)
-        i = bisect.bisect_left(days, slot.due_on - window)
-        return i < len(days) and days[i] <= slot.due_on + window
+        days = taken_on.get(panel, [])
+        i = bisect.bisect_left(days, slot.opens)
+        return i < len(days) and days[i] <= slot.closes
 
     draws: list[DueDraw] = []
     changes: list[date] = []
     lookback = timedelta(days=protocol.missed_lookback_days)
-    for panel in dict.fromkeys(p for s in planned for p in s.stage.panels):
-        own = [s for s in planned if panel in s.stage.panels]
+    one = timedelta(days=1)
+    for panel in sorted({p for s in slots for p in s.panels}):
+        own = merged(slots, panel)
         for i, slot in enumerate(own):
             if satisfied(panel, slot):
                 continue
-            window = timedelta(days=slot.stage.window_days)
-            opens, closes = slot.due_on - window, slot.due_on + window
             after = own[i + 1] if i + 1 < len(own) else None
-            if today < opens:
+            if today < (slot.due_from or slot.opens):
                 status = "upcoming"
-            elif today <= closes:
+            elif today <= slot.closes:
                 status = "due"
-            elif after is not None and today >= after.due_on - timedelta(days=after.stage.window_days):
+            elif after is not None and today >= after.opens:
                 status = "missed"
             else:
                 status = "overdue"
-            changes += [opens, closes + timedelta(days=1), slot.due_on + lookback + timedelta(days=1)]
+            changes += [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
             if status == "missed" and today - slot.due_on > lookback:
                 continue
-            draws.append(
-                DueDraw(
-                    panel=panel,
-                    due_on=slot.due_on,
-                    status=status,
-                    window_days=slot.stage.window_days,
-                    rule_id=f"{protocol.id}/safety/{slot.stage.id}",
-                    why=(
-                        f"{panel} {describe(slot.stage)} after {drug} start on "
-                        f"{anchor.isoformat()}: day {slot.day} "
-                        f"(±{slot.stage.window_days} days; {protocol.cite(slot.stage.source)})"
-                    ),
-                )
-            )
+            draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,
+                                 window_days=(slot.closes - slot.due_on).days, rule_id=slot.rule_id,
+                                 why=f"{panel} {slot.why}"))
             if status == "upcoming":
                 break
     draws.sort(key=lambda d: (d.due_on, d.panel))

@@ -54,6 +54,16 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Override:
+    """A clinician's patient-specific threshold (e.g. benign ethnic neutropenia), with the reason."""
+
+    rule_id: str  # the threshold id in the protocol, e.g. bsr17/neutrophils-below-1.6
+    below: float | None
+    above: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     enrollment_id: int
     start_on: date
@@ -63,6 +73,8 @@ class Snapshot:
     genotypes: tuple[Genotype, ...] = ()
     medications: tuple[Medication, ...] = ()
     results: tuple[Result, ...] = ()
+    overrides: tuple[Override, ...] = ()
+    acknowledged: frozenset[str] = frozenset()  # keys of flags a clinician has acknowledged
 
     def phase_on(self, day: date) -> PhaseEpisode:
         current = self.phases[0]

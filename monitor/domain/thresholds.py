@@ -1,13 +1,14 @@
-"""Flags from single results: protocol thresholds and CTCAE grades."""
+"""Flags from single results: protocol thresholds (with patient overrides) and CTCAE grades."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from monitor.domain.analytes import Range
 from monitor.domain.items import Flag
-from monitor.domain.protocol import GradeTerm, Grading, MonitoringProtocol, Severity, Threshold
-from monitor.domain.snapshot import Result, Snapshot
+from monitor.domain.protocol import GradeTerm, MonitoringProtocol, Severity, Threshold
+from monitor.domain.snapshot import Override, Result, Snapshot
 
 #: Results with these statuses raise flags; preliminary ones wait for the final value.
 FLAGGABLE = frozenset({"final", "corrected"})
@@ -22,13 +23,38 @@ def reference_for(result: Result, protocol: MonitoringProtocol) -> Range:
     )
 
 
-def grade(result: Result, term: GradeTerm, reference: Range) -> int:
-    """The CTCAE grade (0-4). Bounds are strict: `< 2.0-1.0` means 1.0 <= value < 2.0."""
+def baselines(snapshot: Snapshot) -> dict[str, Result]:
+    """Per analyte, the last final result on or before the treatment start."""
+    found: dict[str, Result] = {}
+    for r in sorted(snapshot.results, key=lambda r: (r.observed_on, r.id)):
+        if r.status in FLAGGABLE and r.observed_on <= snapshot.start_on:
+            found[r.analyte] = r
+    return found
+
+
+def baseline_abnormal(baseline: Result | None, protocol: MonitoringProtocol) -> bool:
+    if baseline is None:
+        return False
+    uln = reference_for(baseline, protocol).high
+    return uln is not None and baseline.value > uln
+
+
+def grade(result: Result, term: GradeTerm, reference: Range, baseline: float | None = None) -> int:
+    """The CTCAE grade (0-4). Bounds are strict: `< 2.0-1.0` means 1.0 <= value < 2.0.
+
+    With an abnormal baseline and baseline cuts, grade g applies when value > cut × baseline.
+    """
     achieved = 0
-    for g, cut in enumerate(term.cuts, start=1):
+    by_baseline = term.baseline_cuts and baseline is not None and reference.high is not None \
+        and baseline > reference.high
+    cuts: tuple[float | None, ...] = term.baseline_cuts if by_baseline else term.cuts
+    for g, cut in enumerate(cuts, start=1):
         if term.direction == "below":
             bound = reference.low if cut is None else cut
             hit = bound is not None and result.value < bound
+        elif by_baseline:
+            assert baseline is not None and cut is not None
+            hit = result.value > cut * baseline
         else:
             uln = reference.high
             hit = uln is not None and result.value > (1.0 if cut is None else cut) * uln
@@ -37,9 +63,11 @@ def grade(result: Result, term: GradeTerm, reference: Range) -> int:
     return achieved
 
 
-def ctcae_grade(result: Result, protocol: MonitoringProtocol) -> int | None:
+def ctcae_grade(result: Result, protocol: MonitoringProtocol, baseline: Result | None = None) -> int | None:
     term = protocol.grading.terms.get(result.analyte)
-    return None if term is None else grade(result, term, reference_for(result, protocol))
+    if term is None:
+        return None
+    return grade(result, term, reference_for(result, protocol), None if baseline is None else baseline.value)
 
 
 def breaches(result: Result, threshold: Threshold, reference: Range) -> str | None:
@@ -58,43 +86,43 @@ def breaches(result: Result, threshold: Threshold, reference: Range) -> str | No
 
 def _flag(result: Result, protocol: MonitoringProtocol, *, kind: str, severity: Severity,
           rule_id: str, why: str) -> Flag:
-    return Flag(
-        kind=kind,
-        severity=severity.value,
-        analyte=result.analyte,
-        value=result.value,
-        unit=protocol.units.get(result.analyte),
-        observed_on=result.observed_on,
-        result_id=result.id,
-        rule_id=rule_id,
-        why=why,
-    )
+    return Flag(kind=kind, severity=severity.value, analyte=result.analyte, value=result.value,
+                unit=protocol.units.get(result.analyte), observed_on=result.observed_on, result_id=result.id,
+                rule_id=rule_id, why=why)
 
 
-def flags_for(result: Result, protocol: MonitoringProtocol) -> list[Flag]:
+def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result | None = None,
+              overrides: tuple[Override, ...] = ()) -> list[Flag]:
     """Every flag this result raises, keeping only the most severe one per kind."""
     reference = reference_for(result, protocol)
     unit = protocol.units.get(result.analyte, "")
     shown = f"{result.analyte} {result.value:g} {unit} on {result.observed_on.isoformat()}"
+    abnormal_baseline = baseline_abnormal(baseline, protocol)
     found: list[Flag] = []
     for t in protocol.thresholds:
-        if t.analyte != result.analyte:
+        if t.analyte != result.analyte or (t.unless_baseline_abnormal and abnormal_baseline):
             continue
+        override = next((o for o in overrides if o.rule_id == t.id), None)
+        personal = ""
+        if override is not None:
+            t = replace(t, below=override.below if t.below is not None else None,
+                        above=override.above if t.above is not None else None)
+            personal = f" (patient-specific threshold: {override.reason})"
         reason = breaches(result, t, reference)
         if reason:
-            why = f"{shown} is {reason} {unit}: {t.action} ({protocol.cite(t.source)})"
+            why = f"{shown} is {reason} {unit}{personal}: {t.action} ({protocol.cite(t.source)})"
             found.append(_flag(result, protocol, kind=t.kind, severity=t.severity,
                                rule_id=f"{protocol.id}/{t.id}", why=why))
-    grading: Grading = protocol.grading
+    grading = protocol.grading
     term = grading.terms.get(result.analyte)
-    if term is not None:
-        g = grade(result, term, reference)
-        if g >= grading.critical_min_grade:
-            why = (f"{shown} is {grading.name} v{grading.version} grade {g} "
-                   f"({term.term}): {protocol.critical_action} ({protocol.cite(term.source)})")
+    if term is not None and baseline is not result:
+        g = ctcae_grade(result, protocol, baseline)
+        if g is not None and g >= grading.critical_min_grade:
+            versus = f" vs baseline {baseline.value:g}" if baseline and term.baseline_cuts and abnormal_baseline else ""
+            why = (f"{shown} is {grading.name} v{grading.version} grade {g}{versus} ({term.term}): "
+                   f"{protocol.critical_action} ({protocol.cite(term.source)})")
             found.append(_flag(result, protocol, kind=term.kind, severity=Severity.CRITICAL,
-                               rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}"
-                                       f"/grade-{g}", why=why))
+                               rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}/grade-{g}", why=why))
     worst: dict[str, Flag] = {}
     for f in found:
         kept = worst.get(f.kind)
@@ -106,9 +134,10 @@ def flags_for(result: Result, protocol: MonitoringProtocol) -> list[Flag]:
 def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
     """Flags for final results observed within the protocol's look-back, up to today."""
     since = today - timedelta(days=protocol.flag_lookback_days)
+    base = baselines(snapshot)
     return [
         flag
         for r in snapshot.results
         if r.status in FLAGGABLE and since <= r.observed_on <= today
-        for flag in flags_for(r, protocol)
+        for flag in flags_for(r, protocol, baseline=base.get(r.analyte), overrides=snapshot.overrides)
     ]

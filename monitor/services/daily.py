@@ -14,7 +14,16 @@ from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
-from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, HeldResult, JobRun, Quarantine
+from monitor.db.tables import (
+    DoseStepRow,
+    DueDrawRow,
+    Enrollment,
+    FlagRow,
+    HeldResult,
+    JobRun,
+    PhaseEpisode,
+    Quarantine,
+)
 from monitor.db.upsert import insert_ignore
 from monitor.domain.plan import Plan, evaluate
 from monitor.ingest.records import record_key
@@ -23,6 +32,7 @@ from monitor.protocols import Library
 log = logging.getLogger(__name__)
 
 BATCH = 500
+AUTOMATIC = "monitor (automatic rule)"
 LEASE = timedelta(minutes=30)
 
 
@@ -74,7 +84,13 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: dat
                                    "rule_id": d.rule_id, "why": d.why} for d in plan.draws}
     steps = {(d.drug, d.on): {"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status,
                               "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps}
-    changed = _sync(session, DueDrawRow, eid, lambda r: (r.panel, r.due_on), draws)
+    changed = 0
+    for change in plan.phase_changes:  # automatic transitions become part of the history
+        session.add(PhaseEpisode(enrollment_id=eid, phase=change.to_phase.value, started_on=change.on,
+                                 reason=change.why, confirmed_by=AUTOMATIC))
+        enrollment.phase, enrollment.phase_since = change.to_phase.value, change.on
+        changed += 1
+    changed += _sync(session, DueDrawRow, eid, lambda r: (r.panel, r.due_on), draws)
     changed += _sync(session, DoseStepRow, eid, lambda r: (r.drug, r.on), steps)
     flags = [{"enrollment_id": eid, "key": f.key, "kind": f.kind, "severity": f.severity,
               "analyte": f.analyte, "value": f.value, "unit": f.unit, "observed_on": f.observed_on,

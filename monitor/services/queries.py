@@ -10,9 +10,10 @@ from sqlmodel import Session, col, select
 from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import DueDrawRow, Enrollment, FlagRow, LabResult, Patient, Quarantine
 from monitor.domain.errors import NotFound, UserError
+from monitor.domain.phases import effective_phases
 from monitor.domain.plan import evaluate
 from monitor.domain.snapshot import Result
-from monitor.domain.thresholds import ctcae_grade
+from monitor.domain.thresholds import baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.patients import active_enrollment, audit, find_patient
 
@@ -34,17 +35,18 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     protocol = library.get(enrollment.protocol_id)
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
     plan = evaluate(snapshot, protocol, today=today)
-    phase = snapshot.phase_on(today)
+    phase = effective_phases(snapshot, protocol, today=today)[0].phase_on(today)
     flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id)
                          .order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id).desc())).all()
     rows = session.exec(select(LabResult).where(
         LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
         col(LabResult.observed_on) <= today).order_by(col(LabResult.observed_at).desc(),
                                                       col(LabResult.analyte))).all()
+    base = baselines(snapshot)
     results = []
     for r in rows:
         grade = ctcae_grade(Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low,
-                                   r.ref_high), protocol)
+                                   r.ref_high), protocol, base.get(r.analyte))
         results.append({
             "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
             "observed_on": r.observed_on.isoformat(), "status": r.status,

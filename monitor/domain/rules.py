@@ -1,0 +1,222 @@
+"""Longitudinal rules: trends, rises from baseline, AIH response and relapse, interactions, and
+the extra draws flags ask for. Each returns flags (and slots) with `rule_id` and `why`."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import date, timedelta
+
+from monitor.domain.clocks import Slot
+from monitor.domain.items import Flag, Proposal
+from monitor.domain.phases import above_uln, response_on
+from monitor.domain.protocol import MonitoringProtocol, Phase, Severity
+from monitor.domain.snapshot import Result, Snapshot
+from monitor.domain.thresholds import FLAGGABLE, reference_for
+
+
+def _final(snapshot: Snapshot, analyte: str, today: date) -> list[Result]:
+    return sorted((r for r in snapshot.results if r.analyte == analyte and r.status in FLAGGABLE
+                   and r.observed_on <= today), key=lambda r: (r.observed_on, r.id))
+
+
+def _recent(protocol: MonitoringProtocol, result: Result, today: date) -> bool:
+    return today - result.observed_on <= timedelta(days=protocol.flag_lookback_days)
+
+
+def _flag(protocol: MonitoringProtocol, r: Result, kind: str, severity: Severity, rule: str, why: str) -> Flag:
+    return Flag(kind, severity.value, r.analyte, r.value, protocol.units.get(r.analyte), r.observed_on, r.id,
+                f"{protocol.id}/{rule}", why)
+
+
+def trend_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
+    """`trend_down`: N consecutive falls totalling more than X; `rapid_fall`: one fall over Y."""
+    t = protocol.trend
+    if t is None:
+        return []
+    flags = []
+    for analyte in t.analytes:
+        series = _final(snapshot, analyte, today)
+        for i, r in enumerate(series):
+            if not _recent(protocol, r, today) or i == 0:
+                continue
+            unit = protocol.units.get(analyte, "")
+            before = series[i - 1]
+            if before.value > 0 and (before.value - r.value) / before.value > t.single_fall:
+                flags.append(_flag(protocol, r, "rapid_fall", t.severity, "trend/rapid-fall",
+                                   f"{analyte} fell from {before.value:g} to {r.value:g} {unit} "
+                                   f"({before.observed_on} to {r.observed_on}), more than {t.single_fall:.0%} in one "
+                                   f"step: extra vigilance (a design choice of this protocol)"))
+            if i >= t.falls:
+                run = series[i - t.falls:i + 1]
+                falling = all(b.value < a.value for a, b in zip(run, run[1:], strict=False))
+                if falling and run[0].value > 0 and (run[0].value - r.value) / run[0].value > t.total_fall:
+                    flags.append(_flag(protocol, r, "trend_down", t.severity, "trend/down",
+                                       f"{analyte} fell {t.falls} times in a row from {run[0].value:g} to {r.value:g} "
+                                       f"{unit} (more than {t.total_fall:.0%}): caution and extra vigilance "
+                                       f"({protocol.cite(t.source)})"))
+    return flags
+
+
+def rise_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
+    """A rise above a rolling baseline: the median of the first results of the preceding window."""
+    flags = []
+    for rise in protocol.rises:
+        series = _final(snapshot, rise.analyte, today)
+        for r in series:
+            if not _recent(protocol, r, today):
+                continue
+            window = [x for x in series if r.observed_on - timedelta(days=rise.within_days) <= x.observed_on
+                      < r.observed_on][:rise.baseline_results]
+            if not window:
+                continue
+            baseline = statistics.median(x.value for x in window)
+            if baseline > 0 and r.value > baseline * (1 + rise.above_fraction):
+                flags.append(_flag(protocol, r, rise.kind, rise.severity, f"rise/{rise.analyte}",
+                                   f"{rise.analyte} {r.value:g} {protocol.units.get(rise.analyte, '')} on "
+                                   f"{r.observed_on} is more than {rise.above_fraction:.0%} above its baseline "
+                                   f"{baseline:g} (median of {len(window)} within {rise.within_days} days): "
+                                   f"{rise.action} ({protocol.cite(rise.source)})"))
+    return flags
+
+
+def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
+                   today: date) -> tuple[list[Flag], list[date]]:
+    """AIH non-response (week 4) and insufficient response (month 6) in induction phases."""
+    rules, phases = protocol.response, protocol.phase_rules
+    if rules is None or phases is None:
+        return [], []
+    flags: list[Flag] = []
+    changes: list[date] = []
+    cite = protocol.cite(rules.source)
+    for i, episode in enumerate(snapshot.phases):
+        if episode.phase not in phases.after_response:
+            continue
+        ends = snapshot.phases[i + 1].started_on if i + 1 < len(snapshot.phases) else None
+        series = _final(snapshot, rules.analyte, today)
+        baseline = [r for r in series if episode.started_on - timedelta(days=30) <= r.observed_on <= episode.started_on]
+        week4 = episode.started_on + timedelta(days=rules.non_response_day)
+        near = [r for r in series if abs((r.observed_on - week4).days) <= rules.non_response_window_days
+                and (ends is None or r.observed_on < ends)]
+        if baseline and near:
+            b = baseline[-1]
+            w = min(near, key=lambda r: (abs((r.observed_on - week4).days), r.observed_on))
+            fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
+            if fall < rules.non_response_min_fall and _recent(protocol, w, today):
+                flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
+                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {fall:.0%} "
+                                   f"fall in 4 weeks, under {rules.non_response_min_fall:.0%} (non-response; {cite})"))
+        deadline = episode.started_on + timedelta(days=rules.insufficient_by_day)
+        responded = response_on(snapshot.results, protocol, since=episode.started_on, until=deadline)
+        if responded is None and (ends is None or ends > deadline):
+            if today >= deadline:
+                if today - deadline <= timedelta(days=protocol.flag_lookback_days):
+                    flags.append(Flag("insufficient_response", Severity.ACTION.value, None, None, None, deadline, None,
+                                      f"{protocol.id}/response/insufficient",
+                                      f"no complete biochemical response by {deadline} ({rules.insufficient_by_day} "
+                                      f"days of {episode.phase.value}): insufficient response ({cite})"))
+            else:
+                changes.append(deadline)
+    return flags, changes
+
+
+def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
+                  today: date) -> tuple[list[Flag], list[Slot], list[Proposal]]:
+    """Tier 1 `relapse_possible` (above ULN after response: repeat in 2-4 weeks) and tier 2 `relapse`
+    (ALT >= 3 × ULN, or tier 1 confirmed on the repeat), which proposes re-induction."""
+    rules = protocol.relapse
+    if rules is None:
+        return [], [], []
+    flags: list[Flag] = []
+    slots: list[Slot] = []
+    cite = protocol.cite(rules.source)
+    by_analyte: dict[str, list[Result]] = defaultdict(list)
+    for analyte in rules.possible_analytes:
+        by_analyte[analyte] = _final(snapshot, analyte, today)
+    for analyte, series in by_analyte.items():
+        for i, r in enumerate(series):
+            if snapshot.phase_on(r.observed_on).phase not in rules.phases or not above_uln(r, protocol):
+                continue
+            if not _recent(protocol, r, today):
+                continue
+            uln = reference_for(r, protocol).high or 0
+            unit = protocol.units.get(analyte, "")
+            earlier = series[i - 1] if i else None
+            confirmed = earlier is not None and above_uln(earlier, protocol) and \
+                snapshot.phase_on(earlier.observed_on).phase in rules.phases
+            if analyte == rules.relapse_analyte and r.value >= rules.relapse_uln_times * uln:
+                why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is at least {rules.relapse_uln_times:g} × ULN "
+                       f"({uln:g}): relapse ({cite}); a clinician confirms re-induction")
+                flags.append(_flag(protocol, r, "relapse", Severity.ACTION, "relapse/tier-2", why))
+            elif confirmed and earlier is not None:
+                why = (f"{analyte} above ULN again on {r.observed_on} ({r.value:g} {unit}) after "
+                       f"{earlier.observed_on}: possible relapse confirmed on the repeat ({cite}); "
+                       "a clinician confirms re-induction")
+                flags.append(_flag(protocol, r, "relapse", Severity.ACTION, "relapse/confirmed", why))
+            else:
+                opens = r.observed_on + timedelta(days=rules.repeat_after_days)
+                closes = r.observed_on + timedelta(days=rules.repeat_within_days)
+                why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is above ULN ({uln:g}) after a response: "
+                       f"possible relapse; repeat {', '.join(rules.repeat_panels)} in {rules.repeat_after_days}-"
+                       f"{rules.repeat_within_days} days ({cite})")
+                flags.append(_flag(protocol, r, "relapse_possible", Severity.ACTION, "relapse/tier-1", why))
+                slots.append(Slot(closes, opens, closes, rules.repeat_panels, f"{protocol.id}/relapse/repeat",
+                                  f"repeat to confirm or clear a possible relapse flagged on {r.observed_on} ({cite})",
+                                  mergeable=False))
+    proposals = []
+    current = snapshot.phase_on(today).phase
+    if any(f.kind == "relapse" for f in flags) and current not in (Phase.REINDUCTION,):
+        last = max((f for f in flags if f.kind == "relapse"), key=lambda f: f.observed_on)
+        proposals.append(Proposal(Phase.REINDUCTION.value, f"{protocol.id}/phases/relapse-to-reinduction",
+                                  f"relapse flagged on {last.observed_on}: re-treat with the first induction regimen "
+                                  f"(AASLD 2010 rec. 31), then lifelong maintenance; {cite}"))
+    return flags, slots, proposals
+
+
+def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
+                      today: date) -> tuple[list[Flag], list[Slot]]:
+    flags: list[Flag] = []
+    slots: list[Slot] = []
+    for med in snapshot.medications:
+        if med.started_on > today or (med.stopped_on is not None and med.stopped_on <= today):
+            continue
+        for x in protocol.interactions:
+            if med.drug not in x.drugs:
+                continue
+            cite = protocol.cite(x.source)
+            flags.append(Flag("interaction", x.severity.value, None, None, None, med.started_on, None,
+                              f"{protocol.id}/interactions/{x.id}",
+                              f"{med.drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
+                              f"{x.action} ({cite})"))
+            if x.weekly_weeks:
+                for week in range(1, x.weekly_weeks + 1):
+                    due = med.started_on + timedelta(weeks=week)
+                    slots.append(Slot(due, due - timedelta(days=3), due + timedelta(days=3), ("CBC",),
+                                      f"{protocol.id}/interactions/{x.id}/weekly",
+                                      f"weekly for {x.weekly_weeks} weeks after {med.drug} start on {med.started_on}: "
+                                      f"week {week} ({cite})", mergeable=False))
+            if x.extra_draw_days:
+                due = med.started_on + timedelta(days=x.extra_draw_days)
+                slots.append(Slot(due, due - timedelta(days=7), due + timedelta(days=7), ("CBC",),
+                                  f"{protocol.id}/interactions/{x.id}/extra-count",
+                                  f"an extra count {x.extra_draw_days} days after {med.drug} start on "
+                                  f"{med.started_on} ({cite})", mergeable=False))
+    return flags, slots
+
+
+def tightening_slots(flags: list[Flag], protocol: MonitoringProtocol) -> list[Slot]:
+    """An `action` cytopenia asks for a repeat count within a week, a `critical` one within days."""
+    t = protocol.tightening
+    if t is None:
+        return []
+    slots = []
+    for f in flags:
+        if f.kind not in t.kinds or f.severity not in (Severity.ACTION.value, Severity.CRITICAL.value):
+            continue
+        days = t.critical_repeat_days if f.severity == Severity.CRITICAL.value else t.action_repeat_days
+        due = f.observed_on + timedelta(days=days)
+        slots.append(Slot(due, f.observed_on + timedelta(days=1), due, (t.panel,),
+                          f"{protocol.id}/tightening/{f.severity}",
+                          f"repeat within {days} days of the {f.severity} {f.kind} on {f.observed_on} "
+                          f"({protocol.cite(t.source)})", mergeable=False, due_from=f.observed_on))
+    return slots
