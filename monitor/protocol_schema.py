@@ -116,10 +116,17 @@ class SafetyProfileFile(Strict):
 class StepIn(Strict):
     drug: str
     from_week: int = Field(ge=1)
-    dose_mg: float = Field(ge=0)
+    dose_mg: float | None = Field(default=None, ge=0)
+    mg_per_kg: float | None = Field(default=None, ge=0)
     scale_with_weight: bool = False
     apply_target: bool = False
     source: str
+
+    @model_validator(mode="after")
+    def _one_dose(self) -> StepIn:
+        if (self.dose_mg is None) == (self.mg_per_kg is None):
+            raise ValueError("give exactly one of dose_mg and mg_per_kg")
+        return self
 
 
 class InductionIn(Strict):

@@ -233,8 +233,8 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
     induction = None if i is None else InductionRegimen(
         id=i.id, title=i.title, reference_weight_kg=i.reference_weight_kg, max_scale=i.max_scale,
         phases=tuple(i.phases), source=i.source,
-        steps=tuple(InductionStep(s.drug, s.from_week, s.dose_mg, s.scale_with_weight, s.apply_target, s.source)
-                    for s in i.steps))
+        steps=tuple(InductionStep(s.drug, s.from_week, s.dose_mg or 0.0, s.scale_with_weight, s.apply_target,
+                                  s.source, s.mg_per_kg) for s in i.steps))
     ph, rs, rl, g, d, t, tg = p.phases, p.response, p.relapse, p.genetics, p.dosing, p.trend, p.tightening
     return MonitoringProtocol(
         id=p.protocol.id,

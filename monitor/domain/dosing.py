@@ -47,7 +47,10 @@ def planned_dose(step: InductionStep, protocol: MonitoringProtocol, regimen: Ind
     """The table dose for one step at this weight, and how it was reached."""
     tablet = protocol.drugs[step.drug].tablet_mg
     dose, how = step.dose_mg, f"table dose {step.dose_mg:g} mg"
-    if step.scale_with_weight:
+    if step.mg_per_kg is not None:
+        dose = round_to_tablet(step.mg_per_kg * weight_kg, tablet)
+        how = f"{step.mg_per_kg:g} mg/kg × {weight_kg:g} kg, rounded to {tablet:g} mg tablets"
+    elif step.scale_with_weight:
         scale = min(weight_kg / regimen.reference_weight_kg, regimen.max_scale)
         dose = round_to_tablet(step.dose_mg * scale, tablet)
         how = (f"{step.dose_mg:g} mg at {regimen.reference_weight_kg:g} kg scaled to {weight_kg:g} kg "
@@ -216,8 +219,11 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
     return [DoseStep(drug, dose, on, status, f"{protocol.id}/dosing/maintenance-target", why)]
 
 
-def dose_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: DrugState, *,
-               today: date) -> tuple[list[DoseStep], list[date]]:
+def dose_steps(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
+               state: DrugState | None = None) -> tuple[list[DoseStep], list[date]]:
+    """Current and coming dose steps, and the days their status changes."""
+    if state is None:
+        state = drug_state(snapshot, protocol, today=today, open_critical=[])
     steps, changes = induction_steps(snapshot, protocol, state, today=today)
     steps += maintenance_steps(snapshot, protocol, state, today=today)
     drug = protocol.safety.anchor_drug

@@ -48,7 +48,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
                      and protocol.tightening is not None and f.kind in protocol.tightening.kinds]
     state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)
     flags += state.flags
-    steps, step_changes = dose_steps(snapshot, protocol, state, today=today)
+    steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
     timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug,
                              planned=state.never is None and state.held is None)
     extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)

@@ -36,6 +36,7 @@ class InductionStep:
     scale_with_weight: bool  # dose_mg is for the regimen's reference weight
     apply_target: bool  # clamp into the drug's mg/kg target range
     source: str
+    mg_per_kg: float | None = None  # instead of dose_mg: this many mg per kg of body weight
 
 
 @dataclass(frozen=True)

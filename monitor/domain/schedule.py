@@ -33,7 +33,9 @@ def dose_timeline(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, *
                 for step in regimen.steps:
                     on = episode.started_on + timedelta(weeks=step.from_week - 1)
                     if step.drug == drug and (ends is None or on < ends):
-                        by_day[on] = step.dose_mg
+                        weight = snapshot.weight_on(on)
+                        by_day[on] = step.dose_mg if step.mg_per_kg is None else \
+                            step.mg_per_kg * (weight.kg if weight else 1.0)
     recorded = sorted((d for d in snapshot.doses if d.drug == drug), key=lambda d: d.on)
     for dose in recorded:  # a recorded dose overrides the plan from its date
         for day in [d for d in by_day if d > dose.on]:
@@ -124,7 +126,7 @@ def disease_runs(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple
 
 
 def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
-                  extra: list[Slot]) -> list[Slot]:
+                  extra: tuple[Slot, ...] | list[Slot] = ()) -> list[Slot]:
     changes = dose_changes(timeline)
     slots: list[Slot] = list(extra)
     for run in safety_runs(snapshot, protocol, timeline):
@@ -150,9 +152,11 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
     return kept
 
 
-def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
-              extra: list[Slot]) -> tuple[list[DueDraw], list[date]]:
+def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
+              extra: tuple[Slot, ...] | list[Slot] = ()) -> tuple[list[DueDraw], list[date]]:
     """Open draws (upcoming, due, overdue, recently missed) and the days their status changes."""
+    if timeline is None:
+        timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
     slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra)
     taken_on: dict[str, list[date]] = defaultdict(list)
     for r in snapshot.results:

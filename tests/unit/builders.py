@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from monitor.domain.analytes import Catalog
 from monitor.domain.protocol import MonitoringProtocol, Phase
-from monitor.domain.snapshot import DoseEvent, PhaseEpisode, Result, Snapshot, Weight
+from monitor.domain.snapshot import DoseEvent, Genotype, PhaseEpisode, Result, Snapshot, Weight
 from monitor.protocols import packaged_library
 
 PROTOCOL: MonitoringProtocol = packaged_library().get("aih-azathioprine")
@@ -34,7 +34,8 @@ def result(analyte: str, value: float, *, on: date = START, status: str = "final
 def snapshot(*, phase: Phase = Phase.INDUCTION, start: date = START, weight_kg: float | None = 60,
              doses: tuple[DoseEvent, ...] = (), results: tuple[Result, ...] = (),
              phases: tuple[PhaseEpisode, ...] | None = None,
-             weights: tuple[Weight, ...] | None = None) -> Snapshot:
+             weights: tuple[Weight, ...] | None = None,
+             genotypes: tuple[Genotype, ...] | None = None) -> Snapshot:
     return Snapshot(
         enrollment_id=1,
         start_on=start,
@@ -43,6 +44,8 @@ def snapshot(*, phase: Phase = Phase.INDUCTION, start: date = START, weight_kg: 
             () if weight_kg is None else (Weight(start, weight_kg),)),
         doses=doses,
         results=results,
+        genotypes=genotypes if genotypes is not None else (
+            Genotype("TPMT", "normal", start), Genotype("NUDT15", "normal", start)),
     )
 
 
