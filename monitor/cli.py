@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from monitor.app import App
+from monitor.domain.analytes import Catalog
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
@@ -190,6 +191,7 @@ def progress_bar(label: str) -> Progress:
 
 def show_ingest(name: str, report: IngestReport) -> None:
     out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
+              f"{report.retracted} retracted, "
               f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
     if report.critical_flags:
         out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
@@ -218,11 +220,12 @@ def ingest(
             def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.advance(task, n)
 
-            report = ingest_records(s, read_file(kind, path, options), a.ingest_context(), progress=advance)
+            report = ingest_records(s, read_file(kind, path, options, a.library.catalog), a.ingest_context(),
+                                    progress=advance)
         show_ingest(str(path), report)
 
 
-def read_file(kind: str, path: Path, options: ReadOptions) -> Iterator[Record]:
+def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     if kind == "hl7":
         from monitor.ingest import hl7_reader
 
@@ -230,7 +233,7 @@ def read_file(kind: str, path: Path, options: ReadOptions) -> Iterator[Record]:
     if kind == "fhir":
         from monitor.ingest import fhir_reader
 
-        return fhir_reader.read_file(path, options)
+        return fhir_reader.read_file(path, options, catalog=catalog)
     return csv_reader.read_file(path, options.lab_zone)
 
 

@@ -136,8 +136,9 @@ def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tu
         return f"{ctx.owner[0]}#{local}", f"{ctx.owner[1]}#{local}"
     position, full_url = scope.entry.get(id(res), (None, ""))
     if rid:
-        version = _str(_dict(res.get("meta")).get("versionId"))
-        key = f"fhir:{rid}|{version if FHIR_ID.fullmatch(version) else ''}"
+        # One key per Observation id: a new version (amended, corrected, cancelled) lands on the
+        # same key and takes the service's correction or retraction path.
+        key = f"fhir:{rid}"
     elif full_url and full_url.isprintable() and len(full_url) < 240:
         key = f"fhir:{full_url}"
     else:

@@ -22,10 +22,19 @@ from monitor.db.upsert import insert_ignore
 from monitor.domain.analytes import Catalog, UnitProblem
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
-from monitor.ingest.records import IncomingResult, Record, Skipped, Unreadable, parse_number, record_key
+from monitor.ingest.records import (
+    IncomingResult,
+    ReadOptions,
+    Record,
+    Skipped,
+    Unreadable,
+    parse_number,
+    record_key,
+)
 from monitor.protocols import Library
 
 BATCH = 2000
+MRN_MAX = 64
 
 
 @dataclass
@@ -33,6 +42,7 @@ class IngestReport:
     stored: int = 0
     duplicate: int = 0
     corrected: int = 0
+    retracted: int = 0
     held: int = 0
     ignored: int = 0
     quarantined: int = 0
@@ -42,17 +52,18 @@ class IngestReport:
 
     @property
     def total(self) -> int:
-        return (self.stored + self.duplicate + self.corrected + self.held + self.ignored
+        return (self.stored + self.duplicate + self.corrected + self.retracted + self.held + self.ignored
                 + self.quarantined)
 
     def add(self, other: IngestReport) -> None:
-        for name in ("stored", "duplicate", "corrected", "held", "ignored", "quarantined",
+        for name in ("stored", "duplicate", "corrected", "retracted", "held", "ignored", "quarantined",
                      "already_quarantined", "critical_flags"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons.update(other.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         return {"stored": self.stored, "duplicate": self.duplicate, "corrected": self.corrected,
+                "retracted": self.retracted,
                 "held": self.held, "ignored": self.ignored, "quarantined": self.quarantined,
                 "already_quarantined": self.already_quarantined, "critical_flags": self.critical_flags,
                 "quarantine_reasons": dict(self.reasons)}
@@ -67,6 +78,8 @@ class Context:
     #: With the protocols at hand, a result in a critical band is evaluated at once, not at the
     #: next daily cycle (its flag is raised during ingestion, whatever the route).
     library: Library | None = None
+    #: How feeds identify patients (replaying quarantined HL7/FHIR records needs it).
+    options: ReadOptions | None = None
 
     @property
     def today(self) -> date:
@@ -132,19 +145,47 @@ class _Batch:
         """Process one chunk; return patients with new or corrected results, and the earliest
         day those results were observed."""
         pending: list[tuple[IncomingResult, dict[str, Any]]] = []
+        retractions: list[IncomingResult] = []
         for record in chunk:
             if isinstance(record, Skipped):
                 self.report.ignored += 1
             elif isinstance(record, Unreadable):
                 self.reject(record.format, record.origin, record.raw, record.reason, "unreadable")
+            elif record.status == "retracted":
+                retractions.append(record)
+            elif len(record.mrn) > MRN_MAX:
+                self.reject(record.format, record.origin, record.raw,
+                            f"patient identifier is {len(record.mrn)} characters; at most {MRN_MAX} are stored",
+                            "patient identifier")
             else:
                 row = self.prepare(record)
                 if row is not None:
                     pending.append((record, row))
         touched = self._store(pending)
+        for patient_id, day in self._retract(retractions).items():
+            _earliest(touched, patient_id, day)
         new = insert_ignore(self.session, Quarantine, self.quarantine, ["record_key"])
         self.report.already_quarantined += len(self.quarantine) - new
         self.quarantine = []
+        return touched
+
+    def _retract(self, records: list[IncomingResult]) -> dict[int, date]:
+        """A cancelled or entered-in-error result withdraws the one received under its key: kept,
+        marked `retracted`, and no longer used by the engine."""
+        touched: dict[int, date] = {}
+        for record in records:
+            key = record.source_key[:255]
+            found = self.session.exec(select(LabResult).where(LabResult.source_key == key)).first()
+            held = None if found else self.session.exec(select(HeldResult).where(HeldResult.source_key == key)).first()
+            row = found or held
+            if row is None or row.status == "retracted":
+                self.report.ignored += 1  # nothing (left) to withdraw
+                continue
+            row.status, row.received_at = "retracted", self.ctx.now
+            self.session.add(row)
+            self.report.retracted += 1
+            if found is not None:
+                _earliest(touched, found.patient_id, found.observed_on)
         return touched
 
     def _screen(self, patient_id: int, row: dict[str, Any]) -> None:
@@ -188,6 +229,12 @@ class _Batch:
                     stored[key] = (previous[0], row["value"])
                     _earliest(touched, patients[record.mrn] or 0, row["observed_on"])
                     self._screen(patients[record.mrn] or 0, row)
+                    self.report.corrected += 1
+                elif record.status == "corrected":  # a correction of a result still held
+                    s.execute(update(HeldResult).where(col(HeldResult.source_key) == key).values(
+                        value=row["value"], raw_value=row["raw_value"], status="corrected",
+                        received_at=self.ctx.now))
+                    held[key] = row["value"]
                     self.report.corrected += 1
                 else:
                     self.reject(record.format, record.origin, record.raw,

@@ -91,7 +91,7 @@ def test_the_ghp_report_reads_each_panel_member_once_and_needs_the_patient_for_a
     assert (bilirubin.code, bilirubin.value, bilirubin.unit) == ("14631-6", "7", "umol/L")  # no system
     assert (alt.code, alt.value, alt.unit, alt.ref_high) == ("1742-6", "54", "U/L", 45.0)
     assert got["u8"].value == "<1"  # comparator kept: the service quarantines it as not a number
-    assert got["r1"].source_key == "fhir:r1|" and got["r1"].status == "final"
+    assert got["r1"].source_key == "fhir:r1" and got["r1"].status == "final"
     assert not any(r.source_key.endswith("#abs") for r in got.values())  # absolute counts were sent
 
 
@@ -239,16 +239,17 @@ def test_a_report_with_contained_members_derives_absolute_counts_from_a_percent_
     derived = records[-1]
     assert isinstance(derived, IncomingResult)
     assert (derived.code, derived.value, derived.unit, derived.mrn) == ("751-8", "2.79", "10*3/uL", "C7")
-    assert derived.source_key == "fhir:rep|3#n#abs" and derived.origin == "rep.json:rep#n#abs"
+    assert derived.source_key == "fhir:rep#n#abs" and derived.origin == "rep.json:rep#n#abs"
     assert from_raw(derived.raw, derived.origin, OPTIONS) == derived  # replayable from quarantine
 
 
-def test_a_new_version_is_a_new_source_key_and_redelivery_is_the_same_record() -> None:
+def test_a_new_version_keeps_the_source_key_so_it_corrects_the_first_and_redelivery_is_the_same_record() -> None:
     first = read_one(observation(meta={"versionId": "1"}))
     again = read_one(observation(meta={"versionId": "1"}))
     second = read_one(observation(meta={"versionId": "2"}, status="amended"))
     assert isinstance(first, IncomingResult) and isinstance(second, IncomingResult)
-    assert first == again and first.source_key == "fhir:o1|1" and second.source_key == "fhir:o1|2"
+    assert first == again and first.source_key == second.source_key == "fhir:o1"
+    assert second.status == "corrected"
 
 
 def test_a_text_value_is_kept_for_quarantine_only_when_the_catalog_monitors_the_code() -> None:
@@ -304,7 +305,7 @@ def test_a_synthea_bundle_holds_wbc_platelets_and_alt_in_canonical_units(
     assert {h.unit for h in held if h.analyte in ("WBC", "PLT")} == {"10*9/L"}
     wbc = min((h for h in held if h.analyte == "WBC"), key=lambda h: h.observed_on)
     assert (wbc.value, wbc.raw_value, wbc.raw_unit) == (6.95916, "6.9591604330423635", "10*3/uL")
-    assert wbc.source == "fhir" and wbc.source_key == "fhir:eb3d76ef-83bb-4745-8db2-eed69e14e6d9|"
+    assert wbc.source == "fhir" and wbc.source_key == "fhir:eb3d76ef-83bb-4745-8db2-eed69e14e6d9"
     [alt] = [h for h in held if h.analyte == "ALT"]
     assert (alt.unit, alt.value, alt.mrn) == ("U/L", 23.278224, "e20de9eb-6f2d-4871-a43f-bbede53293ed")
     assert report.reasons == {"unmapped code": 1}  # 20570-8 haematocrit is not in analytes.toml
