@@ -341,6 +341,26 @@ def flags(
 
 
 @app.command()
+def override(
+    ctx: typer.Context,
+    mrn: str,
+    rule: Annotated[str, typer.Option(help="Threshold id, e.g. bsr17/neutrophils-below-1.6")],
+    reason: Annotated[str, typer.Option(help="Why this patient differs (e.g. benign ethnic neutropenia)")],
+    below: Annotated[float | None, typer.Option(help="New lower cut point")] = None,
+    above: Annotated[float | None, typer.Option(help="New upper cut point")] = None,
+    by: Annotated[str | None, typer.Option(help="Clinician (default: your user name)")] = None,
+) -> None:
+    """Set a patient-specific threshold for one protocol rule, with the reason."""
+    a = the(ctx)
+    with a.session() as s:
+        patients.set_override(s, a.library, mrn, rule, below=below, above=above, reason=reason, by=by or a.actor,
+                              now=a.now())
+        s.commit()
+    cut = f"below {below:g}" if below is not None else f"above {above or 0:g}"
+    out.print(f"{mrn}: {rule} is now {cut} for this patient ({reason})")
+
+
+@app.command()
 def ack(
     ctx: typer.Context,
     flag_id: int,

@@ -20,6 +20,7 @@ from monitor.db.tables import (
     MedicationRecord,
     Patient,
     PhaseEpisode,
+    ThresholdOverride,
     WeightRecord,
 )
 from monitor.db.upsert import insert_ignore
@@ -236,3 +237,29 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
           to_phase=to.value)
     return enrollment
+
+
+def set_override(session: Session, library: Library, mrn: str, rule: str, *, below: float | None,
+                 above: float | None, reason: str, by: str, now: datetime) -> ThresholdOverride:
+    """A patient-specific threshold for one protocol rule (e.g. benign ethnic neutropenia)."""
+    if not reason.strip():
+        raise UserError("--reason is required: say why this patient's threshold differs")
+    enrollment = active_enrollment(session, find_patient(session, mrn))
+    protocol = library.get(enrollment.protocol_id)
+    threshold = next((t for t in protocol.thresholds if t.id == rule), None)
+    if threshold is None:
+        known = ", ".join(t.id for t in protocol.thresholds)
+        raise UserError(f"--rule {rule!r} is not a threshold of {protocol.id}; known: {known}")
+    if (threshold.below is not None) != (below is not None) or (threshold.above is not None) != (above is not None):
+        side = "--below" if threshold.below is not None else "--above"
+        raise UserError(f"{rule} is a {side.strip('-')} threshold: give {side} only")
+    assert enrollment.id is not None
+    row = session.exec(select(ThresholdOverride).where(ThresholdOverride.enrollment_id == enrollment.id,
+                                                       ThresholdOverride.rule_id == rule)).first()
+    if row is None:
+        row = ThresholdOverride(enrollment_id=enrollment.id, rule_id=rule, reason=reason, set_by=by, set_at=now)
+    row.below, row.above, row.reason, row.set_by, row.set_at = below, above, reason, by, now
+    session.add(row)
+    enrollment.next_review_on = min(enrollment.next_review_on, enrollment.start_on)
+    audit(session, actor=by, action="override", entity="enrollment", entity_id=enrollment.id, now=now, rule=rule)
+    return row

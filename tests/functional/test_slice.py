@@ -53,3 +53,23 @@ def test_a_critical_result_is_flagged_at_ingestion_without_waiting_for_the_daily
         assert r.code == 0 and "1 critical flags raised now" in r.out
         [flag] = [f for f in run(capsys, "flags", "--format", "json").json() if f["kind"] == "leukopenia"]
     assert flag["severity"] == "critical" and flag["kind"] == "leukopenia" and flag["mrn"] == "A1001"
+
+
+def test_a_patient_specific_threshold_replaces_the_protocol_cut_with_its_reason(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    enroll(capsys)
+    r = run(capsys, "override", "A1001", "--rule", "bsr17/neutrophils-below-1.6", "--below", "1.3",
+            "--reason", "benign ethnic neutropenia")
+    assert r.code == 0, r.err
+    labs = write(tmp_path, "labs.csv", "mrn,collected_at,code,value,unit\nA1001,2026-01-30,751-8,1.4,10*9/L\n"
+                 "A1001,2026-01-31,751-8,1.2,10*9/L\n")
+    assert run(capsys, "ingest", str(labs)).code == 0
+    assert run(capsys, "run", "--date", "2026-02-01").code == 0
+    view = run(capsys, "patient", "A1001", "--format", "json", "--date", "2026-02-01").json()
+    neutropenia = [f for f in view["flags"] if f["kind"] == "neutropenia"]
+    # 1.4 is above the patient's 1.3 (BSR's 1.6 would flag it); 1.2 is below it (and only CTCAE grade 2)
+    assert [(f["value"], f["severity"]) for f in neutropenia] == [(1.2, "action")]
+    assert "benign ethnic neutropenia" in neutropenia[0]["why"]
+    bad = run(capsys, "override", "A1001", "--rule", "bsr17/neutrophils-below-1.6", "--above", "3",
+              "--reason", "x")
+    assert bad.code == 2 and "below" in bad.err
