@@ -61,6 +61,10 @@ def emit_json(data: Any) -> None:
     out.print_json(text) if out.is_terminal else print(text)  # noqa: T201
 
 
+def shown(flag: dict[str, Any]) -> str:
+    return "" if flag["value"] is None else f"{flag['value']:g} {flag['unit'] or ''}"
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left")
     for c in columns:
@@ -292,8 +296,7 @@ def patient(
     table("Dose steps", ["drug", "mg/day", "from", "status", "why"],
           [[d["drug"], f"{d['dose_mg']:g}", d["on"], d["status"], d["why"]] for d in view["dose_steps"]])
     table("Open flags", ["id", "severity", "kind", "value", "observed", "why"],
-          [[f["id"], f["severity"], f["kind"], f"{f['value']:g} {f['unit']}", f["observed_on"], f["why"]]
-           for f in view["flags"]])
+          [[f["id"], f["severity"], f["kind"], shown(f), f["observed_on"], f["why"]] for f in view["flags"]])
     table("Results (last 12 months)", ["observed", "analyte", "value", "status", "CTCAE"],
           [[r["observed_on"], r["analyte"], f"{r['value']:g} {r['unit']}", r["status"], r["ctcae_grade"]]
            for r in view["results"][:30]])
@@ -336,8 +339,7 @@ def flags(
         emit_json(rows)
         return
     table(f"Flags ({status}: {len(rows)})", ["id", "mrn", "severity", "kind", "value", "observed", "status"],
-          [[f["id"], f["mrn"], f["severity"], f["kind"], f"{f['value']:g} {f['unit']}"
-            if f["value"] is not None else "", f["observed_on"], f["status"]] for f in rows])
+          [[f["id"], f["mrn"], f["severity"], f["kind"], shown(f), f["observed_on"], f["status"]] for f in rows])
 
 
 @app.command()

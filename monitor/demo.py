@@ -15,10 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
+from sqlmodel import Session
 
 from monitor.app import App
 from monitor.config import Database
@@ -27,7 +28,7 @@ from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.ingest import csv_reader
 from monitor.notify.render import message, render
-from monitor.services import daily, patients
+from monitor.services import daily, patients, queries
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_records
@@ -41,9 +42,11 @@ MIX = ((Phase.BASELINE, 0.05), (Phase.INDUCTION, 0.2), (Phase.MAINTENANCE, 0.35)
 #: Typical values (canonical unit, sd) for invented results.
 NORMAL = {"WBC": (6.5, 1.2), "NEUT": (4.0, 0.9), "LYMPH": (1.8, 0.4), "PLT": (250, 50), "HGB": (135, 10),
           "MCV": (92, 4), "ALT": (28, 8), "AST": (26, 6), "ALP": (80, 18), "BILI": (10, 3), "ALB": (42, 3),
-          "CREAT": (75, 12)}
+          "CREAT": (75, 12), "IGG": (11, 2)}
+#: Active autoimmune hepatitis at diagnosis: (peak value, half-life in days on treatment).
+ACTIVE = {"ALT": (320, 12), "AST": (250, 12), "IGG": (24, 25)}
 PANEL_ANALYTES = {"CBC": ("WBC", "NEUT", "LYMPH", "PLT", "HGB", "MCV"),
-                  "LFT": ("ALT", "AST", "ALP", "BILI", "ALB"), "RENAL": ("CREAT",)}
+                  "LFT": ("ALT", "AST", "ALP", "BILI", "ALB"), "RENAL": ("CREAT",), "IGG": ("IGG",)}
 
 
 @dataclass
@@ -55,7 +58,15 @@ class Person:
     coordinator: str
     site: str
     history: list[tuple[Phase, date]] = field(default_factory=list)  # confirmed changes after enrollment
-    story: str = "well"  # well, leukopenia, critical, lapsed
+    setpoints: dict[str, float] = field(default_factory=dict)  # this person's usual values
+    story: str = "well"  # well, leukopenia, critical, lapsed, relapse
+
+    @property
+    def active_from(self) -> date | None:
+        """When the current (re)induction began: liver tests are high then and fall."""
+        if self.phase is Phase.INDUCTION:
+            return self.start
+        return self.history[-1][1] if self.phase is Phase.REINDUCTION else None
 
 
 def cohort(n: int, today: date, rng: random.Random) -> list[Person]:
@@ -67,7 +78,7 @@ def cohort(n: int, today: date, rng: random.Random) -> list[Person]:
             phase, rng.randint(400, 2000))
         p = Person(mrn=f"DEMO{i + 1:04d}", phase=phase, start=today - timedelta(days=days),
                    weight=round(rng.uniform(48, 105), 1), coordinator=NURSES[i % 3], site=SITES[i % 2],
-                   story=rng.choices(("well", "leukopenia", "critical", "lapsed"), (78, 9, 3, 10))[0])
+                   story=rng.choices(("well", "leukopenia", "critical", "lapsed", "relapse"), (74, 9, 3, 10, 4))[0])
         recent = today - timedelta(days=rng.randint(7, 40))
         if phase in (Phase.WITHDRAWAL, Phase.OFF_TREATMENT, Phase.REINDUCTION):
             p.history.append((Phase.WITHDRAWAL, recent - timedelta(days=300 if phase != Phase.WITHDRAWAL else 0)))
@@ -96,13 +107,32 @@ def draw_days(p: Person, protocol: MonitoringProtocol, today: date) -> list[tupl
     for s in planned_slots(snap, protocol, today=today, timeline=timeline, extra=[]):
         if s.due_on <= today:
             by_day.setdefault(s.due_on, set()).update(s.panels)
+    if p.active_from is not None:  # the diagnostic (baseline) bloods, just before treatment
+        by_day.setdefault(p.active_from - timedelta(days=3), set()).update(PANEL_ANALYTES)
     return [(day, tuple(sorted(panels))) for day, panels in sorted(by_day.items())]
+
+
+def value_for(p: Person, analyte: str, taken: date, last: bool, rng: random.Random) -> float:
+    mean, sd = NORMAL[analyte]
+    setpoint = p.setpoints.setdefault(analyte, max(rng.gauss(mean, sd), mean * 0.5))
+    value = setpoint * rng.gauss(1, 0.06)  # within-person variation is much smaller than between people
+    active = p.active_from is not None and taken >= p.active_from - timedelta(days=7)
+    if active and p.active_from is not None and analyte in ACTIVE:  # active hepatitis resolving on treatment
+        peak, half_life = ACTIVE[analyte]
+        days = max((taken - p.active_from).days, 0) * rng.uniform(0.7, 1.3)
+        value = setpoint + (peak - setpoint) * 0.5 ** (days / half_life)
+    if last and analyte == "WBC" and p.story in ("leukopenia", "critical"):
+        value = rng.uniform(3.0, 3.4) if p.story == "leukopenia" else rng.uniform(1.5, 1.9)
+    if last and analyte == "ALT" and p.story == "relapse":
+        value = rng.choice((rng.uniform(60, 100), rng.uniform(130, 200)))  # possible relapse, or relapse
+    return value
 
 
 def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
              rng: random.Random) -> Iterator[list[str]]:
     for p in people:
         days = draw_days(p, protocol, today)
+        sent: set[tuple[date, str]] = set()
         skip_last = rng.randint(1, 2) if p.story == "lapsed" else 0
         for n, (due, panels) in enumerate(days[: len(days) - skip_last] if skip_last else days):
             if rng.random() < 0.05:  # the odd missed draw
@@ -111,10 +141,10 @@ def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
             last = n >= len(days) - 1 - skip_last
             for panel in panels:
                 for analyte in PANEL_ANALYTES[panel]:
-                    mean, sd = NORMAL[analyte]
-                    value = max(rng.gauss(mean, sd), mean * 0.3)
-                    if analyte == "WBC" and last and p.story in ("leukopenia", "critical"):
-                        value = rng.uniform(3.0, 3.4) if p.story == "leukopenia" else rng.uniform(1.5, 1.9)
+                    if (taken, analyte) in sent:
+                        continue
+                    sent.add((taken, analyte))
+                    value = value_for(p, analyte, taken, last, rng)
                     yield [p.mrn, taken.isoformat(), analyte_code(analyte), *unit_value(analyte, value, rng)]
     # A few records that show what happens to results the product cannot store as they are.
     yield ["DEMO0001", today.isoformat(), "777-3", "210", "furlongs"]
@@ -124,7 +154,7 @@ def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
 
 LOINC = {"WBC": "6690-2", "NEUT": "751-8", "LYMPH": "731-0", "PLT": "777-3", "HGB": "718-7", "MCV": "787-2",
          "ALT": "1742-6", "AST": "1920-8", "ALP": "6768-6", "BILI": "1975-2", "ALB": "1751-7",
-         "CREAT": "2160-0"}
+         "CREAT": "2160-0", "IGG": "2465-3"}
 
 
 def analyte_code(analyte: str) -> str:
@@ -140,9 +170,20 @@ def unit_value(analyte: str, value: float, rng: random.Random) -> list[str]:
     if analyte in ("WBC", "PLT") and rng.random() < 0.3:
         return [f"{value:.1f}" if analyte == "WBC" else f"{value:.0f}", "10*3/uL"]
     units = {"WBC": "10*9/L", "NEUT": "10*9/L", "LYMPH": "10*9/L", "PLT": "10*9/L", "HGB": "g/L", "MCV": "fL",
-             "ALT": "U/L", "AST": "U/L", "ALP": "U/L", "BILI": "umol/L", "ALB": "g/L", "CREAT": "umol/L"}
+             "ALT": "U/L", "AST": "U/L", "ALP": "U/L", "BILI": "umol/L", "ALB": "g/L", "CREAT": "umol/L",
+             "IGG": "g/L"}
     digits = 0 if analyte in ("PLT", "HGB", "ALT", "AST", "ALP", "CREAT", "MCV") else 1
     return [f"{value:.{digits}f}", units[analyte]]
+
+
+def handled_at_the_time(session: Session, people: list[Person], *, now: datetime) -> None:
+    """Flags raised before a patient's last confirmed phase change were acted on back then."""
+    changed = {p.mrn: p.history[-1][1] for p in people if p.history}
+    for flag in queries.flags(session, status="open"):
+        if flag["observed_on"] < changed.get(flag["mrn"], date.min).isoformat():
+            queries.acknowledge(session, flag["id"], reason="demo: handled when the phase changed", by="demo",
+                                now=now)
+    session.commit()
 
 
 def fresh(directory: Path) -> None:
@@ -159,7 +200,7 @@ def slug(text: str) -> str:
 
 def run_demo(a: App, directory: Path, *, size: int, today: date, console: Console) -> None:
     started = time.perf_counter()
-    rng = random.Random(f"monitor-demo-{today.isoformat()}")
+    rng = random.Random("monitor-demo")  # the same cohort, relative to the date, every time
     fresh(directory)
     a.settings = a.settings.model_copy(
         update={"database": Database(url=f"sqlite:///{(directory / 'monitor.db').resolve()}")})
@@ -188,6 +229,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         ingested = ingest_records(s, csv_reader.read_file(directory / "labs.csv", a.settings.clinic.zone),
                                   a.ingest_context())
         report = daily.run_daily(s, a.library, today=today, now=now)
+        handled_at_the_time(s, people, now=now)
         digests = build_digests(s, today=today)
 
     outbox = directory / "outbox"
@@ -207,8 +249,9 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                   + ", ".join(f"{n} {ph}" for ph, n in sorted(phases.items())))
     console.print(f"  labs: {ingested.stored} results stored, {ingested.held} held (MRN not enrolled), "
                   f"{ingested.quarantined} quarantined with a reason")
-    console.print(f"  daily cycle: {report.evaluated} enrollments evaluated, {report.flags_raised} flags raised "
-                  f"({severities['critical']} critical, {severities['action']} action), {overdue} overdue draws")
+    console.print(f"  daily cycle: {report.evaluated} enrollments evaluated; {sum(severities.values())} open flags "
+                  f"({severities['critical']} critical, {severities['action']} action, {severities['watch']} watch), "
+                  f"{overdue} overdue draws")
     console.print(f"  {len(digests)} coordinator digests written to {outbox}/")
     console.print("\nLook around (the demo database is the default one inside the folder):")
     console.print(f"  cd {directory}")

@@ -23,13 +23,20 @@ def reference_for(result: Result, protocol: MonitoringProtocol) -> Range:
     )
 
 
-def baselines(snapshot: Snapshot) -> dict[str, Result]:
-    """Per analyte, the last final result on or before the treatment start."""
-    found: dict[str, Result] = {}
-    for r in sorted(snapshot.results, key=lambda r: (r.observed_on, r.id)):
-        if r.status in FLAGGABLE and r.observed_on <= snapshot.start_on:
-            found[r.analyte] = r
-    return found
+class Baselines:
+    """Pre-treatment values: per analyte, the last final result on or before the start of the
+    treatment course a result belongs to (the enrollment start, or a later (re)induction)."""
+
+    def __init__(self, snapshot: Snapshot, protocol: MonitoringProtocol) -> None:
+        regimen = protocol.induction.phases if protocol.induction is not None else ()
+        self.starts = sorted({snapshot.start_on, *(e.started_on for e in snapshot.phases if e.phase in regimen)})
+        self.results = sorted((r for r in snapshot.results if r.status in FLAGGABLE),
+                              key=lambda r: (r.observed_on, r.id))
+
+    def for_(self, result: Result) -> Result | None:
+        start = max((s for s in self.starts if s <= result.observed_on), default=self.starts[0])
+        return next((r for r in reversed(self.results) if r.analyte == result.analyte and r.observed_on <= start),
+                    None)
 
 
 def baseline_abnormal(baseline: Result | None, protocol: MonitoringProtocol) -> bool:
@@ -92,15 +99,19 @@ def _flag(result: Result, protocol: MonitoringProtocol, *, kind: str, severity: 
 
 
 def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result | None = None,
-              overrides: tuple[Override, ...] = ()) -> list[Flag]:
-    """Every flag this result raises, keeping only the most severe one per kind."""
+              overrides: tuple[Override, ...] = (), on_drug: bool = True) -> list[Flag]:
+    """Every flag this result raises, keeping only the most severe one per kind.
+
+    Off the drug (`on_drug` False) rises judged against a baseline (transaminases in AIH) are
+    disease activity, left to the response and relapse rules; cytopenias are flagged everywhere.
+    """
     reference = reference_for(result, protocol)
     unit = protocol.units.get(result.analyte, "")
     shown = f"{result.analyte} {result.value:g} {unit} on {result.observed_on.isoformat()}"
     abnormal_baseline = baseline_abnormal(baseline, protocol)
     found: list[Flag] = []
     for t in protocol.thresholds:
-        if t.analyte != result.analyte or (t.unless_baseline_abnormal and abnormal_baseline):
+        if t.analyte != result.analyte or (t.unless_baseline_abnormal and (abnormal_baseline or not on_drug)):
             continue
         override = next((o for o in overrides if o.rule_id == t.id), None)
         personal = ""
@@ -115,7 +126,7 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
                                rule_id=f"{protocol.id}/{t.id}", why=why))
     grading = protocol.grading
     term = grading.terms.get(result.analyte)
-    if term is not None and baseline is not result:
+    if term is not None and baseline is not result and (on_drug or term.direction == "below"):
         g = ctcae_grade(result, protocol, baseline)
         if g is not None and g >= grading.critical_min_grade:
             versus = f" vs baseline {baseline.value:g}" if baseline and term.baseline_cuts and abnormal_baseline else ""
@@ -134,10 +145,11 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
 def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
     """Flags for final results observed within the protocol's look-back, up to today."""
     since = today - timedelta(days=protocol.flag_lookback_days)
-    base = baselines(snapshot)
+    base = Baselines(snapshot, protocol)
     return [
         flag
         for r in snapshot.results
         if r.status in FLAGGABLE and since <= r.observed_on <= today
-        for flag in flags_for(r, protocol, baseline=base.get(r.analyte), overrides=snapshot.overrides)
+        for flag in flags_for(r, protocol, baseline=base.for_(r), overrides=snapshot.overrides,
+                              on_drug=snapshot.phase_on(r.observed_on).phase in protocol.safety_phases)
     ]

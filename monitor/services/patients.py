@@ -139,7 +139,7 @@ def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today:
                              reason="enrollment"))
     insert_ignore(session, WeightRecord, [{"patient_id": patient.id, "on": req.start_on,
                                            "kg": req.weight_kg}], ["patient_id", "on"])
-    genotypes = [{"patient_id": patient.id, "gene": gene, "status": status, "on": req.start_on}
+    genotypes = [{"patient_id": patient.id, "gene": gene, "status": status, "on": min(req.start_on, today)}
                  for gene, status in (("TPMT", req.tpmt), ("NUDT15", req.nudt15)) if status]
     insert_ignore(session, GenotypeRecord, genotypes, ["patient_id", "gene", "on"])
     attached = attach_held(session, patient)

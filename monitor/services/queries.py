@@ -13,7 +13,7 @@ from monitor.domain.errors import NotFound, UserError
 from monitor.domain.phases import effective_phases
 from monitor.domain.plan import evaluate
 from monitor.domain.snapshot import Result
-from monitor.domain.thresholds import baselines, ctcae_grade
+from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.patients import active_enrollment, audit, find_patient
 
@@ -42,11 +42,11 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
         LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
         col(LabResult.observed_on) <= today).order_by(col(LabResult.observed_at).desc(),
                                                       col(LabResult.analyte))).all()
-    base = baselines(snapshot)
+    base = Baselines(snapshot, protocol)
     results = []
     for r in rows:
         grade = ctcae_grade(Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low,
-                                   r.ref_high), protocol, base.get(r.analyte))
+                                   r.ref_high), protocol, base.for_(Result(0, r.analyte, r.value, r.observed_on)))
         results.append({
             "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
             "observed_on": r.observed_on.isoformat(), "status": r.status,
