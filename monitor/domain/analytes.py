@@ -81,15 +81,16 @@ class Catalog:
             )
         return conversion
 
-    def to_canonical(self, analyte: Analyte, value: float, unit: str) -> float:
-        """Convert `value unit` to the analyte's canonical unit.
+    def to_canonical(self, analyte: Analyte, value: float, unit: str, factor: float | None = None) -> float:
+        """Convert `value unit` to the analyte's canonical unit (with `factor`, if given, instead of
+        the table's).
 
         Raises:
             UnitProblem: the unit is not accepted for this analyte, or the converted value is
                 outside the plausible range (a wrong unit is more likely than such a value).
                 Exactly zero is always plausible (an absent cell line is a real result).
         """
-        canonical = round(value * self.conversion(analyte, unit).factor, 6)
+        canonical = round(value * (factor if factor is not None else self.conversion(analyte, unit).factor), 6)
         low, high = analyte.plausible.low, analyte.plausible.high
         if canonical != 0 and (
             (low is not None and canonical < low) or (high is not None and canonical > high)

@@ -31,6 +31,7 @@ from monitor.ingest.records import (
     parse_number,
     record_key,
 )
+from monitor.ingest.units import ucum_factor
 from monitor.protocols import Library
 
 BATCH = 2000
@@ -126,11 +127,18 @@ class _Batch:
                         f"{analyte.key} value {r.value!r} is not a number", "non-numeric value")
             return None
         try:
-            value = self.ctx.catalog.to_canonical(analyte, number, r.unit)
+            factor = self.ctx.catalog.conversion(analyte, r.unit).factor
+        except UnitProblem as e:
+            ucum = ucum_factor(r.unit, analyte.unit)  # valid UCUM of the same dimension converts too
+            if ucum is None:
+                self.reject(r.format, r.origin, r.raw, str(e), "unit")
+                return None
+            factor = ucum
+        try:
+            value = self.ctx.catalog.to_canonical(analyte, number, r.unit, factor)
         except UnitProblem as e:
             self.reject(r.format, r.origin, r.raw, str(e), "unit")
             return None
-        factor = self.ctx.catalog.conversion(analyte, r.unit).factor  # limits are in the sent unit
         return {
             "source_key": r.source_key[:255], "source": r.format.split("-")[-1], "analyte": analyte.key,
             "code": r.code[:32], "raw_value": r.value[:64], "raw_unit": r.unit[:64], "value": value,
