@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)
 def normalise_unit(unit: str) -> str:
     """Fold the spellings labs use for one unit into one key (`10^3/µL` -> `10*3/ul`)."""
     folded = re.sub(r"\{[^}]*\}", "", unit.strip())  # UCUM annotations are unity: {cells}/uL

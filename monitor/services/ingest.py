@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
-from monitor.db.upsert import insert_ignore
+from monitor.db.upsert import bulk_insert_ignore, insert_ignore
 from monitor.domain.analytes import Catalog, UnitProblem
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
@@ -260,8 +260,8 @@ class _Batch:
                 stored[key] = (None, row["value"])
                 _earliest(touched, patient_id, row["observed_on"])
                 self._screen(patient_id, row)
-        self.report.stored += insert_ignore(s, LabResult, new_results, ["source_key"])
-        self.report.held += insert_ignore(s, HeldResult, new_held, ["source_key"])
+        self.report.stored += bulk_insert_ignore(s, LabResult, new_results, ["source_key"])
+        self.report.held += bulk_insert_ignore(s, HeldResult, new_held, ["source_key"])
         return touched
 
 
