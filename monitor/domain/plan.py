@@ -44,8 +44,11 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
     interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
     flags += more + relapses + interactions
+    # A critical cytopenia or a contraindicated drug holds the anchor drug until a clinician
+    # acknowledges the flag.
+    holding = set(protocol.tightening.kinds if protocol.tightening is not None else ()) | {"interaction"}
     open_critical = [f for f in flags if f.severity == Severity.CRITICAL.value and f.key not in snapshot.acknowledged
-                     and protocol.tightening is not None and f.kind in protocol.tightening.kinds]
+                     and f.kind in holding]
     state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)
     flags += state.flags
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
