@@ -43,6 +43,12 @@ def the(ctx: typer.Context) -> App:
     return obj
 
 
+def choose(value: str, option: str, *allowed: str) -> str:
+    if value not in allowed:
+        raise UserError(f"{option} {value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
 def parse_date(value: str | None, option: str = "--date") -> date | None:
     if value is None:
         return None
@@ -164,7 +170,7 @@ def record(
     events = patients.Events(doses=tuple(doses), weight_kg=weight_kg, med_start=tuple(med_start or ()),
                              med_stop=tuple(med_stop or ()), tpmt=tpmt, nudt15=nudt15)
     with a.session() as s:
-        lines = patients.record(s, mrn, events, on=day_or_today(a, on), now=a.now(), actor=a.actor)
+        lines = patients.record(s, mrn, events, on=day_or_today(a, on), today=a.today(), now=a.now(), actor=a.actor)
         s.commit()
     for line in lines:
         out.print(f"recorded {line}")
@@ -183,7 +189,7 @@ def phase(
     a = the(ctx)
     with a.session() as s:
         e = patients.change_phase(s, mrn, to, on=day_or_today(a, on), reason=reason, by=by or a.actor,
-                                  now=a.now())
+                                  today=a.today(), now=a.now())
         s.commit()
     out.print(f"{mrn} is in {e.phase} from {e.phase_since}")
 
@@ -213,8 +219,7 @@ def ingest(
 ) -> None:
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
     a = the(ctx)
-    if fmt not in ("auto", "csv", "hl7", "fhir"):
-        raise UserError(f"--format {fmt!r} must be auto, csv, hl7 or fhir")
+    choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
     options = a.read_options()
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
@@ -284,6 +289,7 @@ def patient(
 ) -> None:
     """One patient: phase, due draws, dose steps, open flags, proposals, recent results."""
     a = the(ctx)
+    choose(fmt, "--format", "text", "json")
     with a.session() as s:
         view = queries.patient_view(s, a.library, mrn, today=day_or_today(a, on), now=a.now(), actor=a.actor)
     if fmt == "json":
@@ -312,6 +318,7 @@ def overdue(
 ) -> None:
     """Overdue draws across the cohort (as of the last daily run), most overdue first."""
     a = the(ctx)
+    choose(fmt, "--format", "table", "csv", "json")
     with a.session() as s:
         rows = queries.overdue(s, today=day_or_today(a, on), site=site, coordinator=coordinator)
     keys = ["mrn", "panel", "due_on", "days_overdue", "phase", "coordinator", "site"]
@@ -333,6 +340,7 @@ def flags(
 ) -> None:
     """The flag worklist, critical first."""
     a = the(ctx)
+    choose(fmt, "--format", "table", "json")
     with a.session() as s:
         rows = queries.flags(s, status=status)
     if fmt == "json":
@@ -372,7 +380,7 @@ def ack(
     """Acknowledge a flag."""
     a = the(ctx)
     with a.session() as s:
-        queries.acknowledge(s, flag_id, reason=reason, by=by or a.actor, now=a.now())
+        queries.acknowledge(s, flag_id, reason=reason, by=by or a.actor, today=a.today(), now=a.now())
         s.commit()
     out.print(f"flag {flag_id} acknowledged")
 
@@ -391,6 +399,8 @@ def quarantine_list(
 ) -> None:
     """Quarantined records with their reasons."""
     a = the(ctx)
+    choose(fmt, "--format", "table", "json")
+    choose(status, "--status", "open", "all")
     with a.session() as s:
         rows = queries.quarantine_list(s, status=status)
     if fmt == "json":
@@ -463,11 +473,17 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; bugs raise."""
     try:
-        app(args=argv, prog_name="monitor")
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = app(args=argv, prog_name="monitor", standalone_mode=False)
     except UserError as e:
         err.print(f"monitor: error: {e}", markup=False)
         return 2
-    return 0
+    except typer.Abort:
+        err.print("monitor: aborted", markup=False)
+        return 1
+    except typer.TyperException as e:  # a usage error found by the option parser
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err.print(f"monitor: error: {' '.join(message.split())} (see --help)", markup=False)
+        return int(getattr(e, "exit_code", 2))
+    return code if isinstance(code, int) else 0

@@ -182,7 +182,7 @@ def handled_at_the_time(session: Session, people: list[Person], *, now: datetime
     for flag in queries.flags(session, status="open"):
         if flag["observed_on"] < changed.get(flag["mrn"], date.min).isoformat():
             queries.acknowledge(session, flag["id"], reason="demo: handled when the phase changed", by="demo",
-                                now=now)
+                                today=now.date(), now=now)
     session.commit()
 
 
@@ -224,7 +224,8 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
             patients.enroll(s, a.library, req, today=today, now=now, actor="demo")
         for p in people:
             for phase, on in p.history:
-                patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", now=now)
+                patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", today=today,
+                                      now=now)
         s.commit()
         ingested = ingest_records(s, csv_reader.read_file(directory / "labs.csv", a.settings.clinic.zone),
                                   a.ingest_context())

@@ -59,9 +59,12 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
         assert rid is not None
         results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high))
     acknowledged: dict[int, set[str]] = defaultdict(set)
-    for eid, key in session.exec(select(FlagRow.enrollment_id, FlagRow.key).where(
-            col(FlagRow.enrollment_id).in_(ids), FlagRow.status == "acknowledged")):
-        acknowledged[eid].add(key)
+    open_flags: dict[int, list[s.OpenFlag]] = defaultdict(list)
+    for f in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id).in_(ids))):
+        if f.status == "acknowledged":
+            acknowledged[f.enrollment_id].add(f.key)
+        else:
+            open_flags[f.enrollment_id].append(s.OpenFlag(f.key, f.kind, f.severity, f.observed_on))
     overrides: dict[int, list[s.Override]] = defaultdict(list)
     for o in session.exec(select(ThresholdOverride).where(col(ThresholdOverride.enrollment_id).in_(ids))):
         overrides[o.enrollment_id].append(s.Override(o.rule_id, o.below, o.above, o.reason))
@@ -76,5 +79,6 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
             genotypes=tuple(genes[pid]), medications=tuple(meds[pid]),
             results=tuple(r for r in results[pid] if r.observed_on >= e.start_on - BASELINE_WINDOW),
             overrides=tuple(overrides[e.id]), acknowledged=frozenset(acknowledged[e.id]),
+            open_flags=tuple(open_flags[e.id]),
         )
     return snapshots

@@ -49,6 +49,11 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     holding = set(protocol.tightening.kinds if protocol.tightening is not None else ()) | {"interaction"}
     open_critical = [f for f in flags if f.severity == Severity.CRITICAL.value and f.key not in snapshot.acknowledged
                      and f.kind in holding]
+    computed = {f.key for f in flags}
+    open_critical += [Flag(o.kind, o.severity, None, None, None, o.observed_on, None, o.key.split("@")[0], "")
+                      for o in snapshot.open_flags if o.severity == Severity.CRITICAL.value and o.kind in holding
+                      and o.key not in computed]  # still open after the look-back: still holding
+    open_critical.sort(key=lambda f: f.observed_on)
     state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)
     flags += state.flags
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
@@ -59,7 +64,9 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)
     if withdrawal is not None:
         proposals.append(withdrawal)
-    changes = [d for d in (*step_changes, *draw_changes, *response_changes, eligible_on) if d and d > today]
+    aged_out = [f.observed_on + timedelta(days=protocol.flag_lookback_days + 1) for f in flags]
+    changes = [d for d in (*step_changes, *draw_changes, *response_changes, *aged_out, eligible_on)
+               if d and d > today]
     return Plan(
         as_of=today,
         draws=tuple(draws),

@@ -19,6 +19,9 @@ from monitor.domain.snapshot import Snapshot
 
 Timeline = list[tuple[date, float]]
 
+#: Slots are generated this far past today (more than any two neighbouring windows span).
+LOOKAHEAD = timedelta(days=120)
+
 
 def dose_timeline(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, *,
                   planned: bool = True) -> Timeline:
@@ -129,11 +132,13 @@ def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: da
                   extra: tuple[Slot, ...] | list[Slot] = ()) -> list[Slot]:
     changes = dose_changes(timeline)
     slots: list[Slot] = list(extra)
+    # Look far enough ahead that every slot which could merge with the next upcoming one exists.
+    horizon = today + LOOKAHEAD
     for run in safety_runs(snapshot, protocol, timeline):
-        slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=today, cite=protocol.cite)[0]
+        slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=horizon, cite=protocol.cite)[0]
     for run, i in disease_runs(snapshot, protocol):
         stages = protocol.disease[snapshot.phases[i].phase].stages
-        slots += run_slots(stages, run, changes=[], horizon=today, cite=protocol.cite)[0]
+        slots += run_slots(stages, run, changes=[], horizon=horizon, cite=protocol.cite)[0]
     return slots
 
 
@@ -189,6 +194,8 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             else:
                 status = "overdue"
             changes += [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
+            if after is not None:
+                changes.append(after.opens)  # from then on an unmet draw counts as missed
             if status == "missed" and today - slot.due_on > lookback:
                 continue
             draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,

@@ -64,6 +64,16 @@ class Override:
 
 
 @dataclass(frozen=True)
+class OpenFlag:
+    """A flag raised earlier and not yet acknowledged (it may be older than any look-back)."""
+
+    key: str
+    kind: str
+    severity: str
+    observed_on: date
+
+
+@dataclass(frozen=True)
 class Snapshot:
     enrollment_id: int
     start_on: date
@@ -75,6 +85,7 @@ class Snapshot:
     results: tuple[Result, ...] = ()
     overrides: tuple[Override, ...] = ()
     acknowledged: frozenset[str] = frozenset()  # keys of flags a clinician has acknowledged
+    open_flags: tuple[OpenFlag, ...] = ()
 
     def phase_on(self, day: date) -> PhaseEpisode:
         current = self.phases[0]

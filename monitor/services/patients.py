@@ -163,7 +163,7 @@ class Events:
                     or self.tpmt or self.nudt15)
 
 
-def record(session: Session, mrn: str, events: Events, *, on: date, now: datetime,
+def record(session: Session, mrn: str, events: Events, *, on: date, now: datetime, today: date | None = None,
            actor: str) -> list[str]:
     """Record dated clinical events; returns a line per event written. Re-recording is a no-op."""
     if events.empty():
@@ -213,14 +213,14 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
         insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
                                                  "on": on}], ["patient_id", "gene", "on"])
         done.append(f"{gene} {status} on {on}")
-    mark_for_review(session, {pid: on})
+    mark_for_review(session, {pid: min(on, today or now.date())})
     audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
           events=len(done))
     return done
 
 
 def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str,
-                 now: datetime) -> Enrollment:
+                 now: datetime, today: date | None = None) -> Enrollment:
     """A clinician confirms a phase change from a date."""
     if not reason.strip():
         raise UserError("--reason is required: say why the phase changes")
@@ -233,7 +233,7 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=to.value, started_on=on, reason=reason,
                              confirmed_by=by))
     enrollment.phase, enrollment.phase_since = to.value, on
-    enrollment.next_review_on = min(enrollment.next_review_on, on)
+    enrollment.next_review_on = min(enrollment.next_review_on, on, today or now.date())
     audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
           to_phase=to.value)
     return enrollment

@@ -104,7 +104,8 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
     return sorted(listed, key=lambda f: severity_rank.get(f["severity"], 3))
 
 
-def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: datetime) -> FlagRow:
+def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: datetime,
+                today: date | None = None) -> FlagRow:
     if not reason.strip():
         raise UserError("--reason is required: say what was done about the flag")
     flag = session.get(FlagRow, flag_id)
@@ -113,6 +114,9 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: da
     if flag.status == "acknowledged":
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
+    enrollment = session.get(Enrollment, flag.enrollment_id)
+    if enrollment is not None:  # an acknowledged critical flag may release a hold: look again today
+        enrollment.next_review_on = min(enrollment.next_review_on, today or now.date())
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
     return flag
 

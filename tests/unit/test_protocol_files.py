@@ -1,6 +1,9 @@
 """The protocol loader rejects a bad file with one line naming the file and the key (monitor/protocols.py).
 
-Each test copies the packaged config/ into tmp_path and breaks one thing in it.
+Each test copies the packaged config/ into tmp_path, keeps only the AIH protocol (other protocols are
+tested by their own authors) and breaks one thing in the protocol or in the safety profile it names.
+Since issue 3 the drug-safety schedule lives in config/safety/<profile>.toml, referenced by
+`[safety] profile = ...`; a broken schedule is broken there.
 """
 
 from __future__ import annotations
@@ -11,16 +14,20 @@ from pathlib import Path
 import pytest
 
 from monitor.domain.errors import ProtocolError
-from monitor.protocols import Library
+from monitor.protocols import Library, packaged_library
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 PROTOCOL_FILE = "protocols/aih-azathioprine.toml"
+PROFILE_FILE = "safety/conservative-union.toml"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     copy = tmp_path / "config"
     shutil.copytree(CONFIG, copy)
+    for other in (copy / "protocols").glob("*.toml"):
+        if other.name != "aih-azathioprine.toml":
+            other.unlink()
     return copy
 
 
@@ -44,39 +51,76 @@ def rejection(config: Path) -> str:
 def test_an_unbroken_copy_of_the_packaged_config_loads(config: Path) -> None:
     library = Library(config)
     assert list(library.ids()) == ["aih-azathioprine"]
-    assert library.get("aih-azathioprine").thresholds
+    protocol = library.get("aih-azathioprine")
+    assert protocol.thresholds
+    assert protocol.safety.id == "conservative-union"
 
 
+def test_every_packaged_protocol_loads_and_the_aih_protocol_is_one_of_them() -> None:
+    assert "aih-azathioprine" in packaged_library().ids()
+
+
+@pytest.mark.parametrize("profile", ["conservative-union", "bsr-2017", "bsg-sps", "fda"])
+def test_the_aih_protocol_loads_with_every_packaged_safety_profile(config: Path, profile: str) -> None:
+    # CLINICAL.md §3.2: a site may switch to a single-source profile
+    edit(config, 'profile = "conservative-union"', f'profile = "{profile}"')
+    protocol = Library(config).get("aih-azathioprine")
+    assert protocol.safety.id == profile
+    assert protocol.safety.stages[-1].open_ended
+
+
+#: Broken protocol files: (old, new, key, reason).
 BROKEN = [
     pytest.param('analyte = "WBC"', 'analyte = "WCC"', "thresholds[0].analyte", "unknown analyte 'WCC'",
                  id="unknown analyte in a threshold"),
     pytest.param("below = 3.5 ", "below = 3.5\nabove = 11.0 ", "thresholds[0]",
                  "give exactly one of below, above, above_uln_times", id="a threshold with two bounds"),
-    pytest.param("every_days = 7, until_day = 28, window_days = 3,", "every_days = 7, until_day = 28, window_days = 4,",
-                 "safety.stages[0]", "windows of neighbouring draws must not overlap",
-                 id="a weekly stage with ±4 day windows overlaps"),
-    pytest.param("every_days = 84, window_days = 14,", "every_days = 84, window_days = 42,",
-                 "safety.stages[3]", "must not overlap", id="windows exactly meeting overlap too"),
-    pytest.param("every_days = 7, until_day = 28, window_days = 3,", "every_days = 0, until_day = 28, window_days = 0,",
-                 "safety.stages[0]", "every_days must be >= 1", id="a stage every 0 days"),
-    pytest.param("every_days = 84, window_days = 14,", "every_days = 84, count = 4, window_days = 14,",
-                 "safety.stages", "the last stage must be open-ended", id="a last stage with a count"),
-    pytest.param("every_days = 84, window_days = 14,", "every_days = 84, until_day = 730, window_days = 14,",
-                 "safety.stages", "the last stage must be open-ended", id="a last stage with until_day"),
+    pytest.param('every_days = 7, until_day = 28, window_days = 3, panels = ["LFT", "CBC"], source = "BMJBP"',
+                 'every_days = 7, until_day = 28, window_days = 4, panels = ["LFT", "CBC"], source = "BMJBP"',
+                 "disease.induction.stages[0]", "windows of neighbouring draws must not overlap",
+                 id="a weekly disease stage with ±4 day windows overlaps"),
+    pytest.param("at_days = [0]", "at_days = [7, 0]", "disease.baseline.stages[0]", "at_days must be increasing",
+                 id="at_days out of order"),
+    pytest.param('panels = ["LFT", "CBC"], source = "BMJBP"', 'panels = ["LFT", "CBCS"], source = "BMJBP"',
+                 "disease.induction.stages[0].panels", "unknown panel 'CBCS'",
+                 id="an unknown panel in a disease stage"),
     pytest.param("flag_lookback_days = 90", "flag_lookbak_days = 90", "protocol.flag_lookbak_days",
                  "Extra inputs are not permitted", id="a typo key in [protocol]"),
     pytest.param("below = 140 ", "belw = 140 ", "thresholds[4].belw", "Extra inputs are not permitted",
                  id="a typo key in a threshold"),
-    pytest.param('severity = "action"', 'severity = "urgent"', "thresholds[0].severity",
-                 "Input should be 'watch', 'action' or 'critical'", id="an unknown severity"),
-    pytest.param('panels = ["CBC", "LFT"]', 'panels = ["CBC", "LFTS"]', "safety.stages[0].panels",
-                 "unknown panel 'LFTS'", id="an unknown panel"),
+    pytest.param('severity = "action"\naction = "withhold', 'severity = "urgent"\naction = "withhold',
+                 "thresholds[0].severity", "Input should be 'watch', 'action' or 'critical'", id="an unknown severity"),
     pytest.param('drug = "azathioprine", from_week = 3', 'drug = "azathioprin", from_week = 3',
                  "induction.steps[9].drug", "unknown drug 'azathioprin'", id="an induction step for an unknown drug"),
-    pytest.param('source = "BSR17"\n', 'source = "BSR-17"\n', "thresholds[0].source",
+    pytest.param('source = "BSR17"\n\n[[thresholds]]\nid = "bsr17/neutrophils-below-1.6"',
+                 'source = "BSR-17"\n\n[[thresholds]]\nid = "bsr17/neutrophils-below-1.6"', "thresholds[0].source",
                  "unknown source tag 'BSR-17'", id="a threshold citing an unknown source"),
     pytest.param('phases = ["induction", "reinduction"]', 'phases = ["induction", "relapse"]',
                  "induction.phases[1]", "Input should be", id="an unknown phase"),
+    pytest.param('profile = "conservative-union"', 'profile = "conservative"', "safety.profile",
+                 "no safety profile 'conservative'; known: bsg-sps, bsr-2017, conservative-union, fda",
+                 id="an unknown safety profile names the known ones"),
+    pytest.param('after_response = { induction = "maintenance"', 'after_response = { induction = "remission"',
+                 "phases.after_response.induction", "Input should be", id="an automatic transition to no phase"),
+    pytest.param('start_on_first_dose_of = ["prednisolone", "azathioprine"]',
+                 'start_on_first_dose_of = ["prednisolone", "azathioprin"]', "phases.start_on_first_dose_of",
+                 "unknown drug 'azathioprin'", id="the first-dose transition names an unknown drug"),
+    pytest.param('withdrawal_source = "WITHDRAWAL-DEFAULT"', 'withdrawal_source = "WD"', "phases.withdrawal_source",
+                 "unknown source tag 'WD'", id="the withdrawal rule cites an unknown source"),
+    pytest.param('repeat_panels = ["LFT", "IGG"]', 'repeat_panels = ["LFT", "IGGG"]', "relapse.repeat_panels",
+                 "unknown panel 'IGGG'", id="the relapse repeat draw names an unknown panel"),
+    pytest.param("intermediate_factor = 0.5 ", "intermediate_factor = 0.9 ", "genetics.intermediate_factor",
+                 "less than or equal to 0.8", id="CPIC18 IM factor outside 30-80%"),
+    pytest.param('gate_analyte = "BILI"', 'gate_analyte = "BILLI"', "dosing.gate_analyte", "unknown analyte 'BILLI'",
+                 id="the bilirubin gate names an unknown analyte"),
+    pytest.param("dose_factor = 0.25", "dose_factor = 1.25", "interactions[0].dose_factor",
+                 "less than or equal to 1", id="an interaction that raises the dose"),
+    pytest.param('source = "MEDSAFE98"', 'source = "MEDSAFE"', "interactions[0].source",
+                 "unknown source tag 'MEDSAFE'", id="an interaction citing an unknown source"),
+    pytest.param('analytes = ["WBC", "NEUT", "PLT"]', 'analytes = ["WBC", "NEUTS", "PLT"]', "trend.analytes",
+                 "unknown analyte 'NEUTS'", id="a trend on an unknown analyte"),
+    pytest.param('hold_drug = "azathioprine"', 'hold_drug = "azathioprin"', "tightening.hold_drug",
+                 "unknown drug 'azathioprin'", id="tightening holds an unknown drug"),
 ]
 
 
@@ -91,11 +135,90 @@ def test_the_loader_rejects_a_broken_protocol_naming_the_file_and_key(
     assert message.endswith(f"(fix it in {path})")
 
 
+#: Broken safety profiles (config/safety/conservative-union.toml): (old, new, key, reason).
+BROKEN_PROFILE = [
+    pytest.param("until_day = 28\nwindow_days = 3", "until_day = 28\nwindow_days = 4", "stages[0]",
+                 "windows of neighbouring draws must not overlap", id="a weekly stage with ±4 day windows overlaps"),
+    pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\nwindow_days = 42", "stages[3]",
+                 "must not overlap", id="windows exactly meeting overlap too"),
+    pytest.param("every_days = 7\n", "every_days = 0\n", "stages[0]", "give every_days (>= 1) or at_days",
+                 id="a stage every 0 days"),
+    pytest.param("dose_increase = 1", "dose_increse = 1", "restarts.dose_increase", "Field required",
+                 id="a typo in [restarts]"),
+    pytest.param('[profile]\nid = "conservative-union"', '[profile]\nid = "conservative-union"\nanchor = "x"',
+                 "profile.anchor", "Extra inputs are not permitted", id="a typo key in [profile]"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key", "reason"), BROKEN_PROFILE)
+def test_the_loader_rejects_a_broken_safety_profile_naming_the_profile_file(
+    config: Path, old: str, new: str, key: str, reason: str
+) -> None:
+    path = edit(config, old, new, PROFILE_FILE)
+    message = rejection(config)
+    assert message.startswith(f"conservative-union.toml: {key}: "), message
+    assert reason in message
+    assert message.endswith(f"(fix it in {path})")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        pytest.param('anchor_drug = "azathioprine"', 'anchor_drug = "azathioprin"', "safety.profile anchor_drug",
+                     "unknown drug 'azathioprin'", id="an unknown anchor drug"),
+        pytest.param('source = "SAFETY-UNION"\n\n', 'source = "SAFETY"\n\n', "safety.profile",
+                     "unknown source tag 'SAFETY'", id="the profile cites an unknown source"),
+        pytest.param('source = "BSR17"\n\n[[stages]]   # then', 'source = "BSR-17"\n\n[[stages]]   # then',
+                     "safety profile stages[2].source", "unknown source tag 'BSR-17'",
+                     id="a profile stage cites an unknown source"),
+    ],
+)
+def test_a_profile_reference_the_protocol_can_satisfy_is_reported_against_the_protocol(
+    config: Path, old: str, new: str, key: str, reason: str
+) -> None:
+    # Drugs and source tags are defined in the protocol ([drugs], [sources] merged with the profile's):
+    # adding them there is a valid fix, so the protocol file is a fair place to point at.
+    edit(config, old, new, PROFILE_FILE)
+    message = rejection(config)
+    assert message.startswith(f"aih-azathioprine.toml: {key}: "), message
+    assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        pytest.param('panels = ["CBC", "LFT"]', 'panels = ["CBC", "LFTS"]', "unknown panel 'LFTS'",
+                     id="an unknown panel in a profile stage"),
+        pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\ncount = 4\nwindow_days = 14",
+                     "the last stage must be open-ended", id="a last profile stage with a count"),
+        pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\nuntil_day = 730\nwindow_days = 14",
+                     "the last stage must be open-ended", id="a last profile stage with until_day"),
+    ],
+)
+def test_a_broken_profile_stage_is_reported_against_the_profile_file(
+    config: Path, old: str, new: str, reason: str
+) -> None:
+    # LOADER BUG (reported): protocols._check_refs reports these as "aih-azathioprine.toml: safety profile
+    # stages...: ... (fix it in .../protocols/aih-azathioprine.toml)", but the protocol file has no stages to
+    # fix and does not say which profile; only config/safety/conservative-union.toml can be fixed.
+    path = edit(config, old, new, PROFILE_FILE)
+    message = rejection(config)
+    assert reason in message
+    assert "conservative-union.toml" in message.split(": ")[0], message
+    assert message.endswith(f"(fix it in {path})"), message
+
+
 def test_invalid_toml_is_one_error_naming_the_file_and_line(config: Path) -> None:
     path = edit(config, "[drugs.azathioprine]", "[drugs.azathioprine")
+    line = path.read_text(encoding="utf-8").splitlines().index("[drugs.azathioprine") + 1
     message = rejection(config)
     assert message.startswith(f"{path}: not valid TOML: ")
-    assert "line 25" in message
+    assert f"line {line}" in message
+
+
+def test_invalid_toml_in_a_safety_profile_names_the_profile(config: Path) -> None:
+    path = edit(config, "[profile]", "[profile", PROFILE_FILE)
+    assert rejection(config).startswith(f"{path}: not valid TOML: ")
 
 
 def test_a_protocol_whose_id_is_not_its_file_name_is_rejected(config: Path) -> None:
@@ -140,19 +263,8 @@ def test_an_unknown_protocol_id_names_the_known_ones(config: Path) -> None:
         Library(config).get("aih")
 
 
-# --- references the loader must check but does not (see the report: these fail today) --------------------
-
-
-def test_an_unknown_anchor_drug_is_rejected(config: Path) -> None:
-    # A typo here silently anchors the safety clock at enrollment and ignores every azathioprine dose.
-    edit(config, 'anchor_drug = "azathioprine"', 'anchor_drug = "azathioprin"')
-    message = rejection(config)
-    assert message.startswith("aih-azathioprine.toml: safety.anchor_drug: "), message
-    assert "azathioprin" in message
-
-
 def test_a_dose_target_for_an_unknown_drug_is_rejected(config: Path) -> None:
-    # A typo here silently drops the 1-2 mg/kg clamp: a 40 kg patient would be told 100 mg (2.5 mg/kg).
+    # A typo here would silently drop the 1-2 mg/kg clamp: a 40 kg patient would be told 100 mg (2.5 mg/kg).
     edit(config, "[dose_targets.azathioprine]", "[dose_targets.azathioprin]")
     message = rejection(config)
     assert message.startswith("aih-azathioprine.toml: dose_targets.azathioprin"), message
@@ -162,15 +274,13 @@ def test_a_dose_target_for_an_unknown_drug_is_rejected(config: Path) -> None:
     ("old", "new", "key"),
     [
         pytest.param('source = "EASL15"\nsteps', 'source = "EASL-15"\nsteps', "induction.source", id="induction"),
-        pytest.param('source = "SAFETY-UNION"\nstages', 'source = "SAFETY"\nstages', "safety.source", id="safety"),
         pytest.param('max_mg_per_kg = 2.0               # EASL15 [S]; AASLD10 rec. 31 [V] 2 mg/kg maintenance\n'
                      'source = "EASL15"',
                      'max_mg_per_kg = 2.0\nsource = "EASL-15"', "dose_targets.azathioprine.source", id="dose target"),
     ],
 )
 def test_every_source_tag_must_be_in_sources(config: Path, old: str, new: str, key: str) -> None:
-    # thresholds, stages and induction steps are checked; these three are not, and the raw tag
-    # then appears in the `why` of every item they explain
+    # an unchecked tag would appear raw in the `why` of every item it explains
     edit(config, old, new)
     message = rejection(config)
     assert message.startswith(f"aih-azathioprine.toml: {key}: "), message

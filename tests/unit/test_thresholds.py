@@ -8,6 +8,7 @@ import pytest
 
 from monitor.domain.analytes import Range
 from monitor.domain.protocol import Severity
+from monitor.domain.snapshot import Override
 from monitor.domain.thresholds import breaches, ctcae_grade, flags_for, reference_for, result_flags
 from tests.unit.builders import PROTOCOL, START, result, snapshot
 
@@ -386,3 +387,141 @@ def test_a_ctcae_flag_names_its_grade_rule_and_source() -> None:
     assert flag.why.endswith("(CTCAE v5.0)")
     assert "Platelet count decreased" in flag.why
     assert START.isoformat() in flag.why
+
+
+# --- an abnormal baseline: ALT/AST/bilirubin/ALP graded against multiples of the baseline (CTCAE v5.0 §4.5) ------
+# Grade g applies when value > cut × baseline, with baseline_cuts from config/grading/ctcae-5.0.toml:
+# ALT/AST 1.5, 3, 5, 20; bilirubin 1, 1.5, 3, 10; ALP 2, 2.5, 5, 20 ([V] grades 2-3, [M] grades 1 and 4).
+
+#: (analyte, abnormal baseline, the baseline multiple, the grade above it).
+BASELINE_CUTS = [
+    ("ALT", 200, 1.5, 1, "[M]"), ("ALT", 200, 3.0, 2, "[V]"), ("ALT", 200, 5.0, 3, "[V]"), ("ALT", 200, 20.0, 4, "[M]"),
+    ("AST", 100, 1.5, 1, "[M]"), ("AST", 100, 3.0, 2, "[V]"), ("AST", 100, 5.0, 3, "[V]"), ("AST", 100, 20.0, 4, "[M]"),
+    ("BILI", 42, 1.0, 1, "[M]"), ("BILI", 42, 1.5, 2, "[V]"), ("BILI", 42, 3.0, 3, "[V]"), ("BILI", 42, 10.0, 4, "[M]"),
+    ("ALP", 260, 2.0, 1, "[M]"), ("ALP", 260, 2.5, 2, "[V]"), ("ALP", 260, 5.0, 3, "[V]"), ("ALP", 260, 20.0, 4, "[M]"),
+]
+
+
+def _baseline_rows() -> list[object]:
+    rows: list[object] = []
+    for analyte, base, times, g, tag in BASELINE_CUTS:
+        limit = times * base
+        name = f"CTCAE5 {tag} {analyte} baseline {base:g}: >{times:g}xbaseline({limit:g}) G{g}"
+        rows += [
+            pytest.param(analyte, base, limit, g - 1, id=f"{name} at"),
+            pytest.param(analyte, base, limit + EPS, g, id=f"{name} just above"),
+            pytest.param(analyte, base, limit - EPS, g - 1, id=f"{name} just below"),
+        ]
+    return rows
+
+
+def test_every_baseline_cut_in_the_grading_file_has_boundary_rows() -> None:
+    for analyte in ("ALT", "AST", "BILI", "ALP"):
+        term = PROTOCOL.grading.terms[analyte]
+        assert [times for a, _, times, _, _ in BASELINE_CUTS if a == analyte] == list(term.baseline_cuts)
+        base = next(b for a, b, *_ in BASELINE_CUTS if a == analyte)
+        uln = PROTOCOL.reference_ranges[analyte].high
+        assert uln is not None and base > uln, "the baseline in the table must be abnormal"
+
+
+@pytest.mark.parametrize(("analyte", "baseline", "value", "grade"), _baseline_rows())
+def test_with_an_abnormal_baseline_the_grade_is_a_multiple_of_the_baseline(
+    analyte: str, baseline: float, value: float, grade: int
+) -> None:
+    base = result(analyte, baseline, on=START, id=1)
+    assert ctcae_grade(result(analyte, value, on=START + timedelta(days=30), id=2), PROTOCOL, base) == grade
+
+
+@pytest.mark.parametrize(
+    ("analyte", "baseline", "value", "grade"),
+    [
+        pytest.param("ALT", 30, 201, 3, id="CTCAE5 normal baseline: ALT 201 > 5 x ULN 40 is G3"),
+        pytest.param("ALT", 40, 801, 4, id="CTCAE5 baseline at ULN is normal: ULN cuts"),
+        pytest.param("GGT", 120, 301, 3, id="CTCAE5 [M] GGT has no baseline cuts: ULN cuts even if abnormal"),
+        pytest.param("ALT", 200, 801, 2, id="CTCAE5 abnormal baseline 200: ALT 801 is only G2 (> 3 x 200)"),
+    ],
+)
+def test_a_normal_baseline_or_a_term_without_baseline_cuts_uses_the_uln(
+    analyte: str, baseline: float, value: float, grade: int
+) -> None:
+    base = result(analyte, baseline, on=START, id=1)
+    assert ctcae_grade(result(analyte, value, on=START + timedelta(days=30), id=2), PROTOCOL, base) == grade
+
+
+def test_a_critical_grade_against_the_baseline_says_so() -> None:
+    base = result("ALT", 200, on=START, id=1)
+    (flag,) = flags_for(result("ALT", 1000.1, on=START + timedelta(days=30), id=2), PROTOCOL, baseline=base)
+    assert (flag.severity, flag.rule_id) == ("critical", RULE + "ctcae-5.0/ALT/grade-3")
+    assert "CTCAE v5.0 grade 3 vs baseline 200 (Alanine aminotransferase increased)" in flag.why
+
+
+@pytest.mark.parametrize(
+    ("baseline", "flagged"),
+    [
+        pytest.param(200, False, id="BSR17 ALT>100 not applied over an abnormal AIH baseline (disease activity)"),
+        pytest.param(40, True, id="BSR17 ALT>100 applies over a baseline at ULN"),
+        pytest.param(None, True, id="BSR17 ALT>100 applies without a baseline"),
+    ],
+)
+def test_the_bsr_transaminase_threshold_is_skipped_when_the_baseline_was_abnormal(
+    baseline: float | None, flagged: bool
+) -> None:
+    base = None if baseline is None else result("ALT", baseline, on=START, id=1)
+    found = flags_for(result("ALT", 150, on=START + timedelta(days=30), id=2), PROTOCOL, baseline=base)
+    assert [f.rule_id for f in found] == ([RULE + "bsr17/alt-above-100"] if flagged else [])
+
+
+def test_result_flags_take_the_baseline_from_the_last_result_before_the_start() -> None:
+    today = START + timedelta(days=30)
+    with_baseline = snapshot(results=(result("ALT", 200, on=START - timedelta(days=3), id=1),
+                                      result("ALT", 1000, on=today, id=2)))
+    without = snapshot(results=(result("ALT", 1000, on=today, id=2),))
+    assert [f.severity for f in result_flags(with_baseline, PROTOCOL, today=today)] == []  # G2 vs baseline 200
+    assert [(f.severity, f.rule_id) for f in result_flags(without, PROTOCOL, today=today)] == [
+        ("critical", RULE + "ctcae-5.0/ALT/grade-4")]
+
+
+# --- patient-specific thresholds (Snapshot.overrides: a clinician's cut with its reason) --------------------------
+
+BEN = "benign ethnic neutropenia"
+
+
+@pytest.mark.parametrize(
+    ("override", "analyte", "value", "expected"),
+    [
+        pytest.param(Override("bsr17/neutrophils-below-1.6", 1.0, None, BEN), "NEUT", 1.59, None,
+                     id="BSR17 NEUT<1.6 overridden to 1.0: 1.59 no longer flags"),
+        pytest.param(Override("bsr17/neutrophils-below-1.6", 1.0, None, BEN), "NEUT", 1.0, None,
+                     id="override NEUT<1.0 at the personal cut: no flag"),
+        pytest.param(Override("bsr17/neutrophils-below-1.6", 1.0, None, BEN), "NEUT", 0.99,
+                     ("critical", "ctcae-5.0/NEUT/grade-3"), id="CTCAE5 G3 still critical: an override never masks it"),
+        pytest.param(Override("bsr17/neutrophils-below-1.6", 1.2, None, BEN), "NEUT", 1.19,
+                     ("action", "bsr17/neutrophils-below-1.6"), id="override NEUT<1.2 just below: action"),
+        pytest.param(Override("bsr17/wbc-below-3.5", 3.0, None, BEN), "WBC", 3.2, None,
+                     id="BSR17 WBC<3.5 overridden to 3.0: 3.2 no flag"),
+        pytest.param(Override("bsr17/wbc-below-3.5", 3.0, None, BEN), "WBC", 2.99,
+                     ("action", "bsr17/wbc-below-3.5"), id="override WBC<3.0 just below: action"),
+        pytest.param(Override("bsr17/alt-above-100", None, 150, "NAFLD, stable"), "ALT", 120, None,
+                     id="BSR17 ALT>100 overridden to 150: 120 no flag"),
+        pytest.param(Override("bsr17/alt-above-100", None, 150, "NAFLD, stable"), "ALT", 150.1,
+                     ("action", "bsr17/alt-above-100"), id="override ALT>150 just above: action"),
+        pytest.param(Override("bsr17/platelets-below-140", 100, None, BEN), "NEUT", 1.5,
+                     ("action", "bsr17/neutrophils-below-1.6"), id="an override of another rule changes nothing"),
+    ],
+)
+def test_a_patient_specific_threshold_replaces_the_protocol_cut(
+    override: Override, analyte: str, value: float, expected: tuple[str, str] | None
+) -> None:
+    found = flags_for(result(analyte, value), PROTOCOL, overrides=(override,))
+    assert [(f.severity, f.rule_id) for f in found] == ([] if expected is None else [(expected[0], RULE + expected[1])])
+    for f in found:
+        personal = f"(patient-specific threshold: {override.reason})" in f.why
+        assert personal is (f.rule_id == RULE + override.rule_id)
+
+
+def test_the_override_reason_is_in_the_why() -> None:
+    snap = snapshot(results=(result("WBC", 2.9, on=START),),
+                    overrides=(Override("bsr17/wbc-below-3.5", 3.0, None, BEN),))
+    (flag,) = result_flags(snap, PROTOCOL, today=START)
+    assert flag.why == (f"WBC 2.9 10*9/L on {START} is below 3 10*9/L (patient-specific threshold: {BEN}): withhold "
+                        "azathioprine and discuss with the specialist team (BSR 2017)")
