@@ -133,11 +133,10 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
         raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
 
     panels = {a.panel for a in catalog.analytes.values()}
-    cited: list[tuple[str, str]] = [("safety.profile", profile.profile.source), ("sources", grading.source),
-                                    ("dosing.source", p.dosing.source)]
+    cited: list[tuple[str, str]] = [("sources", grading.source), ("dosing.source", p.dosing.source)]
     drugs: list[tuple[str, str]] = [("safety.profile anchor_drug", profile.profile.anchor_drug)]
     analytes: list[tuple[str, str]] = []
-    stages: list[tuple[str, StageIn]] = [(f"safety profile stages[{i}]", st) for i, st in enumerate(profile.stages)]
+    stages: list[tuple[str, StageIn]] = []
     for phase, clock in p.disease.items():
         stages += [(f"disease.{phase.value}.stages[{i}]", st) for i, st in enumerate(clock.stages)]
     for where, st in stages:
@@ -145,11 +144,6 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
         for panel in st.panels:
             if panel not in panels:
                 fail(f"{where}.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
-    for label, clock_stages in [("safety profile", profile.stages),
-                                *((f"disease.{ph.value}", c.stages) for ph, c in p.disease.items())]:
-        last = clock_stages[-1]
-        if label == "safety profile" and not (last.until_day is None and last.count is None and not last.at_days):
-            fail(f"{label} stages", "the last stage must be open-ended (no until_day, count or at_days)")
     drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
     cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
     if p.induction is not None:
@@ -209,13 +203,30 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
             fail(where, f"unknown source tag {tag!r}; define it in [sources]")
 
 
-def load_safety_profile(name: str, directory: Path, protocol_path: Path) -> SafetyProfileFile:
+def load_safety_profile(name: str, directory: Path, protocol_path: Path, catalog: Catalog) -> SafetyProfileFile:
     path = directory / "safety" / f"{name}.toml"
     if not path.is_file():
         known = sorted(f.stem for f in (directory / "safety").glob("*.toml"))
         raise ProtocolError(f"{protocol_path.name}: safety.profile: no safety profile {name!r}; known: "
                             f"{', '.join(known) or 'none'} (fix it in {protocol_path})")
-    return _validated(SafetyProfileFile, path)
+    profile = _validated(SafetyProfileFile, path)
+    panels = {a.panel for a in catalog.analytes.values()}
+
+    def fail(where: str, what: str) -> None:
+        raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
+
+    for i, stage in enumerate(profile.stages):
+        if stage.source not in profile.sources:
+            fail(f"stages[{i}].source", f"unknown source tag {stage.source!r}; define it in [sources]")
+        for panel in stage.panels:
+            if panel not in panels:
+                fail(f"stages[{i}].panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
+    last = profile.stages[-1]
+    if last.until_day is not None or last.count is not None or last.at_days:
+        fail(f"stages[{len(profile.stages) - 1}]", "the last stage must be open-ended (no until_day, count or at_days)")
+    if profile.profile.source not in profile.sources:
+        fail("profile.source", f"unknown source tag {profile.profile.source!r}; define it in [sources]")
+    return profile
 
 
 def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -> MonitoringProtocol:
@@ -226,7 +237,7 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
                             f"{directory / 'grading'} (fix it in {path})")
     base = load_grading(p.protocol.grading, directory)
     grading = Grading(base.name, base.version, base.terms, p.protocol.critical_min_grade, base.source)
-    profile = load_safety_profile(p.safety.profile, directory, path)
+    profile = load_safety_profile(p.safety.profile, directory, path, catalog)
     sources = {**profile.sources, **p.sources}
     _check_refs(path, p, profile, sources, catalog, grading)
     i = p.induction

@@ -22,6 +22,7 @@ class Slot:
     why: str
     mergeable: bool = True  # False for draws asked for by a flag or a drug: never absorbed by another
     due_from: date | None = None  # when it counts as due, if before `opens` (a repeat asked for today)
+    until: date | None = None  # the clock that asked for it stopped then: unmet, it counts as missed
 
 
 def describe(stage: Stage) -> str:
@@ -91,6 +92,7 @@ def run_slots(stages: tuple[Stage, ...], run: Run, *, changes: list[date], horiz
                 rule_id=f"{run.rule_prefix}/{stage.id}",
                 why=f"{describe(stage)} after {run.what}: day {(candidate - run.anchor).days} "
                     f"(±{stage.window_days} days; {cite(stage.source)})",
+                until=run.stop,
             ))
             cursor, taken = candidate, taken + 1
             if candidate - window > horizon:

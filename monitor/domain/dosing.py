@@ -25,6 +25,14 @@ def round_to_tablet(dose_mg: float, tablet_mg: float) -> float:
     return math.floor(dose_mg / tablet_mg + 0.5) * tablet_mg
 
 
+def reduce(dose_mg: float, factor: float, tablet_mg: float) -> float:
+    """A dose cut (genetics, interactions) in whole tablets, never above the intended fraction
+    (37.5 mg of a 25 % cut is 25 mg, not 50); at least one tablet."""
+    if factor >= 1:
+        return dose_mg
+    return max(math.floor(dose_mg * factor / tablet_mg + 1e-9) * tablet_mg, tablet_mg)
+
+
 def clamp_to_target(dose_mg: float, target: DoseTarget, weight_kg: float, tablet: float) -> float:
     """The tablet multiple nearest `dose_mg` inside the mg/kg target range, if there is one."""
     low, high = target.min_mg_per_kg * weight_kg, target.max_mg_per_kg * weight_kg
@@ -174,7 +182,7 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
                 continue
             dose, how = planned_dose(step, protocol, regimen, weight.kg)
             if drug == anchor_drug and state.factor != 1.0:
-                dose = round_to_tablet(dose * state.factor, protocol.drugs[drug].tablet_mg)
+                dose = reduce(dose, state.factor, protocol.drugs[drug].tablet_mg)
                 how += ", " + ", ".join(state.notes)
             status = "done" if _recorded(snapshot, drug, dose, on, until, today) else (
                 "due" if on <= today else "upcoming")
@@ -209,10 +217,13 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
                                 f"{d.retarget_weight_change:.0%}")
             kg = w.kg
     tablet = protocol.drugs[drug].tablet_mg
-    dose = round_to_tablet(d.maintenance_mg_per_kg * kg * state.factor, tablet)
+    target = protocol.dose_targets.get(drug)
+    normal = d.maintenance_mg_per_kg * kg
+    full = clamp_to_target(normal, target, kg, tablet) if target else round_to_tablet(normal, tablet)
+    dose = reduce(full, state.factor, tablet)
     notes = "".join(f", {n}" for n in state.notes)
-    why = (f"{drug} target {d.maintenance_mg_per_kg:g} mg/kg × {kg:g} kg{notes} = {dose:g} mg/day as whole "
-           f"{tablet:g} mg tablets; {reason} ({protocol.cite(d.source)})")
+    why = (f"{drug} target {d.maintenance_mg_per_kg:g} mg/kg × {kg:g} kg = {full:g} mg/day in whole {tablet:g} mg "
+           f"tablets within the target range{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
     status = "done" if _recorded(snapshot, drug, dose, on, None, today) else "due"
     if state.held and status != "done":
         status, why = "held", f"{why}; held: {state.held}"

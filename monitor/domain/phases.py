@@ -95,6 +95,15 @@ def effective_phases(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     return snapshot, changes
 
 
+def treatment_start(snapshot: Snapshot, protocol: MonitoringProtocol) -> date:
+    """The first day of treatment: the first treatment phase, or the first dose if earlier."""
+    treating = [e.started_on for e in snapshot.phases if e.phase is not Phase.BASELINE]
+    rules = protocol.phase_rules
+    drugs = rules.start_on_first_dose_of if rules is not None else ()
+    dosed = [d.on for d in snapshot.doses if d.drug in drugs and d.dose_mg > 0]
+    return min([*treating, *dosed], default=snapshot.start_on)
+
+
 def relapsed_before(snapshot: Snapshot) -> bool:
     return any(e.phase in (Phase.REINDUCTION, Phase.LIFELONG_MAINTENANCE) for e in snapshot.phases)
 
@@ -113,11 +122,12 @@ def withdrawal_proposal(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     responding = response_on(snapshot.results, protocol, since=since, until=today)
     if responding is None:
         return None, None
-    eligible = max(add_months(snapshot.start_on, rules.withdrawal_min_treatment_months),
+    treated_from = treatment_start(snapshot, protocol)
+    eligible = max(add_months(treated_from, rules.withdrawal_min_treatment_months),
                    add_months(responding, rules.withdrawal_min_response_months))
     if today < eligible:
         return None, eligible
-    why = (f"eligible to try withdrawal: treated since {snapshot.start_on} "
+    why = (f"eligible to try withdrawal: treated since {treated_from} "
            f"(>= {rules.withdrawal_min_treatment_months} months) and in complete biochemical response since "
            f"{responding} (>= {rules.withdrawal_min_response_months} months), no previous relapse "
            f"({_cite(protocol, rules.withdrawal_source)}); a clinician decides (consider biopsy first)")

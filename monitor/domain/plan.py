@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -17,7 +18,7 @@ from monitor.domain.rules import (
     tightening_slots,
     trend_flags,
 )
-from monitor.domain.schedule import dose_timeline, due_draws
+from monitor.domain.schedule import Timeline, dose_timeline, due_draws
 from monitor.domain.snapshot import Snapshot
 from monitor.domain.thresholds import result_flags
 
@@ -36,22 +37,38 @@ class Plan:
     next_review_on: date  # the earliest day this plan can change without new input
 
 
+def given(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> Callable[[date], bool]:
+    """Whether the anchor drug is (planned to be) given on a day: a drug-safety phase and a dose
+    above zero, or a patient enrolled already on it with no dose recorded yet."""
+    regimen = protocol.induction.phases if protocol.induction is not None else ()
+    on_at_enrollment = snapshot.phases[0].phase in protocol.safety_phases and snapshot.phases[0].phase not in regimen
+
+    def on(day: date) -> bool:
+        if snapshot.phase_on(day).phase not in protocol.safety_phases:
+            return False
+        doses = [dose for d, dose in timeline if d <= day]
+        return doses[-1] > 0 if doses else on_at_enrollment
+
+    return on
+
+
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
     snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
-    flags = result_flags(snapshot, protocol, today=today) + trend_flags(snapshot, protocol, today=today) \
+    planned = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
+    flags = result_flags(snapshot, protocol, today=today, on_drug=given(snapshot, protocol, planned)) \
+        + trend_flags(snapshot, protocol, today=today) \
         + rise_flags(snapshot, protocol, today=today)
     more, response_changes = response_flags(snapshot, protocol, today=today)
     relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
     interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
     flags += more + relapses + interactions
-    # A critical cytopenia or a contraindicated drug holds the anchor drug until a clinician
-    # acknowledges the flag.
-    holding = set(protocol.tightening.kinds if protocol.tightening is not None else ()) | {"interaction"}
+    # Any critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug) holds the anchor
+    # drug pending clinician review, until the flag is acknowledged (CLINICAL.md §4.7).
     open_critical = [f for f in flags if f.severity == Severity.CRITICAL.value and f.key not in snapshot.acknowledged
-                     and f.kind in holding]
+                     and f.kind != "tpmt_poor"]
     computed = {f.key for f in flags}
     open_critical += [Flag(o.kind, o.severity, None, None, None, o.observed_on, None, o.key.split("@")[0], "")
-                      for o in snapshot.open_flags if o.severity == Severity.CRITICAL.value and o.kind in holding
+                      for o in snapshot.open_flags if o.severity == Severity.CRITICAL.value and o.kind != "tpmt_poor"
                       and o.key not in computed]  # still open after the look-back: still holding
     open_critical.sort(key=lambda f: f.observed_on)
     state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)

@@ -104,8 +104,9 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
             if fall < rules.non_response_min_fall and _recent(protocol, w, today):
                 flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
-                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {fall:.0%} "
-                                   f"fall in 4 weeks, under {rules.non_response_min_fall:.0%} (non-response; {cite})"))
+                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {fall:.1%} "
+                                   f"fall in 4 weeks, less than {rules.non_response_min_fall:.0%} "
+                                   f"(non-response; {cite})"))
         deadline = episode.started_on + timedelta(days=rules.insufficient_by_day)
         responded = response_on(snapshot.results, protocol, since=episode.started_on, until=deadline)
         if responded is None and (ends is None or ends > deadline):
@@ -143,7 +144,8 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             unit = protocol.units.get(analyte, "")
             earlier = series[i - 1] if i else None
             confirmed = earlier is not None and above_uln(earlier, protocol) and \
-                snapshot.phase_on(earlier.observed_on).phase in rules.phases
+                snapshot.phase_on(earlier.observed_on).phase in rules.phases and \
+                (r.observed_on - earlier.observed_on).days >= rules.repeat_after_days  # the repeat, not a re-run
             if analyte == rules.relapse_analyte and r.value >= rules.relapse_uln_times * uln:
                 why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is at least {rules.relapse_uln_times:g} × ULN "
                        f"({uln:g}): relapse ({cite}); a clinician confirms re-induction")
@@ -185,7 +187,7 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                 continue
             cite = protocol.cite(x.source)
             flags.append(Flag("interaction", x.severity.value, None, None, None, med.started_on, None,
-                              f"{protocol.id}/interactions/{x.id}",
+                              f"{protocol.id}/interactions/{x.id}/{med.drug}",
                               f"{med.drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
                               f"{x.action} ({cite})"))
             if x.weekly_weeks:

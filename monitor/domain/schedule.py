@@ -68,7 +68,12 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
         # A cohort enrolled already on the drug: count from the enrollment start, dose unknown.
         events.append((snapshot.start_on, "start", f"{drug} treatment (on it at enrollment, {snapshot.start_on})"))
         previous = float("inf")
+    stops = sorted(e.started_on for e in snapshot.phases if e.phase not in protocol.safety_phases)
+    last_day = date.min
     for day, dose in timeline:
+        if any(last_day < stop <= day for stop in stops):
+            previous = 0.0  # the drug stopped with the phase: the next dose is a restart
+        last_day = day
         if previous == float("inf"):
             if dose == 0:
                 events.append((day, "stop", f"{drug} held on {day}"))
@@ -147,7 +152,9 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
     own = sorted((s for s in slots if panel in s.panels), key=lambda s: (s.due_on, s.closes, s.rule_id))
     kept: list[Slot] = []
     for s in own:
-        if kept and s.mergeable and kept[-1].mergeable and s.opens <= kept[-1].closes:
+        if kept and (s.due_on == kept[-1].due_on or (
+                s.mergeable and kept[-1].mergeable and abs((s.due_on - kept[-1].due_on).days)
+                <= min((s.closes - s.due_on).days, (kept[-1].closes - kept[-1].due_on).days))):
             first = kept[-1]
             if s.rule_id != first.rule_id and "also:" not in first.why:
                 kept[-1] = Slot(first.due_on, first.opens, min(first.closes, s.closes), first.panels, first.rule_id,
@@ -189,13 +196,15 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
                 status = "upcoming"
             elif today <= slot.closes:
                 status = "due"
-            elif after is not None and today >= after.opens:
+            elif (after is not None and today >= after.opens) or (slot.until is not None and today >= slot.until):
                 status = "missed"
             else:
                 status = "overdue"
             changes += [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
             if after is not None:
                 changes.append(after.opens)  # from then on an unmet draw counts as missed
+            if slot.until is not None:
+                changes.append(slot.until)
             if status == "missed" and today - slot.due_on > lookback:
                 continue
             draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -142,14 +143,19 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
     return list(worst.values())
 
 
-def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
-    """Flags for final results observed within the protocol's look-back, up to today."""
+def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
+                 on_drug: Callable[[date], bool] | None = None) -> list[Flag]:
+    """Flags for final results observed within the protocol's look-back, up to today.
+
+    `on_drug(day)` says whether the anchor drug was being given (default: the phase is one in
+    which it is given)."""
     since = today - timedelta(days=protocol.flag_lookback_days)
     base = Baselines(snapshot, protocol)
+    given = on_drug or (lambda day: snapshot.phase_on(day).phase in protocol.safety_phases)
     return [
         flag
         for r in snapshot.results
         if r.status in FLAGGABLE and since <= r.observed_on <= today
         for flag in flags_for(r, protocol, baseline=base.for_(r), overrides=snapshot.overrides,
-                              on_drug=snapshot.phase_on(r.observed_on).phase in protocol.safety_phases)
+                              on_drug=given(r.observed_on))
     ]
