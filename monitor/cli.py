@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import Progress, TaskID
 
 from monitor.app import App
-from monitor.domain.analytes import Catalog
+from monitor.cli_show import emit_json, err, out, progress_bar, show_ingest, shown, table
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
-from monitor.ingest import csv_reader
-from monitor.ingest.records import ReadOptions, Record, UnreadableFile
+from monitor.ingest.files import detect, read_file
 from monitor.services import daily, patients, queries
 from monitor.services.enroll_csv import read_enrollments
-from monitor.services.ingest import IngestReport, ingest_records
+from monitor.services.ingest import ingest_records
 from monitor.services.quarantine import replay
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -31,8 +26,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 quarantine_app = typer.Typer(no_args_is_help=False, help="Records that could not be stored as results.")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
 
@@ -60,24 +53,6 @@ def parse_date(value: str | None, option: str = "--date") -> date | None:
 
 def day_or_today(a: App, value: str | None) -> date:
     return parse_date(value) or a.today()
-
-
-def emit_json(data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    out.print_json(text) if out.is_terminal else print(text)  # noqa: T201
-
-
-def shown(flag: dict[str, Any]) -> str:
-    return "" if flag["value"] is None else f"{flag['value']:g} {flag['unit'] or ''}"
-
-
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
-    out.print(t)
 
 
 @app.callback()
@@ -194,23 +169,6 @@ def phase(
     out.print(f"{mrn} is in {e.phase} from {e.phase_since}")
 
 
-def progress_bar(label: str) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True, disable=not err.is_terminal)
-
-
-def show_ingest(name: str, report: IngestReport) -> None:
-    out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
-              f"{report.retracted} retracted, "
-              f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
-    if report.critical_flags:
-        out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
-    if report.already_quarantined:
-        out.print(f"  ({report.already_quarantined} of the quarantined were already in quarantine)")
-    for reason, count in sorted(report.reasons.items()):
-        out.print(f"  quarantined {count}: {reason}")
-
-
 @app.command()
 def ingest(
     ctx: typer.Context,
@@ -232,31 +190,6 @@ def ingest(
             report = ingest_records(s, read_file(kind, path, options, a.library.catalog), a.ingest_context(),
                                     progress=advance)
         show_ingest(str(path), report)
-
-
-def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    if kind == "hl7":
-        from monitor.ingest import hl7_reader
-
-        return hl7_reader.read_file(path, options)
-    if kind == "fhir":
-        from monitor.ingest import fhir_reader
-
-        return fhir_reader.read_file(path, options, catalog=catalog)
-    return csv_reader.read_file(path, options.lab_zone)
-
-
-def detect(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError as e:
-        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
-    if head.startswith((b"MSH|", b"FHS|", b"BHS|")):
-        return "hl7"
-    if head.startswith((b"{", b"[")):
-        return "fhir"
-    return "csv"
 
 
 @app.command()

@@ -25,12 +25,17 @@ STATUS = {"f": "final", "p": "preliminary", "c": "corrected", "": "final",
           "final": "final", "preliminary": "preliminary", "corrected": "corrected"}
 
 
+PATIENT_LIST_COLUMNS = {"id", "birthdate", "gender"}  # Synthea patients.csv: people, not results
+
+
 def sniff(header: list[str]) -> str | None:
     names = {h.strip().lower() for h in header}
     if MONITOR_COLUMNS <= names:
         return "csv"
     if SYNTHEA_COLUMNS <= names:
         return "synthea-csv"
+    if PATIENT_LIST_COLUMNS <= names:
+        return "patient-list"
     return None
 
 
@@ -84,6 +89,9 @@ def read(stream: TextIO, name: str, zone: ZoneInfo) -> Iterator[Record]:
     keys = [h.strip().lower() for h in header]
     for row in reader:
         origin = f"{name}:{reader.line_num}"
+        if fmt == "patient-list":
+            yield Skipped(origin, "a patient list (Synthea patients export), not lab results")
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(keys):

@@ -1,0 +1,50 @@
+"""How the command line shows things: tables, JSON, progress and ingestion summaries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.services.ingest import IngestReport
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(data: Any) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    out.print_json(text) if out.is_terminal else print(text)  # noqa: T201
+
+
+def shown(flag: dict[str, Any]) -> str:
+    return "" if flag["value"] is None else f"{flag['value']:g} {flag['unit'] or ''}"
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    out.print(t)
+
+
+def progress_bar(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+def show_ingest(name: str, report: IngestReport) -> None:
+    out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
+              f"{report.retracted} retracted, "
+              f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
+    if report.critical_flags:
+        out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
+    if report.already_quarantined:
+        out.print(f"  ({report.already_quarantined} of the quarantined were already in quarantine)")
+    for reason, count in sorted(report.reasons.items()):
+        out.print(f"  quarantined {count}: {reason}")
