@@ -1,9 +1,9 @@
 """Dose steps: the induction table, maintenance targets, genetics, gates, interactions, holds.
 
 Azathioprine doses are the table (or mg/kg target) dose × the TPMT/NUDT15 factor × any
-interaction factor, rounded to whole tablets. Azathioprine is held (never started) while TPMT is
-unknown or bilirubin is at or above the gate, and not given at all for a poor metaboliser; a
-critical cytopenia holds it pending clinician review.
+interaction factor, in whole tablets (cuts round down). Azathioprine is held (never started) while
+TPMT is unknown or bilirubin is at or above the gate, and not given at all for a poor
+metaboliser; any open critical flag holds it pending clinician review.
 """
 
 from __future__ import annotations
@@ -222,8 +222,9 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
     full = clamp_to_target(normal, target, kg, tablet) if target else round_to_tablet(normal, tablet)
     dose = reduce(full, state.factor, tablet)
     notes = "".join(f", {n}" for n in state.notes)
+    within = " within the target range" if target else ""
     why = (f"{drug} target {d.maintenance_mg_per_kg:g} mg/kg × {kg:g} kg = {full:g} mg/day in whole {tablet:g} mg "
-           f"tablets within the target range{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
+           f"tablets{within}{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
     status = "done" if _recorded(snapshot, drug, dose, on, None, today) else "due"
     if state.held and status != "done":
         status, why = "held", f"{why}; held: {state.held}"

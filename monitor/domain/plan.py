@@ -54,7 +54,9 @@ def given(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
     snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
-    planned = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
+    gates = drug_state(snapshot, protocol, today=today, open_critical=[])  # genetics and the bilirubin gate
+    planned = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug,
+                            planned=gates.never is None and gates.held is None)
     flags = result_flags(snapshot, protocol, today=today, on_drug=given(snapshot, protocol, planned)) \
         + trend_flags(snapshot, protocol, today=today) \
         + rise_flags(snapshot, protocol, today=today)

@@ -3,6 +3,7 @@ the extra draws flags ask for. Each returns flags (and slots) with `rule_id` and
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from datetime import date, timedelta
@@ -104,7 +105,7 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
             if fall < rules.non_response_min_fall and _recent(protocol, w, today):
                 flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
-                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {fall:.1%} "
+                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {math.floor(fall * 1000) / 10:g}% "
                                    f"fall in 4 weeks, less than {rules.non_response_min_fall:.0%} "
                                    f"(non-response; {cite})"))
         deadline = episode.started_on + timedelta(days=rules.insufficient_by_day)
@@ -142,10 +143,14 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                 continue
             uln = reference_for(r, protocol).high or 0
             unit = protocol.units.get(analyte, "")
-            earlier = series[i - 1] if i else None
-            confirmed = earlier is not None and above_uln(earlier, protocol) and \
-                snapshot.phase_on(earlier.observed_on).phase in rules.phases and \
-                (r.observed_on - earlier.observed_on).days >= rules.repeat_after_days  # the repeat, not a re-run
+            # The first result of the unbroken run of above-ULN results this one belongs to: a repeat at
+            # least `repeat_after_days` after it confirms (a re-run the next day does not).
+            j = i
+            while j > 0 and above_uln(series[j - 1], protocol) and \
+                    snapshot.phase_on(series[j - 1].observed_on).phase in rules.phases:
+                j -= 1
+            earlier = series[j] if j < i else None
+            confirmed = earlier is not None and (r.observed_on - earlier.observed_on).days >= rules.repeat_after_days
             if analyte == rules.relapse_analyte and r.value >= rules.relapse_uln_times * uln:
                 why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is at least {rules.relapse_uln_times:g} × ULN "
                        f"({uln:g}): relapse ({cite}); a clinician confirms re-induction")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Run, Slot, run_slots
@@ -157,8 +158,11 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
                 <= min((s.closes - s.due_on).days, (kept[-1].closes - kept[-1].due_on).days))):
             first = kept[-1]
             if s.rule_id != first.rule_id and "also:" not in first.why:
-                kept[-1] = Slot(first.due_on, first.opens, min(first.closes, s.closes), first.panels, first.rule_id,
-                                f"{first.why}; also: {s.why}")
+                kept[-1] = replace(first, closes=min(first.closes, s.closes), why=f"{first.why}; also: {s.why}",
+                                   due_from=min(d for d in (first.due_from or first.opens, s.due_from or s.opens)),
+                                   mergeable=first.mergeable and s.mergeable)
+            elif (s.due_from or s.opens) < (first.due_from or first.opens):
+                kept[-1] = replace(first, due_from=s.due_from or s.opens)
             continue
         kept.append(s)
     return kept

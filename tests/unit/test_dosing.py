@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.domain.dosing import clamp_to_target, dose_steps, round_to_tablet
+from monitor.domain.dosing import clamp_to_target, dose_steps, reduce, round_to_tablet
 from monitor.domain.items import DoseStep
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import DoseEvent, Genotype, Medication, PhaseEpisode, Result, Snapshot, Weight
@@ -130,6 +130,23 @@ def test_when_no_whole_tablet_fits_the_target_the_clamp_gives_the_nearest_tablet
     # 1-2 mg/kg at 12 kg is 12-24 mg: no 25 mg multiple fits, so it falls back to one tablet (2.08 mg/kg)
     target = PROTOCOL.dose_targets["azathioprine"]
     assert clamp_to_target(100, target, 12, 25) == 25
+
+
+@pytest.mark.parametrize(
+    ("dose", "factor", "expected"),
+    [
+        pytest.param(200, 0.35, 50, id="CPIC 2024 IM/IM: 70 rounds down to 50"),
+        pytest.param(150, 0.25, 25, id="MEDSAFE98 allopurinol: 37.5 rounds down to 25, not up to 50"),
+        pytest.param(100, 0.25, 25, id="exactly one tablet"),
+        pytest.param(150, 0.5, 75, id="exact multiple stays"),
+        pytest.param(50, 0.35, 25, id="17.5: at least one tablet"),
+        pytest.param(125, 1.0, 125, id="no cut"),
+    ],
+)
+def test_a_dose_cut_rounds_down_to_whole_tablets_but_never_below_one(dose: float, factor: float,
+                                                                      expected: float) -> None:
+    # dosing.reduce: a cut is never above the intended fraction (a 25 % cut must not give 33 %)
+    assert reduce(dose, factor, 25) == expected
 
 
 # --- statuses ------------------------------------------------------------------------------------------
@@ -291,8 +308,10 @@ def target_step(snap: Snapshot, today: date) -> DoseStep:
 def test_maintenance_targets_2_mg_per_kg_from_the_phase_start(weight_kg: float, dose_mg: float) -> None:
     step = target_step(snapshot(phase=Phase.MAINTENANCE, weight_kg=weight_kg), START)
     assert (step.drug, step.dose_mg, step.on, step.status) == ("azathioprine", dose_mg, START, "due")
-    assert step.why == (f"azathioprine target 2 mg/kg × {weight_kg:g} kg = {dose_mg:g} mg/day as whole 25 mg "
-                        f"tablets; maintenance from {START} (AASLD 2010)")
+    # the why names the target clamped into the dose_targets range, then the dose after any cut (none here)
+    assert step.why == (f"azathioprine target 2 mg/kg × {weight_kg:g} kg = {dose_mg:g} mg/day in whole 25 mg "
+                        f"tablets within the target range -> {dose_mg:g} mg/day; maintenance from {START} "
+                        "(AASLD 2010)")
 
 
 @pytest.mark.parametrize(
@@ -308,8 +327,8 @@ def test_maintenance_targets_2_mg_per_kg_from_the_phase_start(weight_kg: float, 
 def test_the_maintenance_target_stays_inside_the_1_to_2_mg_per_kg_dose_target(weight_kg: float) -> None:
     # AASLD10 rec. 31 [V] "2 mg/kg"; CLINICAL.md §10 "up to 2 mg/kg/day"; the protocol's own dose target is
     # 1-2 mg/kg and the induction steps are already kept inside it in whole tablets (45 kg -> 75 mg above).
-    # ENGINE BUG (reported): dosing.maintenance_steps rounds 2 mg/kg to the nearest tablet with halves up and
-    # never applies dose_targets, so 45 kg -> 100 mg, 60 kg -> 125 mg, 70 kg -> 150 mg.
+    # Found by this tier: maintenance_steps rounded 2 mg/kg halves up without dose_targets (45 kg -> 100 mg,
+    # 60 kg -> 125 mg, 70 kg -> 150 mg); it now clamps with clamp_to_target.
     target = PROTOCOL.dose_targets["azathioprine"]
     step = target_step(snapshot(phase=Phase.MAINTENANCE, weight_kg=weight_kg), START)
     assert target.min_mg_per_kg * weight_kg <= step.dose_mg <= target.max_mg_per_kg * weight_kg, step.why
@@ -375,8 +394,9 @@ GENETIC_FACTORS = [
                  id="CPIC18 TPMT IM (0.5): 150 x 0.5 = 75"),
     pytest.param("intermediate", "intermediate", 50, 25, "× 0.35 for TPMT and NUDT15 intermediate",
                  id="CPIC 2024 IM/IM 20-50% (0.35): 100 x 0.35 = 35, rounds down to 25"),
-    pytest.param("intermediate", "intermediate", 100, 75, "× 0.35 for TPMT and NUDT15 intermediate",
-                 id="CPIC 2024 IM/IM (0.35): 200 x 0.35 = 70, rounds up to 75"),
+    # dosing.reduce: a cut rounds DOWN to whole tablets (never above the intended fraction), at least one tablet
+    pytest.param("intermediate", "intermediate", 100, 50, "× 0.35 for TPMT and NUDT15 intermediate",
+                 id="CPIC 2024 IM/IM (0.35): 200 x 0.35 = 70, rounds down to 50"),
     pytest.param("intermediate", "unknown", 50, 50, "× 0.5 for TPMT intermediate",
                  id="CPIC18 TPMT IM, NUDT15 untested: 0.5"),
 ]
@@ -444,8 +464,9 @@ def test_azathioprine_is_held_while_tpmt_is_unknown(genotypes: tuple[Genotype, .
 
 def test_an_unknown_tpmt_does_not_hold_azathioprine_already_started() -> None:
     # the gate is on starting; a patient already on it is monitored by counts (FDA [V]: TPMT does not replace CBC)
+    # 60 kg: 2 mg/kg = 120 clamps into the 1-2 mg/kg target as 100 mg, the dose recorded on START, so it is done
     p = plan(on_azathioprine(genotypes=()), day(1))
-    assert {s.status for s in p.dose_steps} == {"due"}
+    assert [(s.dose_mg, s.status) for s in p.dose_steps] == [(100, "done")]
     assert not [f for f in p.flags if f.kind == "tpmt_unknown"]
 
 
@@ -532,6 +553,15 @@ def test_a_xanthine_oxidase_inhibitor_cuts_the_azathioprine_target_to_25_percent
         assert f"× 0.25 while on {drug} (Medsafe 1998)" in after.why
 
 
+def test_the_allopurinol_cut_of_a_150_mg_target_is_25_mg() -> None:
+    # 2 mg/kg x 75 kg = 150; x 0.25 = 37.5 rounds DOWN to 25 (dosing.reduce), not to the nearest 50
+    snap = snapshot(phase=Phase.MAINTENANCE, weight_kg=75, medications=(Medication("allopurinol", day(30)),))
+    step = target_step(snap, day(30))
+    assert step.dose_mg == 25
+    assert "= 150 mg/day in whole 25 mg tablets within the target range, × 0.25 while on allopurinol " \
+           "(Medsafe 1998) -> 25 mg/day" in step.why
+
+
 def test_the_allopurinol_cut_ends_when_allopurinol_stops() -> None:
     snap = snapshot(phase=Phase.MAINTENANCE, weight_kg=50,
                     medications=(Medication("allopurinol", day(30), stopped_on=day(90)),))
@@ -548,7 +578,7 @@ def test_allopurinol_and_an_intermediate_tpmt_multiply() -> None:
     assert "× 0.5 for TPMT intermediate (CPIC 2018), × 0.25 while on allopurinol (Medsafe 1998)" in step.why
 
 
-# --- a critical cytopenia holds azathioprine until a clinician acknowledges it (CLINICAL.md §4.7) ---------------
+# --- a critical flag holds azathioprine until a clinician acknowledges it (CLINICAL.md §4.7) ---------------------
 
 
 def taking_100_mg(results: tuple[Result, ...]) -> Snapshot:
@@ -656,8 +686,32 @@ def test_the_hold_is_dated_by_the_first_open_critical_flag_whatever_the_order_of
     assert [s.on for s in held_steps(reordered, day(104))] == [day(100)]
 
 
-def test_a_critical_result_that_is_not_a_cytopenia_does_not_hold_azathioprine() -> None:
-    # tightening.kinds are the cytopenias (CLINICAL.md §4.7 design); a grade-3 ALT alerts but holds nothing here
-    snap = taking_100_mg((result("ALT", 250, on=day(30)),))
-    assert [f.severity for f in plan(snap, day(30)).flags if f.kind == "transaminase_rise"] == ["critical"]
-    assert held_steps(snap, day(30)) == []
+@pytest.mark.parametrize(
+    ("analyte", "value", "kind"),
+    [
+        pytest.param("ALT", 250, "transaminase_rise", id="CTCAE5 ALT G3 (> 5 x ULN)"),
+        pytest.param("BILI", 70, "bilirubin_rise", id="CTCAE5 bilirubin G3 (> 3 x ULN)"),
+        pytest.param("HGB", 75, "anemia", id="CTCAE5 anaemia G3"),
+        pytest.param("CREAT", 346, "creatinine_rise", id="CTCAE5 creatinine G3"),
+    ],
+)
+def test_a_critical_result_that_is_not_a_cytopenia_holds_azathioprine_too(analyte: str, value: float,
+                                                                          kind: str) -> None:
+    # CLINICAL.md §4.7: every CRITICAL flag (CTCAE >= grade 3 while the drug is given) -> "hold AZA pending review",
+    # not only the cytopenias (the earlier engine held for tightening.kinds only); acknowledging releases the hold
+    snap = taking_100_mg((result(analyte, value, on=day(30)),))
+    (flag,) = [f for f in plan(snap, day(30)).flags if f.kind == kind]
+    assert flag.severity == "critical"
+    (hold,) = held_steps(snap, day(30))
+    assert (hold.dose_mg, hold.on, hold.rule_id) == (0, day(30), "aih-azathioprine/dosing/hold")
+    assert hold.why.startswith(f"hold azathioprine: {kind} flagged critical on {day(30)}")
+    assert held_steps(replace(snap, acknowledged=frozenset({flag.key})), day(31)) == []
+
+
+def test_a_poor_metaboliser_flag_is_critical_but_removes_azathioprine_rather_than_holding_it() -> None:
+    # tpmt_poor is the one critical flag that does not hold: the drug is not given at all (CPIC18 PM)
+    snap = snapshot(phase=Phase.MAINTENANCE, weight_kg=50, doses=(DoseEvent("azathioprine", 100, START),),
+                    genotypes=(Genotype("TPMT", "poor", T), Genotype("NUDT15", "normal", T)))
+    p = plan(snap, day(1))
+    assert [f.severity for f in p.flags if f.kind == "tpmt_poor"] == ["critical"]
+    assert [s for s in p.dose_steps if s.drug == "azathioprine"] == []

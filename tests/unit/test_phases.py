@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from monitor.domain.phases import add_months
+from monitor.domain.phases import add_months, treatment_start
 from monitor.domain.plan import Plan
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import DoseEvent, PhaseEpisode, Result, Snapshot
@@ -52,8 +52,11 @@ def test_the_move_to_induction_says_why_and_starts_the_induction_table_on_its_da
     assert [(s.drug, s.on, s.dose_mg) for s in p.dose_steps if s.drug == "azathioprine"] == [
         ("azathioprine", day(17), 50), ("azathioprine", day(31), 100)]
     later = plan(snapshot(phase=Phase.BASELINE, doses=(DoseEvent("prednisolone", 60, day(3)),)), day(12))
-    assert [(d.panel, d.due_on) for d in later.draws if d.rule_id.endswith("/induction/induction-weekly")] == [
-        ("CBC", day(17)), ("LFT", day(17))]
+    # the weekly induction draws count from the induction start (day 3): day 10 (±3, so due on day 12), day 17, ...
+    # (this expectation wrongly left out the day-10 draw, with every engine version so far)
+    assert [(d.panel, d.due_on, d.status) for d in later.draws
+            if d.rule_id.endswith("/induction/induction-weekly")] == [
+        ("CBC", day(10), "due"), ("LFT", day(10), "due"), ("CBC", day(17), "upcoming"), ("LFT", day(17), "upcoming")]
 
 
 # --- induction -> maintenance, reinduction -> lifelong maintenance on complete biochemical response ------------
@@ -251,15 +254,41 @@ def test_withdrawal_is_never_proposed_after_a_relapse(phases: tuple[PhaseEpisode
 
 
 def test_treatment_months_count_from_the_first_dose_not_from_a_baseline_enrollment() -> None:
-    # ENGINE BUG (reported): phases.withdrawal_proposal counts the 36 months from snapshot.start_on (the
-    # enrollment), so a patient enrolled in baseline who started prednisolone 3 months later is proposed for
-    # withdrawal after 33 months of treatment, and the why says "treated since" a day with no treatment.
+    # Found by this tier: withdrawal_proposal counted the 36 months from snapshot.start_on (the enrollment), so a
+    # patient enrolled in baseline who started prednisolone 3 months later was proposed after 33 months of
+    # treatment; it now counts from phases.treatment_start (first non-baseline phase or first dose).
     first_dose = day(90)
     snap = snapshot(phase=Phase.BASELINE, doses=(DoseEvent("prednisolone", 60, first_dose),),
                     results=responded(day(150)))
     eligible = add_months(first_dose, 36)
     assert plan(snap, date(2029, 1, 5)).proposals == (), "33 months after the first dose"
     assert [x.to_phase for x in plan(snap, eligible).proposals] == ["withdrawal"]
+
+
+@pytest.mark.parametrize(
+    ("phases", "doses", "started"),
+    [
+        pytest.param((PhaseEpisode(Phase.MAINTENANCE, START),), (), 0, id="enrolled on treatment: the enrollment"),
+        pytest.param((PhaseEpisode(Phase.BASELINE, START),), (DoseEvent("prednisolone", 60, day(90)),), 90,
+                     id="CLINICAL 1: enrolled in baseline, the first dose"),
+        pytest.param((PhaseEpisode(Phase.BASELINE, START), PhaseEpisode(Phase.INDUCTION, day(60))),
+                     (DoseEvent("azathioprine", 50, day(90)),), 60, id="an induction phase before the first dose"),
+        pytest.param((PhaseEpisode(Phase.BASELINE, START), PhaseEpisode(Phase.INDUCTION, day(60))),
+                     (DoseEvent("prednisolone", 0, day(30)), DoseEvent("prednisolone", 60, day(45))), 45,
+                     id="a first dose before the phase change; a 0 mg record is no dose"),
+    ],
+)
+def test_treatment_starts_with_the_first_treatment_phase_or_the_first_dose(
+    phases: tuple[PhaseEpisode, ...], doses: tuple[DoseEvent, ...], started: int
+) -> None:
+    assert treatment_start(snapshot(phases=phases, doses=doses), PROTOCOL) == day(started)
+
+
+def test_the_withdrawal_proposal_names_the_treatment_start_not_the_enrollment() -> None:
+    snap = snapshot(phase=Phase.BASELINE, doses=(DoseEvent("prednisolone", 60, day(90)),),
+                    results=responded(day(150)))
+    (proposal,) = plan(snap, add_months(day(90), 36)).proposals
+    assert proposal.why.startswith(f"eligible to try withdrawal: treated since {day(90)} (>= 36 months)")
 
 
 def test_add_months_keeps_the_day_or_takes_the_last_day_of_a_short_month() -> None:

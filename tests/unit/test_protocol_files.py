@@ -161,50 +161,55 @@ def test_the_loader_rejects_a_broken_safety_profile_naming_the_profile_file(
     assert message.endswith(f"(fix it in {path})")
 
 
+def test_an_unknown_anchor_drug_is_reported_against_the_protocol(config: Path) -> None:
+    # Drugs are defined in the protocol's [drugs]: adding it there is a valid fix, so the protocol is named.
+    edit(config, 'anchor_drug = "azathioprine"', 'anchor_drug = "azathioprin"', PROFILE_FILE)
+    message = rejection(config)
+    assert message.startswith("aih-azathioprine.toml: safety.profile anchor_drug: "), message
+    assert "unknown drug 'azathioprin'" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "tag"),
+    [
+        pytest.param('source = "SAFETY-UNION"\n\n', 'source = "SAFETY"\n\n', "profile.source", "SAFETY",
+                     id="the profile cites an unknown source"),
+        pytest.param('source = "BSR17"\n\n[[stages]]   # then', 'source = "BSR-17"\n\n[[stages]]   # then',
+                     "stages[2].source", "BSR-17", id="a profile stage cites an unknown source"),
+        pytest.param('source = "BSR17"\n\n[[stages]]   # then', 'source = "EASL15"\n\n[[stages]]   # then',
+                     "stages[2].source", "EASL15", id="a tag only the protocol defines is not enough"),
+    ],
+)
+def test_a_profile_source_tag_must_be_defined_in_the_profile_itself(
+    config: Path, old: str, new: str, key: str, tag: str
+) -> None:
+    # A profile is shared by protocols, so its stages cite only its own [sources] (protocols.load_safety_profile);
+    # the error names the profile file and key, like any other broken profile.
+    path = edit(config, old, new, PROFILE_FILE)
+    assert rejection(config) == (f"conservative-union.toml: {key}: unknown source tag {tag!r}; define it in "
+                                 f"[sources] (fix it in {path})")
+
+
 @pytest.mark.parametrize(
     ("old", "new", "key", "reason"),
     [
-        pytest.param('anchor_drug = "azathioprine"', 'anchor_drug = "azathioprin"', "safety.profile anchor_drug",
-                     "unknown drug 'azathioprin'", id="an unknown anchor drug"),
-        pytest.param('source = "SAFETY-UNION"\n\n', 'source = "SAFETY"\n\n', "safety.profile",
-                     "unknown source tag 'SAFETY'", id="the profile cites an unknown source"),
-        pytest.param('source = "BSR17"\n\n[[stages]]   # then', 'source = "BSR-17"\n\n[[stages]]   # then',
-                     "safety profile stages[2].source", "unknown source tag 'BSR-17'",
-                     id="a profile stage cites an unknown source"),
-    ],
-)
-def test_a_profile_reference_the_protocol_can_satisfy_is_reported_against_the_protocol(
-    config: Path, old: str, new: str, key: str, reason: str
-) -> None:
-    # Drugs and source tags are defined in the protocol ([drugs], [sources] merged with the profile's):
-    # adding them there is a valid fix, so the protocol file is a fair place to point at.
-    edit(config, old, new, PROFILE_FILE)
-    message = rejection(config)
-    assert message.startswith(f"aih-azathioprine.toml: {key}: "), message
-    assert reason in message
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "reason"),
-    [
-        pytest.param('panels = ["CBC", "LFT"]', 'panels = ["CBC", "LFTS"]', "unknown panel 'LFTS'",
+        pytest.param('panels = ["CBC", "LFT"]', 'panels = ["CBC", "LFTS"]', "stages[0].panels", "unknown panel 'LFTS'",
                      id="an unknown panel in a profile stage"),
         pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\ncount = 4\nwindow_days = 14",
-                     "the last stage must be open-ended", id="a last profile stage with a count"),
+                     "stages[3]", "the last stage must be open-ended", id="a last profile stage with a count"),
         pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\nuntil_day = 730\nwindow_days = 14",
-                     "the last stage must be open-ended", id="a last profile stage with until_day"),
+                     "stages[3]", "the last stage must be open-ended", id="a last profile stage with until_day"),
     ],
 )
 def test_a_broken_profile_stage_is_reported_against_the_profile_file(
-    config: Path, old: str, new: str, reason: str
+    config: Path, old: str, new: str, key: str, reason: str
 ) -> None:
-    # LOADER BUG (reported): protocols._check_refs reports these as "aih-azathioprine.toml: safety profile
-    # stages...: ... (fix it in .../protocols/aih-azathioprine.toml)", but the protocol file has no stages to
-    # fix and does not say which profile; only config/safety/conservative-union.toml can be fixed.
+    # Found by this tier: protocols._check_refs reported these against aih-azathioprine.toml, which has no stages
+    # to fix; protocols.load_safety_profile now checks them and names the profile file and stage.
     path = edit(config, old, new, PROFILE_FILE)
     message = rejection(config)
     assert reason in message
-    assert "conservative-union.toml" in message.split(": ")[0], message
+    assert message.startswith(f"conservative-union.toml: {key}: "), message
     assert message.endswith(f"(fix it in {path})"), message
 
 

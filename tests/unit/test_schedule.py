@@ -7,11 +7,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from monitor.domain.clocks import Run, describe, run_slots
+from monitor.domain.clocks import Run, Slot, describe, run_slots
 from monitor.domain.items import DueDraw
 from monitor.domain.phases import effective_phases
 from monitor.domain.protocol import Phase, Stage
-from monitor.domain.schedule import disease_runs, dose_changes, dose_timeline, safety_runs
+from monitor.domain.schedule import disease_runs, dose_changes, dose_timeline, merged, safety_runs
 from monitor.domain.snapshot import DoseEvent, Genotype, Medication, PhaseEpisode, Result, Snapshot
 from tests.unit.builders import PROTOCOL, START, day, on_azathioprine, plan, result, snapshot
 
@@ -286,12 +286,16 @@ def test_allopurinol_adds_weekly_counts_for_12_weeks() -> None:
     assert [n for n, _ in weekly] == [200 + 7 * w for w in range(1, 13)]
     (draw,) = [d for d in plan(snap, day(284)).draws if d.rule_id.endswith("/allopurinol/weekly")
                and d.due_on == day(284)]
-    assert draw.why == f"CBC weekly for 12 weeks after allopurinol start on {day(200)}: week 12 (Medsafe 1998)"
+    # week 12 falls on the restarted safety clock's day 84: draws of one panel due the same day are always one draw
+    # (schedule.merged; due_draw is unique per panel and day), even a drug's own draw, which then says "also:"
+    assert draw.why == (f"CBC weekly for 12 weeks after allopurinol start on {day(200)}: week 12 (Medsafe 1998); "
+                        "also: every 14 days to day 84 and until the dose has been stable 42 days after allopurinol "
+                        f"start on {day(200)}: day 84 (±5 days; FDA label + BSR 2017)")
 
 
 def test_allopurinol_asks_for_one_count_a_week_not_two() -> None:
-    # ENGINE BUG (reported): the interaction's weekly CBC slots are not mergeable, and allopurinol also restarts
-    # the safety clock weekly, so weeks 1-4 list two CBC draws due on the same day (safety + interaction).
+    # Found by this tier: the interaction's weekly CBC slots are not mergeable and allopurinol also restarts the
+    # safety clock weekly, so weeks 1-4 listed two CBC draws due on the same day; same-day draws now always merge.
     snap = on_azathioprine(medications=(Medication("allopurinol", day(200)),))
     for n in (207, 214, 221, 228):
         assert len([d for d in due_on(snap, day(n)) if d.panel == "CBC"]) == 1, n
@@ -323,15 +327,35 @@ def test_off_treatment_only_the_disease_clock_asks_for_blood() -> None:
         DISEASE + "off_treatment/off-3-monthly", DISEASE + "off_treatment/off-3-weekly"}
 
 
+@pytest.mark.parametrize(
+    ("today", "status"),
+    [
+        pytest.param(434, "due", id="day 420 ±14 closes on day 434"),
+        pytest.param(499, "overdue", id="overdue while the clock still runs"),
+        pytest.param(500, "missed", id="the clock stopped off treatment on day 500: missed from then"),
+        pytest.param(510, "missed", id="still listed 90 days after it was due"),
+        pytest.param(511, None, id="then it drops off like any missed draw"),
+    ],
+)
+def test_an_unmet_draw_of_a_stopped_clock_counts_as_missed_from_the_stop(today: int, status: str | None) -> None:
+    # CBC and creatinine are asked for by the safety clock only; it stops off treatment (day 500) and no later
+    # safety draw follows, so the last unmet one would otherwise stay overdue forever (clocks.Slot.until)
+    found = [d.status for d in plan(stopping(), day(today)).draws if d.panel in ("CBC", "RENAL")]
+    assert found == ([] if status is None else [status, status])
+
+
+def test_the_stop_of_a_clock_is_a_review_date() -> None:
+    assert plan(stopping(), day(499)).next_review_on == day(500)
+
+
 def test_baseline_has_no_safety_clock() -> None:
     assert safety_days(snapshot(phase=Phase.BASELINE)) == []
 
 
 def test_reinduction_after_off_treatment_restarts_the_safety_clock_at_the_planned_azathioprine_step() -> None:
-    # ENGINE BUG (reported): schedule.safety_runs never starts a run when a safety phase is re-entered after
-    # off_treatment. The timeline still holds 100 mg from the first course, so the planned reinduction 50 mg
-    # (week 3) is a decrease and the 100 mg (week 5) an "increase" with no run to restart: no CBC at all after
-    # reinduction week 4, although azathioprine is restarted (the first induction anchors at its week 3).
+    # Found by this tier: schedule.safety_runs never started a run when a safety phase was re-entered after
+    # off_treatment (the timeline still held 100 mg from the first course, so the planned reinduction 50 mg was a
+    # "decrease"); a stop with the phase now makes the next dose a restart (the first induction anchors at week 3).
     snap = snapshot(phases=(PhaseEpisode(Phase.INDUCTION, START), PhaseEpisode(Phase.OFF_TREATMENT, day(400)),
                             PhaseEpisode(Phase.REINDUCTION, day(600))))
     restarted = [(n, stage) for n, stage in safety_days(snap, until_day=700) if n >= 600]
@@ -451,38 +475,80 @@ def test_a_disease_draw_names_its_phase_start_and_source() -> None:
 # --- the union, merged within windows (§1: de-duplicate draws that fall within a tolerance window) ----------
 
 
-def test_overlapping_safety_and_disease_draws_of_one_panel_are_one_draw_that_says_also() -> None:
-    # maintenance: safety LFT day 84 (±5: 79-89) and disease LFT day 91 (±14: 77-105) overlap -> one LFT draw
+def test_safety_and_disease_draws_whose_windows_only_overlap_stay_two_draws() -> None:
+    # maintenance: safety LFT day 84 (±5: 79-89) and disease LFT day 91 (±14: 77-105) overlap, but day 91 is 7 days
+    # from day 84, more than the smaller window (5): not within one tolerance window (§1), so two draws
     p = plan(on_azathioprine(), day(80))
-    (lft,) = [d for d in p.draws if d.panel == "LFT" and d.status == "due"]
-    assert (lft.due_on, lft.rule_id) == (day(84), SAFETY + "titration-2-weekly")
-    assert "; also: every 91 days thereafter after maintenance start on 2026-01-05: day 91 " in lft.why
+    lft = [(d.due_on, d.rule_id, "also:" in d.why) for d in p.draws if d.panel == "LFT" and d.status == "due"]
+    assert lft == [(day(84), SAFETY + "titration-2-weekly", False),
+                   (day(91), DISEASE + "maintenance/maintenance-3-monthly", False)]
     # IgG is asked for by the disease clock only, on its own day
     (igg,) = [d for d in p.draws if d.panel == "IGG" and d.status == "due"]
     assert (igg.due_on, igg.rule_id) == (day(91), DISEASE + "maintenance/maintenance-3-monthly")
     assert "also:" not in igg.why
 
 
+def slot(due: int, window: int, rule: str, *, mergeable: bool = True) -> Slot:
+    return Slot(day(due), day(due - window), day(due + window), ("CBC",), rule, f"{rule} day {due}",
+                mergeable=mergeable)
+
+
+@pytest.mark.parametrize(
+    ("second_day", "second_window", "one_draw"),
+    [
+        pytest.param(105, 14, True, id="5 days apart, smaller window 5: within tolerance"),
+        pytest.param(106, 14, False, id="6 days apart, smaller window 5: windows overlap, still two draws"),
+        pytest.param(95, 5, True, id="5 days before, equal windows"),
+        pytest.param(103, 2, False, id="3 days apart, smaller window 2"),
+        pytest.param(100, 0, True, id="same day, whatever the windows"),
+    ],
+)
+def test_draws_of_one_panel_merge_only_within_the_smaller_of_their_windows(
+    second_day: int, second_window: int, one_draw: bool
+) -> None:
+    first, second = slot(100, 5, "a"), slot(second_day, second_window, "b")
+    kept = merged([first, second], "CBC")
+    if one_draw:
+        (draw,) = kept
+        earlier = min(first, second, key=lambda x: (x.due_on, x.closes))
+        later = second if earlier is first else first
+        assert (draw.due_on, draw.opens, draw.closes) == (earlier.due_on, earlier.opens, min(first.closes,
+                                                                                              second.closes))
+        assert draw.why == f"{earlier.why}; also: {later.why}"
+    else:
+        assert [x.due_on for x in kept] == sorted([first.due_on, second.due_on])
+
+
+@pytest.mark.parametrize(
+    ("second_day", "one_draw"),
+    [pytest.param(100, True, id="same day: one draw, even from a flag or a drug"),
+     pytest.param(101, False, id="a day apart: a flag's or a drug's draw is never absorbed")],
+)
+def test_a_draw_asked_for_by_a_flag_or_drug_merges_only_on_the_same_day(second_day: int, one_draw: bool) -> None:
+    kept = merged([slot(100, 7, "routine"), slot(second_day, 3, "repeat", mergeable=False)], "CBC")
+    assert len(kept) == (1 if one_draw else 2)
+
+
 @pytest.mark.parametrize(
     ("taken_day", "satisfied"),
     [
-        pytest.param(79, True, id="merged LFT day 84: opens with the earlier draw (79)"),
-        pytest.param(89, True, id="closes with the earlier of the two closes (89)"),
-        pytest.param(90, False, id="day 90 is past the merged window"),
+        pytest.param(79, True, id="LFT day 84 ±5 opens on day 79"),
+        pytest.param(89, True, id="and closes on day 89"),
+        pytest.param(90, False, id="day 90 is past its window"),
     ],
 )
-def test_a_merged_draw_keeps_the_earlier_draw_and_the_earlier_close(taken_day: int, satisfied: bool) -> None:
+def test_the_safety_lft_on_day_84_is_met_only_inside_its_own_window(taken_day: int, satisfied: bool) -> None:
+    # the disease LFT of day 91 (±14) no longer widens it: the two are separate draws (see above)
     snap = on_azathioprine(results=(result("ALT", 20, on=day(taken_day)),))
     assert ((("LFT", 84) in {(d.panel, (d.due_on - START).days) for d in plan(snap, day(90)).draws})
             is not satisfied)
 
 
 def test_a_pre_treatment_baseline_draw_does_not_absorb_the_first_on_treatment_week() -> None:
-    # ENGINE BUG (reported): schedule.merged merges any two draws whose windows touch. Baseline bloods (day 0 ±7)
+    # Found by this tier: schedule.merged merged any two draws whose windows touch. Baseline bloods (day 0 ±7)
     # and the first weekly induction draw 7 days after the first prednisolone dose on day 3 (day 10 ±3) share
-    # only day 7, yet the week-1 LFT+FBC becomes an "also:" of the baseline draw: the baseline taken before
-    # treatment satisfies it and it is never listed. CLINICAL.md §1 de-duplicates draws that fall within a
-    # tolerance window; day 10 is not within day 0 ±7.
+    # only day 7; CLINICAL.md §1 de-duplicates draws that fall within a tolerance window, and day 10 is not
+    # within 3 days of day 0, so the week-1 LFT+FBC stays its own draw.
     snap = snapshot(phase=Phase.BASELINE, doses=(DoseEvent("prednisolone", 60, day(3)),),
                     results=(result("WBC", 6, on=day(0), id=1), result("ALT", 300, on=day(0), id=2)))
     week_1 = [(d.panel, d.due_on) for d in plan(snap, day(8)).draws if "/disease/induction/" in d.rule_id
@@ -607,6 +673,25 @@ def test_a_repeat_count_is_due_from_the_day_it_is_asked_for(
     snap = on_azathioprine(results=(result("NEUT", severity_value, on=day(100)),))
     found = [d for d in plan(snap, day(today)).draws if d.rule_id.startswith("aih-azathioprine/tightening/")]
     assert [((d.due_on - START).days, d.status) for d in found] == [(repeat_day, status)]
+
+
+def test_a_repeat_count_falling_on_a_routine_count_day_is_still_due_from_the_day_it_is_asked_for() -> None:
+    # NEUT 1.2 on day 105 asks for a repeat within 7 days: day 112, the routine monthly count's day, so the two are
+    # one draw (same day). ENGINE BUG (reported): schedule.merged rebuilds the kept Slot from due_on, opens, closes,
+    # panels, rule_id and why only, dropping due_from (and mergeable, until): the repeat asked for on day 105 is
+    # listed "upcoming" until day 106, while the same flag on day 104 (repeat day 111, no routine count) is "due".
+    for flagged_on in (104, 105):
+        snap = on_azathioprine(results=(result("NEUT", 1.2, on=day(flagged_on)),))
+        found = [((d.due_on - START).days, d.status) for d in plan(snap, day(flagged_on)).draws
+                 if d.rule_id.startswith("aih-azathioprine/tightening/")]
+        assert found == [(flagged_on + 7, "due")], flagged_on
+
+
+def test_a_merged_draw_keeps_what_the_kept_draw_was_asked_with() -> None:
+    # the same bug, on schedule.merged alone: the kept draw loses its due_from
+    repeat = Slot(day(112), day(106), day(112), ("CBC",), "repeat", "repeat", mergeable=False, due_from=day(105))
+    (kept,) = merged([repeat, slot(112, 7, "routine")], "CBC")
+    assert (kept.rule_id, kept.due_from) == ("repeat", day(105))
 
 
 def test_only_the_first_upcoming_draw_of_each_panel_is_listed() -> None:
