@@ -105,7 +105,8 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
             if fall < rules.non_response_min_fall and _recent(protocol, w, today):
                 flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
-                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: a {math.floor(fall * 1000) / 10:g}% "
+                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: "
+                                   f"a {math.floor(fall * 1000) / 10:g}% "
                                    f"fall in 4 weeks, less than {rules.non_response_min_fall:.0%} "
                                    f"(non-response; {cite})"))
         deadline = episode.started_on + timedelta(days=rules.insufficient_by_day)
