@@ -138,6 +138,8 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
         if x.dose_factor is None:
             continue
         for med in snapshot.medications:
+            if med.drug in x.drugs and med.stopped_on is not None and med.stopped_on <= today:
+                state.since = max(med.stopped_on, state.since or med.stopped_on)  # the cut ends: re-target
             if med.drug in x.drugs and med.started_on <= today and (med.stopped_on is None or med.stopped_on > today):
                 state.factor *= x.dose_factor
                 state.since = max(med.started_on, state.since or med.started_on)
@@ -225,7 +227,9 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
     within = " within the target range" if target else ""
     why = (f"{drug} target {d.maintenance_mg_per_kg:g} mg/kg × {kg:g} kg = {full:g} mg/day in whole {tablet:g} mg "
            f"tablets{within}{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
-    status = "done" if _recorded(snapshot, drug, dose, on, None, today) else "due"
+    given = [x for x in snapshot.doses if x.drug == drug and x.on <= today]
+    latest = max(given, key=lambda x: x.on) if given else None
+    status = "done" if latest is not None and latest.dose_mg == dose and latest.on >= on - EARLY_RECORD else "due"
     if state.held and status != "done":
         status, why = "held", f"{why}; held: {state.held}"
     return [DoseStep(drug, dose, on, status, f"{protocol.id}/dosing/maintenance-target", why)]

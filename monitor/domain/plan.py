@@ -84,6 +84,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     if withdrawal is not None:
         proposals.append(withdrawal)
     aged_out = [f.observed_on + timedelta(days=protocol.flag_lookback_days + 1) for f in flags]
+    aged_out += [e.started_on for e in snapshot.phases]  # a phase confirmed ahead starts then
     changes = [d for d in (*step_changes, *draw_changes, *response_changes, *aged_out, eligible_on)
                if d and d > today]
     return Plan(

@@ -101,7 +101,7 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                 and (ends is None or r.observed_on < ends)]
         if baseline and near:
             b = baseline[-1]
-            w = min(near, key=lambda r: (abs((r.observed_on - week4).days), r.observed_on))
+            w = near[0]  # the first result of the week-4 window decides, once
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
             if fall < rules.non_response_min_fall and _recent(protocol, w, today):
                 flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
@@ -172,9 +172,10 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                                   f"repeat to confirm or clear a possible relapse flagged on {r.observed_on} ({cite})",
                                   mergeable=False))
     proposals = []
-    current = snapshot.phase_on(today).phase
-    if any(f.kind == "relapse" for f in flags) and current not in (Phase.REINDUCTION,):
-        last = max((f for f in flags if f.kind == "relapse"), key=lambda f: f.observed_on)
+    treated = max((e.started_on for e in snapshot.phases if e.phase is Phase.REINDUCTION), default=date.min)
+    untreated = [f for f in flags if f.kind == "relapse" and f.observed_on > treated]  # not re-induced since
+    if untreated and snapshot.phase_on(today).phase is not Phase.REINDUCTION:
+        last = max(untreated, key=lambda f: f.observed_on)
         proposals.append(Proposal(Phase.REINDUCTION.value, f"{protocol.id}/phases/relapse-to-reinduction",
                                   f"relapse flagged on {last.observed_on}: re-treat with the first induction regimen "
                                   f"(AASLD 2010 rec. 31), then lifelong maintenance; {cite}"))

@@ -41,6 +41,8 @@ def dose_timeline(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, *
                         by_day[on] = step.dose_mg if step.mg_per_kg is None else \
                             step.mg_per_kg * (weight.kg if weight else 1.0)
     recorded = sorted((d for d in snapshot.doses if d.drug == drug), key=lambda d: d.on)
+    if recorded:  # where doses are recorded, the record is authoritative: no planned dose before it
+        by_day = {day: dose for day, dose in by_day.items() if day >= recorded[0].on}
     for dose in recorded:  # a recorded dose overrides the plan from its date
         for day in [d for d in by_day if d > dose.on]:
             del by_day[day]
@@ -181,10 +183,12 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
     for days in taken_on.values():
         days.sort()
 
-    def satisfied(panel: str, slot: Slot) -> bool:
+    def satisfied(panel: str, slot: Slot, after: Slot | None) -> bool:
+        """A result in the window, or late but before the next draw of the panel opens."""
         days = taken_on.get(panel, [])
         i = bisect.bisect_left(days, slot.opens)
-        return i < len(days) and days[i] <= slot.closes
+        late_until = max(slot.closes, after.opens - timedelta(days=1)) if after is not None else date.max
+        return i < len(days) and days[i] <= late_until
 
     draws: list[DueDraw] = []
     changes: list[date] = []
@@ -193,9 +197,9 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
     for panel in sorted({p for s in slots for p in s.panels}):
         own = merged(slots, panel)
         for i, slot in enumerate(own):
-            if satisfied(panel, slot):
-                continue
             after = own[i + 1] if i + 1 < len(own) else None
+            if satisfied(panel, slot, after):
+                continue
             if today < (slot.due_from or slot.opens):
                 status = "upcoming"
             elif today <= slot.closes:
