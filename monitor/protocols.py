@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -332,6 +332,16 @@ class Library:
 
     def ids(self) -> Iterable[str]:
         return self.protocols.keys()
+
+    @cached_property
+    def graders(self) -> list[MonitoringProtocol]:
+        """One protocol per distinct grading (several protocols usually share CTCAE v5)."""
+        distinct: dict[tuple[str, str, int, tuple[tuple[str, float | None, float | None], ...]],
+                       MonitoringProtocol] = {}
+        for p in self.protocols.values():
+            ranges = tuple(sorted((k, r.low, r.high) for k, r in p.reference_ranges.items()))
+            distinct.setdefault((p.grading.name, p.grading.version, p.grading.critical_min_grade, ranges), p)
+        return list(distinct.values())
 
 
 @cache

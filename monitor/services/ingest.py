@@ -201,9 +201,12 @@ class _Batch:
         library = self.ctx.library
         if library is None or row["status"] not in ("final", "corrected"):
             return
+        graders = [p for p in library.graders if row["analyte"] in p.grading.terms]
+        if not graders:
+            return
         result = Result(0, row["analyte"], row["value"], row["observed_on"], row["status"], row["ref_low"],
                         row["ref_high"])
-        for protocol in library.protocols.values():
+        for protocol in graders:
             grade = ctcae_grade(result, protocol)
             if grade is not None and grade >= protocol.grading.critical_min_grade:
                 self.critical.add(patient_id)
