@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -28,6 +29,7 @@ def insert_ignore(
     return len(session.execute(stmt, list(rows)).all())
 
 
+@lru_cache(maxsize=8192)  # results of one draw share their instant; received_at is the same for a batch
 def _utc_text(value: datetime) -> str:
     """What UTCDateTime binds on SQLite: the UTC wall clock as SQLAlchemy's DATETIME text."""
     if value.tzinfo is None:

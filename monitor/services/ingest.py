@@ -204,6 +204,11 @@ class _Batch:
         graders = [p for p in library.graders if row["analyte"] in p.grading.terms]
         if not graders:
             return
+        fallback = self.ctx.catalog.analytes[row["analyte"]].reference
+        low = row["ref_low"] if row["ref_low"] is not None else fallback.low
+        high = row["ref_high"] if row["ref_high"] is not None else fallback.high
+        if low is not None and high is not None and low <= row["value"] <= high:
+            return  # inside the reference range: no CTCAE grade at all, let alone a critical one
         result = Result(0, row["analyte"], row["value"], row["observed_on"], row["status"], row["ref_low"],
                         row["ref_high"])
         for protocol in graders:
@@ -256,10 +261,12 @@ class _Batch:
             patient_id = patients.get(record.mrn)
             if patient_id is None:
                 expires = row["observed_on"] + timedelta(days=self.ctx.hold_days)
-                new_held.append({**row, "mrn": record.mrn, "expires_on": max(expires, self.ctx.today)})
+                row["mrn"], row["expires_on"] = record.mrn, max(expires, self.ctx.today)
+                new_held.append(row)
                 held[key] = row["value"]
             else:
-                new_results.append({**row, "patient_id": patient_id})
+                row["patient_id"] = patient_id
+                new_results.append(row)
                 stored[key] = (None, row["value"])
                 _earliest(touched, patient_id, row["observed_on"])
                 self._screen(patient_id, row)
