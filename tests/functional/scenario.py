@@ -193,23 +193,26 @@ class Clinic:
         return [f for f in listed if mrn is None or f["mrn"] == mrn]
 
     def plan_rows(self) -> dict[str, set[tuple[Any, ...]]]:
-        """due_draw, dose_step and flag rows by content: MRN instead of enrollment id, the result's
-        source key instead of its id, no ids or timestamps."""
-        e, p, r = Enrollment.__table__, Patient.__table__, LabResult.__table__  # type: ignore[attr-defined]
-        dd, st, f = (DueDrawRow.__table__, DoseStepRow.__table__,  # type: ignore[attr-defined]
-                     FlagRow.__table__)  # type: ignore[attr-defined]
-        with self.engine.connect() as conn:
-            mrn: dict[int, str] = {i: m for i, m in conn.execute(sa_select(e.c.id, p.c.mrn).join(p))}
-            source: dict[int, str] = {i: k for i, k in conn.execute(sa_select(r.c.id, r.c.source_key))}
-            draws = {(mrn[row[0]], *row[1:]) for row in conn.execute(
-                sa_select(dd.c.enrollment_id, dd.c.panel, dd.c.due_on, dd.c.status, dd.c.rule_id, dd.c.why))}
-            steps = {(mrn[row[0]], *row[1:]) for row in conn.execute(
-                sa_select(st.c.enrollment_id, st.c.drug, st.c.on, st.c.dose_mg, st.c.status, st.c.rule_id,
-                          st.c.why))}
-            flags = {(mrn[row[0]], source.get(row[1]), *row[2:]) for row in conn.execute(
-                sa_select(f.c.enrollment_id, f.c.result_id, f.c.rule_id, f.c.kind, f.c.severity, f.c.analyte,
-                          f.c.value, f.c.unit, f.c.observed_on, f.c.status, f.c.why))}
-        return {"due_draw": draws, "dose_step": steps, "flag": flags}
+        return plan_rows(self.engine)
+
+
+def plan_rows(engine: Engine) -> dict[str, set[tuple[Any, ...]]]:
+    """Plan rows by natural content: enrollments by MRN, results by source key, no ids or times."""
+    e, p, r = Enrollment.__table__, Patient.__table__, LabResult.__table__  # type: ignore[attr-defined]
+    dd, st, f = (DueDrawRow.__table__, DoseStepRow.__table__,  # type: ignore[attr-defined]
+                 FlagRow.__table__)  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        mrn: dict[int, str] = {i: m for i, m in conn.execute(sa_select(e.c.id, p.c.mrn).join(p))}
+        source: dict[int, str] = {i: k for i, k in conn.execute(sa_select(r.c.id, r.c.source_key))}
+        draws = {(mrn[row[0]], *row[1:]) for row in conn.execute(
+            sa_select(dd.c.enrollment_id, dd.c.panel, dd.c.due_on, dd.c.status, dd.c.rule_id, dd.c.why))}
+        steps = {(mrn[row[0]], *row[1:]) for row in conn.execute(
+            sa_select(st.c.enrollment_id, st.c.drug, st.c.on, st.c.dose_mg, st.c.status, st.c.rule_id,
+                      st.c.why))}
+        flags = {(mrn[row[0]], source.get(row[1]), *row[2:]) for row in conn.execute(
+            sa_select(f.c.enrollment_id, f.c.result_id, f.c.rule_id, f.c.kind, f.c.severity, f.c.analyte,
+                      f.c.value, f.c.unit, f.c.observed_on, f.c.status, f.c.why))}
+    return {"due_draw": draws, "dose_step": steps, "flag": flags}
 
 
 # --- reading a patient view -------------------------------------------------------------------

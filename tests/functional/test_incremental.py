@@ -24,12 +24,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import Engine
-from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
-from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, LabResult, Patient
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
@@ -38,6 +36,7 @@ from monitor.services.daily import run_daily
 from monitor.services.ingest import Context, ingest_records
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
+from tests.functional.scenario import plan_rows as scenario_plan_rows
 from tests.integration import dump_tables
 
 LONDON = ZoneInfo("Europe/London")
@@ -252,22 +251,7 @@ class Clinic:
         assert report.failed == 0
 
     def rows(self) -> dict[str, set[tuple[Any, ...]]]:
-        """Plan rows by natural content: enrollments by MRN, results by source key, no ids or times."""
-        e, p, r = Enrollment.__table__, Patient.__table__, LabResult.__table__  # type: ignore[attr-defined]
-        d, st, f = (DueDrawRow.__table__, DoseStepRow.__table__,  # type: ignore[attr-defined]
-                    FlagRow.__table__)  # type: ignore[attr-defined]
-        with self.engine.connect() as conn:
-            mrn = dict(conn.execute(sa_select(e.c.id, p.c.mrn).join(p)).all())
-            source = dict(conn.execute(sa_select(r.c.id, r.c.source_key)).all())
-            draws = {(mrn[row[0]], *row[1:]) for row in conn.execute(
-                sa_select(d.c.enrollment_id, d.c.panel, d.c.due_on, d.c.status, d.c.rule_id, d.c.why))}
-            steps = {(mrn[row[0]], *row[1:]) for row in conn.execute(
-                sa_select(st.c.enrollment_id, st.c.drug, st.c.on, st.c.dose_mg, st.c.status, st.c.rule_id,
-                          st.c.why))}
-            flags = {(mrn[row[0]], source.get(row[1]), *row[2:]) for row in conn.execute(
-                sa_select(f.c.enrollment_id, f.c.result_id, f.c.rule_id, f.c.kind, f.c.severity, f.c.analyte,
-                          f.c.value, f.c.unit, f.c.observed_on, f.c.status, f.c.why))}
-        return {"due_draw": draws, "dose_step": steps, "flag": flags}
+        return scenario_plan_rows(self.engine)
 
 
 def moment(day: date, hour: int, minute: int = 0) -> datetime:
