@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -56,11 +57,11 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _sync(session: Session, model: Any, eid: int, key: Callable[[Any], tuple[Any, ...]],
+def _sync(session: Session, model: Any, eid: int, rows: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
           wanted: dict[tuple[Any, ...], dict[str, Any]]) -> int:
-    """Make one enrollment's rows of `model` equal `wanted` (by natural key); count changes."""
+    """Make one enrollment's stored `rows` of `model` equal `wanted` (by natural key); count changes."""
     changed = 0
-    for row in session.exec(select(model).where(model.enrollment_id == eid)).all():
+    for row in rows:
         values = wanted.pop(key(row), None)
         if values is None:
             session.delete(row)
@@ -75,7 +76,16 @@ def _sync(session: Session, model: Any, eid: int, key: Callable[[Any], tuple[Any
     return changed
 
 
-def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: datetime) -> tuple[int, list[int]]:
+def _stored(session: Session, model: Any, ids: Sequence[int]) -> dict[int, list[Any]]:
+    """A batch's rows of a plan table, by enrollment: one query for the batch, not one each."""
+    by_enrollment: dict[int, list[Any]] = defaultdict(list)
+    for row in session.exec(select(model).where(col(model.enrollment_id).in_(ids))).all():
+        by_enrollment[row.enrollment_id].append(row)
+    return by_enrollment
+
+
+def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: datetime,
+               stored_draws: Sequence[DueDrawRow], stored_steps: Sequence[DoseStepRow]) -> tuple[int, list[int]]:
     """Write one plan: due draws and dose steps replaced by key, flags added once. Returns
     (rows changed, ids of flags raised now)."""
     eid = enrollment.id
@@ -90,8 +100,8 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: dat
                                  reason=change.why, confirmed_by=AUTOMATIC))
         enrollment.phase, enrollment.phase_since = change.to_phase.value, change.on
         changed += 1
-    changed += _sync(session, DueDrawRow, eid, lambda r: (r.panel, r.due_on), draws)
-    changed += _sync(session, DoseStepRow, eid, lambda r: (r.drug, r.on), steps)
+    changed += _sync(session, DueDrawRow, eid, stored_draws, lambda r: (r.panel, r.due_on), draws)
+    changed += _sync(session, DoseStepRow, eid, stored_steps, lambda r: (r.drug, r.on), steps)
     flags = [{"enrollment_id": eid, "key": f.key, "kind": f.kind, "severity": f.severity,
               "analyte": f.analyte, "value": f.value, "unit": f.unit, "observed_on": f.observed_on,
               "result_id": f.result_id, "rule_id": f.rule_id, "why": f.why, "status": "open",
@@ -111,6 +121,8 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: dat
 def evaluate_batch(session: Session, library: Library, enrollments: Sequence[Enrollment], report: RunReport,
                    *, today: date, now: datetime) -> None:
     snapshots = load_snapshots(session, enrollments, today=today)
+    ids = [e.id for e in enrollments if e.id is not None]
+    draws, steps = _stored(session, DueDrawRow, ids), _stored(session, DoseStepRow, ids)
     for enrollment in enrollments:
         assert enrollment.id is not None
         try:
@@ -120,7 +132,8 @@ def evaluate_batch(session: Session, library: Library, enrollments: Sequence[Enr
             log.exception("evaluation failed for enrollment %s", enrollment.id)
             report.failed += 1
             continue
-        changed, raised = apply_plan(session, enrollment, plan, now=now)
+        changed, raised = apply_plan(session, enrollment, plan, now=now, stored_draws=draws[enrollment.id],
+                                     stored_steps=steps[enrollment.id])
         report.evaluated += 1
         report.rows_changed += changed
         report.flags_raised += len(raised)

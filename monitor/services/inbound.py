@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from monitor.db.tables import InboundMessage
+from monitor.ingest.hl7_reader import read_text
 from monitor.ingest.mllp import ack, control_id
 from monitor.ingest.records import ReadOptions, Unreadable
 from monitor.services.ingest import Context, ingest_records
@@ -20,8 +21,6 @@ def receive_hl7(session: Session, text: str, *, ctx: Context, options: ReadOptio
     as a result message at all (it is kept, with the reason, for review). The raw message is
     committed before any parsing, so a crash afterwards loses nothing.
     """
-    from monitor.ingest.hl7_reader import read_text
-
     inbound = InboundMessage(channel=channel, received_at=now, control_id=control_id(text), raw=text)
     session.add(inbound)
     session.commit()
