@@ -111,10 +111,9 @@ def child(kind: str, path: str, db: str, messages: int) -> None:
 
     from monitor.db.migrate import upgrade_to_head
     from monitor.db.session import make_engine
-    from monitor.ingest import csv_reader, hl7_reader
     from monitor.ingest.records import ReadOptions
     from monitor.protocols import packaged_library
-    from monitor.services.ingest import Context, ingest_records
+    from monitor.services.ingest import Context, ingest_file
     from monitor.services.patients import EnrollmentRequest, enroll
 
     engine = make_engine(f"sqlite:///{db}")
@@ -133,9 +132,8 @@ def child(kind: str, path: str, db: str, messages: int) -> None:
     if kind == "mllp":
         total = asyncio.run(mllp(engine, ctx, options, messages))
     else:
-        records = csv_reader.read_file(Path(path), zone) if kind == "csv" else hl7_reader.read_file(Path(path), options)
         with Session(engine) as s:
-            total = ingest_records(s, records, ctx).stored
+            total = ingest_file(s, kind, Path(path), options, ctx).stored
     elapsed = time.perf_counter() - started
     print(json.dumps({"results": total, "seconds": elapsed,
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,3 +1,4 @@
 from monitor.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # a worker process (multiprocessing spawn) imports this module too
+    raise SystemExit(main())

@@ -15,10 +15,10 @@ from monitor.app import App
 from monitor.cli_show import emit_json, err, out, progress_bar, show_ingest, shown, table
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
-from monitor.ingest.files import detect, read_file
+from monitor.ingest.files import detect
 from monitor.services import daily, patients, queries
 from monitor.services.enroll_csv import read_enrollments
-from monitor.services.ingest import ingest_records
+from monitor.services.ingest import ingest_file
 from monitor.services.quarantine import replay
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -187,8 +187,7 @@ def ingest(
             def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.advance(task, n)
 
-            report = ingest_records(s, read_file(kind, path, options, a.library.catalog), a.ingest_context(),
-                                    progress=advance)
+            report = ingest_file(s, kind, path, options, a.ingest_context(), progress=advance)
         show_ingest(str(path), report)
 
 

@@ -26,12 +26,11 @@ from monitor.config import Database
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
-from monitor.ingest import csv_reader
 from monitor.notify.render import message, render
 from monitor.services import daily, patients, queries
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
-from monitor.services.ingest import ingest_records
+from monitor.services.ingest import ingest_file
 
 PROTOCOL = "aih-azathioprine"
 NURSES = ("a.okafor@clinic.example", "b.singh@clinic.example", "c.murphy@clinic.example")
@@ -227,8 +226,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                 patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", today=today,
                                       now=now)
         s.commit()
-        ingested = ingest_records(s, csv_reader.read_file(directory / "labs.csv", a.settings.clinic.zone),
-                                  a.ingest_context())
+        ingested = ingest_file(s, "csv", directory / "labs.csv", a.read_options(), a.ingest_context())
         report = daily.run_daily(s, a.library, today=today, now=now)
         handled_at_the_time(s, people, now=now)
         digests = build_digests(s, today=today)

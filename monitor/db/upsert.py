@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, date, datetime
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Date
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
-
-from monitor.db.types import UTCDateTime
 
 
 def insert_ignore(
@@ -37,40 +33,61 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def bulk_insert_ignore(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]],
-                       keys: Sequence[str]) -> int:
-    """`insert_ignore` for the hot ingestion path: one DBAPI executemany, no per-row ORM work.
+@lru_cache(maxsize=8192)
+def _day_text(value: date) -> str:
+    return value.isoformat()
 
-    Every row must carry the same columns. Returns how many rows were inserted.
-    """
-    if not rows:
-        return 0
-    table = model.__table__  # type: ignore[attr-defined]
-    columns = list(rows[0])
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _driver(session: Session) -> tuple[Any, bool]:
+    """The DBAPI connection of the session's transaction, and whether it is SQLite."""
     connection = session.connection()
-    sqlite_ = connection.dialect.name == "sqlite"
-    marks = ", ".join("?" if sqlite_ else "%s" for _ in columns)
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "
-           f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
     raw = connection.connection.driver_connection
     assert raw is not None
-    values = itemgetter(*columns)
+    return raw, connection.dialect.name == "sqlite"
+
+
+def temporal_encoders(session: Session) -> tuple[Callable[[datetime], Any], Callable[[date], Any]]:
+    """How `bulk_insert_ignore` rows carry an aware instant and a date: as SQLAlchemy's types bind
+    them (UTC text and ISO text on SQLite; the objects themselves on PostgreSQL)."""
+    return (_utc_text, _day_text) if _driver(session)[1] else (_same, _same)
+
+
+def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequence[str],
+                       rows: Sequence[Sequence[Any]], keys: Sequence[str]) -> int:
+    """`insert_ignore` for the hot ingestion path: one DBAPI executemany of value tuples in
+    `columns` order, no per-row ORM work. Instants and dates must come encoded by
+    `temporal_encoders`. Returns how many rows were inserted."""
+    if not rows:
+        return 0
+    table = model.__table__.name  # type: ignore[attr-defined]
+    raw, sqlite_ = _driver(session)
+    marks = ", ".join("?" if sqlite_ else "%s" for _ in columns)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({', '.join(keys)}) DO NOTHING"
     if not sqlite_:
         with raw.cursor() as cursor:
-            cursor.executemany(sql, [values(row) for row in rows])
+            cursor.executemany(sql, rows)
             return int(cursor.rowcount)
-    instants = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
-    days = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, Date)]
-    params = []
-    for row in rows:
-        item = list(values(row))
-        for i in instants:
-            if item[i] is not None:
-                item[i] = _utc_text(item[i])
-        for i in days:
-            if item[i] is not None:
-                item[i] = item[i].isoformat()
-        params.append(item)
     before = raw.total_changes
-    raw.executemany(sql, params)
+    raw.executemany(sql, rows)
     return int(raw.total_changes - before)
+
+
+def select_in(session: Session, model: type[SQLModel], columns: Sequence[str], key: str,
+              values: Collection[Any]) -> list[tuple[Any, ...]]:
+    """`SELECT columns WHERE key IN values` through the DBAPI: the hot path's lookups, without
+    compiling a statement with thousands of bound parameters. Plain columns only (no type
+    processing): use it for keys, ids and numbers."""
+    if not values:
+        return []
+    table = model.__table__.name  # type: ignore[attr-defined]
+    raw, sqlite_ = _driver(session)
+    if sqlite_:
+        sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(values))})"
+        return list(raw.execute(sql, list(values)).fetchall())
+    with raw.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s)", [list(values)])
+        return list(cursor.fetchall())

@@ -269,7 +269,7 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
         return bad(problem)
     envelope = {"context": context, "key": key, "mrn": mrn, "observation": obs}
     return IncomingResult(
-        format=FORMAT, source_key=key, origin=origin, raw=_dumps(envelope), mrn=mrn, code=code,
+        format=FORMAT, source_key=key, origin=origin, raw_source=_dumps(envelope), mrn=mrn, code=code,
         value=value, unit=unit, observed_at=observed_at, status=status, ref_low=low, ref_high=high,
     )
 
@@ -292,7 +292,7 @@ def _derived(results: list[IncomingResult]) -> Iterator[IncomingResult]:
         raw = _dumps({"derived": f"{target[0]} = {wbc.code} x {pct.code} / 100",
                       "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
         yield IncomingResult(
-            format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw=raw,
+            format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw_source=raw,
             mrn=wbc.mrn, code=target[0], value=str(round(numbers[id(wbc)] * numbers[id(pct)] / 100, 6)),
             unit=wbc.unit, observed_at=wbc.observed_at,
             status=next((s for s in ("preliminary", "corrected") if s in statuses), "final"),

@@ -139,7 +139,7 @@ def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
                           "ingest its file again")
     r = records[0]
     if isinstance(r, IncomingResult):
-        return replace(r, source_key=key or r.source_key, origin=origin, raw=raw)
+        return replace(r, source_key=key or r.source_key, origin=origin, raw_source=raw)
     return replace(r, origin=origin, raw=raw) if isinstance(r, Unreadable) else replace(r, origin=origin)
 
 
@@ -256,7 +256,7 @@ def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tu
     low, high = _range(_part(obx.f(7), s, 1))
     value = _value(vtype, reps, s)
     return code, IncomingResult(
-        format=FORMAT, source_key=key, origin=origin, raw=raw, mrn=m.mrn, code=code,
+        format=FORMAT, source_key=key, origin=origin, raw_source=raw, mrn=m.mrn, code=code,
         value="" if value == '""' else value, unit=_part(obx.f(6), s, 1), observed_at=observed_at,
         status=status, ref_low=low, ref_high=high,
     ), obx
@@ -282,7 +282,7 @@ def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) ->
             raw = "\r".join([*m.head, *([obr.raw] if obr else []), wbc_obx.raw, obx.raw,
                              s.field.join([REPLAY, _escape(key, s), _escape(note, s)])])
             yield IncomingResult(
-                format=FORMAT, source_key=key, origin=f"{pct.origin}:absolute", raw=raw, mrn=pct.mrn,
+                format=FORMAT, source_key=key, origin=f"{pct.origin}:absolute", raw_source=raw, mrn=pct.mrn,
                 code=loinc, value=value, unit=wbc.unit, observed_at=pct.observed_at, status=status,
             )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from monitor.domain.errors import UserError
@@ -23,12 +25,14 @@ class ReadOptions:
     mrn_authority: str = ""  # HL7 PID-3.4 assigning authority / FHIR identifier.system; empty: any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs 3 µs a result, five times a plain one; never mutated
 class IncomingResult:
     format: str  # reader format: csv, synthea-csv, hl7, fhir
     source_key: str  # natural key of this result at its source: re-delivery is a duplicate
     origin: str  # file and line, or feed and message id
-    raw: str  # the record as received, kept if it has to be quarantined
+    #: The record as received (kept if it has to be quarantined), or how to build it: most records
+    #: are stored, so readers on the hot path defer the work.
+    raw_source: str | Callable[[], str]
     mrn: str
     code: str
     value: str
@@ -37,6 +41,10 @@ class IncomingResult:
     status: str = "final"  # final, preliminary, corrected, retracted
     ref_low: float | None = None
     ref_high: float | None = None
+
+    @property
+    def raw(self) -> str:
+        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ def record_key(format: str, raw: str) -> str:
     return hashlib.sha256(f"{format}\x00{raw}".encode()).hexdigest()
 
 
+@lru_cache(maxsize=4096)  # the results of one draw share their time
 def parse_when(text: str, zone: ZoneInfo) -> datetime:
     """ISO date or date-time; a naive time is read in the lab's zone, a bare date as local noon.
 
@@ -79,8 +88,10 @@ def parse_when(text: str, zone: ZoneInfo) -> datetime:
 
 
 def parse_number(text: str) -> float | None:
+    if not text or text.isspace():
+        return None
     try:
-        value = float(text.strip())
+        value = float(text)  # surrounding whitespace is allowed
     except ValueError:
         return None
     return value if value == value and abs(value) != float("inf") else None

@@ -1,29 +1,35 @@
 """Store lab records: map code, convert unit, match patient, dedupe; quarantine the rest.
 
-Nothing is dropped: every record ends stored, duplicate, corrected, held, ignored or quarantined,
-and the report counts each.
+Each batch of records goes through two stages: `prepare` (pure Python: map the code, convert the
+unit, check the value; for a large file it runs in a worker process, see `ingest_file`) and
+`_store` (the database: patients, duplicates, corrections, held results, inserts). Nothing is
+dropped: every record ends stored, duplicate, corrected, held, ignored or quarantined, and the
+report counts each.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import lru_cache, partial
 from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
-from monitor.db.upsert import bulk_insert_ignore, insert_ignore
-from monitor.domain.analytes import Catalog, UnitProblem
+from monitor.db.upsert import bulk_insert_ignore, insert_ignore, select_in, temporal_encoders
+from monitor.domain.analytes import Analyte, Catalog, UnitProblem
+from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
+from monitor.ingest.files import read_file
 from monitor.ingest.records import (
-    IncomingResult,
     ReadOptions,
     Record,
     Skipped,
@@ -33,9 +39,14 @@ from monitor.ingest.records import (
 )
 from monitor.ingest.units import ucum_factor
 from monitor.protocols import Library
+from monitor.services.daily import evaluate_patients
+from monitor.services.worker import in_worker
 
-BATCH = 2000
+BATCH = 10000
 MRN_MAX = 64
+#: Files at least this big are read and prepared in a worker process while this one writes to
+#: the database (two cores: about twice the throughput). Smaller ones are not worth its start-up.
+WORKER_MIN_BYTES = 2_000_000
 
 
 @dataclass
@@ -81,108 +92,181 @@ class Context:
     library: Library | None = None
     #: How feeds identify patients (replaying quarantined HL7/FHIR records needs it).
     options: ReadOptions | None = None
+    #: What each (code, unit) maps to and each analyte's critical screen, worked out once.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def today(self) -> date:
         return self.now.astimezone(self.clinic_zone).date()
 
 
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while chunk := list(islice(it, size)):
-        yield chunk
+class Pending(NamedTuple):
+    """A prepared result: what is stored (see `COLUMNS`), then where it came from."""
+
+    source_key: str
+    source: str
+    analyte: str
+    code: str
+    raw_value: str
+    raw_unit: str
+    value: float
+    unit: str
+    status: str
+    observed_at: datetime
+    observed_on: date
+    ref_low: float | None
+    ref_high: float | None
+    mrn: str
+    format: str
+    origin: str
+    raw_source: str | Callable[[], str]  # see IncomingResult.raw_source
+
+    @property
+    def raw(self) -> str:
+        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
 
 
-class _Batch:
-    def __init__(self, session: Session, ctx: Context) -> None:
-        self.session, self.ctx = session, ctx
-        self.report = IngestReport()
-        self.quarantine: list[dict[str, Any]] = []
-        self.critical: set[int] = set()  # patients with a new result in a critical band
+COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high")  # of lab_result and held_result
 
-    def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str) -> None:
+
+@dataclass
+class Prepared:
+    """One batch after the `prepare` stage, ready for `_store`."""
+
+    size: int  # records read
+    report: IngestReport = field(default_factory=IngestReport)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    retractions: list[str] = field(default_factory=list)  # source keys to withdraw
+    pending: list[Pending] = field(default_factory=list)
+
+    def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
         self.report.quarantined += 1
         self.report.reasons[kind] += 1
         self.quarantine.append({
             "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255], "raw": raw,
-            "reason": reason, "status": "open", "created_at": self.ctx.now,
+            "reason": reason, "status": "open", "created_at": now,
         })
 
-    def prepare(self, r: IncomingResult) -> dict[str, Any] | None:
-        """The row to store, or None after quarantining or ignoring the record."""
-        analyte = self.ctx.catalog.analyte_for(r.code)
-        if analyte is None:
-            why = self.ctx.catalog.ignored_reason(r.code)
-            if why is not None:
-                self.report.ignored += 1
-                return None
-            self.reject(r.format, r.origin, r.raw,
-                        f"code {r.code!r} is not mapped to a monitored analyte; add it to "
-                        "config/analytes.toml (local_codes or not_monitored), then replay",
-                        "unmapped code")
-            return None
+    def __getstate__(self) -> tuple[Any, ...]:
+        """Pickled (to or from a worker process) with every raw text built, as plain tuples: a
+        NamedTuple pickles at half the speed."""
+        pending = [tuple(p) if isinstance(p.raw_source, str) else (*p[:-1], p.raw) for p in self.pending]
+        return self.size, self.report, self.quarantine, self.retractions, pending
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.size, self.report, self.quarantine, self.retractions, pending = state
+        self.pending = list(map(Pending._make, pending))
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    """What a (code, unit) pair means: an analyte and factor, ignored, or the reason to quarantine."""
+
+    analyte: Analyte | None = None
+    factor: float = 1.0
+    ignored: bool = False
+    problem: str = ""
+    kind: str = ""
+
+
+def _mapping(catalog: Catalog, code: str, unit: str) -> _Mapping:
+    analyte = catalog.analyte_for(code)
+    if analyte is None:
+        if catalog.ignored_reason(code) is not None:
+            return _Mapping(ignored=True)
+        return _Mapping(problem=f"code {code!r} is not mapped to a monitored analyte; add it to "
+                        "config/analytes.toml (local_codes or not_monitored), then replay", kind="unmapped code")
+    try:
+        return _Mapping(analyte, catalog.conversion(analyte, unit).factor)
+    except UnitProblem as e:
+        factor = ucum_factor(unit, analyte.unit)  # valid UCUM of the same dimension converts too
+        return _Mapping(analyte, factor) if factor is not None else _Mapping(problem=str(e), kind="unit")
+
+
+@lru_cache(maxsize=8192)
+def _local_day(at: datetime, zone: ZoneInfo) -> date:
+    return at.astimezone(zone).date()
+
+
+def prepare(chunk: list[Record], ctx: Context) -> Prepared:
+    """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
+    out = Prepared(len(chunk))
+    mappings: dict[tuple[str, str], _Mapping] = ctx.memo.setdefault("mappings", {})
+    catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
+    for r in chunk:
+        if isinstance(r, Skipped):
+            out.report.ignored += 1
+            continue
+        if isinstance(r, Unreadable):
+            out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
+            continue
+        if r.status == "retracted":
+            out.retractions.append(r.source_key[:255])
+            continue
+        if len(r.mrn) > MRN_MAX:
+            out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
+                       f"{MRN_MAX} are stored", "patient identifier", now)
+            continue
+        m = mappings.get((r.code, r.unit))
+        if m is None:
+            m = mappings[(r.code, r.unit)] = _mapping(catalog, r.code, r.unit)
+        if m.analyte is None:
+            if m.ignored:
+                out.report.ignored += 1
+            else:
+                out.reject(r.format, r.origin, r.raw, m.problem, m.kind, now)
+            continue
+        analyte, factor = m.analyte, m.factor
         number = parse_number(r.value)
         if number is None:
-            self.reject(r.format, r.origin, r.raw,
-                        f"{analyte.key} value {r.value!r} is not a number", "non-numeric value")
-            return None
+            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number",
+                       "non-numeric value", now)
+            continue
         try:
-            factor = self.ctx.catalog.conversion(analyte, r.unit).factor
+            value = catalog.to_canonical(analyte, number, r.unit, factor)
         except UnitProblem as e:
-            ucum = ucum_factor(r.unit, analyte.unit)  # valid UCUM of the same dimension converts too
-            if ucum is None:
-                self.reject(r.format, r.origin, r.raw, str(e), "unit")
-                return None
-            factor = ucum
-        try:
-            value = self.ctx.catalog.to_canonical(analyte, number, r.unit, factor)
-        except UnitProblem as e:
-            self.reject(r.format, r.origin, r.raw, str(e), "unit")
-            return None
-        return {
-            "source_key": r.source_key[:255], "source": r.format.split("-")[-1], "analyte": analyte.key,
-            "code": r.code[:32], "raw_value": r.value[:64], "raw_unit": r.unit[:64], "value": value,
-            "unit": analyte.unit, "status": r.status, "observed_at": r.observed_at,
-            "observed_on": r.observed_at.astimezone(self.ctx.clinic_zone).date(),
-            "received_at": self.ctx.now,
-            "ref_low": None if r.ref_low is None else round(r.ref_low * factor, 6),
-            "ref_high": None if r.ref_high is None else round(r.ref_high * factor, 6),
-        }
+            out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
+            continue
+        out.pending.append(Pending(
+            r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
+            value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
+            None if r.ref_low is None else round(r.ref_low * factor, 6),
+            None if r.ref_high is None else round(r.ref_high * factor, 6),
+            r.mrn, r.format, r.origin, r.raw_source,
+        ))
+    return out
 
-    def run(self, chunk: list[Record]) -> dict[int, date]:
-        """Process one chunk; return patients with new or corrected results, and the earliest
-        day those results were observed."""
-        pending: list[tuple[IncomingResult, dict[str, Any]]] = []
-        retractions: list[IncomingResult] = []
-        for record in chunk:
-            if isinstance(record, Skipped):
-                self.report.ignored += 1
-            elif isinstance(record, Unreadable):
-                self.reject(record.format, record.origin, record.raw, record.reason, "unreadable")
-            elif record.status == "retracted":
-                retractions.append(record)
-            elif len(record.mrn) > MRN_MAX:
-                self.reject(record.format, record.origin, record.raw,
-                            f"patient identifier is {len(record.mrn)} characters; at most {MRN_MAX} are stored",
-                            "patient identifier")
-            else:
-                row = self.prepare(record)
-                if row is not None:
-                    pending.append((record, row))
-        touched = self._store(pending)
-        for patient_id, day in self._retract(retractions).items():
-            _earliest(touched, patient_id, day)
-        new = insert_ignore(self.session, Quarantine, self.quarantine, ["record_key"])
-        self.report.already_quarantined += len(self.quarantine) - new
-        self.quarantine = []
-        return touched
 
-    def _retract(self, records: list[IncomingResult]) -> dict[int, date]:
+@dataclass(frozen=True)
+class _Screen:
+    """How to tell a critical result of one analyte: the protocols that grade it, and the
+    fallback reference range (inside the range there is no CTCAE grade at all)."""
+
+    graders: list[MonitoringProtocol]
+    low: float | None
+    high: float | None
+
+
+class _Store:
+    """The database stage of one prepared batch."""
+
+    def __init__(self, session: Session, ctx: Context, batch: Prepared) -> None:
+        self.session, self.ctx, self.batch = session, ctx, batch
+        self.report = batch.report
+        self.critical: set[int] = set()  # patients with a new result in a critical band
+        self.touched: dict[int, date] = {}  # patients with new input, and from which day
+        self.screens: dict[str, _Screen | None] = ctx.memo.setdefault("screens", {})
+
+    def run(self) -> None:
+        self._store(self.batch.pending)
+        self._retract(self.batch.retractions)
+        new = insert_ignore(self.session, Quarantine, self.batch.quarantine, ["record_key"])
+        self.report.already_quarantined += len(self.batch.quarantine) - new
+
+    def _retract(self, keys: list[str]) -> None:
         """A cancelled or entered-in-error result withdraws the one received under its key: kept,
         marked `retracted`, and no longer used by the engine."""
-        touched: dict[int, date] = {}
-        for record in records:
-            key = record.source_key[:255]
+        for key in keys:
             found = self.session.exec(select(LabResult).where(LabResult.source_key == key)).first()
             held = None if found else self.session.exec(select(HeldResult).where(HeldResult.source_key == key)).first()
             row = found or held
@@ -193,86 +277,87 @@ class _Batch:
             self.session.add(row)
             self.report.retracted += 1
             if found is not None:
-                _earliest(touched, found.patient_id, found.observed_on)
-        return touched
+                _earliest(self.touched, found.patient_id, found.observed_on)
 
-    def _screen(self, patient_id: int, row: dict[str, Any]) -> None:
-        """Note the patient if this result is critical under any protocol's grading."""
+    def _screen_for(self, analyte: str) -> _Screen | None:
         library = self.ctx.library
-        if library is None or row["status"] not in ("final", "corrected"):
-            return
-        graders = [p for p in library.graders if row["analyte"] in p.grading.terms]
+        if library is None:
+            return None
+        graders = [p for p in library.graders if analyte in p.grading.terms]
         if not graders:
+            return None
+        fallback = self.ctx.catalog.analytes[analyte].reference
+        return _Screen(graders, fallback.low, fallback.high)
+
+    def _screen(self, patient_id: int, p: Pending) -> None:
+        """Note the patient if this result is critical under any protocol's grading."""
+        if p.status not in ("final", "corrected"):
             return
-        fallback = self.ctx.catalog.analytes[row["analyte"]].reference
-        low = row["ref_low"] if row["ref_low"] is not None else fallback.low
-        high = row["ref_high"] if row["ref_high"] is not None else fallback.high
-        if low is not None and high is not None and low <= row["value"] <= high:
+        if p.analyte not in self.screens:
+            self.screens[p.analyte] = self._screen_for(p.analyte)
+        screen = self.screens[p.analyte]
+        if screen is None:
+            return
+        low = p.ref_low if p.ref_low is not None else screen.low
+        high = p.ref_high if p.ref_high is not None else screen.high
+        if low is not None and high is not None and low <= p.value <= high:
             return  # inside the reference range: no CTCAE grade at all, let alone a critical one
-        result = Result(0, row["analyte"], row["value"], row["observed_on"], row["status"], row["ref_low"],
-                        row["ref_high"])
-        for protocol in graders:
+        result = Result(0, p.analyte, p.value, p.observed_on, p.status, p.ref_low, p.ref_high)
+        for protocol in screen.graders:
             grade = ctcae_grade(result, protocol)
             if grade is not None and grade >= protocol.grading.critical_min_grade:
                 self.critical.add(patient_id)
                 return
 
-    def _store(self, pending: list[tuple[IncomingResult, dict[str, Any]]]) -> dict[int, date]:
-        s = self.session
-        mrns = {r.mrn for r, _ in pending}
-        patients = dict(s.exec(select(Patient.mrn, Patient.id).where(col(Patient.mrn).in_(mrns))).all())
-        keys = [row["source_key"] for _, row in pending]
-        stored = {k: (i, v) for k, i, v in s.exec(
-            select(LabResult.source_key, LabResult.id, LabResult.value)
-            .where(col(LabResult.source_key).in_(keys))).all()}
-        held = {k: v for k, v in s.exec(
-            select(HeldResult.source_key, HeldResult.value).where(col(HeldResult.source_key).in_(keys))).all()}
-        new_results: list[dict[str, Any]] = []
-        new_held: list[dict[str, Any]] = []
-        touched: dict[int, date] = {}
-        for record, row in pending:
-            key = row["source_key"]
+    def _store(self, pending: list[Pending]) -> None:
+        s, now, touched = self.session, self.ctx.now, self.touched
+        patients: dict[str, int] = dict(select_in(s, Patient, ("mrn", "id"), "mrn", {p.mrn for p in pending}))
+        keys = [p.source_key for p in pending]
+        stored = {k: (i, v) for k, i, v in select_in(s, LabResult, ("source_key", "id", "value"), "source_key", keys)}
+        held = dict(select_in(s, HeldResult, ("source_key", "value"), "source_key", keys))
+        new_results: list[tuple[Any, ...]] = []
+        new_held: list[tuple[Any, ...]] = []
+        at, day = temporal_encoders(s)
+        received_at, today, hold = at(now), self.ctx.today, timedelta(days=self.ctx.hold_days)
+        for p in pending:
+            key = p.source_key
             previous = stored.get(key)
             if previous is None and key in held:
                 previous = (None, held[key])
             if previous is not None:
-                if previous[1] == row["value"]:
+                if previous[1] == p.value:
                     self.report.duplicate += 1
-                elif record.status == "corrected" and previous[0] is not None:
+                elif p.status == "corrected" and previous[0] is not None:
                     s.execute(update(LabResult).where(col(LabResult.id) == previous[0]).values(
-                        value=row["value"], raw_value=row["raw_value"], status="corrected",
-                        received_at=self.ctx.now))
-                    stored[key] = (previous[0], row["value"])
-                    _earliest(touched, patients[record.mrn] or 0, row["observed_on"])
-                    self._screen(patients[record.mrn] or 0, row)
+                        value=p.value, raw_value=p.raw_value, status="corrected", received_at=now))
+                    stored[key] = (previous[0], p.value)
+                    _earliest(touched, patients[p.mrn], p.observed_on)
+                    self._screen(patients[p.mrn], p)
                     self.report.corrected += 1
-                elif record.status == "corrected":  # a correction of a result still held
+                elif p.status == "corrected":  # a correction of a result still held
                     s.execute(update(HeldResult).where(col(HeldResult.source_key) == key).values(
-                        value=row["value"], raw_value=row["raw_value"], status="corrected",
-                        received_at=self.ctx.now))
-                    held[key] = row["value"]
+                        value=p.value, raw_value=p.raw_value, status="corrected", received_at=now))
+                    held[key] = p.value
                     self.report.corrected += 1
                 else:
-                    self.reject(record.format, record.origin, record.raw,
-                                f"conflicts with the {row['analyte']} result already received under "
-                                "the same source key; send it with status C to correct it",
-                                "conflicting re-delivery")
+                    self.batch.reject(p.format, p.origin, p.raw,
+                                      f"conflicts with the {p.analyte} result already received under "
+                                      "the same source key; send it with status C to correct it",
+                                      "conflicting re-delivery", now)
                 continue
-            patient_id = patients.get(record.mrn)
+            patient_id = patients.get(p.mrn)
+            stored_columns = (*p[:9], at(p.observed_at), day(p.observed_on), received_at, p.ref_low, p.ref_high)
             if patient_id is None:
-                expires = row["observed_on"] + timedelta(days=self.ctx.hold_days)
-                row["mrn"], row["expires_on"] = record.mrn, max(expires, self.ctx.today)
-                new_held.append(row)
-                held[key] = row["value"]
+                new_held.append((*stored_columns, p.mrn, day(max(p.observed_on + hold, today))))
+                held[key] = p.value
             else:
-                row["patient_id"] = patient_id
-                new_results.append(row)
-                stored[key] = (None, row["value"])
-                _earliest(touched, patient_id, row["observed_on"])
-                self._screen(patient_id, row)
-        self.report.stored += bulk_insert_ignore(s, LabResult, new_results, ["source_key"])
-        self.report.held += bulk_insert_ignore(s, HeldResult, new_held, ["source_key"])
-        return touched
+                new_results.append((*stored_columns, patient_id))
+                stored[key] = (None, p.value)
+                if patient_id not in touched or p.observed_on < touched[patient_id]:
+                    touched[patient_id] = p.observed_on
+                self._screen(patient_id, p)
+        self.report.stored += bulk_insert_ignore(s, LabResult, (*COLUMNS, "patient_id"), new_results, ["source_key"])
+        self.report.held += bulk_insert_ignore(s, HeldResult, (*COLUMNS, "mrn", "expires_on"), new_held, ["source_key"])
 
 
 def mark_for_review(session: Session, changed_from: dict[int, date]) -> None:
@@ -302,19 +387,56 @@ def ingest_records(
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Store every record; commit per batch so memory stays flat and work is kept."""
-    report = IngestReport()
-    for chunk in _chunks(records, BATCH):
-        batch = _Batch(session, ctx)
-        touched = batch.run(chunk)
-        mark_for_review(session, touched)
-        session.commit()
-        if batch.critical and ctx.library is not None:
-            from monitor.services.daily import evaluate_patients
+    return _commit(session, (prepare(chunk, ctx) for chunk in _chunks(records, BATCH)), ctx, progress)
 
-            batch.report.critical_flags = evaluate_patients(session, ctx.library, batch.critical,
+
+def ingest_file(
+    session: Session,
+    kind: str,
+    path: Path,
+    options: ReadOptions,
+    ctx: Context,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """`ingest_records` for a lab file of a `monitor.ingest.files` kind. A large file is read and
+    prepared in a worker process while this one stores, batch by batch, in the file's order.
+
+    Raises:
+        UnreadableFile: the file cannot be read (raised here, whichever process found it).
+    """
+    read = partial(read_file, kind, path, options, ctx.catalog)
+    if path.stat().st_size < WORKER_MIN_BYTES:
+        return ingest_records(session, read(), ctx, progress=progress)
+    return _commit(session, in_worker(partial(_prepared, read, replace(ctx, library=None, memo={}))), ctx,
+                   progress)
+
+
+def _prepared(read: Callable[[], Iterable[Record]], ctx: Context) -> Iterator[Prepared]:
+    """The worker's side of `ingest_file`."""
+    for chunk in _chunks(read(), BATCH):
+        yield prepare(chunk, ctx)
+
+
+def _commit(session: Session, batches: Iterable[Prepared], ctx: Context,
+            progress: Callable[[int], None] | None) -> IngestReport:
+    report = IngestReport()
+    for batch in batches:
+        store = _Store(session, ctx, batch)
+        store.run()
+        mark_for_review(session, store.touched)
+        session.commit()
+        if store.critical and ctx.library is not None:
+            batch.report.critical_flags = evaluate_patients(session, ctx.library, store.critical,
                                                             today=ctx.today, now=ctx.now)
             session.commit()
         report.add(batch.report)
         if progress is not None:
-            progress(len(chunk))
+            progress(batch.size)
     return report
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    it = iter(records)
+    while chunk := list(islice(it, size)):
+        yield chunk

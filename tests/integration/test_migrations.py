@@ -176,3 +176,40 @@ def test_a_naive_datetime_is_refused(empty_engine: Engine) -> None:
             s.commit()
     with Session(empty_engine) as s:
         assert s.exec(select(AuditEvent)).all() == []
+
+
+def _migrate(engine: Engine, verb: str, target: str) -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, verb)(cfg, target)
+
+
+def test_0004_rewrites_derived_csv_keys_time_first_and_back(empty_engine: Engine) -> None:
+    """A CSV file ingested before 0004 must still be a duplicate after it (and after a downgrade)."""
+    _migrate(empty_engine, "upgrade", "0003")
+    at, on = "2026-01-05 12:00:00.000000", "2026-01-05"
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO patient (id, mrn, created_at) VALUES (1, 'MRN-1', :at)"), {"at": at})
+        common = ("'csv', 'WBC', :code, '5', '10*9/L', 5.0, '10*9/L', 'final', :at, :on, :at")
+        columns = ("source, analyte, code, raw_value, raw_unit, value, unit, status, observed_at, observed_on, "
+                   "received_at")
+        for key, code in (("csv:MRN-1|6690-2|2026-01-05", "6690-2"), ("csv:LIMS-77", "6690-2"),
+                          ("synthea-csv:MRN-1|6690-2|2026-01-05T08:00:00Z", "6690-2")):
+            conn.execute(text(f"INSERT INTO lab_result (source_key, patient_id, {columns}) "
+                              f"VALUES (:key, 1, {common})"), {"key": key, "code": code, "at": at, "on": on})
+        conn.execute(text(f"INSERT INTO held_result (source_key, mrn, expires_on, {columns}) "
+                          f"VALUES ('csv:MRN-2|777-3|2026-01-06', 'MRN-2', :on, {common})"),
+                     {"code": "777-3", "at": at, "on": on})
+
+    def keys() -> list[str]:
+        with empty_engine.connect() as conn:
+            return sorted(conn.execute(text("SELECT source_key FROM lab_result UNION ALL "
+                                            "SELECT source_key FROM held_result")).scalars())
+
+    before = keys()
+    _migrate(empty_engine, "upgrade", "0004")
+    assert keys() == sorted(["csv:2026-01-05|MRN-1|6690-2", "csv:LIMS-77", "csv:2026-01-06|MRN-2|777-3",
+                             "synthea-csv:2026-01-05T08:00:00Z|MRN-1|6690-2"])
+    _migrate(empty_engine, "downgrade", "0003")
+    assert keys() == before
