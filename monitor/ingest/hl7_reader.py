@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from monitor.ingest.records import (
     IncomingResult,
@@ -73,14 +74,15 @@ class _Seps:
     sub: str
 
 
-@dataclass(frozen=True)
-class _Seg:
+class _Seg(NamedTuple):
     raw: str
     name: str
-    fields: list[str]  # index = HL7 field number (python-hl7 numbers MSH the same way)
+    #: Index = HL7 field number (python-hl7 numbers MSH the same way); padded with empty fields
+    #: to at least `FIELDS`, so that `fields[n]` needs no bounds check.
+    fields: list[str]
 
-    def f(self, n: int) -> str:
-        return self.fields[n] if 0 < n < len(self.fields) else ""
+
+FIELDS = 26
 
 
 def _split(segment: str, seps: _Seps) -> _Seg:
@@ -92,6 +94,8 @@ def _split(segment: str, seps: _Seps) -> _Seg:
     fields = segment.split(seps.field)
     if fields[0] == "MSH":
         fields = ["MSH", seps.field, *fields[1:]]
+    if len(fields) < FIELDS:
+        fields.extend([""] * (FIELDS - len(fields)))
     return _Seg(segment, fields[0], fields)
 
 
@@ -192,28 +196,28 @@ def _read_message(segments: list[str], name: str, n: int, options: ReadOptions) 
 
 def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions) -> Iterator[Record]:
     msh = segs[0]
-    kind = "^".join(_part(msh.f(9), seps, i).upper() for i in (1, 2))
+    kind = "^".join(_part(msh.fields[9], seps, i).upper() for i in (1, 2))
     if not kind.startswith("ORU^"):
         yield Skipped(where, f"{kind} message is not a lab result (ORU)")
         return
     pid = next((s for s in segs if s.name == "PID"), None)
     mrn, problem = _mrn(pid, seps, options)
-    sender = "/".join(_part(msh.f(i), seps, 1) or _part(msh.f(i), seps, 2) for i in (3, 4))
+    sender = "/".join(_part(msh.fields[i], seps, 1) or _part(msh.fields[i], seps, 2) for i in (3, 4))
     text = "\r".join(s.raw for s in segs)  # no MSH-10: the message's content names it
-    control = _part(msh.f(10), seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
-    m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.f(7), seps, 1))
+    control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
+    m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1))
     group: list[tuple[str, Record, _Seg]] = []
     obr: _Seg | None = None
     obr_index = k = 0
     seen: set[str] = set()
-    for seg in chain(segs, [_Seg("OBR", "OBR", ["OBR"])]):  # the sentinel OBR closes the last group
+    for seg in chain(segs, [_split("OBR", seps)]):  # the sentinel OBR closes the last group
         if seg.name == "OBR":
             yield from (r for _, r, _ in group)
             yield from _derive(group, m, obr)
             group, obr, obr_index, seen = [], seg, obr_index + 1, set()
         elif seg.name == "OBX":
             k += 1
-            set_id = _part(seg.f(1), seps, 1)
+            set_id = _part(seg.fields[1], seps, 1)
             obx_key = set_id if set_id and set_id not in seen else f"#{k}"
             seen.add(set_id)
             key = _key(f"hl7:{sender}|{control}|{obr_index}|{obx_key}")
@@ -224,14 +228,16 @@ def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions
 
 def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tuple[str, Record, _Seg]:
     s = m.seps
-    code = _code(obx.f(3), s)
+    f = obx.fields
+    code = _code(f[3], s)
     raw = "\r".join([*m.head, *([obr.raw] if obr else []), obx.raw, f"{REPLAY}{s.field}{_escape(key, s)}"])
-    flag = _part(obx.f(11), s, 1).upper()
-    vtype = _part(obx.f(2), s, 1).upper()
-    reps = obx.f(5).split(s.rep)
+    flag = _part(f[11], s, 1).upper()
+    vtype = _part(f[2], s, 1).upper()
+    reps = f[5].split(s.rep)
+    value = _value(vtype, reps, s)
     status = STATUS.get(flag)
     if status != "retracted":
-        empty = _value(vtype, reps, s) in ("", '""')
+        empty = value in ("", '""')
         if why := NO_RESULT.get(flag) or NOT_A_VALUE.get(vtype) or ("no value" if empty else ""):
             return code, Skipped(origin, f"OBX {code or '(no code)'}: {why}"), obx
 
@@ -242,22 +248,21 @@ def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tu
         return bad(f"OBX-11 result status {flag!r} is unknown (F, C, P, D, W...)" if flag
                    else "OBX-11 result status is empty")
     if vtype in ONE_VALUE and len(reps) > 1:
-        return bad(f"OBX-5 repeats ({obx.f(5)!r}); a repeated {vtype} value cannot be stored exactly")
+        return bad(f"OBX-5 repeats ({f[5]!r}); a repeated {vtype} value cannot be stored exactly")
     if not code:
         return bad("OBX-3 has no observation code")
     if m.mrn_problem:
         return bad(m.mrn_problem)
-    sent = _part(obx.f(14), s, 1) or (_part(obr.f(7), s, 1) if obr else "") or m.sent_at
+    sent = _part(f[14], s, 1) or (_part(obr.fields[7], s, 1) if obr else "") or m.sent_at
     try:
         observed_at = _when(sent, m.options)
     except ValueError:
         return bad(f"collection time {sent!r} (OBX-14, OBR-7 or MSH-7) is not an HL7 date-time to the day"
                    if sent else "no collection time in OBX-14, OBR-7 or MSH-7")
-    low, high = _range(_part(obx.f(7), s, 1))
-    value = _value(vtype, reps, s)
+    low, high = _range(_part(f[7], s, 1))
     return code, IncomingResult(
         format=FORMAT, source_key=key, origin=origin, raw_source=raw, mrn=m.mrn, code=code,
-        value="" if value == '""' else value, unit=_part(obx.f(6), s, 1), observed_at=observed_at,
+        value="" if value == '""' else value, unit=_part(f[6], s, 1), observed_at=observed_at,
         status=status, ref_low=low, ref_high=high,
     ), obx
 
@@ -301,6 +306,8 @@ def _encoding(msh: str) -> _Seps | None:
 
 def _part(field: str, s: _Seps, comp: int) -> str:
     """The first subcomponent of a component (1-based) of a field's first repetition, unescaped."""
+    if s.comp not in field and s.rep not in field and s.sub not in field and s.esc not in field:
+        return field.strip() if comp == 1 else ""  # most fields: one plain value
     comps = field.split(s.rep, 1)[0].split(s.comp)
     return _unescape(comps[comp - 1].split(s.sub, 1)[0], s).strip() if comp <= len(comps) else ""
 
@@ -317,7 +324,8 @@ def _value(vtype: str, reps: list[str], s: _Seps) -> str:
 
 def _code(field: str, s: _Seps) -> str:
     """OBX-3: the LOINC of the identifier or its alternate, else the primary (local) code."""
-    c = [_part(field, s, i) for i in range(1, 7)]
+    first = field.split(s.rep, 1)[0].split(s.comp)[:6]
+    c = [_unescape(x.split(s.sub, 1)[0], s).strip() for x in first] + [""] * (6 - len(first))
     if c[0] and c[2].upper() == "LN":
         return c[0]
     if c[3] and c[5].upper() == "LN":
@@ -327,7 +335,7 @@ def _code(field: str, s: _Seps) -> str:
 
 def _mrn(pid: _Seg | None, s: _Seps, options: ReadOptions) -> tuple[str, str]:
     """(MRN, "") from PID-3, or ("", why not)."""
-    ids = [(_part(r, s, 1), _part(r, s, 4), _part(r, s, 5)) for r in (pid.f(3) if pid else "").split(s.rep)]
+    ids = [(_part(r, s, 1), _part(r, s, 4), _part(r, s, 5)) for r in (pid.fields[3] if pid else "").split(s.rep)]
     ids = [i for i in ids if i[0]]
     authority = options.mrn_authority.strip().upper()
     for value, issuer, kind in ids:
@@ -339,6 +347,7 @@ def _mrn(pid: _Seg | None, s: _Seps, options: ReadOptions) -> tuple[str, str]:
     return "", f"no MRN {wanted} in PID-3" if pid else "no PID segment, so no MRN"
 
 
+@lru_cache(maxsize=4096)  # the results of one message share their time
 def _when(text: str, options: ReadOptions) -> datetime:
     """HL7 DTM; an offset is kept, a naive time is in the lab's zone, a date is noon. ValueError if not."""
     m = TS.fullmatch(text)
@@ -396,6 +405,8 @@ def _unescape(text: str, s: _Seps) -> str:
 
 
 def _escape(text: str, s: _Seps) -> str:
+    if not any(c in text for c in (s.esc, s.field, s.comp, s.rep, s.sub)):
+        return text
     out = text.replace(s.esc, f"{s.esc}E{s.esc}")
     for char, name in ((s.field, "F"), (s.comp, "S"), (s.rep, "R"), (s.sub, "T")):
         out = out.replace(char, f"{s.esc}{name}{s.esc}")
