@@ -135,6 +135,8 @@ class ResultColumns(SQLModel):
     observed_at: datetime = instant()
     observed_on: date
     received_at: datetime = instant()
+    # The same test of the same order in any later message (HL7 filler order number + OBX-3/4).
+    order_key: str | None = Field(default=None, max_length=255, index=True)
 
 
 class LabResult(ResultColumns, table=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -37,7 +38,7 @@ FORMAT = "hl7"
 ENVELOPE = ("FHS", "BHS", "BTS", "FTS")  # file and batch wrappers carry no results
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the same breaks as universal-newline file reading
 STRIP = " \t\x00\x0b\x1c\ufeff"  # whitespace, MLLP framing, a BOM
-REPLAY = "ZMK"  # monitor's replay line: source key and note; never part of a received message
+REPLAY = "ZMK"  # monitor's replay line: source key, note, order key; never part of a received message
 INTERNAL = "internal reader error"
 STATUS = {"F": "final", "U": "final", "C": "corrected", "A": "corrected", "P": "preliminary",
           "R": "preliminary", "S": "preliminary", "D": "retracted", "W": "retracted"}
@@ -132,7 +133,8 @@ def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
     lines = [line.strip(STRIP) for line in LINE_BREAK.split(raw) if line.strip(STRIP)]
     seps = _encoding(lines[0]) if lines else None
     keyed = seps is not None and lines[-1].startswith(REPLAY + seps.field)
-    key = _unescape(lines[-1].split(seps.field)[1], seps) if seps is not None and keyed else ""
+    replay = [_unescape(f, seps) for f in lines[-1].split(seps.field)] + ["", "", ""] if seps and keyed else []
+    key, order_key = (replay[1], replay[3] or None) if replay else ("", None)
     records = list(read_text(raw, origin, options))
     if keyed:  # one OBX, or the two a count was derived from: keep the record the key names
         d = key.endswith("#abs")
@@ -143,7 +145,8 @@ def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
                           "ingest its file again")
     r = records[0]
     if isinstance(r, IncomingResult):
-        return replace(r, source_key=key or r.source_key, origin=origin, raw_source=raw)
+        return replace(r, source_key=key or r.source_key, origin=origin, raw_source=raw,
+                       order_key=order_key if keyed else r.order_key)
     return replace(r, origin=origin, raw=raw) if isinstance(r, Unreadable) else replace(r, origin=origin)
 
 
@@ -206,22 +209,24 @@ def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions
     text = "\r".join(s.raw for s in segs)  # no MSH-10: the message's content names it
     control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
     m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1))
-    group: list[tuple[str, Record, _Seg]] = []
-    obr: _Seg | None = None
-    obr_index = k = 0
+    groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]] = [(None, [])]  # per OBR
+    k = 0
     seen: set[str] = set()
-    for seg in chain(segs, [_split("OBR", seps)]):  # the sentinel OBR closes the last group
+    for seg in segs:
         if seg.name == "OBR":
-            yield from (r for _, r, _ in group)
-            yield from _derive(group, m, obr)
-            group, obr, obr_index, seen = [], seg, obr_index + 1, set()
+            groups.append((seg, []))
+            seen = set()
         elif seg.name == "OBX":
             k += 1
             set_id = _part(seg.fields[1], seps, 1)
             obx_key = set_id if set_id and set_id not in seen else f"#{k}"
             seen.add(set_id)
-            key = _key(f"hl7:{sender}|{control}|{obr_index}|{obx_key}")
-            group.append(_read_obx(seg, obr, key, f"{where}:OBX {k}", m))
+            key = _key(f"hl7:{sender}|{control}|{len(groups) - 1}|{obx_key}")
+            groups[-1][1].append(_read_obx(seg, groups[-1][0], key, f"{where}:OBX {k}", m))
+    _link(groups, sender, seps)
+    for obr, group in groups:
+        yield from (r for _, r, _ in group)
+        yield from _derive(group, m, obr)
     if k == 0:
         yield Skipped(where, f"{kind} message has no OBX")
 
@@ -267,6 +272,24 @@ def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tu
     ), obx
 
 
+def _link(groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]], sender: str, s: _Seps) -> None:
+    """Set each result's order key: sender, OBR-3 filler order number (else OBR-2 placer), OBX-3
+    and OBX-4. A lab's correction, or the final result after a preliminary one, comes in a new
+    message (a new MSH-10) but names the same order and test. A test named twice in one message
+    (labs split an order over several OBR groups) is ambiguous and gets none."""
+    tests: list[tuple[IncomingResult, str]] = []
+    for obr, group in groups:
+        order = "" if obr is None else (
+            _part(obr.fields[3], s, 1) or (f"placer:{placer}" if (placer := _part(obr.fields[2], s, 1)) else ""))
+        tests += [(r, f"{order}|{code}|{_part(obx.fields[4], s, 1)}") for code, r, obx in group
+                  if order and isinstance(r, IncomingResult)]
+    named = Counter(test for _, test in tests)
+    for record, test in tests:
+        if named[test] == 1:
+            record.order_key = _key(f"hl7:{sender}|{test}")
+            record.raw_source = s.field.join([record.raw, "", _escape(record.order_key, s)])  # ZMK|key||order
+
+
 def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) -> Iterator[Record]:
     """Absolute counts from a %-differential and the WBC of its OBR group, where the lab sent none."""
     codes, s = {code for code, _, _ in group}, m.seps
@@ -283,12 +306,14 @@ def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) ->
                 continue
             status = next((x for x in ("preliminary", "corrected") if x in (wbc.status, pct.status)), "final")
             key = _key(pct.source_key + "#abs")
+            order_key = _key(f"{pct.order_key}#abs") if pct.order_key and wbc.order_key else None
             note = f"derived: {cells} = WBC {wbc.value} {wbc.unit} x {pct.value} % / 100"
             raw = "\r".join([*m.head, *([obr.raw] if obr else []), wbc_obx.raw, obx.raw,
-                             s.field.join([REPLAY, _escape(key, s), _escape(note, s)])])
+                             s.field.join([REPLAY, _escape(key, s), _escape(note, s), _escape(order_key or "", s)])])
             yield IncomingResult(
                 format=FORMAT, source_key=key, origin=f"{pct.origin}:absolute", raw_source=raw, mrn=pct.mrn,
                 code=loinc, value=value, unit=wbc.unit, observed_at=pct.observed_at, status=status,
+                order_key=order_key,
             )
 
 

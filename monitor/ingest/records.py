@@ -41,6 +41,9 @@ class IncomingResult:
     status: str = "final"  # final, preliminary, corrected, retracted
     ref_low: float | None = None
     ref_high: float | None = None
+    #: The same test of the same order whatever message carries it (HL7: sender, filler order
+    #: number, OBX-3, OBX-4): a correction or a final result in a later message updates it.
+    order_key: str | None = None
 
     @property
     def raw(self) -> str:

@@ -116,6 +116,7 @@ class Pending(NamedTuple):
     observed_on: date
     ref_low: float | None
     ref_high: float | None
+    order_key: str | None
     mrn: str
     format: str
     origin: str
@@ -126,7 +127,7 @@ class Pending(NamedTuple):
         return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
 
 
-COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high")  # of lab_result and held_result
+COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high", "order_key")  # lab_result and held_result
 
 
 @dataclass
@@ -231,7 +232,7 @@ def prepare(chunk: list[Record], ctx: Context) -> Prepared:
             r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
             value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
             None if r.ref_low is None else round(r.ref_low * factor, 6),
-            None if r.ref_high is None else round(r.ref_high * factor, 6),
+            None if r.ref_high is None else round(r.ref_high * factor, 6), r.order_key,
             r.mrn, r.format, r.origin, r.raw_source,
         ))
     return out
@@ -310,54 +311,91 @@ class _Store:
                 return
 
     def _store(self, pending: list[Pending]) -> None:
-        s, now, touched = self.session, self.ctx.now, self.touched
+        s, now = self.session, self.ctx.now
         patients: dict[str, int] = dict(select_in(s, Patient, ("mrn", "id"), "mrn", {p.mrn for p in pending}))
-        keys = [p.source_key for p in pending]
-        stored = {k: (i, v) for k, i, v in select_in(s, LabResult, ("source_key", "id", "value"), "source_key", keys)}
-        held = dict(select_in(s, HeldResult, ("source_key", "value"), "source_key", keys))
+        known = self._known("source_key", [p.source_key for p in pending])
+        orders = [p.order_key for p in pending if p.order_key is not None and p.source_key not in known]
+        same_test = self._known("order_key", orders) if orders else {}
         new_results: list[tuple[Any, ...]] = []
         new_held: list[tuple[Any, ...]] = []
         at, day = temporal_encoders(s)
         received_at, today, hold = at(now), self.ctx.today, timedelta(days=self.ctx.hold_days)
         for p in pending:
-            key = p.source_key
-            previous = stored.get(key)
-            if previous is None and key in held:
-                previous = (None, held[key])
+            previous = known.get(p.source_key) or (same_test.get(p.order_key) if p.order_key else None)
             if previous is not None:
-                if previous[1] == p.value:
-                    self.report.duplicate += 1
-                elif p.status == "corrected" and previous[0] is not None:
-                    s.execute(update(LabResult).where(col(LabResult.id) == previous[0]).values(
-                        value=p.value, raw_value=p.raw_value, status="corrected", received_at=now))
-                    stored[key] = (previous[0], p.value)
-                    _earliest(touched, patients[p.mrn], p.observed_on)
-                    self._screen(patients[p.mrn], p)
-                    self.report.corrected += 1
-                elif p.status == "corrected":  # a correction of a result still held
-                    s.execute(update(HeldResult).where(col(HeldResult.source_key) == key).values(
-                        value=p.value, raw_value=p.raw_value, status="corrected", received_at=now))
-                    held[key] = p.value
-                    self.report.corrected += 1
-                else:
-                    self.batch.reject(p.format, p.origin, p.raw,
-                                      f"conflicts with the {p.analyte} result already received under "
-                                      "the same source key; send it with status C to correct it",
-                                      "conflicting re-delivery", now)
+                self._again(p, previous, patients.get(p.mrn))
                 continue
             patient_id = patients.get(p.mrn)
-            stored_columns = (*p[:9], at(p.observed_at), day(p.observed_on), received_at, p.ref_low, p.ref_high)
+            columns = (*p[:9], at(p.observed_at), day(p.observed_on), received_at, p.ref_low, p.ref_high, p.order_key)
+            row: tuple[Any, ...]
             if patient_id is None:
-                new_held.append((*stored_columns, p.mrn, day(max(p.observed_on + hold, today))))
-                held[key] = p.value
+                into, row = new_held, (*columns, p.mrn, day(max(p.observed_on + hold, today)))
             else:
-                new_results.append((*stored_columns, patient_id))
-                stored[key] = (None, p.value)
-                if patient_id not in touched or p.observed_on < touched[patient_id]:
-                    touched[patient_id] = p.observed_on
+                into, row = new_results, (*columns, patient_id)
+                _earliest(self.touched, patient_id, p.observed_on)
                 self._screen(patient_id, p)
+            known[p.source_key] = _Known(p.value, p.status, lab=patient_id is not None, batch=into, index=len(into))
+            if p.order_key is not None:
+                same_test[p.order_key] = known[p.source_key]
+            into.append(row)
         self.report.stored += bulk_insert_ignore(s, LabResult, (*COLUMNS, "patient_id"), new_results, ["source_key"])
         self.report.held += bulk_insert_ignore(s, HeldResult, (*COLUMNS, "mrn", "expires_on"), new_held, ["source_key"])
+
+    def _known(self, key: str, values: list[str]) -> dict[str, _Known]:
+        """Results already stored or held under these source keys or order keys."""
+        found: dict[str, _Known] = {}
+        for model in (HeldResult, LabResult):
+            for k, i, v, st in select_in(self.session, model, (key, "id", "value", "status"), key, values):
+                found[k] = _Known(v, st, lab=model is LabResult, id=i)
+        return found
+
+    def _again(self, p: Pending, previous: _Known, patient_id: int | None) -> None:
+        """A result for a test received before (same source key, or same order and test): a
+        duplicate, an update, or a conflict for quarantine.
+
+        A correction (status C / amended) replaces any earlier value; so does any later result of
+        a test whose earlier result was preliminary. A different value otherwise is a conflict.
+        """
+        if previous.value == p.value and previous.status == p.status:
+            self.report.duplicate += 1
+            return
+        if p.status != "corrected" and previous.status != "preliminary":
+            if previous.value == p.value:
+                self.report.duplicate += 1
+            else:
+                self.batch.reject(p.format, p.origin, p.raw,
+                                  f"conflicts with the {p.analyte} result already received for the same test; "
+                                  "send it with status C (corrected) to correct it", "conflicting re-delivery",
+                                  self.ctx.now)
+            return
+        changes = {"value": p.value, "raw_value": p.raw_value, "status": p.status}
+        if previous.batch is not None:  # received earlier in this batch, not inserted yet
+            row = list(previous.batch[previous.index])
+            for name, value in changes.items():
+                row[COLUMNS.index(name)] = value
+            previous.batch[previous.index] = tuple(row)
+        else:
+            table: Any = LabResult if previous.lab else HeldResult
+            self.session.execute(update(table).where(table.id == previous.id).values(**changes,
+                                                                                     received_at=self.ctx.now))
+        previous.value, previous.status = p.value, p.status
+        self.report.corrected += 1
+        if previous.lab and patient_id is not None:
+            _earliest(self.touched, patient_id, p.observed_on)
+            self._screen(patient_id, p)
+
+
+@dataclass(slots=True)
+class _Known:
+    """A result already received, stored (`lab`) or held: in the database (its id) or earlier in
+    this batch (the list of rows it waits in, and where)."""
+
+    value: float
+    status: str
+    lab: bool
+    id: int | None = None
+    batch: list[tuple[Any, ...]] | None = None
+    index: int = 0
 
 
 def mark_for_review(session: Session, changed_from: dict[int, date]) -> None:
