@@ -4,8 +4,9 @@
 
 For each size it writes synthetic files (1,000 enrolled patients, CBC + LFT panels), then in a
 fresh subprocess per measurement ingests them through the real service into a fresh SQLite file
-and reports results/s and peak RSS. The floor is a bare `sqlite3` executemany of the same rows
-into a table with the same columns and unique key, measured in the same run. Prints Markdown.
+and reports results/s and peak RSS. Two floors, measured in the same run: a bare `sqlite3` executemany of
+the same rows into the product's own (migrated) lab_result table, and into a minimal table with
+only the unique source key. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -74,29 +75,51 @@ def write_hl7(path: Path, n: int) -> None:
             f.write(message + "\n")
 
 
-def floor(csv_path: Path, db: Path) -> float:
-    """Bare sqlite3: the same rows into a same-shaped table, 2,000 a transaction."""
+def floor(csv_path: Path, db: Path, table_shape: str) -> float:
+    """Bare sqlite3: the same rows, already parsed as simply as possible, `BATCH` a transaction.
+
+    table_shape "product": monitor's own lab_result table (migrated: unique time-first source key,
+    the (patient, day) index the engine reads by, the order-key index), with the product's
+    pragmas. "minimal": one table with a unique source key and nothing else (the floor of the
+    first benchmarks, kept for comparison).
+    """
+    from monitor.db.migrate import upgrade_to_head
+    from monitor.db.session import make_engine
+    from monitor.services.ingest import BATCH, COLUMNS
+
+    if table_shape == "product":
+        engine = make_engine(f"sqlite:///{db}")
+        upgrade_to_head(engine)
+        engine.dispose()
     con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, patient TEXT, source_key TEXT UNIQUE, code TEXT, "
-                "raw_value TEXT, raw_unit TEXT, value REAL, unit TEXT, observed_at TEXT, observed_on TEXT, "
-                "received_at TEXT)")
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        con.execute(f"PRAGMA {pragma}")
+    columns = (*COLUMNS, "patient_id")
+    if table_shape == "product":
+        con.executemany("INSERT INTO patient (mrn, created_at) VALUES (?, '2026-11-26 09:00:00.000000')",
+                        [(f"BENCH{p:05d}",) for p in range(PATIENTS)])
+        table = "lab_result"
+    else:
+        con.execute(f"CREATE TABLE r (id INTEGER PRIMARY KEY, {', '.join(columns)}, UNIQUE (source_key))")
+        table = "r"
+    con.commit()
+    patients = dict(con.execute("SELECT mrn, id FROM patient")) if table_shape == "product" else {}
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+           "ON CONFLICT (source_key) DO NOTHING")
+    received = "2026-11-26 09:00:00.000000"
     started = time.perf_counter()
     with csv_path.open() as f:
         reader = csv.reader(f)
         next(reader)
         batch = []
         for mrn, when, code, value, unit in reader:
-            batch.append((mrn, f"csv:{mrn}|{code}|{when}", code, value, unit, float(value), unit, when, when, when))
-            if len(batch) == 2000:
-                con.executemany("INSERT INTO r (patient, source_key, code, raw_value, raw_unit, value, unit, "
-                                "observed_at, observed_on, received_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                                "ON CONFLICT (source_key) DO NOTHING", batch)
+            batch.append((f"csv:{when}|{mrn}|{code}", "csv", code, code, value, unit, float(value), unit, "final",
+                          f"{when} 12:00:00.000000", when, received, None, None, None, patients.get(mrn, 0)))
+            if len(batch) == BATCH:
+                con.executemany(sql, batch)
                 con.commit()
                 batch = []
-        con.executemany("INSERT INTO r (patient, source_key, code, raw_value, raw_unit, value, unit, observed_at, "
-                        "observed_on, received_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
-                        batch)
+        con.executemany(sql, batch)
         con.commit()
     elapsed = time.perf_counter() - started
     con.close()
@@ -182,23 +205,24 @@ def main() -> None:
         child(kind, path, db, int(messages))
         return
     lines = [f"Machine: {platform.machine()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
-             "", "| feed | results | seconds | results/s | floor results/s | × floor | peak RSS |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "", "| feed | results | seconds | results/s | floor: product table | × floor | floor: minimal table "
+             "| peak RSS |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for n in args.results:
             csv_path, hl7_path = work / f"labs-{n}.csv", work / f"labs-{n}.hl7"
             write_csv(csv_path, n)
             write_hl7(hl7_path, n)
-            base = n / floor(csv_path, work / f"floor-{n}.db")
+            base = n / floor(csv_path, work / f"floor-{n}.db", "product")
+            minimal = n / floor(csv_path, work / f"minimal-{n}.db", "minimal")
             for kind, path in (("CSV", csv_path), ("HL7 file", hl7_path)):
                 r = measure(kind.split()[0].lower(), path, work / f"{kind[:3]}-{n}.db")
                 rate = r["results"] / r["seconds"]
                 lines.append(f"| {kind} | {r['results']:,.0f} | {r['seconds']:.1f} | {rate:,.0f} | {base:,.0f} | "
-                             f"{base / rate:.1f} | {r['peak_mb']:.0f} MB |")
+                             f"{base / rate:.1f} | {minimal:,.0f} | {r['peak_mb']:.0f} MB |")
         r = measure("mllp", Path("-"), work / "mllp.db", args.mllp_messages)
         lines.append(f"| MLLP (one connection, {args.mllp_messages:,} messages) | {r['results']:,.0f} | "
-                     f"{r['seconds']:.1f} | {r['results'] / r['seconds']:,.0f} | | | {r['peak_mb']:.0f} MB |")
+                     f"{r['seconds']:.1f} | {r['results'] / r['seconds']:,.0f} | | | | {r['peak_mb']:.0f} MB |")
     print("\n".join(lines))
 
 

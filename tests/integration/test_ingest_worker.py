@@ -3,7 +3,7 @@ errors raised here as one clear message, and no worker left behind."""
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,20 @@ from monitor.services.worker import in_worker
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 OPTIONS = ReadOptions(lab_zone=LONDON)
+
+
+def workers() -> list[int]:
+    """This process's worker processes that are still there (zombies included)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"monitor.services.worker" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def lab_file(path: Path, draws: int) -> Path:
@@ -81,7 +95,7 @@ def test_a_file_prepared_in_the_worker_ends_exactly_as_one_ingested_in_process(
     assert report["corrected"] == 1 and report["critical_flags"] >= 1
     assert report["quarantine_reasons"] == {"conflicting re-delivery": 1, "unmapped code": 1,
                                             "non-numeric value": 1, "unit": 1}
-    assert multiprocessing.active_children() == []
+    assert workers() == []
 
 
 def test_a_file_that_turns_out_unreadable_in_the_worker_raises_the_same_clear_error_here(
@@ -91,7 +105,7 @@ def test_a_file_that_turns_out_unreadable_in_the_worker_raises_the_same_clear_er
     monkeypatch.setattr(service, "WORKER_MIN_BYTES", 0)
     with pytest.raises(UnreadableFile, match="not UTF-8 text; export the file as UTF-8"):
         ingest(session, path)
-    assert multiprocessing.active_children() == []
+    assert workers() == []
 
 
 def _two_then_fail() -> Any:
@@ -115,4 +129,4 @@ def test_the_worker_reports_its_errors_and_never_outlives_the_consumer() -> None
     endless = in_worker(_forever)
     assert next(endless) == 1
     endless.close()  # the consumer stops early: the worker is stopped too
-    assert multiprocessing.active_children() == []
+    assert workers() == []
