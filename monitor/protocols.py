@@ -104,7 +104,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     return Catalog(analytes=analytes, codes=codes, ignored=ignored)
 
 
-def load_grading(name: str, directory: Path) -> Grading:
+def load_grading(name: str, directory: Path, critical_min_grade: int) -> Grading:
     path = directory / "grading" / f"{name}.toml"
     data = _validated(GradingFile, path)
     terms = {
@@ -116,7 +116,7 @@ def load_grading(name: str, directory: Path) -> Grading:
         for analyte, t in data.terms.items()
     }
     return Grading(name=data.grading.name, version=data.grading.version, terms=terms,
-                   critical_min_grade=3, source=data.grading.source)
+                   critical_min_grade=critical_min_grade, source=data.grading.source)
 
 
 def _stage(s: StageIn) -> Stage:
@@ -235,8 +235,7 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
     if not (directory / "grading" / f"{p.protocol.grading}.toml").is_file():
         raise ProtocolError(f"{path.name}: protocol.grading: no grading file {p.protocol.grading!r} in "
                             f"{directory / 'grading'} (fix it in {path})")
-    base = load_grading(p.protocol.grading, directory)
-    grading = Grading(base.name, base.version, base.terms, p.protocol.critical_min_grade, base.source)
+    grading = load_grading(p.protocol.grading, directory, p.protocol.critical_min_grade)
     profile = load_safety_profile(p.safety.profile, directory, path, catalog)
     sources = {**profile.sources, **p.sources}
     _check_refs(path, p, profile, sources, catalog, grading)
@@ -335,12 +334,11 @@ class Library:
 
     @cached_property
     def graders(self) -> list[MonitoringProtocol]:
-        """One protocol per distinct grading (several protocols usually share CTCAE v5)."""
-        distinct: dict[tuple[str, str, int, tuple[tuple[str, float | None, float | None], ...]],
-                       MonitoringProtocol] = {}
+        """One protocol per distinct grading (several protocols usually share CTCAE v5); all share
+        the catalog's reference ranges, so the grading alone tells them apart."""
+        distinct: dict[tuple[str, str, int], MonitoringProtocol] = {}
         for p in self.protocols.values():
-            ranges = tuple(sorted((k, r.low, r.high) for k, r in p.reference_ranges.items()))
-            distinct.setdefault((p.grading.name, p.grading.version, p.grading.critical_min_grade, ranges), p)
+            distinct.setdefault((p.grading.name, p.grading.version, p.grading.critical_min_grade), p)
         return list(distinct.values())
 
 

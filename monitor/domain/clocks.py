@@ -67,6 +67,7 @@ def run_slots(stages: tuple[Stage, ...], run: Run, *, changes: list[date], horiz
     index = run.first
     for index in range(run.first, len(stages)):
         stage = stages[index]
+        said, cited = f"{describe(stage)} after {run.what}", cite(stage.source)
         taken = 0
         days = list(stage.at_days)
         while True:
@@ -90,8 +91,7 @@ def run_slots(stages: tuple[Stage, ...], run: Run, *, changes: list[date], horiz
             slots.append(Slot(
                 due_on=candidate, opens=candidate - window, closes=candidate + window, panels=stage.panels,
                 rule_id=f"{run.rule_prefix}/{stage.id}",
-                why=f"{describe(stage)} after {run.what}: day {(candidate - run.anchor).days} "
-                    f"(±{stage.window_days} days; {cite(stage.source)})",
+                why=f"{said}: day {(candidate - run.anchor).days} (±{stage.window_days} days; {cited})",
                 until=run.stop,
             ))
             cursor, taken = candidate, taken + 1

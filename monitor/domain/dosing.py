@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from monitor.domain.items import DoseStep, Flag
 from monitor.domain.protocol import DoseTarget, InductionRegimen, InductionStep, MonitoringProtocol, Severity
 from monitor.domain.snapshot import PhaseEpisode, Snapshot
+from monitor.domain.thresholds import flag_from
 
 #: A recorded dose this many days before a step's date still counts as taking that step.
 EARLY_RECORD = timedelta(days=3)
@@ -92,11 +93,15 @@ def genotype_on(snapshot: Snapshot, gene: str, day: date) -> tuple[str, date | N
     return latest.status, latest.on
 
 
-def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
-               open_critical: list[Flag]) -> DrugState:
+def _started(snapshot: Snapshot, drug: str, today: date) -> bool:
+    return any(d.drug == drug and d.dose_mg > 0 and d.on <= today for d in snapshot.doses)
+
+
+def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> DrugState:
+    """Genetics, the start gate and interactions; `hold_for_review` adds the open-critical-flag hold."""
     state = DrugState()
     drug = protocol.safety.anchor_drug
-    started = any(d.drug == drug and d.dose_mg > 0 and d.on <= today for d in snapshot.doses)
+    started = _started(snapshot, drug, today)
     g = protocol.genetics
     if g is not None:
         tpmt, tpmt_on = genotype_on(snapshot, "TPMT", today)
@@ -131,9 +136,8 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
                    f"({protocol.cite(d.gate_source)})")
             if state.held is None:
                 state.held, state.held_on = why, latest.observed_on
-            state.flags.append(Flag("bilirubin_gate", Severity.ACTION.value, latest.analyte, latest.value,
-                                    protocol.units.get(latest.analyte), latest.observed_on, latest.id,
-                                    f"{protocol.id}/dosing/gate", why))
+            state.flags.append(flag_from(latest, protocol, kind="bilirubin_gate", severity=Severity.ACTION,
+                                         rule_id=f"{protocol.id}/dosing/gate", why=why))
     for x in protocol.interactions:
         if x.dose_factor is None:
             continue
@@ -144,13 +148,19 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
                 state.factor *= x.dose_factor
                 state.since = max(med.started_on, state.since or med.started_on)
                 state.notes.append(f"× {x.dose_factor:g} while on {med.drug} ({protocol.cite(x.source)})")
-    if open_critical:
-        f = open_critical[0]
-        if state.held is None:
-            state.held = (f"{f.kind} flagged critical on {f.observed_on}: hold {drug} pending clinician review "
-                          "(acknowledging the flag releases the hold)")
-            state.held_on = f.observed_on
     return state
+
+
+def hold_for_review(state: DrugState, open_critical: list[Flag], drug: str) -> bool:
+    """Hold the drug pending clinician review from the first open critical flag, unless it is
+    already held; whether this hold applied."""
+    if not open_critical or state.held is not None:
+        return False
+    f = open_critical[0]
+    state.held = (f"{f.kind} flagged critical on {f.observed_on}: hold {drug} pending clinician review "
+                  "(acknowledging the flag releases the hold)")
+    state.held_on = f.observed_on
+    return True
 
 
 def _recorded(snapshot: Snapshot, drug: str, dose: float, on: date, until: date | None, today: date) -> bool:
@@ -239,12 +249,12 @@ def dose_steps(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
                state: DrugState | None = None) -> tuple[list[DoseStep], list[date]]:
     """Current and coming dose steps, and the days their status changes."""
     if state is None:
-        state = drug_state(snapshot, protocol, today=today, open_critical=[])
+        state = drug_state(snapshot, protocol, today=today)
     steps, changes = induction_steps(snapshot, protocol, state, today=today)
     steps += maintenance_steps(snapshot, protocol, state, today=today)
     drug = protocol.safety.anchor_drug
-    if state.held and not any(s.drug == drug and s.status == "held" for s in steps) and any(
-            d.drug == drug and d.dose_mg > 0 and d.on <= today for d in snapshot.doses):
+    if state.held and not any(s.drug == drug and s.status == "held" for s in steps) and _started(
+            snapshot, drug, today):
         steps.append(DoseStep(drug, 0.0, state.held_on or snapshot.start_on, "held", f"{protocol.id}/dosing/hold",
                               f"hold {drug}: {state.held}"))
     return steps, changes

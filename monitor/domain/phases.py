@@ -14,7 +14,7 @@ from datetime import date
 from monitor.domain.items import Proposal
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.snapshot import PhaseEpisode, Result, Snapshot
-from monitor.domain.thresholds import FLAGGABLE, reference_for
+from monitor.domain.thresholds import FLAGGABLE, above_uln
 
 MAX_AUTOMATIC = 4  # baseline -> induction -> maintenance is the longest automatic chain
 
@@ -31,11 +31,6 @@ def add_months(day: date, months: int) -> date:
     month = day.month - 1 + months
     year, month = day.year + month // 12, month % 12 + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def above_uln(result: Result, protocol: MonitoringProtocol) -> bool | None:
-    uln = reference_for(result, protocol).high
-    return None if uln is None else result.value > uln
 
 
 def response_on(results: tuple[Result, ...], protocol: MonitoringProtocol, *, since: date,
@@ -55,10 +50,6 @@ def response_on(results: tuple[Result, ...], protocol: MonitoringProtocol, *, si
                 and above_uln(x, protocol) is False for x in latest.values()):
             return r.observed_on
     return None
-
-
-def _cite(protocol: MonitoringProtocol, tag: str) -> str:
-    return protocol.cite(tag)
 
 
 def effective_phases(snapshot: Snapshot, protocol: MonitoringProtocol, *,
@@ -87,7 +78,7 @@ def effective_phases(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                 change = PhaseChange(
                     to, on, f"{protocol.id}/phases/{current.phase.value}-to-{to.value}",
                     f"complete biochemical response on {on}: {', '.join(rules.response_analytes)} at or below "
-                    f"the upper limit of normal ({_cite(protocol, rules.source)}); monitoring moves to {to.value}")
+                    f"the upper limit of normal ({protocol.cite(rules.source)}); monitoring moves to {to.value}")
         if change is None or change.on < current.started_on:
             break
         changes.append(change)
@@ -130,5 +121,5 @@ def withdrawal_proposal(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     why = (f"eligible to try withdrawal: treated since {treated_from} "
            f"(>= {rules.withdrawal_min_treatment_months} months) and in complete biochemical response since "
            f"{responding} (>= {rules.withdrawal_min_response_months} months), no previous relapse "
-           f"({_cite(protocol, rules.withdrawal_source)}); a clinician decides (consider biopsy first)")
+           f"({protocol.cite(rules.withdrawal_source)}); a clinician decides (consider biopsy first)")
     return Proposal("withdrawal", f"{protocol.id}/phases/withdrawal-eligible", why), None

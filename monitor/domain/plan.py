@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from monitor.domain.dosing import dose_steps, drug_state
+from monitor.domain.dosing import dose_steps, drug_state, hold_for_review
 from monitor.domain.items import DoseStep, DueDraw, Flag, Proposal
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
 from monitor.domain.protocol import MonitoringProtocol, Severity
@@ -54,10 +54,10 @@ def given(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
     snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
-    gates = drug_state(snapshot, protocol, today=today, open_critical=[])  # genetics and the bilirubin gate
-    planned = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug,
-                            planned=gates.never is None and gates.held is None)
-    flags = result_flags(snapshot, protocol, today=today, on_drug=given(snapshot, protocol, planned)) \
+    drug = protocol.safety.anchor_drug
+    state = drug_state(snapshot, protocol, today=today)  # genetics, the bilirubin gate, interactions
+    timeline = dose_timeline(snapshot, protocol, drug, planned=state.never is None and state.held is None)
+    flags = result_flags(snapshot, protocol, today=today, on_drug=given(snapshot, protocol, timeline)) \
         + trend_flags(snapshot, protocol, today=today) \
         + rise_flags(snapshot, protocol, today=today)
     more, response_changes = response_flags(snapshot, protocol, today=today)
@@ -73,11 +73,10 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
                       for o in snapshot.open_flags if o.severity == Severity.CRITICAL.value and o.kind != "tpmt_poor"
                       and o.key not in computed]  # still open after the look-back: still holding
     open_critical.sort(key=lambda f: f.observed_on)
-    state = drug_state(snapshot, protocol, today=today, open_critical=open_critical)
+    if hold_for_review(state, open_critical, drug):  # held now: recorded doses only, no planned steps
+        timeline = dose_timeline(snapshot, protocol, drug, planned=False)
     flags += state.flags
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
-    timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug,
-                             planned=state.never is None and state.held is None)
     extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
     draws, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra)
     withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Slot
 from monitor.domain.items import Flag, Proposal
-from monitor.domain.phases import above_uln, response_on
+from monitor.domain.phases import response_on
 from monitor.domain.protocol import MonitoringProtocol, Phase, Severity
 from monitor.domain.snapshot import Result, Snapshot
-from monitor.domain.thresholds import FLAGGABLE, reference_for
+from monitor.domain.thresholds import FLAGGABLE, above_uln, flag_from, reference_for
 
 
 def _final(snapshot: Snapshot, analyte: str, today: date) -> list[Result]:
@@ -23,11 +22,6 @@ def _final(snapshot: Snapshot, analyte: str, today: date) -> list[Result]:
 
 def _recent(protocol: MonitoringProtocol, result: Result, today: date) -> bool:
     return today - result.observed_on <= timedelta(days=protocol.flag_lookback_days)
-
-
-def _flag(protocol: MonitoringProtocol, r: Result, kind: str, severity: Severity, rule: str, why: str) -> Flag:
-    return Flag(kind, severity.value, r.analyte, r.value, protocol.units.get(r.analyte), r.observed_on, r.id,
-                f"{protocol.id}/{rule}", why)
 
 
 def trend_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> list[Flag]:
@@ -44,18 +38,20 @@ def trend_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date
             unit = protocol.units.get(analyte, "")
             before = series[i - 1]
             if before.value > 0 and (before.value - r.value) / before.value > t.single_fall:
-                flags.append(_flag(protocol, r, "rapid_fall", t.severity, "trend/rapid-fall",
-                                   f"{analyte} fell from {before.value:g} to {r.value:g} {unit} "
-                                   f"({before.observed_on} to {r.observed_on}), more than {t.single_fall:.0%} in one "
-                                   f"step: extra vigilance (a design choice of this protocol)"))
+                why = (f"{analyte} fell from {before.value:g} to {r.value:g} {unit} "
+                       f"({before.observed_on} to {r.observed_on}), more than {t.single_fall:.0%} in one "
+                       f"step: extra vigilance (a design choice of this protocol)")
+                flags.append(flag_from(r, protocol, kind="rapid_fall", severity=t.severity,
+                                       rule_id=f"{protocol.id}/trend/rapid-fall", why=why))
             if i >= t.falls:
                 run = series[i - t.falls:i + 1]
                 falling = all(b.value < a.value for a, b in zip(run, run[1:], strict=False))
                 if falling and run[0].value > 0 and (run[0].value - r.value) / run[0].value > t.total_fall:
-                    flags.append(_flag(protocol, r, "trend_down", t.severity, "trend/down",
-                                       f"{analyte} fell {t.falls} times in a row from {run[0].value:g} to {r.value:g} "
-                                       f"{unit} (more than {t.total_fall:.0%}): caution and extra vigilance "
-                                       f"({protocol.cite(t.source)})"))
+                    why = (f"{analyte} fell {t.falls} times in a row from {run[0].value:g} to {r.value:g} "
+                           f"{unit} (more than {t.total_fall:.0%}): caution and extra vigilance "
+                           f"({protocol.cite(t.source)})")
+                    flags.append(flag_from(r, protocol, kind="trend_down", severity=t.severity,
+                                           rule_id=f"{protocol.id}/trend/down", why=why))
     return flags
 
 
@@ -73,11 +69,12 @@ def rise_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
                 continue
             baseline = statistics.median(x.value for x in window)
             if baseline > 0 and r.value > baseline * (1 + rise.above_fraction):
-                flags.append(_flag(protocol, r, rise.kind, rise.severity, f"rise/{rise.analyte}",
-                                   f"{rise.analyte} {r.value:g} {protocol.units.get(rise.analyte, '')} on "
-                                   f"{r.observed_on} is more than {rise.above_fraction:.0%} above its baseline "
-                                   f"{baseline:g} (median of {len(window)} within {rise.within_days} days): "
-                                   f"{rise.action} ({protocol.cite(rise.source)})"))
+                why = (f"{rise.analyte} {r.value:g} {protocol.units.get(rise.analyte, '')} on "
+                       f"{r.observed_on} is more than {rise.above_fraction:.0%} above its baseline "
+                       f"{baseline:g} (median of {len(window)} within {rise.within_days} days): "
+                       f"{rise.action} ({protocol.cite(rise.source)})")
+                flags.append(flag_from(r, protocol, kind=rise.kind, severity=rise.severity,
+                                       rule_id=f"{protocol.id}/rise/{rise.analyte}", why=why))
     return flags
 
 
@@ -90,11 +87,11 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     flags: list[Flag] = []
     changes: list[date] = []
     cite = protocol.cite(rules.source)
+    series = _final(snapshot, rules.analyte, today)
     for i, episode in enumerate(snapshot.phases):
         if episode.phase not in phases.after_response:
             continue
         ends = snapshot.phases[i + 1].started_on if i + 1 < len(snapshot.phases) else None
-        series = _final(snapshot, rules.analyte, today)
         baseline = [r for r in series if episode.started_on - timedelta(days=30) <= r.observed_on <= episode.started_on]
         week4 = episode.started_on + timedelta(days=rules.non_response_day)
         near = [r for r in series if abs((r.observed_on - week4).days) <= rules.non_response_window_days
@@ -104,11 +101,12 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             w = near[0]  # the first result of the week-4 window decides, once
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0
             if fall < rules.non_response_min_fall and _recent(protocol, w, today):
-                flags.append(_flag(protocol, w, "non_response", Severity.ACTION, "response/non-response",
-                                   f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: "
-                                   f"a {math.floor(fall * 1000) / 10:g}% "
-                                   f"fall in 4 weeks, less than {rules.non_response_min_fall:.0%} "
-                                   f"(non-response; {cite})"))
+                why = (f"{rules.analyte} {b.value:g} -> {w.value:g} by {w.observed_on}: "
+                       f"a {math.floor(fall * 1000) / 10:g}% "
+                       f"fall in 4 weeks, less than {rules.non_response_min_fall:.0%} "
+                       f"(non-response; {cite})")
+                flags.append(flag_from(w, protocol, kind="non_response", severity=Severity.ACTION,
+                                       rule_id=f"{protocol.id}/response/non-response", why=why))
         deadline = episode.started_on + timedelta(days=rules.insufficient_by_day)
         responded = response_on(snapshot.results, protocol, since=episode.started_on, until=deadline)
         if responded is None and (ends is None or ends > deadline):
@@ -133,9 +131,7 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     flags: list[Flag] = []
     slots: list[Slot] = []
     cite = protocol.cite(rules.source)
-    by_analyte: dict[str, list[Result]] = defaultdict(list)
-    for analyte in rules.possible_analytes:
-        by_analyte[analyte] = _final(snapshot, analyte, today)
+    by_analyte = {analyte: _final(snapshot, analyte, today) for analyte in rules.possible_analytes}
     for analyte, series in by_analyte.items():
         for i, r in enumerate(series):
             if snapshot.phase_on(r.observed_on).phase not in rules.phases or not above_uln(r, protocol):
@@ -155,19 +151,22 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             if analyte == rules.relapse_analyte and r.value >= rules.relapse_uln_times * uln:
                 why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is at least {rules.relapse_uln_times:g} × ULN "
                        f"({uln:g}): relapse ({cite}); a clinician confirms re-induction")
-                flags.append(_flag(protocol, r, "relapse", Severity.ACTION, "relapse/tier-2", why))
+                flags.append(flag_from(r, protocol, kind="relapse", severity=Severity.ACTION,
+                                       rule_id=f"{protocol.id}/relapse/tier-2", why=why))
             elif confirmed and earlier is not None:
                 why = (f"{analyte} above ULN again on {r.observed_on} ({r.value:g} {unit}) after "
                        f"{earlier.observed_on}: possible relapse confirmed on the repeat ({cite}); "
                        "a clinician confirms re-induction")
-                flags.append(_flag(protocol, r, "relapse", Severity.ACTION, "relapse/confirmed", why))
+                flags.append(flag_from(r, protocol, kind="relapse", severity=Severity.ACTION,
+                                       rule_id=f"{protocol.id}/relapse/confirmed", why=why))
             else:
                 opens = r.observed_on + timedelta(days=rules.repeat_after_days)
                 closes = r.observed_on + timedelta(days=rules.repeat_within_days)
                 why = (f"{analyte} {r.value:g} {unit} on {r.observed_on} is above ULN ({uln:g}) after a response: "
                        f"possible relapse; repeat {', '.join(rules.repeat_panels)} in {rules.repeat_after_days}-"
                        f"{rules.repeat_within_days} days ({cite})")
-                flags.append(_flag(protocol, r, "relapse_possible", Severity.ACTION, "relapse/tier-1", why))
+                flags.append(flag_from(r, protocol, kind="relapse_possible", severity=Severity.ACTION,
+                                       rule_id=f"{protocol.id}/relapse/tier-1", why=why))
                 slots.append(Slot(closes, opens, closes, rules.repeat_panels, f"{protocol.id}/relapse/repeat",
                                   f"repeat to confirm or clear a possible relapse flagged on {r.observed_on} ({cite})",
                                   mergeable=False))

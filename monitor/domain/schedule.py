@@ -102,11 +102,11 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
     runs: list[Run] = []
     running: Run | None = None
     changes = dose_changes(timeline)
+    prefix = f"{protocol.id}/safety/{safety.id}"
     for day, event, what in events:
-        prefix = f"{protocol.id}/safety/{safety.id}"
         if event == "stop":
             if running is not None:
-                runs.append(Run(running.anchor, running.first, day, running.what, prefix, running.bounded_first))
+                runs.append(replace(running, stop=day))
             running = None
             continue
         if event in ("start", "restart_after_hold") or running is not None:
@@ -115,7 +115,7 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
                 _, current = run_slots(safety.stages, running, changes=changes, horizon=day, cite=protocol.cite)
                 if current <= stage and stage != 0:
                     continue  # already at least this frequent: a restart never loosens monitoring
-                runs.append(Run(running.anchor, running.first, day, running.what, prefix, running.bounded_first))
+                runs.append(replace(running, stop=day))
             running = Run(day, stage, None, what, prefix, bounded_first=stage == 0)
     if running is not None:
         runs.append(running)

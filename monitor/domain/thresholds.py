@@ -24,6 +24,12 @@ def reference_for(result: Result, protocol: MonitoringProtocol) -> Range:
     )
 
 
+def above_uln(result: Result, protocol: MonitoringProtocol) -> bool | None:
+    """Whether the result is above its upper limit of normal (None: no ULN to judge by)."""
+    uln = reference_for(result, protocol).high
+    return None if uln is None else result.value > uln
+
+
 class Baselines:
     """Pre-treatment values: per analyte, the last final result on or before the start of the
     treatment course a result belongs to (the enrollment start, or a later (re)induction)."""
@@ -41,10 +47,7 @@ class Baselines:
 
 
 def baseline_abnormal(baseline: Result | None, protocol: MonitoringProtocol) -> bool:
-    if baseline is None:
-        return False
-    uln = reference_for(baseline, protocol).high
-    return uln is not None and baseline.value > uln
+    return baseline is not None and above_uln(baseline, protocol) is True
 
 
 def grade(result: Result, term: GradeTerm, reference: Range, baseline: float | None = None) -> int:
@@ -92,8 +95,9 @@ def breaches(result: Result, threshold: Threshold, reference: Range) -> str | No
     return None
 
 
-def _flag(result: Result, protocol: MonitoringProtocol, *, kind: str, severity: Severity,
-          rule_id: str, why: str) -> Flag:
+def flag_from(result: Result, protocol: MonitoringProtocol, *, kind: str, severity: Severity,
+              rule_id: str, why: str) -> Flag:
+    """A flag raised by one result, carrying its analyte, value, unit, date and id."""
     return Flag(kind=kind, severity=severity.value, analyte=result.analyte, value=result.value,
                 unit=protocol.units.get(result.analyte), observed_on=result.observed_on, result_id=result.id,
                 rule_id=rule_id, why=why)
@@ -123,18 +127,19 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
         reason = breaches(result, t, reference)
         if reason:
             why = f"{shown} is {reason} {unit}{personal}: {t.action} ({protocol.cite(t.source)})"
-            found.append(_flag(result, protocol, kind=t.kind, severity=t.severity,
-                               rule_id=f"{protocol.id}/{t.id}", why=why))
+            found.append(flag_from(result, protocol, kind=t.kind, severity=t.severity,
+                                   rule_id=f"{protocol.id}/{t.id}", why=why))
     grading = protocol.grading
     term = grading.terms.get(result.analyte)
     if term is not None and baseline is not result and (on_drug or term.direction == "below"):
-        g = ctcae_grade(result, protocol, baseline)
-        if g is not None and g >= grading.critical_min_grade:
+        g = grade(result, term, reference, None if baseline is None else baseline.value)
+        if g >= grading.critical_min_grade:
             versus = f" vs baseline {baseline.value:g}" if baseline and term.baseline_cuts and abnormal_baseline else ""
             why = (f"{shown} is {grading.name} v{grading.version} grade {g}{versus} ({term.term}): "
                    f"{protocol.critical_action} ({protocol.cite(term.source)})")
-            found.append(_flag(result, protocol, kind=term.kind, severity=Severity.CRITICAL,
-                               rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}/grade-{g}", why=why))
+            found.append(flag_from(result, protocol, kind=term.kind, severity=Severity.CRITICAL,
+                                   rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}/grade-{g}",
+                                   why=why))
     worst: dict[str, Flag] = {}
     for f in found:
         kept = worst.get(f.kind)
