@@ -1,6 +1,6 @@
 """Foundation benchmarks: `monitor demo` wall time, CSV ingestion and daily-cycle throughput.
 
-Usage: python bench/foundation.py [--patients 240 2000] [--out docs/BENCHMARKS.md section printed]
+Usage: python bench/foundation.py [--patients 240 2000]
 Runs on a throwaway directory with SQLite (the embedded default). Prints a Markdown table.
 """
 
@@ -28,7 +28,7 @@ TODAY = date(2026, 11, 26)
 
 
 def measure(size: int, workdir: Path) -> dict[str, float]:
-    quiet = Console(file=open("/dev/null", "w"))
+    quiet = Console(quiet=True)
     a = App()
     t0 = time.perf_counter()
     run_demo(a, workdir / f"demo-{size}", size=size, today=TODAY, console=quiet)

@@ -17,6 +17,7 @@ from monitor.ingest.records import (
     Skipped,
     Unreadable,
     UnreadableFile,
+    open_text,
     parse_number,
     parse_when,
 )
@@ -110,12 +111,5 @@ def read(stream: TextIO, name: str, zone: ZoneInfo) -> Iterator[Record]:
 
 
 def read_file(path: Path, zone: ZoneInfo) -> Iterator[Record]:
-    try:
-        stream = path.open(encoding="utf-8-sig", newline="")
-    except OSError as e:
-        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
-    with stream:
-        try:
-            yield from read(stream, path.name, zone)
-        except UnicodeDecodeError:
-            raise UnreadableFile(f"{path}: not UTF-8 text; export the file as UTF-8 CSV") from None
+    with open_text(path, newline="", fix="export the file as UTF-8 CSV") as stream:
+        yield from read(stream, path.name, zone)

@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -31,6 +31,7 @@ from monitor.ingest.records import (
     Skipped,
     Unreadable,
     UnreadableFile,
+    open_text,
     parse_number,
 )
 
@@ -57,6 +58,7 @@ CELL_LINES = (  # name, % codes, absolute-count codes, code of the derived absol
     ("lymphocytes", frozenset({"736-9", "26478-8"}), frozenset({"731-0", "26474-7", "732-8"}), "731-0"),
     ("eosinophils", frozenset({"713-8", "26450-7"}), frozenset({"711-2", "26449-9", "712-0"}), "711-2"),
 )
+PERCENT_CODES = frozenset().union(*(percent for _, percent, _, _ in CELL_LINES))
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 TAIL = r"(?:\s+\S.*)?"  # a unit after the numbers: "<10 ug/dl"
@@ -150,17 +152,8 @@ def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
     return replace(r, origin=origin, raw=raw) if isinstance(r, Unreadable) else replace(r, origin=origin)
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[TextIO]:
-    try:
-        stream = path.open(encoding="utf-8-sig", newline=None)  # None: CR, LF and CRLF all end a line
-    except OSError as e:
-        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
-    with stream:
-        try:
-            yield stream
-        except UnicodeDecodeError:
-            raise UnreadableFile(f"{path}: not UTF-8 text; export the HL7 file as UTF-8") from None
+def _open(path: Path) -> AbstractContextManager[TextIO]:
+    return open_text(path, newline=None, fix="export the HL7 file as UTF-8")  # None: CR, LF, CRLF end a line
 
 
 def _read_stream(path: Path, options: ReadOptions) -> Iterator[Record]:
@@ -192,12 +185,12 @@ def _read_message(segments: list[str], name: str, n: int, options: ReadOptions) 
         return [Unreadable(FORMAT, where, text, why + "needed), so the message cannot be split safely")]
     segs = [_split(segment, seps) for segment in segments]
     try:
-        return list(_read_parsed(segs, seps, where, options))
+        return list(_read_parsed(segs, text, seps, where, options))
     except Exception as e:  # a reader bug must not lose the message: quarantine it whole
         return [Unreadable(FORMAT, where, text, f"{INTERNAL}: {type(e).__name__}: {e}")]
 
 
-def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions) -> Iterator[Record]:
+def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: ReadOptions) -> Iterator[Record]:
     msh = segs[0]
     kind = "^".join(_part(msh.fields[9], seps, i).upper() for i in (1, 2))
     if not kind.startswith("ORU^"):
@@ -206,7 +199,7 @@ def _read_parsed(segs: list[_Seg], seps: _Seps, where: str, options: ReadOptions
     pid = next((s for s in segs if s.name == "PID"), None)
     mrn, problem = _mrn(pid, seps, options)
     sender = "/".join(_part(msh.fields[i], seps, 1) or _part(msh.fields[i], seps, 2) for i in (3, 4))
-    text = "\r".join(s.raw for s in segs)  # no MSH-10: the message's content names it
+    # no MSH-10: the message's content names it
     control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
     m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1))
     groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]] = [(None, [])]  # per OBR
@@ -293,12 +286,16 @@ def _link(groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]], send
 def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) -> Iterator[Record]:
     """Absolute counts from a %-differential and the WBC of its OBR group, where the lab sent none."""
     codes, s = {code for code, _, _ in group}, m.seps
+    if not codes & PERCENT_CODES:
+        return  # no differential: the common case
     usable = [(c, r, g) for c, r, g in group if isinstance(r, IncomingResult) and r.status != "retracted"
               and parse_number(r.value) is not None]
     wbc, wbc_obx = next(((r, g) for c, r, g in usable if c in WBC_CODES), (None, None))
+    if wbc is None or wbc_obx is None:
+        return
     for cells, percent, absolute, loinc in CELL_LINES:
         for code, pct, obx in usable:
-            if wbc is None or wbc_obx is None or code not in percent or codes & absolute or pct.unit != "%":
+            if code not in percent or codes & absolute or pct.unit != "%":
                 continue
             try:
                 value = f"{(Decimal(wbc.value) * Decimal(pct.value) / 100).normalize():f}"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
+from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from monitor.domain.errors import UserError
@@ -69,6 +72,21 @@ class Unreadable:
 
 
 Record = IncomingResult | Skipped | Unreadable
+
+
+@contextmanager
+def open_text(path: Path, *, newline: str | None, fix: str) -> Iterator[TextIO]:
+    """A UTF-8 text file (a BOM allowed); an unopenable or non-UTF-8 file is an UnreadableFile
+    whose message ends with `fix`, also when the bad bytes come to light while reading."""
+    try:
+        stream = path.open(encoding="utf-8-sig", newline=newline)
+    except OSError as e:
+        raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
+    with stream:
+        try:
+            yield stream
+        except UnicodeDecodeError:
+            raise UnreadableFile(f"{path}: not UTF-8 text; {fix}") from None
 
 
 def record_key(format: str, raw: str) -> str:

@@ -16,7 +16,7 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +36,7 @@ from monitor.services.daily import run_daily
 from monitor.services.ingest import Context, ingest_records
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
+from tests.functional.scenario import moment
 from tests.functional.scenario import plan_rows as scenario_plan_rows
 from tests.integration import dump_tables
 
@@ -252,10 +253,6 @@ class Clinic:
 
     def rows(self) -> dict[str, set[tuple[Any, ...]]]:
         return scenario_plan_rows(self.engine)
-
-
-def moment(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), LONDON).astimezone(UTC)
 
 
 @pytest.fixture

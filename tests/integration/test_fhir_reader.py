@@ -21,6 +21,7 @@ from monitor.ingest.fhir_reader import from_raw, read_file, read_json
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
 from monitor.protocols import load_catalog
 from monitor.services.ingest import Context, ingest_records
+from tests.conftest import EXTERNAL
 
 LONDON = ZoneInfo("Europe/London")
 OPTIONS = ReadOptions(lab_zone=LONDON)
@@ -346,7 +347,7 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
 
 
 def samples() -> list[Any]:
-    fhir = Path(__file__).resolve().parents[3] / "shared" / "data" / "external" / "fhir"
+    fhir = EXTERNAL / "fhir"
     if not fhir.is_dir():
         return [observation()]
     thanh = load(fhir, THANH)

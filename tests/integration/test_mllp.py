@@ -67,7 +67,6 @@ def count(engine: Engine, model: type) -> int:
 
 
 def test_it_acks_and_stores_a_thousand_messages_over_one_connection(engine: Engine) -> None:
-    pytest.importorskip("monitor.ingest.hl7_reader")
     payload = b"".join(frame(oru(n)) for n in range(1000))
     acks = asyncio.run(exchange(engine, payload, 1000))
     assert [a.split("\r")[1].split("|")[1] for a in acks] == ["AA"] * 1000
@@ -78,7 +77,6 @@ def test_it_acks_and_stores_a_thousand_messages_over_one_connection(engine: Engi
 
 
 def test_a_redelivered_message_is_a_duplicate_not_a_second_result(engine: Engine) -> None:
-    pytest.importorskip("monitor.ingest.hl7_reader")
     asyncio.run(exchange(engine, frame(oru(1)) + frame(oru(1)), 2))
     assert count(engine, InboundMessage) == 2
     assert count(engine, HeldResult) == 1
@@ -92,7 +90,6 @@ def test_a_connection_cut_mid_message_leaves_nothing_partial(engine: Engine) -> 
 
 
 def test_a_malformed_message_gets_ae_and_is_kept(engine: Engine) -> None:
-    pytest.importorskip("monitor.ingest.hl7_reader")
     # Broken encoding characters (as in the US Realm batch sample): the message cannot be split safely.
     broken = ("MSH|^~&|LAB|HOSP|MONITOR|CLINIC|20261125083000||ORU^R01|CTRLBAD|P|2.5.1\r"
               "PID|1||X1^^^HOSP^MR\rOBX|1|NM|6690-2^WBC^LN||5|10*9/L|||||F\r")
