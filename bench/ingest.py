@@ -85,7 +85,7 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
     """
     from monitor.db.migrate import upgrade_to_head
     from monitor.db.session import make_engine
-    from monitor.services.ingest import BATCH, COLUMNS
+    from monitor.services.prepare import BATCH, COLUMNS
 
     if table_shape == "product":
         engine = make_engine(f"sqlite:///{db}")
@@ -134,10 +134,10 @@ def child(kind: str, path: str, db: str, messages: int) -> None:
 
     from monitor.db.migrate import upgrade_to_head
     from monitor.db.session import make_engine
-    from monitor.ingest.records import ReadOptions
     from monitor.protocols import packaged_library
-    from monitor.services.ingest import Context, ingest_file
+    from monitor.services.ingest import ingest_file
     from monitor.services.patients import EnrollmentRequest, enroll
+    from monitor.services.prepare import Context
 
     engine = make_engine(f"sqlite:///{db}")
     upgrade_to_head(engine)
@@ -150,19 +150,18 @@ def child(kind: str, path: str, db: str, messages: int) -> None:
                    today=now.date(), now=now, actor="bench")
         s.commit()
     ctx = Context(catalog=library.catalog, clinic_zone=zone, hold_days=180, now=now, library=library)
-    options = ReadOptions(lab_zone=zone)
     started = time.perf_counter()
     if kind == "mllp":
-        total = asyncio.run(mllp(engine, ctx, options, messages))
+        total = asyncio.run(mllp(engine, ctx, messages))
     else:
         with Session(engine) as s:
-            total = ingest_file(s, kind, Path(path), options, ctx).stored
+            total = ingest_file(s, kind, Path(path), ctx).stored
     elapsed = time.perf_counter() - started
     print(json.dumps({"results": total, "seconds": elapsed,
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-async def mllp(engine, ctx, options, messages: int) -> int:  # type: ignore[no-untyped-def]
+async def mllp(engine, ctx, messages: int) -> int:  # type: ignore[no-untyped-def]
     from sqlmodel import Session
 
     from monitor.ingest.mllp import END, START, Listener, frame
@@ -170,7 +169,7 @@ async def mllp(engine, ctx, options, messages: int) -> int:  # type: ignore[no-u
 
     def handle(text: str) -> str:
         with Session(engine) as s:
-            return receive_hl7(s, text, ctx=ctx, options=options, channel="mllp", now=ctx.now)
+            return receive_hl7(s, text, ctx=ctx, channel="mllp")
 
     listener = Listener(handle)
     port = await listener.start("127.0.0.1", 0)

@@ -19,7 +19,7 @@ from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
 from monitor.ingest.records import ReadOptions
 from monitor.protocols import Library, packaged_library
-from monitor.services.ingest import Context
+from monitor.services.prepare import Context
 
 
 class App:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -178,7 +179,6 @@ def ingest(
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
     a = the(ctx)
     choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
-    options = a.read_options()
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
         with a.session() as s, progress_bar(path.name) as bar:
@@ -187,7 +187,7 @@ def ingest(
             def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.advance(task, n)
 
-            report = ingest_file(s, kind, path, options, a.ingest_context(), progress=advance)
+            report = ingest_file(s, kind, path, a.ingest_context(), progress=advance)
         show_ingest(str(path), report)
 
 
@@ -367,10 +367,11 @@ def mllp(
     a = the(ctx)
     a.engine  # noqa: B018  (migrate before listening)
 
+    base = a.ingest_context()  # its mapping and screening memo serves every message
+
     def handle(text: str) -> str:
         with a.session() as s:
-            return receive_hl7(s, text, ctx=a.ingest_context(), options=a.read_options(), channel="mllp",
-                               now=a.now())
+            return receive_hl7(s, text, ctx=replace(base, now=a.now()), channel="mllp")
 
     async def serve() -> None:
         listener = Listener(handle)

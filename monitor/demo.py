@@ -226,7 +226,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                 patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", today=today,
                                       now=now)
         s.commit()
-        ingested = ingest_file(s, "csv", directory / "labs.csv", a.read_options(), a.ingest_context())
+        ingested = ingest_file(s, "csv", directory / "labs.csv", a.ingest_context())
         report = daily.run_daily(s, a.library, today=today, now=now)
         handled_at_the_time(s, people, now=now)
         digests = build_digests(s, today=today)

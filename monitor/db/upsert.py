@@ -13,16 +13,16 @@ from sqlmodel import Session, SQLModel
 
 def insert_ignore(
     session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]], keys: Sequence[str]
-) -> int:
-    """Insert the rows whose natural key is new; return how many were inserted."""
+) -> list[int]:
+    """Insert the rows whose natural key is new; return the ids of those inserted."""
     if not rows:
-        return 0
+        return []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    # RETURNING counts exactly on both databases (executemany's rowcount is -1 on psycopg).
+    # RETURNING says exactly what was inserted on both databases (executemany's rowcount is -1 on psycopg).
     stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(*table.primary_key.columns)
-    return len(session.execute(stmt, list(rows)).all())
+    return [row[0] for row in session.execute(stmt, list(rows)).all()]
 
 
 @lru_cache(maxsize=8192)  # results of one draw share their instant; received_at is the same for a batch

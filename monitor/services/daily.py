@@ -106,13 +106,8 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: dat
               "analyte": f.analyte, "value": f.value, "unit": f.unit, "observed_on": f.observed_on,
               "result_id": f.result_id, "rule_id": f.rule_id, "why": f.why, "status": "open",
               "raised_at": now} for f in plan.flags]
-    raised: list[int] = []
-    if insert_ignore(session, FlagRow, flags, ["enrollment_id", "key"]):
-        keys = [f["key"] for f in flags]
-        raised = [i for i in session.exec(select(FlagRow.id).where(
-            FlagRow.enrollment_id == eid, col(FlagRow.key).in_(keys), FlagRow.raised_at == now)).all()
-                  if i is not None]
-        changed += len(raised)
+    raised = insert_ignore(session, FlagRow, flags, ["enrollment_id", "key"])
+    changed += len(raised)
     if enrollment.next_review_on != plan.next_review_on or enrollment.last_evaluated_on != plan.as_of:
         enrollment.next_review_on, enrollment.last_evaluated_on = plan.next_review_on, plan.as_of
     return changed, raised

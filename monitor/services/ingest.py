@@ -1,241 +1,40 @@
 """Store lab records: map code, convert unit, match patient, dedupe; quarantine the rest.
 
-Each batch of records goes through two stages: `prepare` (pure Python: map the code, convert the
-unit, check the value; for a large file it runs in a worker process, see `ingest_file`) and
-`_store` (the database: patients, duplicates, corrections, held results, inserts). Nothing is
-dropped: every record ends stored, duplicate, corrected, held, ignored or quarantined, and the
-report counts each.
+Each batch of records goes through two stages: `monitor.services.prepare` (pure Python: map the
+code, convert the unit, check the value; for a large file it runs in a worker process, see
+`ingest_file`) and `_Store` here (the database: patients, duplicates, corrections, held results,
+inserts). Nothing is dropped: every record ends stored, duplicate, corrected, held, ignored or
+quarantined, and the report counts each.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
-from functools import lru_cache, partial
-from itertools import islice
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
 from monitor.db.upsert import bulk_insert_ignore, insert_ignore, select_in, temporal_encoders
-from monitor.domain.analytes import Analyte, Catalog, UnitProblem
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
 from monitor.ingest.files import read_file
 from monitor.ingest.records import (
-    ReadOptions,
     Record,
-    Skipped,
-    Unreadable,
-    parse_number,
-    record_key,
 )
-from monitor.ingest.units import ucum_factor
-from monitor.protocols import Library
 from monitor.services.daily import evaluate_patients
+from monitor.services.prepare import COLUMNS, Context, IngestReport, Pending, Prepared, batches
 from monitor.services.worker import in_worker
 
-BATCH = 10000
-MRN_MAX = 64
 #: Files at least this big are read and prepared in a worker process while this one writes to
 #: the database (two cores: about twice the throughput). Smaller ones are not worth its start-up.
 WORKER_MIN_BYTES = 2_000_000
-
-
-@dataclass
-class IngestReport:
-    stored: int = 0
-    duplicate: int = 0
-    corrected: int = 0
-    retracted: int = 0
-    held: int = 0
-    ignored: int = 0
-    quarantined: int = 0
-    critical_flags: int = 0  # critical flags raised during ingestion
-    already_quarantined: int = 0  # of `quarantined`, records that were there from an earlier run
-    reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason (no values)
-
-    @property
-    def total(self) -> int:
-        return (self.stored + self.duplicate + self.corrected + self.retracted + self.held + self.ignored
-                + self.quarantined)
-
-    def add(self, other: IngestReport) -> None:
-        for name in ("stored", "duplicate", "corrected", "retracted", "held", "ignored", "quarantined",
-                     "already_quarantined", "critical_flags"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.reasons.update(other.reasons)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"stored": self.stored, "duplicate": self.duplicate, "corrected": self.corrected,
-                "retracted": self.retracted,
-                "held": self.held, "ignored": self.ignored, "quarantined": self.quarantined,
-                "already_quarantined": self.already_quarantined, "critical_flags": self.critical_flags,
-                "quarantine_reasons": dict(self.reasons)}
-
-
-@dataclass(frozen=True)
-class Context:
-    catalog: Catalog
-    clinic_zone: ZoneInfo
-    hold_days: int
-    now: datetime
-    #: With the protocols at hand, a result in a critical band is evaluated at once, not at the
-    #: next daily cycle (its flag is raised during ingestion, whatever the route).
-    library: Library | None = None
-    #: How feeds identify patients (replaying quarantined HL7/FHIR records needs it).
-    options: ReadOptions | None = None
-    #: What each (code, unit) maps to and each analyte's critical screen, worked out once.
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def today(self) -> date:
-        return self.now.astimezone(self.clinic_zone).date()
-
-
-class Pending(NamedTuple):
-    """A prepared result: what is stored (see `COLUMNS`), then where it came from."""
-
-    source_key: str
-    source: str
-    analyte: str
-    code: str
-    raw_value: str
-    raw_unit: str
-    value: float
-    unit: str
-    status: str
-    observed_at: datetime
-    observed_on: date
-    ref_low: float | None
-    ref_high: float | None
-    order_key: str | None
-    mrn: str
-    format: str
-    origin: str
-    raw_source: str | Callable[[], str]  # see IncomingResult.raw_source
-
-    @property
-    def raw(self) -> str:
-        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
-
-
-COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high", "order_key")  # lab_result and held_result
-
-
-@dataclass
-class Prepared:
-    """One batch after the `prepare` stage, ready for `_store`."""
-
-    size: int  # records read
-    report: IngestReport = field(default_factory=IngestReport)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    retractions: list[str] = field(default_factory=list)  # source keys to withdraw
-    pending: list[Pending] = field(default_factory=list)
-
-    def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
-        self.report.quarantined += 1
-        self.report.reasons[kind] += 1
-        self.quarantine.append({
-            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255], "raw": raw,
-            "reason": reason, "status": "open", "created_at": now,
-        })
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        """Pickled (to or from a worker process) with every raw text built, as plain tuples: a
-        NamedTuple pickles at half the speed."""
-        pending = [tuple(p) if isinstance(p.raw_source, str) else (*p[:-1], p.raw) for p in self.pending]
-        return self.size, self.report, self.quarantine, self.retractions, pending
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.size, self.report, self.quarantine, self.retractions, pending = state
-        self.pending = list(map(Pending._make, pending))
-
-
-@dataclass(frozen=True)
-class _Mapping:
-    """What a (code, unit) pair means: an analyte and factor, ignored, or the reason to quarantine."""
-
-    analyte: Analyte | None = None
-    factor: float = 1.0
-    ignored: bool = False
-    problem: str = ""
-    kind: str = ""
-
-
-def _mapping(catalog: Catalog, code: str, unit: str) -> _Mapping:
-    analyte = catalog.analyte_for(code)
-    if analyte is None:
-        if catalog.ignored_reason(code) is not None:
-            return _Mapping(ignored=True)
-        return _Mapping(problem=f"code {code!r} is not mapped to a monitored analyte; add it to "
-                        "config/analytes.toml (local_codes or not_monitored), then replay", kind="unmapped code")
-    try:
-        return _Mapping(analyte, catalog.conversion(analyte, unit).factor)
-    except UnitProblem as e:
-        factor = ucum_factor(unit, analyte.unit)  # valid UCUM of the same dimension converts too
-        return _Mapping(analyte, factor) if factor is not None else _Mapping(problem=str(e), kind="unit")
-
-
-@lru_cache(maxsize=8192)
-def _local_day(at: datetime, zone: ZoneInfo) -> date:
-    return at.astimezone(zone).date()
-
-
-def prepare(chunk: list[Record], ctx: Context) -> Prepared:
-    """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
-    out = Prepared(len(chunk))
-    mappings: dict[tuple[str, str], _Mapping] = ctx.memo.setdefault("mappings", {})
-    catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
-    for r in chunk:
-        if isinstance(r, Skipped):
-            out.report.ignored += 1
-            continue
-        if isinstance(r, Unreadable):
-            out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
-            continue
-        if r.status == "retracted":
-            out.retractions.append(r.source_key[:255])
-            continue
-        if len(r.mrn) > MRN_MAX:
-            out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
-                       f"{MRN_MAX} are stored", "patient identifier", now)
-            continue
-        m = mappings.get((r.code, r.unit))
-        if m is None:
-            m = mappings[(r.code, r.unit)] = _mapping(catalog, r.code, r.unit)
-        if m.analyte is None:
-            if m.ignored:
-                out.report.ignored += 1
-            else:
-                out.reject(r.format, r.origin, r.raw, m.problem, m.kind, now)
-            continue
-        analyte, factor = m.analyte, m.factor
-        number = parse_number(r.value)
-        if number is None:
-            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number",
-                       "non-numeric value", now)
-            continue
-        try:
-            value = catalog.to_canonical(analyte, number, r.unit, factor)
-        except UnitProblem as e:
-            out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
-            continue
-        out.pending.append(Pending(
-            r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
-            value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
-            None if r.ref_low is None else round(r.ref_low * factor, 6),
-            None if r.ref_high is None else round(r.ref_high * factor, 6), r.order_key,
-            r.mrn, r.format, r.origin, r.raw_source,
-        ))
-    return out
 
 
 @dataclass(frozen=True)
@@ -262,23 +61,27 @@ class _Store:
         self._store(self.batch.pending)
         self._retract(self.batch.retractions)
         new = insert_ignore(self.session, Quarantine, self.batch.quarantine, ["record_key"])
-        self.report.already_quarantined += len(self.batch.quarantine) - new
+        self.report.already_quarantined += len(self.batch.quarantine) - len(new)
 
     def _retract(self, keys: list[str]) -> None:
         """A cancelled or entered-in-error result withdraws the one received under its key: kept,
         marked `retracted`, and no longer used by the engine."""
+        if not keys:
+            return
+        held = self.session.exec(select(HeldResult).where(col(HeldResult.source_key).in_(keys))).all()
+        stored = self.session.exec(select(LabResult).where(col(LabResult.source_key).in_(keys))).all()
+        found: dict[str, LabResult | HeldResult] = {r.source_key: r for r in held}
+        found.update((r.source_key, r) for r in stored)  # a stored result wins over a held one
         for key in keys:
-            found = self.session.exec(select(LabResult).where(LabResult.source_key == key)).first()
-            held = None if found else self.session.exec(select(HeldResult).where(HeldResult.source_key == key)).first()
-            row = found or held
+            row = found.get(key)
             if row is None or row.status == "retracted":
                 self.report.ignored += 1  # nothing (left) to withdraw
                 continue
             row.status, row.received_at = "retracted", self.ctx.now
             self.session.add(row)
             self.report.retracted += 1
-            if found is not None:
-                _earliest(self.touched, found.patient_id, found.observed_on)
+            if isinstance(row, LabResult):
+                _earliest(self.touched, row.patient_id, row.observed_on)
 
     def _screen_for(self, analyte: str) -> _Screen | None:
         library = self.ctx.library
@@ -425,14 +228,13 @@ def ingest_records(
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Store every record; commit per batch so memory stays flat and work is kept."""
-    return _commit(session, (prepare(chunk, ctx) for chunk in _chunks(records, BATCH)), ctx, progress)
+    return _commit(session, batches(records, ctx), ctx, progress)
 
 
 def ingest_file(
     session: Session,
     kind: str,
     path: Path,
-    options: ReadOptions,
     ctx: Context,
     *,
     progress: Callable[[int], None] | None = None,
@@ -443,7 +245,7 @@ def ingest_file(
     Raises:
         UnreadableFile: the file cannot be read (raised here, whichever process found it).
     """
-    read = partial(read_file, kind, path, options, ctx.catalog)
+    read = partial(read_file, kind, path, ctx.read_options, ctx.catalog)
     if path.stat().st_size < WORKER_MIN_BYTES:
         return ingest_records(session, read(), ctx, progress=progress)
     return _commit(session, in_worker(partial(_prepared, read, replace(ctx, library=None, memo={}))), ctx,
@@ -452,14 +254,13 @@ def ingest_file(
 
 def _prepared(read: Callable[[], Iterable[Record]], ctx: Context) -> Iterator[Prepared]:
     """The worker's side of `ingest_file`."""
-    for chunk in _chunks(read(), BATCH):
-        yield prepare(chunk, ctx)
+    return batches(read(), ctx)
 
 
-def _commit(session: Session, batches: Iterable[Prepared], ctx: Context,
+def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,
             progress: Callable[[int], None] | None) -> IngestReport:
     report = IngestReport()
-    for batch in batches:
+    for batch in prepared:
         store = _Store(session, ctx, batch)
         store.run()
         mark_for_review(session, store.touched)
@@ -472,9 +273,3 @@ def _commit(session: Session, batches: Iterable[Prepared], ctx: Context,
         if progress is not None:
             progress(batch.size)
     return report
-
-
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while chunk := list(islice(it, size)):
-        yield chunk

@@ -11,9 +11,10 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
 from monitor.db.upsert import insert_ignore
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
-from monitor.ingest.records import ReadOptions, Record, Unreadable
-from monitor.services.ingest import Context, ingest_records, mark_for_review
+from monitor.ingest.records import Record, Unreadable
+from monitor.services.ingest import ingest_records, mark_for_review
 from monitor.services.patients import audit
+from monitor.services.prepare import Context
 
 
 @dataclass
@@ -23,7 +24,7 @@ class ReplayReport:
 
 
 def _record(q: Quarantine, ctx: Context) -> Record:
-    options = ctx.options or ReadOptions(lab_zone=ctx.clinic_zone)
+    options = ctx.read_options
     if q.format == "hl7":
         return hl7_reader.from_raw(q.raw, q.origin, options)
     if q.format == "fhir":

@@ -26,7 +26,8 @@ from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
 from monitor.services import patients, queries
 from monitor.services.daily import RunReport, run_daily
-from monitor.services.ingest import Context, IngestReport, ingest_records
+from monitor.services.ingest import ingest_records
+from monitor.services.prepare import Context, IngestReport
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -33,7 +33,8 @@ from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
 from monitor.services import patients
 from monitor.services.daily import run_daily
-from monitor.services.ingest import Context, ingest_records
+from monitor.services.ingest import ingest_records
+from monitor.services.prepare import Context
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
 from tests.functional.scenario import moment

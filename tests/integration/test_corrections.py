@@ -13,8 +13,9 @@ from monitor.ingest.fhir_reader import read_json
 from monitor.ingest.hl7_reader import read_text
 from monitor.ingest.records import IncomingResult, ReadOptions
 from monitor.protocols import packaged_library
-from monitor.services.ingest import Context, ingest_records
+from monitor.services.ingest import ingest_records
 from monitor.services.patients import EnrollmentRequest, enroll
+from monitor.services.prepare import Context
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)

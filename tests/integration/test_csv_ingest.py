@@ -18,7 +18,8 @@ from sqlmodel import Session, select
 from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
 from monitor.ingest.csv_reader import read_file
 from monitor.protocols import packaged_library
-from monitor.services.ingest import Context, IngestReport, ingest_records
+from monitor.services.ingest import ingest_records
+from monitor.services.prepare import Context, IngestReport
 from tests.functional.cli import run
 from tests.integration import dump_tables
 

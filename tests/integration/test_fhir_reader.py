@@ -20,7 +20,8 @@ from monitor.db.tables import HeldResult, Quarantine
 from monitor.ingest.fhir_reader import from_raw, read_file, read_json
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
 from monitor.protocols import load_catalog
-from monitor.services.ingest import Context, ingest_records
+from monitor.services.ingest import ingest_records
+from monitor.services.prepare import Context
 from tests.conftest import EXTERNAL
 
 LONDON = ZoneInfo("Europe/London")

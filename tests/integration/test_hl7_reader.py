@@ -19,7 +19,8 @@ from monitor.db.tables import HeldResult
 from monitor.ingest.hl7_reader import INTERNAL, from_raw, read_file, read_text
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
 from monitor.protocols import packaged_library
-from monitor.services.ingest import Context, ingest_records
+from monitor.services.ingest import ingest_records
+from monitor.services.prepare import Context
 
 LONDON = ZoneInfo("Europe/London")
 OPTIONS = ReadOptions(lab_zone=LONDON)

@@ -18,6 +18,7 @@ from monitor.ingest.records import ReadOptions, UnreadableFile
 from monitor.protocols import packaged_library
 from monitor.services import ingest as service
 from monitor.services.patients import EnrollmentRequest, enroll
+from monitor.services.prepare import Context
 from monitor.services.worker import in_worker
 
 LONDON = ZoneInfo("Europe/London")
@@ -68,8 +69,8 @@ def outcome(session: Session) -> tuple[Any, ...]:
 
 def ingest(session: Session, path: Path) -> dict[str, Any]:
     library = packaged_library()
-    ctx = service.Context(catalog=library.catalog, clinic_zone=LONDON, hold_days=180, now=NOW, library=library)
-    return service.ingest_file(session, "csv", path, OPTIONS, ctx).as_dict()
+    ctx = Context(catalog=library.catalog, clinic_zone=LONDON, hold_days=180, now=NOW, library=library)
+    return service.ingest_file(session, "csv", path, ctx).as_dict()
 
 
 def test_a_file_prepared_in_the_worker_ends_exactly_as_one_ingested_in_process(

@@ -15,7 +15,7 @@ from monitor.ingest.mllp import END, START, Listener, ack, control_id, frame
 from monitor.ingest.records import ReadOptions
 from monitor.protocols import packaged_library
 from monitor.services.inbound import receive_hl7
-from monitor.services.ingest import Context
+from monitor.services.prepare import Context
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 LONDON = ZoneInfo("Europe/London")
@@ -37,8 +37,8 @@ def handler(engine: Engine):  # type: ignore[no-untyped-def]
 
     def handle(text: str) -> str:
         with Session(engine, expire_on_commit=False) as s:
-            ctx = Context(catalog=catalog, clinic_zone=LONDON, hold_days=180, now=NOW)
-            return receive_hl7(s, text, ctx=ctx, options=options, channel="mllp", now=NOW)
+            ctx = Context(catalog=catalog, clinic_zone=LONDON, hold_days=180, now=NOW, options=options)
+            return receive_hl7(s, text, ctx=ctx, channel="mllp")
 
     return handle
 

@@ -1,0 +1,221 @@
+"""The first stage of ingestion: map each record's code, convert its unit and check its value,
+without the database. Cheap to pickle, so a large file can be prepared in a worker process
+(see `monitor.services.ingest`, which stores what this stage prepares)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from itertools import islice
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from monitor.domain.analytes import Analyte, Catalog, UnitProblem
+from monitor.ingest.records import ReadOptions, Record, Skipped, Unreadable, parse_number, record_key
+from monitor.ingest.units import ucum_factor
+from monitor.protocols import Library
+
+BATCH = 10000
+MRN_MAX = 64
+
+
+#: What becomes of a record: exactly one of these.
+OUTCOMES = ("stored", "duplicate", "corrected", "retracted", "held", "ignored", "quarantined")
+
+
+@dataclass
+class IngestReport:
+    stored: int = 0
+    duplicate: int = 0
+    corrected: int = 0
+    retracted: int = 0
+    held: int = 0
+    ignored: int = 0
+    quarantined: int = 0
+    critical_flags: int = 0  # critical flags raised during ingestion
+    already_quarantined: int = 0  # of `quarantined`, records that were there from an earlier run
+    reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason (no values)
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, name) for name in OUTCOMES)
+
+    def add(self, other: IngestReport) -> None:
+        for name in (*OUTCOMES, "already_quarantined", "critical_flags"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons.update(other.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (*OUTCOMES, "already_quarantined", "critical_flags")} | {
+            "quarantine_reasons": dict(self.reasons)}
+
+
+@dataclass(frozen=True)
+class Context:
+    catalog: Catalog
+    clinic_zone: ZoneInfo
+    hold_days: int
+    now: datetime
+    #: With the protocols at hand, a result in a critical band is evaluated at once, not at the
+    #: next daily cycle (its flag is raised during ingestion, whatever the route).
+    library: Library | None = None
+    #: How feeds identify patients (replaying quarantined HL7/FHIR records needs it).
+    options: ReadOptions | None = None
+    #: What each (code, unit) maps to and each analyte's critical screen, worked out once.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.clinic_zone).date()
+
+    @property
+    def read_options(self) -> ReadOptions:
+        return self.options or ReadOptions(lab_zone=self.clinic_zone)
+
+
+class Pending(NamedTuple):
+    """A prepared result: what is stored (see `COLUMNS`), then where it came from."""
+
+    source_key: str
+    source: str
+    analyte: str
+    code: str
+    raw_value: str
+    raw_unit: str
+    value: float
+    unit: str
+    status: str
+    observed_at: datetime
+    observed_on: date
+    ref_low: float | None
+    ref_high: float | None
+    order_key: str | None
+    mrn: str
+    format: str
+    origin: str
+    raw_source: str | Callable[[], str]  # see IncomingResult.raw_source
+
+    @property
+    def raw(self) -> str:
+        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
+
+
+COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high", "order_key")  # lab_result and held_result
+
+
+@dataclass
+class Prepared:
+    """One batch after the `prepare` stage, ready for `_store`."""
+
+    size: int  # records read
+    report: IngestReport = field(default_factory=IngestReport)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    retractions: list[str] = field(default_factory=list)  # source keys to withdraw
+    pending: list[Pending] = field(default_factory=list)
+
+    def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
+        self.report.quarantined += 1
+        self.report.reasons[kind] += 1
+        self.quarantine.append({
+            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255], "raw": raw,
+            "reason": reason, "status": "open", "created_at": now,
+        })
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """Pickled (to or from a worker process) with every raw text built, as plain tuples: a
+        NamedTuple pickles at half the speed."""
+        pending = [tuple(p) if isinstance(p.raw_source, str) else (*p[:-1], p.raw) for p in self.pending]
+        return self.size, self.report, self.quarantine, self.retractions, pending
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.size, self.report, self.quarantine, self.retractions, pending = state
+        self.pending = list(map(Pending._make, pending))
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    """What a (code, unit) pair means: an analyte and factor, ignored, or the reason to quarantine."""
+
+    analyte: Analyte | None = None
+    factor: float = 1.0
+    ignored: bool = False
+    problem: str = ""
+    kind: str = ""
+
+
+def _mapping(catalog: Catalog, code: str, unit: str) -> _Mapping:
+    analyte = catalog.analyte_for(code)
+    if analyte is None:
+        if catalog.ignored_reason(code) is not None:
+            return _Mapping(ignored=True)
+        return _Mapping(problem=f"code {code!r} is not mapped to a monitored analyte; add it to "
+                        "config/analytes.toml (local_codes or not_monitored), then replay", kind="unmapped code")
+    try:
+        return _Mapping(analyte, catalog.conversion(analyte, unit).factor)
+    except UnitProblem as e:
+        factor = ucum_factor(unit, analyte.unit)  # valid UCUM of the same dimension converts too
+        return _Mapping(analyte, factor) if factor is not None else _Mapping(problem=str(e), kind="unit")
+
+
+@lru_cache(maxsize=8192)
+def _local_day(at: datetime, zone: ZoneInfo) -> date:
+    return at.astimezone(zone).date()
+
+
+def prepare(chunk: list[Record], ctx: Context) -> Prepared:
+    """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
+    out = Prepared(len(chunk))
+    mappings: dict[tuple[str, str], _Mapping] = ctx.memo.setdefault("mappings", {})
+    catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
+    for r in chunk:
+        if isinstance(r, Skipped):
+            out.report.ignored += 1
+            continue
+        if isinstance(r, Unreadable):
+            out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
+            continue
+        if r.status == "retracted":
+            out.retractions.append(r.source_key[:255])
+            continue
+        if len(r.mrn) > MRN_MAX:
+            out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
+                       f"{MRN_MAX} are stored", "patient identifier", now)
+            continue
+        m = mappings.get((r.code, r.unit))
+        if m is None:
+            m = mappings[(r.code, r.unit)] = _mapping(catalog, r.code, r.unit)
+        if m.analyte is None:
+            if m.ignored:
+                out.report.ignored += 1
+            else:
+                out.reject(r.format, r.origin, r.raw, m.problem, m.kind, now)
+            continue
+        analyte, factor = m.analyte, m.factor
+        number = parse_number(r.value)
+        if number is None:
+            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number",
+                       "non-numeric value", now)
+            continue
+        try:
+            value = catalog.to_canonical(analyte, number, r.unit, factor)
+        except UnitProblem as e:
+            out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
+            continue
+        out.pending.append(Pending(
+            r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
+            value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
+            None if r.ref_low is None else round(r.ref_low * factor, 6),
+            None if r.ref_high is None else round(r.ref_high * factor, 6), r.order_key,
+            r.mrn, r.format, r.origin, r.raw_source,
+        ))
+    return out
+
+
+def batches(records: Iterable[Record], ctx: Context) -> Iterator[Prepared]:
+    """`prepare` a stream of records `BATCH` at a time."""
+    it = iter(records)
+    while chunk := list(islice(it, BATCH)):
+        yield prepare(chunk, ctx)
