@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from monitor.app import App
 from monitor.config import Database
+from monitor.domain.analytes import Analyte, Catalog
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
@@ -127,7 +128,7 @@ def value_for(p: Person, analyte: str, taken: date, last: bool, rng: random.Rand
     return value
 
 
-def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
+def lab_rows(people: list[Person], protocol: MonitoringProtocol, catalog: Catalog, today: date,
              rng: random.Random) -> Iterator[list[str]]:
     for p in people:
         days = draw_days(p, protocol, today)
@@ -144,35 +145,25 @@ def lab_rows(people: list[Person], protocol: MonitoringProtocol, today: date,
                         continue
                     sent.add((taken, analyte))
                     value = value_for(p, analyte, taken, last, rng)
-                    yield [p.mrn, taken.isoformat(), analyte_code(analyte), *unit_value(analyte, value, rng)]
+                    a = catalog.analytes[analyte]
+                    yield [p.mrn, taken.isoformat(), a.loinc, *unit_value(a, value, rng)]
     # A few records that show what happens to results the product cannot store as they are.
     yield ["DEMO0001", today.isoformat(), "777-3", "210", "furlongs"]
     yield ["DEMO0002", today.isoformat(), "6690-2", "see comment", "10*9/L"]
     yield ["NOTYET01", today.isoformat(), "6690-2", "5.9", "10*9/L"]  # not enrolled yet: held
 
 
-LOINC = {"WBC": "6690-2", "NEUT": "751-8", "LYMPH": "731-0", "PLT": "777-3", "HGB": "718-7", "MCV": "787-2",
-         "ALT": "1742-6", "AST": "1920-8", "ALP": "6768-6", "BILI": "1975-2", "ALB": "1751-7",
-         "CREAT": "2160-0", "IGG": "2465-3"}
-
-
-def analyte_code(analyte: str) -> str:
-    return LOINC[analyte]
-
-
-def unit_value(analyte: str, value: float, rng: random.Random) -> list[str]:
-    """Send some results in the units other labs use, to exercise conversion."""
-    if analyte == "BILI" and rng.random() < 0.3:
+def unit_value(analyte: Analyte, value: float, rng: random.Random) -> list[str]:
+    """The canonical unit, or for some results the units other labs use, to exercise conversion."""
+    key = analyte.key
+    if key == "BILI" and rng.random() < 0.3:
         return [f"{value / 17.1:.2f}", "mg/dL"]
-    if analyte == "HGB" and rng.random() < 0.3:
+    if key == "HGB" and rng.random() < 0.3:
         return [f"{value / 10:.1f}", "g/dL"]
-    if analyte in ("WBC", "PLT") and rng.random() < 0.3:
-        return [f"{value:.1f}" if analyte == "WBC" else f"{value:.0f}", "10*3/uL"]
-    units = {"WBC": "10*9/L", "NEUT": "10*9/L", "LYMPH": "10*9/L", "PLT": "10*9/L", "HGB": "g/L", "MCV": "fL",
-             "ALT": "U/L", "AST": "U/L", "ALP": "U/L", "BILI": "umol/L", "ALB": "g/L", "CREAT": "umol/L",
-             "IGG": "g/L"}
-    digits = 0 if analyte in ("PLT", "HGB", "ALT", "AST", "ALP", "CREAT", "MCV") else 1
-    return [f"{value:.{digits}f}", units[analyte]]
+    if key in ("WBC", "PLT") and rng.random() < 0.3:
+        return [f"{value:.1f}" if key == "WBC" else f"{value:.0f}", "10*3/uL"]
+    digits = 0 if key in ("PLT", "HGB", "ALT", "AST", "ALP", "CREAT", "MCV") else 1
+    return [f"{value:.{digits}f}", analyte.unit]
 
 
 def handled_at_the_time(session: Session, people: list[Person], *, now: datetime) -> None:
@@ -216,7 +207,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     with (directory / "labs.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["mrn", "collected_at", "code", "value", "unit"])
-        w.writerows(lab_rows(people, protocol, today, rng))
+        w.writerows(lab_rows(people, protocol, a.library.catalog, today, rng))
 
     with a.session() as s:
         for req in read_enrollments(directory / "cohort.csv", a.library):

@@ -28,6 +28,10 @@ class Severity(StrEnum):
         return (Severity.WATCH, Severity.ACTION, Severity.CRITICAL).index(self)
 
 
+#: Sort key for severities as stored (text), most severe first; `.get(s, 1)` puts unknown ones last.
+MOST_SEVERE_FIRST = {s.value: -s.rank for s in Severity}
+
+
 @dataclass(frozen=True)
 class InductionStep:
     drug: str

@@ -9,16 +9,15 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, Patient
+from monitor.domain.protocol import MOST_SEVERE_FIRST
 
 UNASSIGNED = "unassigned"
-SEVERITY_ORDER = {"critical": 0, "action": 1, "watch": 2}
 
 
 @dataclass
 class Digest:
     coordinator: str
     day: date
-    site: str | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
     overdue: list[dict[str, Any]] = field(default_factory=list)
     due: list[dict[str, Any]] = field(default_factory=list)
@@ -65,5 +64,5 @@ def build_digests(session: Session, *, today: date) -> list[Digest]:
         for_(coordinator).dose_steps.append({"mrn": mrn, "drug": s.drug, "dose_mg": f"{s.dose_mg:g}",
                                              "on": s.on})
     for digest in digests.values():
-        digest.flags.sort(key=lambda f: (SEVERITY_ORDER.get(f["severity"], 3), f["mrn"]))
+        digest.flags.sort(key=lambda f: (MOST_SEVERE_FIRST.get(f["severity"], 1), f["mrn"]))
     return sorted(digests.values(), key=lambda d: d.coordinator)

@@ -61,7 +61,7 @@ def replay(session: Session, ctx: Context, *, actor: str, now: datetime) -> Repl
                 continue
         else:
             # Free the record's key so that, if it fails again, a fresh row carries today's reason.
-            q.record_key, q.resolved_at = f"replayed:{q.id}", now
+            q.record_key = f"replayed:{q.id}"
             session.flush()
             ok = ingest_records(session, [_record(q, ctx)], ctx).quarantined == 0
         q.status, q.resolved_at = ("replayed" if ok else "requarantined"), now

@@ -12,6 +12,7 @@ from monitor.db.tables import DueDrawRow, Enrollment, FlagRow, LabResult, Patien
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.phases import effective_phases
 from monitor.domain.plan import evaluate
+from monitor.domain.protocol import MOST_SEVERE_FIRST
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
@@ -36,7 +37,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
     plan = evaluate(snapshot, protocol, today=today)
     phase = effective_phases(snapshot, protocol, today=today)[0].phase_on(today)
-    flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id)
+    flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == "open")
                          .order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id).desc())).all()
     rows = session.exec(select(LabResult).where(
         LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
@@ -45,8 +46,8 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     base = Baselines(snapshot, protocol)
     results = []
     for r in rows:
-        grade = ctcae_grade(Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low,
-                                   r.ref_high), protocol, base.for_(Result(0, r.analyte, r.value, r.observed_on)))
+        result = Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low, r.ref_high)
+        grade = ctcae_grade(result, protocol, base.for_(result))
         results.append({
             "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
             "observed_on": r.observed_on.isoformat(), "status": r.status,
@@ -68,7 +69,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
                  "rule_id": d.rule_id, "why": d.why} for d in plan.draws],
         "dose_steps": [{"drug": d.drug, "dose_mg": d.dose_mg, "on": d.on.isoformat(), "status": d.status,
                         "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps],
-        "flags": [flag_view(f) for f in flags if f.status == "open"],
+        "flags": [flag_view(f) for f in flags],
         "proposals": [{"to_phase": p.to_phase, "rule_id": p.rule_id, "why": p.why} for p in plan.proposals],
         "results": results,
     }
@@ -98,10 +99,9 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
              .join(Patient, col(Patient.id) == Enrollment.patient_id))
     if status != "all":
         query = query.where(FlagRow.status == status)
-    severity_rank = {"critical": 0, "action": 1, "watch": 2}
     rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()
     listed = [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
-    return sorted(listed, key=lambda f: severity_rank.get(f["severity"], 3))
+    return sorted(listed, key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1))
 
 
 def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: datetime,
