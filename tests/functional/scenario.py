@@ -27,7 +27,8 @@ from monitor.protocols import Library, packaged_library
 from monitor.services import patients, queries
 from monitor.services.daily import RunReport, run_daily
 from monitor.services.ingest import ingest_records
-from monitor.services.prepare import Context, IngestReport
+from monitor.services.prepare import IngestReport
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -112,8 +113,7 @@ class Clinic:
     def draw(self, mrn: str, on: date, values: dict[str, float], *, hour: int = 9, minute: int = 0,
              received: date | None = None) -> IngestReport:
         arrive = received or on
-        ctx = Context(catalog=self.library.catalog, clinic_zone=LONDON, hold_days=180,
-                      now=moment(arrive, 15), library=self.library)
+        ctx = ingest_context(moment(arrive, 15), library=self.library)
         with self.session() as s:
             text = lab_csv(mrn, on, values, hour=hour, minute=minute)
             records = csv_reader.read(io.StringIO(text), f"labs-{on}.csv", LONDON)

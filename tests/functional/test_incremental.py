@@ -34,12 +34,11 @@ from monitor.protocols import Library, packaged_library
 from monitor.services import patients
 from monitor.services.daily import run_daily
 from monitor.services.ingest import ingest_records
-from monitor.services.prepare import Context
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
 from tests.functional.scenario import moment
 from tests.functional.scenario import plan_rows as scenario_plan_rows
-from tests.integration import dump_tables
+from tests.integration import dump_tables, ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 PROTOCOL = "aih-azathioprine"
@@ -241,8 +240,7 @@ class Clinic:
                 case Ingest(rows):
                     text = "mrn,collected_at,code,value,unit,status\n" + "\n".join(rows) + "\n"
                     records = csv_reader.read(io.StringIO(text), f"{day}.csv", LONDON)
-                    ctx = Context(catalog=self.library.catalog, clinic_zone=LONDON, hold_days=180, now=now,
-                                  library=self.library)
+                    ctx = ingest_context(now, library=self.library)
                     report = ingest_records(s, records, ctx)
                     assert report.quarantined == 0, report.reasons
             s.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,11 +12,11 @@ from sqlmodel import Session, select
 from monitor.db.tables import HeldResult, LabResult
 from monitor.ingest.fhir_reader import read_json
 from monitor.ingest.hl7_reader import read_text
-from monitor.ingest.records import IncomingResult, ReadOptions
+from monitor.ingest.records import IncomingResult, ReadOptions, Record
 from monitor.protocols import packaged_library
 from monitor.services.ingest import ingest_records
 from monitor.services.patients import EnrollmentRequest, enroll
-from monitor.services.prepare import Context
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -32,11 +33,14 @@ def observation(status: str, value: float, version: str) -> dict[str, Any]:
                               "code": "10*3/uL"}}
 
 
-def ingest(session: Session, resource: dict[str, Any]) -> dict[str, int]:
-    ctx = Context(catalog=packaged_library().catalog, clinic_zone=LONDON, hold_days=180, now=NOW,
-                  library=packaged_library(), options=OPTIONS)
-    report = ingest_records(session, read_json(resource, "feed", OPTIONS), ctx)
+def counts(session: Session, records: Iterable[Record]) -> dict[str, int]:
+    """The non-zero counts of ingesting `records` (critical results evaluated at once)."""
+    report = ingest_records(session, records, ingest_context(NOW, library=packaged_library(), options=OPTIONS))
     return {k: v for k, v in report.as_dict().items() if isinstance(v, int) and v}
+
+
+def ingest(session: Session, resource: dict[str, Any]) -> dict[str, int]:
+    return counts(session, read_json(resource, "feed", OPTIONS))
 
 
 def test_an_amended_fhir_observation_corrects_the_stored_value_and_entered_in_error_retracts_it(
@@ -71,10 +75,7 @@ def oru(control: str, status: str, value: str, *, order: str = "F-778", code: st
 
 
 def ingest_hl7(session: Session, *messages: str) -> dict[str, int]:
-    ctx = Context(catalog=packaged_library().catalog, clinic_zone=LONDON, hold_days=180, now=NOW,
-                  library=packaged_library(), options=OPTIONS)
-    report = ingest_records(session, read_text("".join(messages), "feed", OPTIONS), ctx)
-    return {k: v for k, v in report.as_dict().items() if isinstance(v, int) and v}
+    return counts(session, read_text("".join(messages), "feed", OPTIONS))
 
 
 def wbc_rows(session: Session) -> list[tuple[float, str]]:

@@ -17,11 +17,10 @@ from sqlmodel import Session, select
 
 from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
 from monitor.ingest.csv_reader import read_file
-from monitor.protocols import packaged_library
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context, IngestReport
 from tests.functional.cli import run
-from tests.integration import dump_tables
+from tests.integration import dump_tables, ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -97,7 +96,7 @@ def synthea(external: Path) -> Path:
 
 
 def context() -> Context:
-    return Context(catalog=packaged_library().catalog, clinic_zone=LONDON, hold_days=180, now=NOW)
+    return ingest_context(NOW)
 
 
 def ingest(session: Session, path: Path) -> IngestReport:

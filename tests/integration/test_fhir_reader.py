@@ -21,8 +21,8 @@ from monitor.ingest.fhir_reader import from_raw, read_file, read_json
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
 from monitor.protocols import load_catalog
 from monitor.services.ingest import ingest_records
-from monitor.services.prepare import Context
 from tests.conftest import EXTERNAL
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 OPTIONS = ReadOptions(lab_zone=LONDON)
@@ -280,8 +280,7 @@ def test_a_file_that_is_not_fhir_json_is_refused_in_one_line(
 # --- through the real ingest service and database ---
 
 def ingest(session: Session, records: list[Record]) -> Any:
-    ctx = Context(catalog=CATALOG, clinic_zone=LONDON, hold_days=180, now=NOW)
-    return ingest_records(session, records, ctx)
+    return ingest_records(session, records, ingest_context(NOW))
 
 
 @pytest.mark.parametrize("name", [GHP, F005, US_CORE_REPORT, *US_CORE, THANH, TOM],

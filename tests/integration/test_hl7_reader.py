@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import HeldResult
 from monitor.ingest.hl7_reader import INTERNAL, from_raw, read_file, read_text
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
-from monitor.protocols import packaged_library
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 OPTIONS = ReadOptions(lab_zone=LONDON)
@@ -203,8 +203,7 @@ def test_file_12_quarantines_the_message_whose_encoding_characters_are_broken(ex
 
 
 def context() -> Context:
-    return Context(catalog=packaged_library().catalog, clinic_zone=LONDON, hold_days=180,
-                   now=datetime(2026, 1, 15, 9, tzinfo=UTC))
+    return ingest_context(datetime(2026, 1, 15, 9, tzinfo=UTC))
 
 
 @pytest.mark.db

@@ -18,8 +18,8 @@ from monitor.ingest.records import ReadOptions, UnreadableFile
 from monitor.protocols import packaged_library
 from monitor.services import ingest as service
 from monitor.services.patients import EnrollmentRequest, enroll
-from monitor.services.prepare import Context
 from monitor.services.worker import in_worker
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -69,8 +69,7 @@ def outcome(session: Session) -> tuple[Any, ...]:
 
 def ingest(session: Session, path: Path) -> dict[str, Any]:
     library = packaged_library()
-    ctx = Context(catalog=library.catalog, clinic_zone=LONDON, hold_days=180, now=NOW, library=library)
-    return service.ingest_file(session, "csv", path, ctx).as_dict()
+    return service.ingest_file(session, "csv", path, ingest_context(NOW, library=library)).as_dict()
 
 
 def test_a_file_prepared_in_the_worker_ends_exactly_as_one_ingested_in_process(

@@ -13,9 +13,8 @@ from sqlmodel import Session, select
 from monitor.db.tables import HeldResult, InboundMessage, LabResult, Quarantine
 from monitor.ingest.mllp import END, START, Listener, ack, control_id, frame
 from monitor.ingest.records import ReadOptions
-from monitor.protocols import packaged_library
 from monitor.services.inbound import receive_hl7
-from monitor.services.prepare import Context
+from tests.integration import ingest_context
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 LONDON = ZoneInfo("Europe/London")
@@ -32,12 +31,10 @@ def oru(n: int, mrn: str = "MLLP0001", wbc: str = "5.4") -> str:
 
 
 def handler(engine: Engine):  # type: ignore[no-untyped-def]
-    catalog = packaged_library().catalog
-    options = ReadOptions(lab_zone=LONDON)
+    ctx = ingest_context(NOW, options=ReadOptions(lab_zone=LONDON))
 
     def handle(text: str) -> str:
         with Session(engine, expire_on_commit=False) as s:
-            ctx = Context(catalog=catalog, clinic_zone=LONDON, hold_days=180, now=NOW, options=options)
             return receive_hl7(s, text, ctx=ctx, channel="mllp")
 
     return handle
