@@ -84,7 +84,7 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
     first benchmarks, kept for comparison).
     """
     from monitor.db.migrate import upgrade_to_head
-    from monitor.db.session import make_engine
+    from monitor.db.session import SQLITE_PRAGMAS, make_engine
     from monitor.services.prepare import BATCH, COLUMNS
 
     if table_shape == "product":
@@ -92,7 +92,7 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
         upgrade_to_head(engine)
         engine.dispose()
     con = sqlite3.connect(db)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    for pragma in SQLITE_PRAGMAS:
         con.execute(f"PRAGMA {pragma}")
     columns = (*COLUMNS, "patient_id")
     if table_shape == "product":

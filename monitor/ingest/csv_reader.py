@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from functools import partial
 from json.encoder import encode_basestring_ascii as _json
 from pathlib import Path
 from typing import TextIO
@@ -62,7 +61,7 @@ def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Reco
         observed_at = parse_when(when, zone)
     except ValueError:
         return Unreadable(fmt, origin, _raw(row), f"collection time {when!r} is not an ISO date or date-time")
-    ref_low, ref_high = parse_number(low), parse_number(high)
+    ref_low, ref_high = parse_number(low) if low else None, parse_number(high) if high else None
     if (ref_low is None and low.strip()) or (ref_high is None and high.strip()):
         return Unreadable(fmt, origin, _raw(row), f"reference range {low!r}-{high!r} is not numeric")
     code = row["code"].strip()
@@ -70,7 +69,7 @@ def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Reco
     # end of the unique index instead of all over it (3x faster inserts at a million results).
     key = key_id or f"{when}|{mrn}|{code}"
     return IncomingResult(
-        format=fmt, source_key=f"{fmt}:{key}", origin=origin, raw_source=partial(_raw, row), mrn=mrn, code=code,
+        format=fmt, source_key=f"{fmt}:{key}", origin=origin, raw_source=(_raw, row), mrn=mrn, code=code,
         value=row["value"].strip(), unit=unit.strip(), observed_at=observed_at, status=status,
         ref_low=ref_low, ref_high=ref_high,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from monitor.domain.errors import UserError
@@ -28,14 +28,22 @@ class ReadOptions:
     mrn_authority: str = ""  # HL7 PID-3.4 assigning authority / FHIR identifier.system; empty: any
 
 
+#: A record's text as received, or how to build it: (a module-level function, its argument), both
+#: cheap to pickle. Most records are stored, not quarantined, so readers on the hot path defer
+#: building the text (and a worker process sends the recipe, not the text).
+RawSource = str | tuple[Callable[[Any], str], Any]
+
+
+def raw_text(source: RawSource) -> str:
+    return source if isinstance(source, str) else source[0](source[1])
+
+
 @dataclass(slots=True)  # not frozen: that costs 3 µs a result, five times a plain one; never mutated
 class IncomingResult:
     format: str  # reader format: csv, synthea-csv, hl7, fhir
     source_key: str  # natural key of this result at its source: re-delivery is a duplicate
     origin: str  # file and line, or feed and message id
-    #: The record as received (kept if it has to be quarantined), or how to build it: most records
-    #: are stored, so readers on the hot path defer the work.
-    raw_source: str | Callable[[], str]
+    raw_source: RawSource  # the record as received, kept if it has to be quarantined
     mrn: str
     code: str
     value: str
@@ -50,7 +58,7 @@ class IncomingResult:
 
     @property
     def raw(self) -> str:
-        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
+        return raw_text(self.raw_source)
 
 
 @dataclass(frozen=True)

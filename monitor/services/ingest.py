@@ -9,7 +9,7 @@ quarantined, and the report counts each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import partial
@@ -29,8 +29,8 @@ from monitor.ingest.records import (
     Record,
 )
 from monitor.services.daily import evaluate_patients
-from monitor.services.prepare import COLUMNS, Context, IngestReport, Pending, Prepared, batches
-from monitor.services.worker import in_worker
+from monitor.services.prepare import COLUMNS, Context, IngestReport, Pending, Prepared, batches, read_batches
+from monitor.services.worker import fewer_collections, in_worker
 
 #: Files at least this big are read and prepared in a worker process while this one writes to
 #: the database (two cores: about twice the throughput). Smaller ones are not worth its start-up.
@@ -248,28 +248,28 @@ def ingest_file(
     read = partial(read_file, kind, path, ctx.read_options, ctx.catalog)
     if path.stat().st_size < WORKER_MIN_BYTES:
         return ingest_records(session, read(), ctx, progress=progress)
-    return _commit(session, in_worker(partial(_prepared, read, replace(ctx, library=None, memo={}))), ctx,
+    return _commit(session, in_worker(partial(read_batches, read, replace(ctx, library=None, memo={}))), ctx,
                    progress)
-
-
-def _prepared(read: Callable[[], Iterable[Record]], ctx: Context) -> Iterator[Prepared]:
-    """The worker's side of `ingest_file`."""
-    return batches(read(), ctx)
 
 
 def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,
             progress: Callable[[int], None] | None) -> IngestReport:
     report = IngestReport()
-    for batch in prepared:
-        store = _Store(session, ctx, batch)
-        store.run()
-        mark_for_review(session, store.touched)
-        session.commit()
-        if store.critical and ctx.library is not None:
-            batch.report.critical_flags = evaluate_patients(session, ctx.library, store.critical,
-                                                            today=ctx.today, now=ctx.now)
-            session.commit()
-        report.add(batch.report)
-        if progress is not None:
-            progress(batch.size)
+    with fewer_collections():
+        for batch in prepared:
+            _commit_one(session, batch, ctx)
+            report.add(batch.report)
+            if progress is not None:
+                progress(batch.size)
     return report
+
+
+def _commit_one(session: Session, batch: Prepared, ctx: Context) -> None:
+    store = _Store(session, ctx, batch)
+    store.run()
+    mark_for_review(session, store.touched)
+    session.commit()
+    if store.critical and ctx.library is not None:
+        batch.report.critical_flags = evaluate_patients(session, ctx.library, store.critical,
+                                                        today=ctx.today, now=ctx.now)
+        session.commit()

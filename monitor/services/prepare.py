@@ -10,13 +10,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitor.domain.analytes import Analyte, Catalog, UnitProblem
-from monitor.ingest.records import ReadOptions, Record, Skipped, Unreadable, parse_number, record_key
+from monitor.ingest.records import (
+    RawSource,
+    ReadOptions,
+    Record,
+    Skipped,
+    Unreadable,
+    parse_number,
+    raw_text,
+    record_key,
+)
 from monitor.ingest.units import ucum_factor
-from monitor.protocols import Library
+
+if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it starts faster without
+    from monitor.protocols import Library
 
 BATCH = 10000
 MRN_MAX = 64
@@ -96,11 +107,11 @@ class Pending(NamedTuple):
     mrn: str
     format: str
     origin: str
-    raw_source: str | Callable[[], str]  # see IncomingResult.raw_source
+    raw_source: RawSource
 
     @property
     def raw(self) -> str:
-        return self.raw_source if isinstance(self.raw_source, str) else self.raw_source()
+        return raw_text(self.raw_source)
 
 
 COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high", "order_key")  # lab_result and held_result
@@ -125,14 +136,14 @@ class Prepared:
         })
 
     def __getstate__(self) -> tuple[Any, ...]:
-        """Pickled (to or from a worker process) with every raw text built, as plain tuples: a
-        NamedTuple pickles at half the speed."""
-        pending = [tuple(p) if isinstance(p.raw_source, str) else (*p[:-1], p.raw) for p in self.pending]
-        return self.size, self.report, self.quarantine, self.retractions, pending
+        """Pickled (to or from a worker process) as plain tuples: a NamedTuple pickles at half the
+        speed."""
+        return self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.size, self.report, self.quarantine, self.retractions, pending = state
-        self.pending = list(map(Pending._make, pending))
+        new = tuple.__new__  # what Pending._make does, without its per-row call overhead
+        self.pending = [new(Pending, p) for p in pending]
 
 
 @dataclass(frozen=True)
@@ -219,3 +230,9 @@ def batches(records: Iterable[Record], ctx: Context) -> Iterator[Prepared]:
     it = iter(records)
     while chunk := list(islice(it, BATCH)):
         yield prepare(chunk, ctx)
+
+
+def read_batches(read: Callable[[], Iterable[Record]], ctx: Context) -> Iterator[Prepared]:
+    """`batches` of what `read()` reads: what a worker process runs for `ingest_file` (this module
+    and the readers import quickly; the database layer is not imported there)."""
+    return batches(read(), ctx)
