@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 ENTRY = "from monitor.services.worker import serve; serve()"
@@ -91,7 +91,7 @@ def serve() -> None:
     out.close()
 
 
-def _write_frame(out: BinaryIO, message: tuple[str, Any]) -> None:
+def _write_frame(out: IO[bytes], message: tuple[str, Any]) -> None:
     """One message as its length and its whole pickle. Pickled before it is written: pickling
     straight into the pipe made the two processes take turns, 64 KiB at a time."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -100,7 +100,7 @@ def _write_frame(out: BinaryIO, message: tuple[str, Any]) -> None:
     out.flush()
 
 
-def _read_frame(stream: BinaryIO) -> bytes | None:
+def _read_frame(stream: IO[bytes]) -> bytes | None:
     """The next message's pickle, or None at the end of the stream (also mid-message: the worker died)."""
     head = stream.read(8)
     if len(head) < 8:
