@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it st
 
 BATCH = 10000
 MRN_MAX = 64
+SCREENED = ("final", "corrected")  # statuses of results graded for a critical band at ingestion
 
 
 #: What becomes of a record: exactly one of these.
@@ -104,6 +105,9 @@ class Pending(NamedTuple):
     ref_low: float | None
     ref_high: float | None
     order_key: str | None
+    #: Final or corrected and outside its reference range (its own, else the catalog's): only
+    #: such a result can be in a critical CTCAE band, so only it is graded at ingestion.
+    outside_range: bool
     mrn: str
     format: str
     origin: str
@@ -215,11 +219,13 @@ def prepare(chunk: list[Record], ctx: Context) -> Prepared:
         except UnitProblem as e:
             out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
             continue
+        low = analyte.reference.low if r.ref_low is None else round(r.ref_low * factor, 6)
+        high = analyte.reference.high if r.ref_high is None else round(r.ref_high * factor, 6)
         out.pending.append(Pending(
             r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
             value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
-            None if r.ref_low is None else round(r.ref_low * factor, 6),
-            None if r.ref_high is None else round(r.ref_high * factor, 6), r.order_key,
+            None if r.ref_low is None else low, None if r.ref_high is None else high, r.order_key,
+            r.status in SCREENED and not (low is not None and high is not None and low <= value <= high),
             r.mrn, r.format, r.origin, r.raw_source,
         ))
     return out
