@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from monitor.db.types import UTCDateTime
@@ -136,12 +136,19 @@ class ResultColumns(SQLModel):
     observed_on: date
     received_at: datetime = instant()
     # The same test of the same order in any later message (HL7 filler order number + OBX-3/4).
-    order_key: str | None = Field(default=None, max_length=255, index=True)
+    # Indexed where set (see _order_key_index): CSV and FHIR results have none.
+    order_key: str | None = Field(default=None, max_length=255)
+
+
+def _order_key_index(table: str) -> Index:
+    has_key = text("order_key IS NOT NULL")
+    return Index(f"ix_{table}_order_key", "order_key", sqlite_where=has_key, postgresql_where=has_key)
 
 
 class LabResult(ResultColumns, table=True):
     __tablename__ = "lab_result"
-    __table_args__ = (Index("ix_lab_result_patient_observed", "patient_id", "observed_on"),)
+    __table_args__ = (Index("ix_lab_result_patient_observed", "patient_id", "observed_on"),
+                      _order_key_index("lab_result"))
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(foreign_key="patient.id")
 
@@ -150,6 +157,7 @@ class HeldResult(ResultColumns, table=True):
     """A result for an MRN that is not enrolled yet; attached when it is."""
 
     __tablename__ = "held_result"
+    __table_args__ = (_order_key_index("held_result"),)
     id: int | None = Field(default=None, primary_key=True)
     mrn: str = Field(max_length=64, index=True)
     expires_on: date

@@ -91,3 +91,16 @@ def select_in(session: Session, model: type[SQLModel], columns: Sequence[str], k
     with raw.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s)", [list(values)])
         return list(cursor.fetchall())
+
+
+def may_hold_any(session: Session, model: type[SQLModel], key: str, values: Collection[str]) -> bool:
+    """False only when no row's `key` lies between the least and the greatest of `values`, so none
+    of them can be there: one index probe instead of one per value. A time-ordered feed's keys
+    (see csv_reader) are all past every stored key. Only SQLite compares text as Python does
+    (by code point); on PostgreSQL, which sorts by the database's collation, it says True."""
+    raw, sqlite_ = _driver(session)
+    if not values or not sqlite_:
+        return bool(values)
+    table = model.__table__.name  # type: ignore[attr-defined]
+    sql = f"SELECT 1 FROM {table} WHERE {key} BETWEEN ? AND ? LIMIT 1"
+    return raw.execute(sql, (min(values), max(values))).fetchone() is not None

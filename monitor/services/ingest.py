@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
-from monitor.db.upsert import bulk_insert_ignore, insert_ignore, select_in, temporal_encoders
+from monitor.db.upsert import bulk_insert_ignore, insert_ignore, may_hold_any, select_in, temporal_encoders
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
@@ -145,6 +145,8 @@ class _Store:
         """Results already stored or held under these source keys or order keys."""
         found: dict[str, _Known] = {}
         for model in (HeldResult, LabResult):
+            if not may_hold_any(self.session, model, key, values):
+                continue
             for k, i, v, st in select_in(self.session, model, (key, "id", "value", "status"), key, values):
                 found[k] = _Known(v, st, lab=model is LabResult, id=i)
         return found

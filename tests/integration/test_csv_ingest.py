@@ -287,6 +287,30 @@ def test_status_c_corrects_a_stored_result_and_a_conflicting_redelivery_is_quara
     assert q["origin"] == "conflict.csv:2" and "conflicts with the WBC result" in q["reason"]
 
 
+def test_a_redelivered_result_among_new_ones_is_a_duplicate_wherever_its_key_falls(
+        capsys: pytest.CaptureFixture[str], engine: Engine, tmp_path: Path) -> None:
+    """Stored keys are looked up only when one may lie between a batch's least and greatest key
+    (db.upsert.may_hold_any): a batch of later results skips the lookup; one that re-sends an
+    older result, or falls between stored ones, must still find it."""
+    enroll(capsys, "A1001")
+    enroll(capsys, "B2002")
+    stored = write(tmp_path, "stored.csv", f"{HEADER}\n"
+                   "A1001,2026-01-10,6690-2,5.1,10*9/L\nB2002,2026-01-20,6690-2,6.1,10*9/L\n")
+    later = write(tmp_path, "later.csv", f"{HEADER}\n"
+                  "A1001,2026-01-25,6690-2,5.2,10*9/L\nB2002,2026-01-26,6690-2,6.2,10*9/L\n")
+    around = write(tmp_path, "around.csv", f"{HEADER}\n"
+                   "A1001,2026-01-05,6690-2,5.0,10*9/L\n"   # before every stored key
+                   "B2002,2026-01-20,6690-2,6.1,10*9/L\n"   # sent again
+                   "A1001,2026-01-15,6690-2,5.3,10*9/L\n"   # between stored keys
+                   "B2002,2026-01-30,6690-2,6.3,10*9/L\n")  # after every stored key
+    assert "2 stored" in run(capsys, "ingest", str(stored)).out
+    assert "2 stored" in run(capsys, "ingest", str(later)).out
+    r = run(capsys, "ingest", str(around))
+    assert r.code == 0 and "3 stored" in r.out and "1 duplicate" in r.out, r.out
+    with Session(engine) as s:
+        assert count(s, LabResult) == 7
+
+
 def test_status_c_corrects_a_result_held_for_an_mrn_not_yet_enrolled(capsys: pytest.CaptureFixture[str],
                                                                      tmp_path: Path) -> None:
     first = write(tmp_path, "first.csv", f"{HEADER}\nB2002,2026-01-30T09:15,6690-2,3.1,10*9/L\n")
