@@ -76,7 +76,8 @@ def write_hl7(path: Path, n: int) -> None:
 
 
 def floor(csv_path: Path, db: Path, table_shape: str) -> float:
-    """Bare sqlite3: the same rows, already parsed as simply as possible, `BATCH` a transaction.
+    """Bare sqlite3: the same rows, already parsed as simply as possible, inserted `BATCH` at a time
+    and committed as often as the product commits.
 
     table_shape "product": monitor's own lab_result table (migrated: unique time-first source key,
     the (patient, day) index the engine reads by, the order-key index), with the product's
@@ -85,6 +86,7 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
     """
     from monitor.db.migrate import upgrade_to_head
     from monitor.db.session import SQLITE_PRAGMAS, make_engine
+    from monitor.services.ingest import COMMIT_EVERY
     from monitor.services.prepare import BATCH, COLUMNS
 
     if table_shape == "product":
@@ -111,14 +113,16 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
     with csv_path.open() as f:
         reader = csv.reader(f)
         next(reader)
-        batch = []
+        batch, done = [], 0
         for mrn, when, code, value, unit in reader:
             batch.append((f"csv:{when}|{mrn}|{code}", "csv", code, code, value, unit, float(value), unit, "final",
                           f"{when} 12:00:00.000000", when, received, None, None, None, patients.get(mrn, 0)))
             if len(batch) == BATCH:
                 con.executemany(sql, batch)
-                con.commit()
                 batch = []
+                done += BATCH
+                if done % COMMIT_EVERY == 0:
+                    con.commit()
         con.executemany(sql, batch)
         con.commit()
     elapsed = time.perf_counter() - started

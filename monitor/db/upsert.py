@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, date, datetime
-from functools import lru_cache
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
+
+from monitor.db.encoding import day_text, same, utc_text
 
 
 def insert_ignore(
@@ -25,23 +26,6 @@ def insert_ignore(
     return [row[0] for row in session.execute(stmt, list(rows)).all()]
 
 
-@lru_cache(maxsize=8192)  # results of one draw share their instant; received_at is the same for a batch
-def _utc_text(value: datetime) -> str:
-    """What UTCDateTime binds on SQLite: the UTC wall clock as SQLAlchemy's DATETIME text."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime refused")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-@lru_cache(maxsize=8192)
-def _day_text(value: date) -> str:
-    return value.isoformat()
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
 def _driver(session: Session) -> tuple[Any, bool]:
     """The DBAPI connection of the session's transaction, and whether it is SQLite."""
     connection = session.connection()
@@ -53,7 +37,7 @@ def _driver(session: Session) -> tuple[Any, bool]:
 def temporal_encoders(session: Session) -> tuple[Callable[[datetime], Any], Callable[[date], Any]]:
     """How `bulk_insert_ignore` rows carry an aware instant and a date: as SQLAlchemy's types bind
     them (UTC text and ISO text on SQLite; the objects themselves on PostgreSQL)."""
-    return (_utc_text, _day_text) if _driver(session)[1] else (_same, _same)
+    return (utc_text, day_text) if _driver(session)[1] else (same, same)
 
 
 def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequence[str],

@@ -100,7 +100,7 @@ class _Store:
             return
         if p.analyte not in self.graders:
             self.graders[p.analyte] = [g for g in library.graders if p.analyte in g.grading.terms]
-        result = Result(0, p.analyte, p.value, p.observed_on, p.status, p.ref_low, p.ref_high)
+        result = Result(0, p.analyte, p.value, p.on, p.status, p.ref_low, p.ref_high)
         for protocol in self.graders[p.analyte]:
             grade = ctcae_grade(result, protocol)
             if grade is not None and grade >= protocol.grading.critical_min_grade:
@@ -108,35 +108,37 @@ class _Store:
                 return
 
     def _store(self, pending: list[Pending]) -> None:
-        s, now = self.session, self.ctx.now
+        s = self.session
         patients: dict[str, int] = dict(select_in(s, Patient, ("mrn", "id"), "mrn", {p.mrn for p in pending}))
         known = self._known("source_key", [p.source_key for p in pending])
         orders = [p.order_key for p in pending if p.order_key is not None and p.source_key not in known]
         same_test = self._known("order_key", orders) if orders else {}
         new_results: list[tuple[Any, ...]] = []
         new_held: list[tuple[Any, ...]] = []
-        at, day = temporal_encoders(s)
-        received_at, today, hold = at(now), self.ctx.today, timedelta(days=self.ctx.hold_days)
+        day = temporal_encoders(s)[1]
+        today, hold = self.ctx.today, timedelta(days=self.ctx.hold_days)
         touched, later = self.touched, date.max
+        # Results of this batch are remembered for the rest of it only if one can come again in it.
+        track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
         for p in pending:
             previous = known.get(p.source_key) or (same_test.get(p.order_key) if p.order_key else None)
             if previous is not None:
                 self._again(p, previous, patients.get(p.mrn))
                 continue
             patient_id = patients.get(p.mrn)
-            columns = (*p[:9], at(p.observed_at), day(p.observed_on), received_at, p.ref_low, p.ref_high, p.order_key)
             row: tuple[Any, ...]
             if patient_id is None:
-                into, row = new_held, (*columns, p.mrn, day(max(p.observed_on + hold, today)))
+                into, row = new_held, (*p[:15], p.mrn, day(max(p.on + hold, today)))  # COLUMNS, mrn, expires_on
             else:
-                into, row = new_results, (*columns, patient_id)
-                if touched.get(patient_id, later) > p.observed_on:  # _earliest, inlined: once a result
-                    touched[patient_id] = p.observed_on
+                into, row = new_results, (*p[:15], patient_id)
+                if touched.get(patient_id, later) > p.on:  # _earliest, inlined: once a result
+                    touched[patient_id] = p.on
                 if p.outside_range:
                     self._screen(patient_id, p)
-            known[p.source_key] = _Known(p.value, p.status, patient_id is not None, None, into, len(into))
-            if p.order_key is not None:
-                same_test[p.order_key] = known[p.source_key]
+            if track:
+                known[p.source_key] = _Known(p.value, p.status, patient_id is not None, None, into, len(into))
+                if p.order_key is not None:
+                    same_test[p.order_key] = known[p.source_key]
             into.append(row)
         self.report.stored += bulk_insert_ignore(s, LabResult, (*COLUMNS, "patient_id"), new_results, ["source_key"])
         self.report.held += bulk_insert_ignore(s, HeldResult, (*COLUMNS, "mrn", "expires_on"), new_held, ["source_key"])
@@ -183,7 +185,7 @@ class _Store:
         previous.value, previous.status = p.value, p.status
         self.report.corrected += 1
         if previous.lab and patient_id is not None:
-            _earliest(self.touched, patient_id, p.observed_on)
+            _earliest(self.touched, patient_id, p.on)
             if p.outside_range:
                 self._screen(patient_id, p)
 
@@ -231,7 +233,7 @@ def ingest_records(
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Store every record; commit per batch so memory stays flat and work is kept."""
-    return _commit(session, batches(records, ctx), ctx, progress)
+    return _commit(session, batches(records, ctx, temporal_encoders(session)), ctx, progress)
 
 
 def ingest_file(
@@ -251,8 +253,8 @@ def ingest_file(
     read = partial(read_file, kind, path, ctx.read_options, ctx.catalog)
     if path.stat().st_size < WORKER_MIN_BYTES:
         return ingest_records(session, read(), ctx, progress=progress)
-    return _commit(session, in_worker(partial(read_batches, read, replace(ctx, library=None, memo={}))), ctx,
-                   progress)
+    worker = partial(read_batches, read, replace(ctx, library=None, memo={}), temporal_encoders(session))
+    return _commit(session, in_worker(worker), ctx, progress)
 
 
 def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,

@@ -88,8 +88,14 @@ class Context:
         return self.options or ReadOptions(lab_zone=self.clinic_zone)
 
 
+#: How the database binds an aware instant and a date (`monitor.db.upsert.temporal_encoders`):
+#: prepared results come with their columns ready to insert.
+Encoders = tuple[Callable[[datetime], Any], Callable[[date], Any]]
+
+
 class Pending(NamedTuple):
-    """A prepared result: what is stored (see `COLUMNS`), then where it came from."""
+    """A prepared result: its columns as stored (`COLUMNS`, encoded for the database), then what
+    the store stage needs to know about it, then where it came from."""
 
     source_key: str
     source: str
@@ -100,11 +106,13 @@ class Pending(NamedTuple):
     value: float
     unit: str
     status: str
-    observed_at: datetime
-    observed_on: date
+    observed_at: Any  # encoded
+    observed_on: Any  # encoded
+    received_at: Any  # encoded
     ref_low: float | None
     ref_high: float | None
     order_key: str | None
+    on: date  # observed_on as a date
     #: Final or corrected and outside its reference range (its own, else the catalog's): only
     #: such a result can be in a critical CTCAE band, so only it is graded at ingestion.
     outside_range: bool
@@ -118,7 +126,7 @@ class Pending(NamedTuple):
         return raw_text(self.raw_source)
 
 
-COLUMNS = (*Pending._fields[:11], "received_at", "ref_low", "ref_high", "order_key")  # lab_result and held_result
+COLUMNS = Pending._fields[:15]  # of lab_result and held_result
 
 
 @dataclass
@@ -180,11 +188,13 @@ def _local_day(at: datetime, zone: ZoneInfo) -> date:
     return at.astimezone(zone).date()
 
 
-def prepare(chunk: list[Record], ctx: Context) -> Prepared:
+def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
     out = Prepared(len(chunk))
     mappings: dict[tuple[str, str], _Mapping] = ctx.memo.setdefault("mappings", {})
     catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
+    at, day = encoders
+    received_at = at(now)
     for r in chunk:
         if isinstance(r, Skipped):
             out.report.ignored += 1
@@ -221,24 +231,25 @@ def prepare(chunk: list[Record], ctx: Context) -> Prepared:
             continue
         low = analyte.reference.low if r.ref_low is None else round(r.ref_low * factor, 6)
         high = analyte.reference.high if r.ref_high is None else round(r.ref_high * factor, 6)
+        on = _local_day(r.observed_at, zone)
         out.pending.append(Pending(
             r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
-            value, analyte.unit, r.status, r.observed_at, _local_day(r.observed_at, zone),
-            None if r.ref_low is None else low, None if r.ref_high is None else high, r.order_key,
+            value, analyte.unit, r.status, at(r.observed_at), day(on), received_at,
+            None if r.ref_low is None else low, None if r.ref_high is None else high, r.order_key, on,
             r.status in SCREENED and not (low is not None and high is not None and low <= value <= high),
             r.mrn, r.format, r.origin, r.raw_source,
         ))
     return out
 
 
-def batches(records: Iterable[Record], ctx: Context) -> Iterator[Prepared]:
+def batches(records: Iterable[Record], ctx: Context, encoders: Encoders) -> Iterator[Prepared]:
     """`prepare` a stream of records `BATCH` at a time."""
     it = iter(records)
     while chunk := list(islice(it, BATCH)):
-        yield prepare(chunk, ctx)
+        yield prepare(chunk, ctx, encoders)
 
 
-def read_batches(read: Callable[[], Iterable[Record]], ctx: Context) -> Iterator[Prepared]:
+def read_batches(read: Callable[[], Iterable[Record]], ctx: Context, encoders: Encoders) -> Iterator[Prepared]:
     """`batches` of what `read()` reads: what a worker process runs for `ingest_file` (this module
-    and the readers import quickly; the database layer is not imported there)."""
-    return batches(read(), ctx)
+    and the readers import quickly; the database layer's engine is not imported there)."""
+    return batches(read(), ctx, encoders)
