@@ -29,7 +29,16 @@ from monitor.ingest.records import (
     Record,
 )
 from monitor.services.daily import evaluate_patients
-from monitor.services.prepare import COLUMNS, Context, IngestReport, Pending, Prepared, batches, read_batches
+from monitor.services.prepare import (
+    COLUMNS,
+    STORED,
+    Context,
+    IngestReport,
+    Pending,
+    Prepared,
+    batches,
+    read_batches,
+)
 from monitor.services.worker import fewer_collections, in_worker
 
 #: Files at least this big are read and prepared in a worker process while this one writes to
@@ -128,10 +137,10 @@ class _Store:
             patient_id = patients.get(p.mrn)
             row: tuple[Any, ...]
             if patient_id is None:
-                into, row = new_held, (*p[:15], p.mrn, day(max(p.on + hold, today)))  # COLUMNS, mrn, expires_on
+                into, row = new_held, (*p[:STORED], p.mrn, day(max(p.on + hold, today)))  # + mrn, expires_on
             else:
-                into, row = new_results, (*p[:15], patient_id)
-                if touched.get(patient_id, later) > p.on:  # _earliest, inlined: once a result
+                into, row = new_results, (*p[:STORED], patient_id)
+                if touched.get(patient_id, later) > p.on:  # _earliest, inlined (it runs for every result)
                     touched[patient_id] = p.on
                 if p.outside_range:
                     self._screen(patient_id, p)
@@ -204,7 +213,7 @@ class _Known:
 
 
 #: Built once: SQLAlchemy caches its compiled form, and a batch's thousand patient ids are bound
-#: as one expanding parameter instead of a thousand literals (~8 ms a batch).
+#: as one expanding parameter, not coerced as a thousand literals on every call.
 _REVIEW = (update(Enrollment)
            .where(col(Enrollment.patient_id).in_(bindparam("ids", expanding=True)),
                   col(Enrollment.status) == "active", col(Enrollment.next_review_on) > bindparam("day"))
@@ -232,7 +241,8 @@ def ingest_records(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Store every record; commit per batch so memory stays flat and work is kept."""
+    """Store every record, in batches (`prepare.BATCH`) so memory stays flat; commit every `COMMIT_EVERY`
+    records and at the end."""
     return _commit(session, batches(records, ctx, temporal_encoders(session)), ctx, progress)
 
 

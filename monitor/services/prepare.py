@@ -126,7 +126,8 @@ class Pending(NamedTuple):
         return raw_text(self.raw_source)
 
 
-COLUMNS = Pending._fields[:15]  # of lab_result and held_result
+COLUMNS = Pending._fields[:Pending._fields.index("on")]  # of lab_result and held_result
+STORED = len(COLUMNS)  # a Pending's first fields are its columns: `p[:STORED]`
 
 
 @dataclass

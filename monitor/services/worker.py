@@ -29,8 +29,8 @@ def fewer_collections(young: int = 100_000) -> Iterator[None]:
 
     A batch is ~10^5 container objects alive until it is stored. With Python's default (a
     collection every 700 new containers) the collector ran hundreds of times a batch, each older-
-    generation pass walking everything alive: 40 % of the time of ingesting a file (bench/ingest.py).
-    Nothing here makes reference cycles, so collecting after `young` new containers is as safe.
+    generation pass walking everything alive: a quarter of the time of storing a CSV file and
+    half of preparing it (bench/ingest.py). Reference cycles are still collected, only later.
     """
     before = gc.get_threshold()
     gc.set_threshold(young, *before[1:])
