@@ -346,8 +346,10 @@ def quarantine_list(
 def quarantine_replay(ctx: typer.Context) -> None:
     """Try every open quarantined record again (after fixing a mapping or enrolling a patient)."""
     a = the(ctx)
-    with a.session() as s:
-        report = replay(s, a.ingest_context(), actor=a.actor, now=a.now())
+    with a.session() as s, progress_bar("replaying") as bar:
+        task = bar.add_task("replaying", total=None)
+        report = replay(s, a.ingest_context(), actor=a.actor, now=a.now(),
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"replayed {report.replayed}; {report.still_quarantined} still quarantined")
 
 

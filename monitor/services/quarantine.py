@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
+from monitor.db.tables import LabResult, Patient, Quarantine, ResultColumns
 from monitor.db.upsert import insert_ignore
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
-from monitor.ingest.records import Record, Unreadable
+from monitor.ingest.records import Record, Skipped, Unreadable, record_key
 from monitor.services.ingest import ingest_records, mark_for_review
 from monitor.services.patients import audit
 from monitor.services.prepare import Context
@@ -39,8 +40,16 @@ def _record(q: Quarantine, ctx: Context) -> Record:
     return Unreadable(q.format, q.origin, q.raw, q.reason)
 
 
+class _ExpiredHeld(ResultColumns):
+    """The raw text of an expired held result (`daily.expire_held`), read back with its types: a
+    table model (HeldResult) would not validate it, leaving instants and dates as text."""
+
+    mrn: str
+    expires_on: date
+
+
 def _replay_held(session: Session, q: Quarantine) -> bool:
-    held = HeldResult.model_validate_json(q.raw)
+    held = _ExpiredHeld.model_validate_json(q.raw)
     patient_id = session.exec(select(Patient.id).where(Patient.mrn == held.mrn)).first()
     if patient_id is None:
         return False
@@ -50,25 +59,54 @@ def _replay_held(session: Session, q: Quarantine) -> bool:
     return True
 
 
-def replay(session: Session, ctx: Context, *, actor: str, now: datetime) -> ReplayReport:
+#: Quarantined records replayed together: one ingestion (lookups, inserts, commit) for them all.
+PAGE = 1000
+
+
+def replay(session: Session, ctx: Context, *, actor: str, now: datetime,
+           progress: Callable[[int, int], None] | None = None) -> ReplayReport:
+    """Ingest every open quarantined record again, `PAGE` at a time in quarantine order. Each ends
+    `replayed` or `requarantined` (a fresh row then carries today's reason). Records quarantined
+    during the replay wait for the next one. `progress(done, total)` after each page."""
     report = ReplayReport()
-    for q in session.exec(select(Quarantine).where(Quarantine.status == "open")
-                          .order_by(col(Quarantine.id))).all():
-        if q.format == "held":
-            ok = _replay_held(session, q)
-            if not ok:
-                report.still_quarantined += 1
-                continue
-        else:
-            # Free the record's key so that, if it fails again, a fresh row carries today's reason.
-            q.record_key = f"replayed:{q.id}"
-            session.flush()
-            ok = ingest_records(session, [_record(q, ctx)], ctx).quarantined == 0
-        q.status, q.resolved_at = ("replayed" if ok else "requarantined"), now
-        report.replayed += ok
-        report.still_quarantined += not ok
+    is_open = col(Quarantine.status) == "open"
+    total = session.exec(select(func.count()).select_from(Quarantine).where(is_open)).one()
+    last = session.exec(select(func.max(Quarantine.id)).where(is_open)).one() or 0
+    after = done = 0
+    while page := session.exec(select(Quarantine).where(is_open, col(Quarantine.id) > after,
+                                                        col(Quarantine.id) <= last)
+                               .order_by(col(Quarantine.id)).limit(PAGE)).all():
+        after = page[-1].id or after
+        for q, status in zip(page, _replay_page(session, ctx, page), strict=True):
+            if status != "open":
+                q.status, q.resolved_at = status, now
+            report.replayed += status == "replayed"
+            report.still_quarantined += status != "replayed"
         session.commit()
+        done += len(page)
+        if progress is not None:
+            progress(done, total)
     audit(session, actor=actor, action="quarantine-replay", entity="quarantine", entity_id=None, now=now,
           replayed=report.replayed, still=report.still_quarantined)
     session.commit()
     return report
+
+
+def _replay_page(session: Session, ctx: Context, page: Sequence[Quarantine]) -> list[str]:
+    """Each record's new status: `replayed` (stored, held, a duplicate or ignored this time),
+    `requarantined` (a fresh row has it), or still `open` (an expired held result whose patient
+    is not enrolled yet)."""
+    outcomes = {q.id: "replayed" if _replay_held(session, q) else "open" for q in page if q.format == "held"}
+    others = [q for q in page if q.format != "held"]
+    for q in others:  # free each record's key, so that if it fails again a fresh row carries today's reason
+        q.record_key = f"replayed:{q.id}"
+    session.flush()
+    records = [_record(q, ctx) for q in others]
+    # A record quarantined again gets the row key of its raw text (Prepared.reject).
+    keys = [None if isinstance(r, Skipped) else record_key(r.format, r.raw) for r in records]
+    ingest_records(session, records, ctx)
+    again = set(session.exec(select(Quarantine.record_key).where(
+        col(Quarantine.record_key).in_([k for k in keys if k is not None]), col(Quarantine.status) == "open")))
+    outcomes.update((q.id, "requarantined" if key in again else "replayed")
+                    for q, key in zip(others, keys, strict=True))
+    return [outcomes[q.id] for q in page]
