@@ -136,3 +136,23 @@ class _Recording:
 
     def update(self, task: int, completed: int, total: int) -> None:
         self.seen.append((completed, total))
+
+
+def test_an_hl7_result_with_a_local_code_is_replayed_under_its_original_source_key(
+        capsys: pytest.CaptureFixture[str], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quarantined HL7 record keeps its source key (the ZMK line), so the replayed result is
+    the same record: the file sent again afterwards is a duplicate, not a second result."""
+    enroll(capsys, "A1001")
+    message = tmp_path / "labs.hl7"
+    message.write_text("MSH|^~\\&|LAB|NORTH|MON|CLINIC|20260130093000||ORU^R01|CTRL7|P|2.5.1\r"
+                       "PID|1||A1001^^^NORTH^MR\rOBR|1||F7|57021-8^CBC^LN|||20260130083000\r"
+                       "OBX|1|NM|6690-2^WBC^LN||5.1|10*9/L|4.0-11.0||||F\r"
+                       "OBX|2|NM|PLTX^Platelets^L||221|10*9/L|140-400||||F\r")
+    out = ingest(capsys, message)
+    assert "1 stored" in out and "1 quarantined" in out and "unmapped code" in out
+    site_config_mapping(tmp_path, monkeypatch, "PLTX", "PLT")
+    assert "replayed 1; 0 still quarantined" in replay(capsys)
+    again = ingest(capsys, message)
+    assert "0 stored" in again and "2 duplicate" in again, again
+    with Session(engine) as s:
+        assert sorted(s.exec(select(LabResult.analyte)).all()) == ["PLT", "WBC"]
