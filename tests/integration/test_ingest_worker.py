@@ -17,6 +17,7 @@ from monitor.db.tables import FlagRow, HeldResult, LabResult, Quarantine
 from monitor.ingest.records import ReadOptions, UnreadableFile
 from monitor.protocols import packaged_library
 from monitor.services import ingest as service
+from monitor.services import prepare
 from monitor.services.patients import EnrollmentRequest, enroll
 from monitor.services.worker import in_worker
 from tests.integration import ingest_context
@@ -106,6 +107,40 @@ def test_a_file_that_turns_out_unreadable_in_the_worker_raises_the_same_clear_er
     with pytest.raises(UnreadableFile, match="not UTF-8 text; export the file as UTF-8"):
         ingest(session, path)
     assert workers() == []
+
+
+def test_a_file_that_fails_midway_keeps_what_was_committed_and_the_fixed_file_completes_it(
+        session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits come every COMMIT_EVERY records: a bad byte late in a file loses only the work
+    since the last one; the fixed file, sent again, ends exactly as if it had been good at first."""
+    library = packaged_library()
+    for n in range(5):
+        enroll(session, library, EnrollmentRequest(f"WRK{n:03d}", "aih-azathioprine", date(2026, 1, 5), 70,
+                                                   tpmt="normal"), today=NOW.date(), now=NOW, actor="test")
+    session.commit()
+    path = lab_file(tmp_path / "labs.csv", 700)
+    good = path.read_bytes()
+    path.write_bytes(good + b"WRK000,2026-01-05,6690-2,5,10\xff9/L,F\n")  # not UTF-8, after ~2,000 rows
+    monkeypatch.setattr(service, "WORKER_MIN_BYTES", len(good) * 2)  # in this process, with small batches
+    monkeypatch.setattr(prepare, "BATCH", 100)
+    monkeypatch.setattr(service, "COMMIT_EVERY", 500)
+
+    with pytest.raises(UnreadableFile):
+        ingest(session, path)
+    session.rollback()
+    kept = len(session.exec(select(LabResult)).all())
+    assert kept > 0
+
+    path.write_bytes(good)
+    again = ingest(session, path)
+    assert again["duplicate"] >= kept
+    recovered = outcome(session)
+    for model in (FlagRow, LabResult, HeldResult, Quarantine):
+        session.execute(delete(model))
+    session.commit()
+    ingest(session, path)
+    assert outcome(session) == recovered  # the same rows, each once
+    assert 0 < kept < len(recovered[0])  # the failed run kept its committed part, not the rest
 
 
 def _two_then_fail() -> Any:
