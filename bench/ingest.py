@@ -1,12 +1,13 @@
 """Lab ingestion throughput and memory on SQLite: CSV, HL7 v2 files and MLLP, against a floor.
 
-    python bench/ingest.py [--results 250000 1000000] [--mllp-messages 3000]
+    python bench/ingest.py [--results 250000 1000000] [--mllp-messages 3000] [--postgres URL]
 
 For each size it writes synthetic files (1,000 enrolled patients, CBC + LFT panels), then in a
 fresh subprocess per measurement ingests them through the real service into a fresh SQLite file
 and reports results/s and peak RSS. Two floors, measured in the same run: a bare `sqlite3` executemany of
 the same rows into the product's own (migrated) lab_result table, and into a minimal table with
-only the unique source key. Prints Markdown.
+only the unique source key. With --postgres, CSV and HL7 also go into a throwaway PostgreSQL
+database on that server (for information: the targets are SQLite's). Prints Markdown.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -130,7 +133,7 @@ def floor(csv_path: Path, db: Path, table_shape: str) -> float:
     return elapsed
 
 
-def child(kind: str, path: str, db: str, messages: int) -> None:
+def child(kind: str, path: str, url: str, messages: int) -> None:
     """One measurement in a fresh process: enroll the patients, then ingest; print JSON."""
     from zoneinfo import ZoneInfo
 
@@ -143,7 +146,7 @@ def child(kind: str, path: str, db: str, messages: int) -> None:
     from monitor.services.patients import EnrollmentRequest, enroll
     from monitor.services.prepare import Context
 
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(url)
     upgrade_to_head(engine)
     library = packaged_library()
     zone = ZoneInfo("Europe/London")
@@ -191,21 +194,42 @@ async def mllp(engine, ctx, messages: int) -> int:  # type: ignore[no-untyped-de
     return sent * len(PANEL)
 
 
-def measure(kind: str, path: Path, db: Path, messages: int = 0) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path), str(db), str(messages)],
+def measure(kind: str, path: Path, url: str, messages: int = 0) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path), url, str(messages)],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@contextmanager
+def throwaway_database(server: str, name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on `server` (a URL to any database there), dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--mllp-messages", type=int, default=3000)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also ingest the files into PostgreSQL (a throwaway database on this server), "
+                             "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--child", nargs=4)
     args = parser.parse_args()
     if args.child:
-        kind, path, db, messages = args.child
-        child(kind, path, db, int(messages))
+        kind, path, url, messages = args.child
+        child(kind, path, url, int(messages))
         return
     lines = [f"Machine: {platform.machine()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
              "", "| feed | results | seconds | results/s | floor: product table | × floor | floor: minimal table "
@@ -219,11 +243,16 @@ def main() -> None:
             base = n / floor(csv_path, work / f"floor-{n}.db", "product")
             minimal = n / floor(csv_path, work / f"minimal-{n}.db", "minimal")
             for kind, path in (("CSV", csv_path), ("HL7 file", hl7_path)):
-                r = measure(kind.split()[0].lower(), path, work / f"{kind[:3]}-{n}.db")
+                r = measure(kind.split()[0].lower(), path, f"sqlite:///{work / f'{kind[:3]}-{n}.db'}")
                 rate = r["results"] / r["seconds"]
                 lines.append(f"| {kind} | {r['results']:,.0f} | {r['seconds']:.1f} | {rate:,.0f} | {base:,.0f} | "
                              f"{base / rate:.1f} | {minimal:,.0f} | {r['peak_mb']:.0f} MB |")
-        r = measure("mllp", Path("-"), work / "mllp.db", args.mllp_messages)
+                if args.postgres:
+                    with throwaway_database(args.postgres, f"monitor_bench_{kind[:3].lower()}_{n}") as url:
+                        r = measure(kind.split()[0].lower(), path, url)
+                    lines.append(f"| {kind}, PostgreSQL | {r['results']:,.0f} | {r['seconds']:.1f} | "
+                                 f"{r['results'] / r['seconds']:,.0f} | | | | {r['peak_mb']:.0f} MB |")
+        r = measure("mllp", Path("-"), f"sqlite:///{work / 'mllp.db'}", args.mllp_messages)
         lines.append(f"| MLLP (one connection, {args.mllp_messages:,} messages) | {r['results']:,.0f} | "
                      f"{r['seconds']:.1f} | {r['results'] / r['seconds']:,.0f} | | | | {r['peak_mb']:.0f} MB |")
     print("\n".join(lines))
