@@ -4,9 +4,14 @@ database layer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
+
+#: How rows carry an aware instant and a date: `(utc_text, day_text)` on SQLite, `(same, same)`
+#: on PostgreSQL (see `monitor.db.upsert.temporal_encoders`).
+Encoders = tuple[Callable[[datetime], Any], Callable[[date], Any]]
 
 
 @lru_cache(maxsize=8192)  # results of one draw share their instant; received_at is the same for a batch

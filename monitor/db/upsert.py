@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from datetime import date, datetime
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-from monitor.db.encoding import day_text, same, utc_text
+from monitor.db.encoding import Encoders, day_text, same, utc_text
 
 
 def insert_ignore(
@@ -34,7 +33,7 @@ def _driver(session: Session) -> tuple[Any, bool]:
     return raw, connection.dialect.name == "sqlite"
 
 
-def temporal_encoders(session: Session) -> tuple[Callable[[datetime], Any], Callable[[date], Any]]:
+def temporal_encoders(session: Session) -> Encoders:
     """How `bulk_insert_ignore` rows carry an aware instant and a date: as SQLAlchemy's types bind
     them (UTC text and ISO text on SQLite; the objects themselves on PostgreSQL)."""
     return (utc_text, day_text) if _driver(session)[1] else (same, same)

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from monitor.db.encoding import Encoders
 from monitor.domain.analytes import Analyte, Catalog, UnitProblem
 from monitor.ingest.records import (
     RawSource,
@@ -86,11 +87,6 @@ class Context:
     @property
     def read_options(self) -> ReadOptions:
         return self.options or ReadOptions(lab_zone=self.clinic_zone)
-
-
-#: How the database binds an aware instant and a date (`monitor.db.upsert.temporal_encoders`):
-#: prepared results come with their columns ready to insert.
-Encoders = tuple[Callable[[datetime], Any], Callable[[date], Any]]
 
 
 class Pending(NamedTuple):
@@ -230,14 +226,16 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         except UnitProblem as e:
             out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
             continue
-        low = analyte.reference.low if r.ref_low is None else round(r.ref_low * factor, 6)
-        high = analyte.reference.high if r.ref_high is None else round(r.ref_high * factor, 6)
+        ref_low = None if r.ref_low is None else round(r.ref_low * factor, 6)
+        ref_high = None if r.ref_high is None else round(r.ref_high * factor, 6)
+        low = analyte.reference.low if ref_low is None else ref_low  # the lab's range, else the catalog's
+        high = analyte.reference.high if ref_high is None else ref_high
+        outside_range = not (low is not None and high is not None and low <= value <= high)
         on = _local_day(r.observed_at, zone)
         out.pending.append(Pending(
             r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
-            value, analyte.unit, r.status, at(r.observed_at), day(on), received_at,
-            None if r.ref_low is None else low, None if r.ref_high is None else high, r.order_key, on,
-            r.status in SCREENED and not (low is not None and high is not None and low <= value <= high),
+            value, analyte.unit, r.status, at(r.observed_at), day(on), received_at, ref_low, ref_high,
+            r.order_key, on, r.status in SCREENED and outside_range,
             r.mrn, r.format, r.origin, r.raw_source,
         ))
     return out
