@@ -59,7 +59,7 @@ class App:
     def ingest_context(self) -> Context:
         return Context(catalog=self.library.catalog, clinic_zone=self.settings.clinic.zone,
                        hold_days=self.settings.ingest.hold_days, now=self.now(), library=self.library,
-                       options=self.read_options())
+                       options=self.read_options(), dates=self.settings.dates.range)
 
     def read_options(self) -> ReadOptions:
         i = self.settings.ingest

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from monitor.domain.dates import DateRange
 from monitor.domain.errors import UserError
 from monitor.paths import config_dir
 
@@ -51,6 +52,16 @@ class Daemon(Section):
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
             raise ValueError("use local HH:MM, e.g. 06:30")
         return value
+
+
+class Dates(Section):
+    years_back: int = Field(default=100, ge=1, le=200)
+    days_ahead: int = Field(default=366, ge=0, le=3660)
+    results_days_ahead: int = Field(default=1, ge=0, le=366)
+
+    @property
+    def range(self) -> DateRange:
+        return DateRange(self.years_back, self.days_ahead, self.results_days_ahead)
 
 
 class Ingest(Section):
@@ -95,6 +106,7 @@ class Settings(BaseSettings):
     )
     database: Database = Database()
     clinic: Clinic = Clinic()
+    dates: Dates = Dates()
     daemon: Daemon = Daemon()
     ingest: Ingest = Ingest()
     protocols: Protocols = Protocols()

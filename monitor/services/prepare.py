@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.db.encoding import Encoders
 from monitor.domain.analytes import Analyte, Catalog, UnitProblem
+from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
     RawSource,
     ReadOptions,
@@ -77,6 +78,8 @@ class Context:
     library: Library | None = None
     #: How feeds identify patients (replaying quarantined HL7/FHIR records needs it).
     options: ReadOptions | None = None
+    #: How far from today a collection time may be (settings `[dates]`).
+    dates: DateRange = DateRange()
     #: What each (code, unit) maps to and each analyte's critical screen, worked out once.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
