@@ -49,22 +49,30 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     results: dict[int, list[s.Result]] = defaultdict(list)
     rows = session.execute(
         sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
-               col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high))
+               col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high),
+               col(LabResult.observed_at))
         .where(col(LabResult.patient_id).in_(pids),
                col(LabResult.observed_on) >= min(e.start_on for e in enrollments) - BASELINE_WINDOW,
                col(LabResult.observed_on) <= today, col(LabResult.status) != "retracted")
         .order_by(col(LabResult.observed_on), col(LabResult.id))
     )
-    for rid, pid, analyte, value, observed_on, status, low, high in rows:
+    for rid, pid, analyte, value, observed_on, status, low, high, at in rows:
         assert rid is not None
-        results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high))
-    acknowledged: dict[int, set[str]] = defaultdict(set)
+        results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high, at))
+    acknowledged: dict[int, dict[str, str]] = defaultdict(dict)
     open_flags: dict[int, list[s.OpenFlag]] = defaultdict(list)
-    for f in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id).in_(ids))):
-        if f.status == "acknowledged":
-            acknowledged[f.enrollment_id].add(f.key)
+    flags = session.execute(
+        sa_select(col(FlagRow.enrollment_id), col(FlagRow.key), col(FlagRow.kind), col(FlagRow.severity),
+                  col(FlagRow.status), col(FlagRow.observed_on), col(FlagRow.value), col(FlagRow.result_id),
+                  col(LabResult.value), col(LabResult.status))
+        .outerjoin(LabResult, col(LabResult.id) == FlagRow.result_id)
+        .where(col(FlagRow.enrollment_id).in_(ids), col(FlagRow.status).in_(("open", "acknowledged"))))
+    for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status in flags:
+        if status == "acknowledged":
+            acknowledged[eid][key] = severity
         else:
-            open_flags[f.enrollment_id].append(s.OpenFlag(f.key, f.kind, f.severity, f.observed_on))
+            open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,
+                                              now_status == "retracted"))
     overrides: dict[int, list[s.Override]] = defaultdict(list)
     for o in session.exec(select(ThresholdOverride).where(col(ThresholdOverride.enrollment_id).in_(ids))):
         overrides[o.enrollment_id].append(s.Override(o.rule_id, o.below, o.above, o.reason))
@@ -78,7 +86,7 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
             doses=tuple(sorted(doses[pid], key=lambda d: d.on)),
             genotypes=tuple(genes[pid]), medications=tuple(meds[pid]),
             results=tuple(r for r in results[pid] if r.observed_on >= e.start_on - BASELINE_WINDOW),
-            overrides=tuple(overrides[e.id]), acknowledged=frozenset(acknowledged[e.id]),
+            overrides=tuple(overrides[e.id]), acknowledged=acknowledged[e.id],
             open_flags=tuple(open_flags[e.id]),
         )
     return snapshots

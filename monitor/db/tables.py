@@ -50,6 +50,9 @@ class Enrollment(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)
     next_review_on: date = Field(index=True)
     last_evaluated_on: date | None = None
+    # Bumped by every new input about the enrollment (a result, a dose, a phase, an acknowledgement):
+    # the daily cycle writes its review date only if this is what it read (services/review.py).
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = instant()
 
 
@@ -203,6 +206,21 @@ class DueDrawRow(SQLModel, table=True):
     why: str = Field(sa_type=Text)
 
 
+class OverduePanelRow(SQLModel, table=True):
+    """A panel whose most recent required draw is unmet (overdue or missed), as of the last run."""
+
+    __tablename__ = "overdue_panel"
+    __table_args__ = (UniqueConstraint("enrollment_id", "panel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    panel: str = Field(max_length=16)
+    since: date = Field(index=True)  # due date of the first unmet draw of the run
+    draws_unmet: int
+    last_result_on: date | None = None
+    rule_id: str = Field(max_length=128)
+    why: str = Field(sa_type=Text)
+
+
 class DoseStepRow(SQLModel, table=True):
     __tablename__ = "dose_step"
     __table_args__ = (UniqueConstraint("enrollment_id", "drug", "on"),)
@@ -231,11 +249,13 @@ class FlagRow(SQLModel, table=True):
     result_id: int | None = Field(default=None, foreign_key="lab_result.id")
     rule_id: str = Field(max_length=128)
     why: str = Field(sa_type=Text)
-    status: str = Field(default="open", max_length=16, index=True)
+    status: str = Field(default="open", max_length=16, index=True)  # open, acknowledged, resolved
     raised_at: datetime = instant()
     acknowledged_at: datetime | None = instant(default=None)
     acknowledged_by: str | None = Field(default=None, max_length=200)
     ack_reason: str | None = Field(default=None, sa_type=Text)
+    resolved_at: datetime | None = instant(default=None)
+    resolution: str | None = Field(default=None, sa_type=Text)  # why it no longer holds
 
 
 class JobRun(SQLModel, table=True):

@@ -110,13 +110,14 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
         if "poor" in (tpmt, nudt15):
             gene, on = ("TPMT", tpmt_on) if tpmt == "poor" else ("NUDT15", nudt_on)
             state.never = f"{gene} poor metaboliser: consider a non-thiopurine alternative ({cite})"
-            state.flags.append(Flag("tpmt_poor", Severity.CRITICAL.value, None, None, None, on or snapshot.start_on,
-                                    None, f"{protocol.id}/genetics/poor", state.never))
+            state.flags.append(Flag(kind="tpmt_poor", severity=Severity.CRITICAL.value,
+                                    observed_on=on or snapshot.start_on, rule_id=f"{protocol.id}/genetics/poor",
+                                    why=state.never))
         elif tpmt == "unknown" and not started:
             state.held = f"TPMT status unknown: test TPMT (and NUDT15) before {drug} starts ({cite})"
             state.held_on = snapshot.start_on
-            state.flags.append(Flag("tpmt_unknown", Severity.ACTION.value, None, None, None, snapshot.start_on,
-                                    None, f"{protocol.id}/genetics/unknown", state.held))
+            state.flags.append(Flag(kind="tpmt_unknown", severity=Severity.ACTION.value, observed_on=snapshot.start_on,
+                                    rule_id=f"{protocol.id}/genetics/unknown", why=state.held))
         elif tpmt == "intermediate" and nudt15 == "intermediate":
             state.factor *= g.both_intermediate_factor
             state.since = max(d for d in (tpmt_on, nudt_on) if d is not None)
@@ -151,15 +152,15 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
     return state
 
 
-def hold_for_review(state: DrugState, open_critical: list[Flag], drug: str) -> bool:
-    """Hold the drug pending clinician review from the first open critical flag, unless it is
-    already held; whether this hold applied."""
-    if not open_critical or state.held is not None:
+def hold_for_review(state: DrugState, holds: list[tuple[date, str]], drug: str) -> bool:
+    """Hold the drug pending clinician review from the first critical flag that holds it (`holds`:
+    (day, kind), earliest first), unless it is already held; whether this hold applied."""
+    if not holds or state.held is not None:
         return False
-    f = open_critical[0]
-    state.held = (f"{f.kind} flagged critical on {f.observed_on}: hold {drug} pending clinician review "
+    on, kind = holds[0]
+    state.held = (f"{kind} flagged critical on {on}: hold {drug} pending clinician review "
                   "(acknowledging the flag releases the hold)")
-    state.held_on = f.observed_on
+    state.held_on = on
     return True
 
 

@@ -1,9 +1,9 @@
-"""What a plan is made of: due draws, dose steps, flags and phase proposals."""
+"""What a plan is made of: due draws, overdue panels, dose steps, flags and phase proposals."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,22 @@ class DueDraw:
 
 
 @dataclass(frozen=True)
+class OverduePanel:
+    """A panel whose most recent required draw is unmet: overdue or already missed.
+
+    `since` is the due date of the first unmet draw of the unbroken run that ends with it, so a
+    patient who missed every weekly count for six weeks is overdue since the first of them.
+    """
+
+    panel: str
+    since: date
+    draws_unmet: int  # unmet draws in that run
+    last_result_on: date | None  # the panel's latest result, if it ever had one
+    rule_id: str  # of the most recent unmet draw
+    why: str
+
+
+@dataclass(frozen=True)
 class DoseStep:
     drug: str
     dose_mg: float
@@ -26,23 +42,43 @@ class DoseStep:
     why: str
 
 
-@dataclass(frozen=True)
+def specimen_time(observed_at: datetime) -> str:
+    """A specimen's collection time as it appears in flag keys (UTC, to the second)."""
+    return observed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Flag:
     kind: str
     severity: str
-    analyte: str | None
-    value: float | None
-    unit: str | None
     observed_on: date
-    result_id: int | None
     rule_id: str
     why: str
+    analyte: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    result_id: int | None = None
+    specimen: str | None = None  # the result's collection time (`specimen_time`), when known
 
     @property
     def key(self) -> str:
-        """Natural key within an enrollment: one flag per rule per result (or per day)."""
-        subject = self.result_id if self.result_id is not None else self.observed_on.isoformat()
-        return f"{self.rule_id}@{subject}"
+        """Natural key within an enrollment: what the flag is about, not how it was delivered.
+
+        A result's flag is one per kind, analyte and specimen (collection time): the same specimen
+        re-sent under another order number, or corrected, is the same flag. Other flags are one
+        per rule and day.
+        """
+        if self.result_id is not None and self.analyte is not None:
+            return f"{self.kind}@{self.analyte}@{self.specimen or self.observed_on.isoformat()}"
+        return f"{self.rule_id}@{self.observed_on.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An open flag that no longer holds: its result was corrected or retracted."""
+
+    key: str
+    why: str
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from monitor.domain.dosing import dose_steps, drug_state, hold_for_review
-from monitor.domain.items import DoseStep, DueDraw, Flag, Proposal
+from monitor.domain.flags import critical_holds, one_per_key, reconcile
+from monitor.domain.items import DoseStep, DueDraw, Flag, OverduePanel, Proposal, Resolution
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
-from monitor.domain.protocol import MonitoringProtocol, Severity
+from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.rules import (
     interaction_flags,
     relapse_flags,
@@ -30,8 +31,10 @@ IDLE_REVIEW = timedelta(days=28)
 class Plan:
     as_of: date
     draws: tuple[DueDraw, ...]
+    overdue: tuple[OverduePanel, ...]  # panels whose most recent required draw is unmet
     dose_steps: tuple[DoseStep, ...]
     flags: tuple[Flag, ...]
+    resolved: tuple[Resolution, ...]  # open flags whose corrected or retracted result no longer meets a rule
     proposals: tuple[Proposal, ...]
     phase_changes: tuple[PhaseChange, ...]  # automatic transitions to store
     next_review_on: date  # the earliest day this plan can change without new input
@@ -57,28 +60,23 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     drug = protocol.safety.anchor_drug
     state = drug_state(snapshot, protocol, today=today)  # genetics, the bilirubin gate, interactions
     timeline = dose_timeline(snapshot, protocol, drug, planned=state.never is None and state.held is None)
-    flags = result_flags(snapshot, protocol, today=today, on_drug=given(snapshot, protocol, timeline)) \
+    on = given(snapshot, protocol, timeline)
+    flags = result_flags(snapshot, protocol, today=today, on_drug=on) \
         + trend_flags(snapshot, protocol, today=today) \
         + rise_flags(snapshot, protocol, today=today)
     more, response_changes = response_flags(snapshot, protocol, today=today)
     relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
     interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
-    flags += more + relapses + interactions
-    # Any critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug) holds the anchor
-    # drug pending clinician review, until the flag is acknowledged (CLINICAL.md §4.7).
-    open_critical = [f for f in flags if f.severity == Severity.CRITICAL.value and f.key not in snapshot.acknowledged
-                     and f.kind != "tpmt_poor"]
-    computed = {f.key for f in flags}
-    open_critical += [Flag(o.kind, o.severity, None, None, None, o.observed_on, None, o.key.split("@")[0], "")
-                      for o in snapshot.open_flags if o.severity == Severity.CRITICAL.value and o.kind != "tpmt_poor"
-                      and o.key not in computed]  # still open after the look-back: still holding
-    open_critical.sort(key=lambda f: f.observed_on)
-    if hold_for_review(state, open_critical, drug):  # held now: recorded doses only, no planned steps
-        timeline = dose_timeline(snapshot, protocol, drug, planned=False)
-    flags += state.flags
+    flags = one_per_key(flags + more + relapses + interactions + state.flags)
+    updated, resolved = reconcile(snapshot, protocol, flags, today=today, on_drug=on)
+    flags += updated
+    # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug) holds the anchor drug
+    # pending clinician review until it is acknowledged, or resolved by a correction (CLINICAL.md §4.7).
+    if hold_for_review(state, critical_holds(snapshot, flags, resolved), drug):
+        timeline = dose_timeline(snapshot, protocol, drug, planned=False)  # recorded doses only
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
     extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
-    draws, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra)
+    draws, overdue, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra)
     withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)
     if withdrawal is not None:
         proposals.append(withdrawal)
@@ -89,8 +87,10 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     return Plan(
         as_of=today,
         draws=tuple(draws),
+        overdue=tuple(overdue),
         dose_steps=tuple(steps),
         flags=tuple(flags),
+        resolved=tuple(resolved),
         proposals=tuple(proposals),
         phase_changes=tuple(phase_changes),
         next_review_on=min(changes, default=today + IDLE_REVIEW),

@@ -112,10 +112,11 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
         if responded is None and (ends is None or ends > deadline):
             if today >= deadline:
                 if today - deadline <= timedelta(days=protocol.flag_lookback_days):
-                    flags.append(Flag("insufficient_response", Severity.ACTION.value, None, None, None, deadline, None,
-                                      f"{protocol.id}/response/insufficient",
-                                      f"no complete biochemical response by {deadline} ({rules.insufficient_by_day} "
-                                      f"days of {episode.phase.value}): insufficient response ({cite})"))
+                    flags.append(Flag(kind="insufficient_response", severity=Severity.ACTION.value,
+                                      observed_on=deadline, rule_id=f"{protocol.id}/response/insufficient",
+                                      why=f"no complete biochemical response by {deadline} "
+                                          f"({rules.insufficient_by_day} days of {episode.phase.value}): "
+                                          f"insufficient response ({cite})"))
             else:
                 changes.append(deadline)
     return flags, changes
@@ -192,10 +193,10 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             if med.drug not in x.drugs:
                 continue
             cite = protocol.cite(x.source)
-            flags.append(Flag("interaction", x.severity.value, None, None, None, med.started_on, None,
-                              f"{protocol.id}/interactions/{x.id}/{med.drug}",
-                              f"{med.drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
-                              f"{x.action} ({cite})"))
+            flags.append(Flag(kind="interaction", severity=x.severity.value, observed_on=med.started_on,
+                              rule_id=f"{protocol.id}/interactions/{x.id}/{med.drug}",
+                              why=f"{med.drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
+                                  f"{x.action} ({cite})"))
             if x.weekly_weeks:
                 for week in range(1, x.weekly_weeks + 1):
                     due = med.started_on + timedelta(weeks=week)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Run, Slot, run_slots
-from monitor.domain.items import DueDraw
+from monitor.domain.items import DueDraw, OverduePanel
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Snapshot
 
@@ -171,8 +171,9 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
 
 
 def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
-              extra: tuple[Slot, ...] | list[Slot] = ()) -> tuple[list[DueDraw], list[date]]:
-    """Open draws (upcoming, due, overdue, recently missed) and the days their status changes."""
+              extra: tuple[Slot, ...] | list[Slot] = ()) -> tuple[list[DueDraw], list[OverduePanel], list[date]]:
+    """Open draws (upcoming, due, overdue, recently missed), the panels whose most recent required
+    draw is unmet, and the days their status changes."""
     if timeline is None:
         timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
     slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra)
@@ -191,15 +192,20 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
         return i < len(days) and days[i] <= late_until
 
     draws: list[DueDraw] = []
+    overdue: list[OverduePanel] = []
     changes: list[date] = []
     lookback = timedelta(days=protocol.missed_lookback_days)
     one = timedelta(days=1)
     for panel in sorted({p for s in slots for p in s.panels}):
         own = merged(slots, panel)
-        for i, slot in enumerate(own):
+        unmet = [i for i, slot in enumerate(own)
+                 if not satisfied(panel, slot, own[i + 1] if i + 1 < len(own) else None)]
+        lapse = overdue_panel(panel, own, set(unmet), taken_on.get(panel, []), today=today)
+        if lapse is not None:
+            overdue.append(lapse)
+        for i in unmet:
+            slot = own[i]
             after = own[i + 1] if i + 1 < len(own) else None
-            if satisfied(panel, slot, after):
-                continue
             if today < (slot.due_from or slot.opens):
                 status = "upcoming"
             elif today <= slot.closes:
@@ -221,4 +227,27 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             if status == "upcoming":
                 break
     draws.sort(key=lambda d: (d.due_on, d.panel))
-    return draws, changes
+    return draws, overdue, changes
+
+
+def overdue_panel(panel: str, own: list[Slot], unmet: set[int], taken: list[date], *,
+                  today: date) -> OverduePanel | None:
+    """The panel's lapse, if the most recent draw that is settled — its window closed, or met
+    already — is unmet (and the clock that asked for it still runs): since the first unmet draw of
+    the unbroken run ending there. A result for the draw now open catches the patient up."""
+    settled = [i for i, slot in enumerate(own) if slot.closes < today or i not in unmet]
+    if not settled or settled[-1] not in unmet:
+        return None
+    latest = own[settled[-1]]
+    if latest.until is not None and latest.until <= today:
+        return None  # its clock stopped: what the panel needs now comes from the clock that followed
+    first = settled[-1]
+    while first - 1 in unmet:
+        first -= 1
+    last_result = taken[bisect.bisect_right(taken, today) - 1] if taken and taken[0] <= today else None
+    count = settled[-1] - first + 1
+    since = own[first].due_on
+    return OverduePanel(panel=panel, since=since, draws_unmet=count, last_result_on=last_result,
+                        rule_id=latest.rule_id,
+                        why=f"{panel}: {count} required draw{'s' if count > 1 else ''} unmet since {since} "
+                            f"(latest: {latest.why})")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from monitor.domain.protocol import Phase
 
@@ -51,6 +52,7 @@ class Result:
     status: str = "final"  # final, corrected, preliminary
     ref_low: float | None = None
     ref_high: float | None = None
+    observed_at: datetime | None = None  # the specimen's collection time
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,17 @@ class Override:
 
 @dataclass(frozen=True)
 class OpenFlag:
-    """A flag raised earlier and not yet acknowledged (it may be older than any look-back)."""
+    """A flag raised earlier and not yet acknowledged (it may be older than any look-back), with
+    the result that raised it as it is now: corrected (another value) or retracted."""
 
     key: str
     kind: str
     severity: str
     observed_on: date
+    value: float | None = None  # the value the flag was raised on
+    result_id: int | None = None
+    result_value: float | None = None  # that result's value now
+    result_retracted: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,9 @@ class Snapshot:
     medications: tuple[Medication, ...] = ()
     results: tuple[Result, ...] = ()
     overrides: tuple[Override, ...] = ()
-    acknowledged: frozenset[str] = frozenset()  # keys of flags a clinician has acknowledged
+    #: Flags a clinician has acknowledged: key -> the severity acknowledged. A later value of the
+    #: same specimen that is more severe is not covered.
+    acknowledged: Mapping[str, str] = field(default_factory=dict)
     open_flags: tuple[OpenFlag, ...] = ()
 
     def phase_on(self, day: date) -> PhaseEpisode:

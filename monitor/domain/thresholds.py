@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from monitor.domain.analytes import Range
-from monitor.domain.items import Flag
+from monitor.domain.items import Flag, specimen_time
 from monitor.domain.protocol import GradeTerm, MonitoringProtocol, Severity, Threshold
 from monitor.domain.snapshot import Override, Result, Snapshot
 
@@ -100,6 +100,7 @@ def flag_from(result: Result, protocol: MonitoringProtocol, *, kind: str, severi
     """A flag raised by one result, carrying its analyte, value, unit, date and id."""
     return Flag(kind=kind, severity=severity.value, analyte=result.analyte, value=result.value,
                 unit=protocol.units.get(result.analyte), observed_on=result.observed_on, result_id=result.id,
+                specimen=None if result.observed_at is None else specimen_time(result.observed_at),
                 rule_id=rule_id, why=why)
 
 

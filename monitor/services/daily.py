@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +23,17 @@ from monitor.db.tables import (
     FlagRow,
     HeldResult,
     JobRun,
+    OverduePanelRow,
     PhaseEpisode,
     Quarantine,
 )
 from monitor.db.upsert import insert_ignore
+from monitor.domain.items import Flag
 from monitor.domain.plan import Plan, evaluate
+from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
 from monitor.protocols import Library
+from monitor.services.review import settle
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +48,24 @@ class RunReport:
     evaluated: int = 0
     failed: int = 0
     flags_raised: int = 0
+    flags_resolved: int = 0
     rows_changed: int = 0
     held_expired: int = 0
-    new_flag_ids: list[int] = field(default_factory=list)
+    requeued: int = 0  # new input arrived while evaluating: left due for the next run
+    new_flag_ids: list[int] = field(default_factory=list)  # raised or re-opened
+    failed_ids: list[int] = field(default_factory=list)  # enrollments that could not be evaluated
+
+    def add(self, other: RunReport) -> None:
+        for name in ("evaluated", "failed", "flags_raised", "flags_resolved", "rows_changed", "requeued"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.new_flag_ids += other.new_flag_ids
+        self.failed_ids += other.failed_ids
 
     def as_dict(self) -> dict[str, Any]:
         return {"date": self.run_on.isoformat(), "evaluated": self.evaluated, "failed": self.failed,
-                "flags_raised": self.flags_raised, "rows_changed": self.rows_changed,
-                "held_expired": self.held_expired}
+                "flags_raised": self.flags_raised, "flags_resolved": self.flags_resolved,
+                "rows_changed": self.rows_changed, "held_expired": self.held_expired, "requeued": self.requeued,
+                "failed_enrollments": self.failed_ids[:100]}
 
 
 def owner() -> str:
@@ -66,14 +81,20 @@ def _sync(session: Session, model: Any, eid: int, rows: Sequence[Any], key: Call
         if values is None:
             session.delete(row)
             changed += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
+        elif _assign(row, values):
             changed += 1
     for values in wanted.values():
         session.add(model(enrollment_id=eid, **values))
         changed += 1
     return changed
+
+
+def _assign(row: Any, values: dict[str, Any]) -> bool:
+    """Set the values that differ; whether any did."""
+    differ = {k: v for k, v in values.items() if getattr(row, k) != v}
+    for k, v in differ.items():
+        setattr(row, k, v)
+    return bool(differ)
 
 
 def _stored(session: Session, model: Any, ids: Sequence[int]) -> dict[int, list[Any]]:
@@ -84,64 +105,151 @@ def _stored(session: Session, model: Any, ids: Sequence[int]) -> dict[int, list[
     return by_enrollment
 
 
-def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, *, now: datetime,
-               stored_draws: Sequence[DueDrawRow], stored_steps: Sequence[DoseStepRow]) -> tuple[int, list[int]]:
-    """Write one plan: due draws and dose steps replaced by key, flags added once. Returns
-    (rows changed, ids of flags raised now)."""
+def _flag_values(f: Flag) -> dict[str, Any]:
+    return {"kind": f.kind, "severity": f.severity, "analyte": f.analyte, "value": f.value, "unit": f.unit,
+            "observed_on": f.observed_on, "result_id": f.result_id, "rule_id": f.rule_id, "why": f.why}
+
+
+def _reopens(row: FlagRow, flag: Flag) -> bool:
+    """A resolved flag met again (its result corrected back), or an acknowledged one now worse."""
+    return row.status == "resolved" or (
+        row.status == "acknowledged" and Severity(flag.severity).rank > Severity(row.severity).rank)
+
+
+def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], *,
+               now: datetime) -> tuple[int, list[int], int]:
+    """Flags by key: new ones added, changed ones updated (a corrected result), resolved ones
+    closed with the why. Returns (rows changed, ids raised or re-opened, how many resolved)."""
+    stored = {row.key: row for row in rows}
+    fresh = [{**_flag_values(f), "enrollment_id": eid, "key": f.key, "status": "open", "raised_at": now}
+             for f in plan.flags if f.key not in stored]
+    raised = insert_ignore(session, FlagRow, fresh, ["enrollment_id", "key"])
+    changed = len(raised)
+    for f in plan.flags:
+        row = stored.get(f.key)
+        if row is None:
+            continue
+        if _reopens(row, f):
+            row.status, row.raised_at = "open", now
+            row.acknowledged_at = row.acknowledged_by = row.ack_reason = row.resolved_at = row.resolution = None
+            assert row.id is not None
+            raised.append(row.id)
+            changed += 1
+        if _assign(row, _flag_values(f)):
+            changed += 1
+    resolved = 0
+    for r in plan.resolved:
+        row = stored.get(r.key)
+        if row is not None and row.status == "open":
+            row.status, row.resolved_at, row.resolution = "resolved", now, r.why
+            resolved += 1
+    return changed + resolved, raised, resolved
+
+
+@dataclass
+class _Stored:
+    """A batch's stored plan rows, by enrollment."""
+
+    draws: dict[int, list[DueDrawRow]]
+    steps: dict[int, list[DoseStepRow]]
+    overdue: dict[int, list[OverduePanelRow]]
+    flags: dict[int, list[FlagRow]]
+
+    @classmethod
+    def load(cls, session: Session, ids: Sequence[int]) -> _Stored:
+        return cls(_stored(session, DueDrawRow, ids), _stored(session, DoseStepRow, ids),
+                   _stored(session, OverduePanelRow, ids), _stored(session, FlagRow, ids))
+
+
+def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _Stored, report: RunReport, *,
+               now: datetime) -> None:
+    """Write one plan: due draws, overdue panels and dose steps replaced by key, flags synced by
+    key, and the review date — unless new input arrived since the enrollment was read."""
     eid = enrollment.id
     assert eid is not None
     draws = {(d.panel, d.due_on): {"panel": d.panel, "due_on": d.due_on, "status": d.status,
                                    "rule_id": d.rule_id, "why": d.why} for d in plan.draws}
     steps = {(d.drug, d.on): {"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status,
                               "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps}
+    overdue = {(o.panel,): {"panel": o.panel, "since": o.since, "draws_unmet": o.draws_unmet,
+                            "last_result_on": o.last_result_on, "rule_id": o.rule_id, "why": o.why}
+               for o in plan.overdue}
     changed = 0
     for change in plan.phase_changes:  # automatic transitions become part of the history
         session.add(PhaseEpisode(enrollment_id=eid, phase=change.to_phase.value, started_on=change.on,
                                  reason=change.why, confirmed_by=AUTOMATIC))
         enrollment.phase, enrollment.phase_since = change.to_phase.value, change.on
         changed += 1
-    changed += _sync(session, DueDrawRow, eid, stored_draws, lambda r: (r.panel, r.due_on), draws)
-    changed += _sync(session, DoseStepRow, eid, stored_steps, lambda r: (r.drug, r.on), steps)
-    flags = [{"enrollment_id": eid, "key": f.key, "kind": f.kind, "severity": f.severity,
-              "analyte": f.analyte, "value": f.value, "unit": f.unit, "observed_on": f.observed_on,
-              "result_id": f.result_id, "rule_id": f.rule_id, "why": f.why, "status": "open",
-              "raised_at": now} for f in plan.flags]
-    raised = insert_ignore(session, FlagRow, flags, ["enrollment_id", "key"])
-    changed += len(raised)
-    if enrollment.next_review_on != plan.next_review_on or enrollment.last_evaluated_on != plan.as_of:
-        enrollment.next_review_on, enrollment.last_evaluated_on = plan.next_review_on, plan.as_of
-    return changed, raised
+    changed += _sync(session, DueDrawRow, eid, stored.draws[eid], lambda r: (r.panel, r.due_on), draws)
+    changed += _sync(session, DoseStepRow, eid, stored.steps[eid], lambda r: (r.drug, r.on), steps)
+    changed += _sync(session, OverduePanelRow, eid, stored.overdue[eid], lambda r: (r.panel,), overdue)
+    flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
+    session.flush()
+    if not settle(session, eid, seen=enrollment.revision, next_review_on=plan.next_review_on,
+                  evaluated_on=plan.as_of):
+        report.requeued += 1
+    report.evaluated += 1
+    report.rows_changed += changed + flags_changed
+    report.flags_raised += len(raised)
+    report.flags_resolved += resolved
+    report.new_flag_ids += raised
 
 
-def evaluate_batch(session: Session, library: Library, enrollments: Sequence[Enrollment], report: RunReport,
-                   *, today: date, now: datetime) -> None:
+def _failed(report: RunReport, enrollment_id: int, error: BaseException) -> None:
+    """Log a failed enrollment by id, with the error's type and where it was raised (never its
+    message or values: they may hold patient data)."""
+    frame = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
+    log.error("enrollment %s could not be evaluated: %s at %s", enrollment_id, type(error).__name__, where)
+    report.failed += 1
+    report.failed_ids.append(enrollment_id)
+
+
+def _evaluate(session: Session, library: Library, ids: Sequence[int], report: RunReport, *, today: date,
+              now: datetime) -> None:
+    # The enrollments (with their revisions) are read before the data their plans come from.
+    enrollments = session.exec(select(Enrollment).where(col(Enrollment.id).in_(ids)).order_by(col(Enrollment.id))
+                               .execution_options(populate_existing=True)).all()
     snapshots = load_snapshots(session, enrollments, today=today)
-    ids = [e.id for e in enrollments if e.id is not None]
-    draws, steps = _stored(session, DueDrawRow, ids), _stored(session, DoseStepRow, ids)
+    stored = _Stored.load(session, ids)
     for enrollment in enrollments:
         assert enrollment.id is not None
         try:
             plan = evaluate(snapshots[enrollment.id], library.get(enrollment.protocol_id), today=today)
-        except Exception:
-            # One bad enrollment must not stop the cycle; it is retried tomorrow.
-            log.exception("evaluation failed for enrollment %s", enrollment.id)
-            report.failed += 1
+        except Exception as e:  # one bad enrollment never stops the others; retried next run
+            _failed(report, enrollment.id, e)
             continue
-        changed, raised = apply_plan(session, enrollment, plan, now=now, stored_draws=draws[enrollment.id],
-                                     stored_steps=steps[enrollment.id])
-        report.evaluated += 1
-        report.rows_changed += changed
-        report.flags_raised += len(raised)
-        report.new_flag_ids += raised
+        apply_plan(session, enrollment, plan, stored, report, now=now)
+
+
+def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,
+                         today: date, now: datetime) -> None:
+    """Evaluate these enrollments and write their plans, committed together. If the batch fails
+    anywhere (loading, evaluating, writing), it is rolled back and each enrollment is tried alone:
+    one that fails is logged by id, counted and skipped; the others are written."""
+    part = RunReport(run_on=today)
+    try:
+        _evaluate(session, library, ids, part, today=today, now=now)
+        session.commit()
+    except Exception as e:
+        session.rollback()
+        if len(ids) == 1:
+            _failed(report, ids[0], e)
+            return
+        for eid in ids:
+            evaluate_enrollments(session, library, [eid], report, today=today, now=now)
+        return
+    report.add(part)
 
 
 def evaluate_patients(session: Session, library: Library, patient_ids: Iterable[int], *, today: date,
                       now: datetime) -> int:
-    """Evaluate these patients' active enrollments now; return how many critical flags were raised."""
-    enrollments = session.exec(select(Enrollment).where(col(Enrollment.patient_id).in_(list(patient_ids)),
-                                                        Enrollment.status == "active")).all()
+    """Evaluate these patients' active enrollments now (committed); return how many critical flags
+    were raised or re-opened."""
+    ids = session.exec(select(Enrollment.id).where(col(Enrollment.patient_id).in_(list(patient_ids)),
+                                                   Enrollment.status == "active").order_by(col(Enrollment.id))).all()
     report = RunReport(run_on=today)
-    evaluate_batch(session, library, enrollments, report, today=today, now=now)
+    evaluate_enrollments(session, library, [i for i in ids if i is not None], report, today=today, now=now)
     if not report.new_flag_ids:
         return 0
     return len(session.exec(select(FlagRow.id).where(col(FlagRow.id).in_(report.new_flag_ids),
@@ -177,7 +285,8 @@ def claim(session: Session, job: str, key: str, *, now: datetime) -> bool:
 
 def run_daily(session: Session, library: Library, *, today: date, now: datetime, full: bool = False,
               progress: Callable[[int, int], None] | None = None) -> RunReport:
-    """Evaluate every active enrollment whose review date has come (`full`: all of them).
+    """Evaluate every active enrollment whose review date has come (`full`: all of them), a batch
+    at a time, each batch committed.
 
     Idempotent: a second run the same day finds nothing due and changes no row.
     """
@@ -186,15 +295,11 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
     if not full:
         # Due for review, or last evaluated for a later day than this run's (a backdated run).
         query = query.where(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
-    ids = list(session.exec(query.order_by(col(Enrollment.id))).all())
+    ids = [i for i in session.exec(query.order_by(col(Enrollment.id))).all() if i is not None]
     first = claim(session, "daily", today.isoformat(), now=now)
     session.commit()
     for start in range(0, len(ids), BATCH):
-        chunk = ids[start:start + BATCH]
-        enrollments = session.exec(select(Enrollment).where(col(Enrollment.id).in_(chunk))
-                                   .order_by(col(Enrollment.id))).all()
-        evaluate_batch(session, library, enrollments, report, today=today, now=now)
-        session.commit()
+        evaluate_enrollments(session, library, ids[start:start + BATCH], report, today=today, now=now)
         if progress is not None:
             progress(min(start + BATCH, len(ids)), len(ids))
     report.held_expired = expire_held(session, today=today, now=now)

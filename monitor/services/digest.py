@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, Patient
+from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, OverduePanelRow, Patient
 from monitor.domain.protocol import MOST_SEVERE_FIRST
 
 UNASSIGNED = "unassigned"
@@ -52,12 +52,14 @@ def build_digests(session: Session, *, today: date) -> list[Digest]:
         for_(coordinator).flags.append({"id": f.id, "mrn": mrn, "severity": f.severity, "kind": f.kind,
                                         "value": f"{f.value:g}" if f.value is not None else "",
                                         "unit": f.unit or "", "observed_on": f.observed_on, "why": f.why})
-    for d in session.exec(select(DueDrawRow).where(col(DueDrawRow.status).in_(["overdue", "due"]))
-                          .order_by(col(DueDrawRow.due_on))).all():
+    for o in session.exec(select(OverduePanelRow).order_by(col(OverduePanelRow.since))).all():
+        coordinator, mrn, phase = who.get(o.enrollment_id, (None, "?", ""))
+        for_(coordinator).overdue.append({"mrn": mrn, "panel": o.panel, "due_on": o.since, "phase": phase,
+                                          "days_overdue": (today - o.since).days, "draws_unmet": o.draws_unmet,
+                                          "last_result_on": o.last_result_on})
+    for d in session.exec(select(DueDrawRow).where(DueDrawRow.status == "due").order_by(col(DueDrawRow.due_on))).all():
         coordinator, mrn, phase = who.get(d.enrollment_id, (None, "?", ""))
-        item = {"mrn": mrn, "panel": d.panel, "due_on": d.due_on, "phase": phase,
-                "days_overdue": (today - d.due_on).days}
-        (for_(coordinator).overdue if d.status == "overdue" else for_(coordinator).due).append(item)
+        for_(coordinator).due.append({"mrn": mrn, "panel": d.panel, "due_on": d.due_on, "phase": phase})
     for s in session.exec(select(DoseStepRow).where(DoseStepRow.status == "due")
                           .order_by(col(DoseStepRow.on))).all():
         coordinator, mrn, _ = who.get(s.enrollment_id, (None, "?", ""))

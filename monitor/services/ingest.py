@@ -16,10 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import Enrollment, HeldResult, LabResult, Patient, Quarantine
+from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
 from monitor.db.upsert import bulk_insert_ignore, insert_ignore, may_hold_any, select_in, temporal_encoders
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
@@ -39,6 +39,7 @@ from monitor.services.prepare import (
     batches,
     read_batches,
 )
+from monitor.services.review import mark_patients
 from monitor.services.worker import fewer_collections, in_worker
 
 #: Files at least this big are read and prepared in a worker process while this one writes to
@@ -72,7 +73,7 @@ class _Store:
     def commit(self) -> int:
         """Commit what was stored, with the review marks it needs; evaluate at once the patients
         with a critical result. Returns how many critical flags that raised."""
-        mark_for_review(self.session, self.touched)
+        mark_patients(self.session, self.touched)
         self.session.commit()
         flags = 0
         if self.critical and self.ctx.library is not None:
@@ -210,24 +211,6 @@ class _Known:
     id: int | None = None
     batch: list[tuple[Any, ...]] | None = None
     index: int = 0
-
-
-#: Built once: SQLAlchemy caches its compiled form, and a batch's thousand patient ids are bound
-#: as one expanding parameter, not coerced as a thousand literals on every call.
-_REVIEW = (update(Enrollment)
-           .where(col(Enrollment.patient_id).in_(bindparam("ids", expanding=True)),
-                  col(Enrollment.status) == "active", col(Enrollment.next_review_on) > bindparam("day"))
-           .values(next_review_on=bindparam("day")))
-
-
-def mark_for_review(session: Session, changed_from: dict[int, date]) -> None:
-    """New input about a patient from a date on: their active enrollments are evaluated by the
-    first daily cycle on or after that date."""
-    by_day: dict[date, list[int]] = {}
-    for patient_id, day in changed_from.items():
-        by_day.setdefault(day, []).append(patient_id)
-    for day, ids in by_day.items():
-        session.execute(_REVIEW, {"ids": ids, "day": day})
 
 
 def _earliest(into: dict[int, date], patient_id: int, day: date) -> None:

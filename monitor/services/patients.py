@@ -27,7 +27,7 @@ from monitor.db.upsert import insert_ignore
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.protocol import Phase
 from monitor.protocols import Library
-from monitor.services.ingest import mark_for_review
+from monitor.services.review import mark_enrollment, mark_patients
 
 GENOTYPES = ("normal", "intermediate", "poor", "unknown")
 SEXES = ("F", "M", "U")
@@ -180,7 +180,7 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
             DoseEvent.patient_id == pid, DoseEvent.drug == drug, DoseEvent.on == on)).first()
         if existing is None:
             session.add(DoseEvent(patient_id=pid, drug=drug, dose_mg=mg, on=on))
-        else:
+        elif existing.dose_mg != mg:
             existing.dose_mg = mg
         done.append(f"dose {drug} {mg:g} mg/day from {on}")
     if events.weight_kg is not None:
@@ -190,12 +190,13 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
             WeightRecord.patient_id == pid, WeightRecord.on == on)).first()
         if existing_w is None:
             session.add(WeightRecord(patient_id=pid, on=on, kg=events.weight_kg))
-        else:
+        elif existing_w.kg != events.weight_kg:
             existing_w.kg = events.weight_kg
         done.append(f"weight {events.weight_kg:g} kg on {on}")
+    inserted = 0  # rows insert_ignore added (the session does not see them)
     for drug in events.med_start:
-        insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug.lower(),
-                                                   "started_on": on}], ["patient_id", "drug", "started_on"])
+        inserted += len(insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug.lower(),
+                                                   "started_on": on}], ["patient_id", "drug", "started_on"]))
         done.append(f"started {drug.lower()} on {on}")
     for drug in events.med_stop:
         open_med = session.exec(select(MedicationRecord).where(
@@ -210,10 +211,11 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
             continue
         if status not in GENOTYPES:
             raise UserError(f"{gene.lower()} {status!r} must be one of {', '.join(GENOTYPES)}")
-        insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
-                                                 "on": on}], ["patient_id", "gene", "on"])
+        inserted += len(insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
+                                                                 "on": on}], ["patient_id", "gene", "on"]))
         done.append(f"{gene} {status} on {on}")
-    mark_for_review(session, {pid: min(on, today or now.date())})
+    if inserted or session.new or session.dirty:  # re-recording the same events is not new input
+        mark_patients(session, {pid: min(on, today or now.date())})
     audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
           events=len(done))
     return done
@@ -233,7 +235,7 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=to.value, started_on=on, reason=reason,
                              confirmed_by=by))
     enrollment.phase, enrollment.phase_since = to.value, on
-    enrollment.next_review_on = min(enrollment.next_review_on, on, today or now.date())
+    mark_enrollment(session, enrollment.id, min(on, today or now.date()))
     audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
           to_phase=to.value)
     return enrollment
@@ -260,6 +262,6 @@ def set_override(session: Session, library: Library, mrn: str, rule: str, *, bel
         row = ThresholdOverride(enrollment_id=enrollment.id, rule_id=rule, reason=reason, set_by=by, set_at=now)
     row.below, row.above, row.reason, row.set_by, row.set_at = below, above, reason, by, now
     session.add(row)
-    enrollment.next_review_on = min(enrollment.next_review_on, enrollment.start_on)
+    mark_enrollment(session, enrollment.id, min(enrollment.start_on, now.date()))
     audit(session, actor=by, action="override", entity="enrollment", entity_id=enrollment.id, now=now, rule=rule)
     return row

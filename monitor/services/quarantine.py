@@ -13,9 +13,10 @@ from monitor.db.tables import LabResult, Patient, Quarantine, ResultColumns
 from monitor.db.upsert import insert_ignore
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
 from monitor.ingest.records import Record, Skipped, Unreadable, record_key
-from monitor.services.ingest import ingest_records, mark_for_review
+from monitor.services.ingest import ingest_records
 from monitor.services.patients import audit
 from monitor.services.prepare import Context
+from monitor.services.review import mark_patients
 
 
 @dataclass
@@ -55,7 +56,7 @@ def _replay_held(session: Session, q: Quarantine) -> bool:
         return False
     row = held.model_dump(exclude={"id", "mrn", "expires_on"})
     insert_ignore(session, LabResult, [{**row, "patient_id": patient_id}], ["source_key"])
-    mark_for_review(session, {patient_id: held.observed_on})
+    mark_patients(session, {patient_id: held.observed_on})
     return True
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
-from monitor.db.tables import DueDrawRow, Enrollment, FlagRow, LabResult, Patient, Quarantine
+from monitor.db.tables import Enrollment, FlagRow, LabResult, OverduePanelRow, Patient, Quarantine
 from monitor.domain.errors import NotFound, UserError
+from monitor.domain.items import OverduePanel
 from monitor.domain.phases import effective_phases
 from monitor.domain.plan import evaluate
 from monitor.domain.protocol import MOST_SEVERE_FIRST
@@ -17,6 +18,7 @@ from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.patients import active_enrollment, audit, find_patient
+from monitor.services.review import mark_enrollment
 
 RESULTS_SHOWN = timedelta(days=366)
 
@@ -25,7 +27,8 @@ def flag_view(f: FlagRow) -> dict[str, Any]:
     return {"id": f.id, "kind": f.kind, "severity": f.severity, "status": f.status, "analyte": f.analyte,
             "value": f.value, "unit": f.unit, "observed_on": f.observed_on.isoformat(),
             "rule_id": f.rule_id, "why": f.why, "raised_at": f.raised_at.isoformat(),
-            "acknowledged_by": f.acknowledged_by, "ack_reason": f.ack_reason}
+            "acknowledged_by": f.acknowledged_by, "ack_reason": f.ack_reason,
+            "resolved_at": None if f.resolved_at is None else f.resolved_at.isoformat(), "resolution": f.resolution}
 
 
 def patient_view(session: Session, library: Library, mrn: str, *, today: date, now: datetime,
@@ -46,7 +49,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     base = Baselines(snapshot, protocol)
     results = []
     for r in rows:
-        result = Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low, r.ref_high)
+        result = Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low, r.ref_high, r.observed_at)
         grade = ctcae_grade(result, protocol, base.for_(result))
         results.append({
             "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
@@ -67,6 +70,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
         "site": enrollment.site,
         "due": [{"panel": d.panel, "due_on": d.due_on.isoformat(), "status": d.status,
                  "rule_id": d.rule_id, "why": d.why} for d in plan.draws],
+        "overdue": [overdue_view(o, today=today) for o in plan.overdue],
         "dose_steps": [{"drug": d.drug, "dose_mg": d.dose_mg, "on": d.on.isoformat(), "status": d.status,
                         "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps],
         "flags": [flag_view(f) for f in flags],
@@ -75,26 +79,36 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     }
 
 
+def overdue_view(o: OverduePanel | OverduePanelRow, *, today: date) -> dict[str, Any]:
+    """One panel whose most recent required draw is unmet: since when, and how long without a result."""
+    return {"panel": o.panel, "due_on": o.since.isoformat(), "days_overdue": (today - o.since).days,
+            "draws_unmet": o.draws_unmet,
+            "last_result_on": None if o.last_result_on is None else o.last_result_on.isoformat(),
+            "days_without_result": None if o.last_result_on is None else (today - o.last_result_on).days,
+            "rule_id": o.rule_id, "why": o.why}
+
+
 def overdue(session: Session, *, today: date, site: str | None = None,
             coordinator: str | None = None) -> list[dict[str, Any]]:
-    """Overdue draws across the cohort as of the last daily run, most overdue first."""
-    query = (select(DueDrawRow, Enrollment, Patient)
-             .join(Enrollment, col(Enrollment.id) == DueDrawRow.enrollment_id)
+    """Every patient and panel whose most recent required draw is unmet (overdue or missed), as of
+    the last daily run, worst first: unmet for longest, then longest without a result."""
+    query = (select(OverduePanelRow, Enrollment, Patient)
+             .join(Enrollment, col(Enrollment.id) == OverduePanelRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id)
-             .where(DueDrawRow.status == "overdue", Enrollment.status == "active"))
+             .where(Enrollment.status == "active"))
     if site:
         query = query.where(Enrollment.site == site)
     if coordinator:
         query = query.where(Enrollment.coordinator == coordinator)
-    rows = session.exec(query.order_by(col(DueDrawRow.due_on), col(Patient.mrn), col(DueDrawRow.panel))).all()
-    return [{"mrn": p.mrn, "panel": d.panel, "due_on": d.due_on.isoformat(),
-             "days_overdue": (today - d.due_on).days, "phase": e.phase, "coordinator": e.coordinator,
-             "site": e.site, "rule_id": d.rule_id, "why": d.why} for d, e, p in rows]
+    rows = session.exec(query.order_by(col(OverduePanelRow.since), col(OverduePanelRow.last_result_on),
+                                       col(Patient.mrn), col(OverduePanelRow.panel))).all()
+    return [{"mrn": p.mrn, **overdue_view(o, today=today), "phase": e.phase, "coordinator": e.coordinator,
+             "site": e.site} for o, e, p in rows]
 
 
 def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
-    if status not in ("open", "acknowledged", "all"):
-        raise UserError(f"--status {status!r} must be open, acknowledged or all")
+    if status not in ("open", "acknowledged", "resolved", "all"):
+        raise UserError(f"--status {status!r} must be open, acknowledged, resolved or all")
     query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id))
     if status != "all":
@@ -114,9 +128,8 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: da
     if flag.status == "acknowledged":
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
-    enrollment = session.get(Enrollment, flag.enrollment_id)
-    if enrollment is not None:  # an acknowledged critical flag may release a hold: look again today
-        enrollment.next_review_on = min(enrollment.next_review_on, today or now.date())
+    # An acknowledged critical flag may release a hold: look again today.
+    mark_enrollment(session, flag.enrollment_id, today or now.date())
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
     return flag
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 from monitor.domain.analytes import Catalog
@@ -65,7 +66,7 @@ def snapshot(*, phase: Phase = Phase.INDUCTION, start: date = START, weight_kg: 
              genotypes: tuple[Genotype, ...] | None = None,
              medications: tuple[Medication, ...] = (),
              overrides: tuple[Override, ...] = (),
-             acknowledged: frozenset[str] = frozenset()) -> Snapshot:
+             acknowledged: Mapping[str, str] | None = None) -> Snapshot:
     tested = start - GENOTYPED
     return Snapshot(
         enrollment_id=1,
@@ -79,7 +80,7 @@ def snapshot(*, phase: Phase = Phase.INDUCTION, start: date = START, weight_kg: 
             Genotype("TPMT", "normal", tested), Genotype("NUDT15", "normal", tested)),
         medications=medications,
         overrides=overrides,
-        acknowledged=acknowledged,
+        acknowledged=acknowledged or {},
     )
 
 

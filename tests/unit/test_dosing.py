@@ -614,11 +614,11 @@ def test_a_critical_cytopenia_holds_azathioprine(analyte: str, value: float, hel
 def test_acknowledging_the_critical_flag_releases_the_hold() -> None:
     snap = taking_100_mg((result("NEUT", 0.8, on=day(100), id=7),))
     (flag,) = [f for f in plan(snap, day(100)).flags if f.kind == "neutropenia"]
-    assert flag.key == "aih-azathioprine/ctcae-5.0/NEUT/grade-3@7"
-    assert held_steps(replace(snap, acknowledged=frozenset({"some/other@7"})), day(101))
-    assert held_steps(replace(snap, acknowledged=frozenset({flag.key})), day(101)) == []
+    assert flag.key == f"neutropenia@NEUT@{day(100).isoformat()}"  # one flag per kind, analyte and specimen
+    assert held_steps(replace(snap, acknowledged={"some/other@7": "critical"}), day(101))
+    assert held_steps(replace(snap, acknowledged={flag.key: "critical"}), day(101)) == []
     # the flag itself stays: acknowledging releases the hold, it does not unsee the result
-    assert [f.key for f in plan(replace(snap, acknowledged=frozenset({flag.key})), day(101)).flags] == [flag.key]
+    assert [f.key for f in plan(replace(snap, acknowledged={flag.key: "critical"}), day(101)).flags] == [flag.key]
 
 
 def test_a_hold_is_listed_even_when_the_current_dose_is_recorded_as_taken() -> None:
@@ -640,7 +640,7 @@ def test_an_unacknowledged_critical_hold_outlasts_the_flag_look_back_while_the_f
     assert held_steps(still_open, day(191))
     assert held_steps(still_open, day(400))
     # acknowledged: the store no longer lists it as open, and nothing holds
-    assert held_steps(replace(snap, acknowledged=frozenset({flag.key})), day(191)) == []
+    assert held_steps(replace(snap, acknowledged={flag.key: "critical"}), day(191)) == []
 
 
 def test_the_day_a_critical_flag_leaves_the_look_back_is_a_review_date() -> None:
@@ -673,7 +673,7 @@ def test_a_contraindicated_drug_holds_azathioprine_until_the_flag_is_acknowledge
     if held:
         assert found[0].why.startswith(f"hold azathioprine: interaction flagged critical on {day(30)}")
         (flag,) = [f for f in plan(snap, day(30)).flags if f.kind == "interaction"]
-        assert held_steps(replace(snap, acknowledged=frozenset({flag.key})), day(31)) == []
+        assert held_steps(replace(snap, acknowledged={flag.key: "critical"}), day(31)) == []
 
 
 def test_the_hold_is_dated_by_the_first_open_critical_flag_whatever_the_order_of_the_results() -> None:
@@ -705,7 +705,7 @@ def test_a_critical_result_that_is_not_a_cytopenia_holds_azathioprine_too(analyt
     (hold,) = held_steps(snap, day(30))
     assert (hold.dose_mg, hold.on, hold.rule_id) == (0, day(30), "aih-azathioprine/dosing/hold")
     assert hold.why.startswith(f"hold azathioprine: {kind} flagged critical on {day(30)}")
-    assert held_steps(replace(snap, acknowledged=frozenset({flag.key})), day(31)) == []
+    assert held_steps(replace(snap, acknowledged={flag.key: "critical"}), day(31)) == []
 
 
 def test_a_poor_metaboliser_flag_is_critical_but_removes_azathioprine_rather_than_holding_it() -> None:

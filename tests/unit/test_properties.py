@@ -186,7 +186,7 @@ def test_evaluate_never_raises_explains_everything_and_holds_still_until_next_re
     assert_holds_still(snap, plan, today, days)
 
     # A clinician acknowledges every critical flag: the plan is still well formed and still holds still.
-    critical = frozenset(f.key for f in plan.flags if f.severity == "critical")
+    critical = {f.key: f.severity for f in plan.flags if f.severity == "critical"}
     if critical and data.draw(st.booleans(), label="acknowledge the critical flags"):
         acked = replace(snap, acknowledged=critical)
         plan = evaluate(acked, PROTOCOL, today=today)

@@ -1,0 +1,94 @@
+"""Flags over time: one per subject, re-judged when their result changes, and the ones that hold
+the drug.
+
+A flag raised by a result is about that specimen (`Flag.key`). When the result is corrected or
+retracted, its open flag is judged again with it: updated when the new value still meets a rule
+of the same kind, resolved (with the why) when it no longer does, so a corrected critical count
+neither stays on the worklist nor keeps azathioprine held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+
+from monitor.domain.items import Flag, Resolution
+from monitor.domain.protocol import MonitoringProtocol, Severity
+from monitor.domain.snapshot import OpenFlag, Snapshot
+from monitor.domain.thresholds import Baselines, flags_for
+
+#: Flags that never hold the drug for review: a poor metaboliser is never given it at all.
+NOT_A_HOLD = frozenset({"tpmt_poor"})
+
+
+def one_per_key(flags: Iterable[Flag]) -> list[Flag]:
+    """The most severe flag for each key (the first of equals), in the order first seen."""
+    kept: dict[str, Flag] = {}
+    for f in flags:
+        seen = kept.get(f.key)
+        if seen is None or Severity(f.severity).rank > Severity(seen.severity).rank:
+            kept[f.key] = f
+    return list(kept.values())
+
+
+def covered(flag: Flag, acknowledged: Mapping[str, str]) -> bool:
+    """Whether a clinician has acknowledged this flag at this severity or a worse one."""
+    seen = acknowledged.get(flag.key)
+    return seen is not None and Severity(flag.severity).rank <= Severity(seen).rank
+
+
+def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag], *, today: date,
+              on_drug: Callable[[date], bool]) -> tuple[list[Flag], list[Resolution]]:
+    """Judge again the open flags whose result changed since they were raised.
+
+    `flags` are this evaluation's flags. An open flag it does not contain, whose result was
+    retracted or now has another value, is checked against its result alone (even past the
+    look-back): a flag of its kind is returned to update it; otherwise it is resolved. Open flags
+    whose result did not change stay as they are (past the look-back they still hold the drug).
+    """
+    computed = {f.key for f in flags}
+    results = {r.id: r for r in snapshot.results}
+    base = Baselines(snapshot, protocol)
+    updated: list[Flag] = []
+    resolved: list[Resolution] = []
+    for o in snapshot.open_flags:
+        if o.result_id is None or o.key in computed or not _changed(o):
+            continue
+        if o.result_retracted:
+            resolved.append(Resolution(o.key, f"{o.kind}: the result it was raised on ({_shown(o.value)}, "
+                                              f"{o.observed_on}) was retracted by the lab"))
+            continue
+        result = results.get(o.result_id)
+        if result is None:  # not in view (a run for an earlier date): judged when it is
+            continue
+        again = [f for f in flags_for(result, protocol, baseline=base.for_(result), overrides=snapshot.overrides,
+                                      on_drug=on_drug(result.observed_on)) if f.key == o.key]
+        if again:
+            updated += again
+        else:
+            unit = protocol.units.get(result.analyte, "")
+            resolved.append(Resolution(o.key, f"{o.kind}: {result.analyte} of {result.observed_on} was corrected from "
+                                              f"{_shown(o.value)} to {result.value:g} {unit}, which no longer "
+                                              "meets the rule"))
+    return updated, resolved
+
+
+def _changed(o: OpenFlag) -> bool:
+    return o.result_retracted or o.result_value != o.value
+
+
+def _shown(value: float | None) -> str:
+    return "no value" if value is None else f"{value:g}"
+
+
+def critical_holds(snapshot: Snapshot, flags: list[Flag], resolved: list[Resolution]) -> list[tuple[date, str]]:
+    """(day, kind) of every critical flag holding the drug pending review, earliest first: this
+    evaluation's critical flags not covered by an acknowledgement, and earlier ones still open
+    (past the look-back) unless resolved now."""
+    critical = Severity.CRITICAL.value
+    holds = [(f.observed_on, f.kind) for f in flags
+             if f.severity == critical and f.kind not in NOT_A_HOLD and not covered(f, snapshot.acknowledged)]
+    done = {f.key for f in flags} | {r.key for r in resolved}
+    holds += [(o.observed_on, o.kind) for o in snapshot.open_flags
+              if o.severity == critical and o.kind not in NOT_A_HOLD and o.key not in done]
+    return sorted(holds)

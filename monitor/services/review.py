@@ -1,0 +1,65 @@
+"""Review marks: which enrollments the daily cycle must evaluate, and when.
+
+Each enrollment has a review date (`next_review_on`, the earliest day its plan can change without
+new input) and a revision, bumped by every new input about it (a result, a dose, a phase, an
+acknowledgement). New input lowers the review date to the day it matters from. The cycle writes
+a new review date only if the revision is still the one it read before loading the patient's
+data (`settle`), so input that arrives while the cycle evaluates — the MLLP listener beside the
+daemon — is never overwritten: its enrollment stays due and is evaluated again.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Date, bindparam, case, update
+from sqlmodel import Session, col, select
+
+from monitor.db.tables import Enrollment
+
+_DAY = bindparam("day", type_=Date)
+
+#: Built once (a batch's thousands of patient ids are one expanding parameter). The enrollments are
+#: locked in id order, as the daily cycle writes them, so the two never deadlock on PostgreSQL.
+_BY_PATIENT = (update(Enrollment)
+               .where(col(Enrollment.id).in_(
+                   select(col(Enrollment.id))
+                   .where(col(Enrollment.patient_id).in_(bindparam("ids", expanding=True)),
+                          col(Enrollment.status) == "active")
+                   .order_by(col(Enrollment.id)).with_for_update()))
+               .values(next_review_on=case((col(Enrollment.next_review_on) > _DAY, _DAY),
+                                           else_=col(Enrollment.next_review_on)),
+                       revision=col(Enrollment.revision) + 1))
+
+_ONE = (update(Enrollment).where(col(Enrollment.id) == bindparam("eid"))
+        .values(next_review_on=case((col(Enrollment.next_review_on) > _DAY, _DAY),
+                                    else_=col(Enrollment.next_review_on)),
+                revision=col(Enrollment.revision) + 1))
+
+_SETTLE = (update(Enrollment)
+           .where(col(Enrollment.id) == bindparam("eid"), col(Enrollment.revision) == bindparam("seen"))
+           .values(next_review_on=bindparam("next_review_on", type_=Date),
+                   last_evaluated_on=bindparam("evaluated_on", type_=Date)))
+
+
+def mark_patients(session: Session, changed_from: dict[int, date]) -> None:
+    """New input about these patients (patient id -> from which day): their active enrollments are
+    evaluated by the first daily cycle on or after that day."""
+    by_day: dict[date, list[int]] = {}
+    for patient_id, day in changed_from.items():
+        by_day.setdefault(day, []).append(patient_id)
+    for day, ids in sorted(by_day.items()):
+        session.execute(_BY_PATIENT, {"ids": sorted(ids), "day": day})
+
+
+def mark_enrollment(session: Session, enrollment_id: int, day: date) -> None:
+    """New input about one enrollment, from `day` on."""
+    session.execute(_ONE, {"eid": enrollment_id, "day": day})
+
+
+def settle(session: Session, enrollment_id: int, *, seen: int, next_review_on: date, evaluated_on: date) -> bool:
+    """Write the review date a plan computed, unless new input arrived since its revision `seen`
+    was read (then the enrollment stays due: False)."""
+    done = session.execute(_SETTLE, {"eid": enrollment_id, "seen": seen, "next_review_on": next_review_on,
+                                     "evaluated_on": evaluated_on})
+    return bool(done.rowcount)  # type: ignore[attr-defined]
