@@ -59,7 +59,7 @@ class _Store:
         self.session, self.ctx = session, ctx
         self.batch = Prepared(0)
         self.report = self.batch.report
-        self.critical: set[int] = set()  # patients with a new result in a critical band
+        self.critical: set[int] = set()  # patients to evaluate now: a result in a critical band, corrected or retracted
         self.touched: dict[int, date] = {}  # patients with new input, and from which day
         self.graders: dict[str, list[MonitoringProtocol]] = ctx.memo.setdefault("graders", {})
 
@@ -83,17 +83,16 @@ class _Store:
         self.touched, self.critical = {}, set()
         return flags
 
-    def _retract(self, keys: list[str]) -> None:
-        """A cancelled or entered-in-error result withdraws the one received under its key: kept,
-        marked `retracted`, and no longer used by the engine."""
+    def _retract(self, keys: list[tuple[str, str | None]]) -> None:
+        """A cancelled or entered-in-error result withdraws the one received under its source key,
+        or (HL7: a deletion in a later message) the same order and test: kept, marked `retracted`,
+        no longer used by the engine, and its patient evaluated at once (its flags go with it)."""
         if not keys:
             return
-        held = self.session.exec(select(HeldResult).where(col(HeldResult.source_key).in_(keys))).all()
-        stored = self.session.exec(select(LabResult).where(col(LabResult.source_key).in_(keys))).all()
-        found: dict[str, LabResult | HeldResult] = {r.source_key: r for r in held}
-        found.update((r.source_key, r) for r in stored)  # a stored result wins over a held one
-        for key in keys:
-            row = found.get(key)
+        by_source = self._rows("source_key", [source for source, _ in keys])
+        by_order = self._rows("order_key", [order for source, order in keys if order and source not in by_source])
+        for source_key, order_key in keys:
+            row = by_source.get(source_key) or (by_order.get(order_key) if order_key else None)
             if row is None or row.status == "retracted":
                 self.report.ignored += 1  # nothing (left) to withdraw
                 continue
@@ -102,6 +101,16 @@ class _Store:
             self.report.retracted += 1
             if isinstance(row, LabResult):
                 _earliest(self.touched, row.patient_id, row.observed_on)
+                self.critical.add(row.patient_id)
+
+    def _rows(self, column: str, keys: list[str]) -> dict[str, LabResult | HeldResult]:
+        """Stored or held results by `column` (a stored result wins over a held one)."""
+        found: dict[str, LabResult | HeldResult] = {}
+        if keys:
+            for model in (HeldResult, LabResult):
+                rows: list[Any] = list(self.session.exec(select(model).where(col(getattr(model, column)).in_(keys))))
+                found.update((getattr(r, column), r) for r in rows)
+        return found
 
     def _screen(self, patient_id: int, p: Pending) -> None:
         """Note the patient if this result (`outside_range`) is critical under any protocol's grading."""
@@ -196,8 +205,7 @@ class _Store:
         self.report.corrected += 1
         if previous.lab and patient_id is not None:
             _earliest(self.touched, patient_id, p.on)
-            if p.outside_range:
-                self._screen(patient_id, p)
+            self.critical.add(patient_id)  # its flags are judged again with it, now
 
 
 @dataclass(slots=True)

@@ -136,7 +136,7 @@ class Prepared:
     size: int  # records read
     report: IngestReport = field(default_factory=IngestReport)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
-    retractions: list[str] = field(default_factory=list)  # source keys to withdraw
+    retractions: list[tuple[str, str | None]] = field(default_factory=list)  # (source key, order key) to withdraw
     pending: list[Pending] = field(default_factory=list)
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
@@ -203,7 +203,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
         if r.status == "retracted":
-            out.retractions.append(r.source_key[:255])
+            out.retractions.append((r.source_key[:255], r.order_key))
             continue
         if len(r.mrn) > MRN_MAX:
             out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
