@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from monitor import clock
 from monitor.config import Settings, load_settings
-from monitor.db.migrate import upgrade_to_head
+from monitor.db.migrate import require_existing, upgrade_to_head
 from monitor.db.session import make_engine
 from monitor.ingest.records import ReadOptions
 from monitor.protocols import Library, packaged_library
@@ -23,8 +23,11 @@ from monitor.services.prepare import Context
 
 
 class App:
-    def __init__(self, config: Path | None = None) -> None:
+    def __init__(self, config: Path | None = None, *, may_create: bool = True) -> None:
         self.config = config
+        #: Only commands that start a clinic (init, enroll, demo) create a database; any other
+        #: command in the wrong folder must not answer "nothing to do" from a new, empty one.
+        self.may_create = may_create
 
     @cached_property
     def settings(self) -> Settings:
@@ -38,6 +41,8 @@ class App:
     @cached_property
     def engine(self) -> Engine:
         engine = make_engine(self.settings.database.url)
+        if not self.may_create:
+            require_existing(engine)
         upgrade_to_head(engine)
         return engine
 

@@ -13,7 +13,7 @@ import typer
 from rich.progress import Progress, TaskID
 
 from monitor.app import App
-from monitor.cli_show import emit_json, err, out, progress_bar, show_ingest, shown, table
+from monitor.cli_show import emit_json, err, out, progress_bar, show_ingest, show_plan_source, shown, table
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
@@ -27,6 +27,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 quarantine_app = typer.Typer(no_args_is_help=False, help="Records that could not be stored as results.")
 app.add_typer(quarantine_app, name="quarantine")
 
+
+#: The commands that may start a clinic's database; every other one refuses to create an empty one.
+CREATES_A_DATABASE = frozenset({"init", "enroll", "demo"})
 
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
 
@@ -52,8 +55,13 @@ def parse_date(value: str | None, option: str = "--date") -> date | None:
         raise UserError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
 
 
-def day_or_today(a: App, value: str | None) -> date:
-    return parse_date(value) or a.today()
+def day_or_today(a: App, value: str | None, option: str = "--date") -> date:
+    """A clinical date option (default today), refused when far from today (settings [dates])."""
+    day = parse_date(value, option)
+    if day is None:
+        return a.today()
+    patients.check_date(day, option, today=a.today(), dates=a.settings.dates.range)
+    return day
 
 
 @app.callback()
@@ -61,7 +69,7 @@ def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
 ) -> None:
-    ctx.obj = App(config)
+    ctx.obj = App(config, may_create=ctx.invoked_subcommand in CREATES_A_DATABASE)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -97,10 +105,10 @@ def enroll(
     a = the(ctx)
     today, now = a.today(), a.now()
     if csv_path is not None:
-        requests = read_enrollments(csv_path, a.library)
+        requests = read_enrollments(csv_path, a.library, today=today, dates=a.settings.dates.range)
         with a.session() as s:
-            created = sum(patients.enroll(s, a.library, r, today=today, now=now, actor=a.actor)[1]
-                          for r in requests)
+            created = sum(patients.enroll(s, a.library, r, today=today, now=now, actor=a.actor,
+                                          dates=a.settings.dates.range)[1] for r in requests)
             s.commit()
         out.print(f"enrolled {created} patients ({len(requests) - created} already enrolled) from {csv_path}")
         return
@@ -110,11 +118,12 @@ def enroll(
         raise UserError(f"enroll needs {', '.join(missing)} (or --csv FILE for a cohort)")
     assert mrn and protocol and start and weight_kg is not None
     req = patients.EnrollmentRequest(
-        mrn=mrn, protocol=protocol, start_on=parse_date(start, "--start") or today, weight_kg=weight_kg,
+        mrn=mrn, protocol=protocol, start_on=day_or_today(a, start, "--start"), weight_kg=weight_kg,
         phase=phase, name=name, dob=parse_date(dob, "--dob"), sex=sex, tpmt=tpmt, nudt15=nudt15,
         coordinator=coordinator, site=site)
     with a.session() as s:
-        enrollment, created = patients.enroll(s, a.library, req, today=today, now=now, actor=a.actor)
+        enrollment, created = patients.enroll(s, a.library, req, today=today, now=now, actor=a.actor,
+                                              dates=a.settings.dates.range)
         s.commit()
     verb = "enrolled" if created else "already enrolled:"
     out.print(f"{verb} {mrn} in {enrollment.protocol_id} ({enrollment.phase} from {enrollment.start_on})")
@@ -146,7 +155,8 @@ def record(
     events = patients.Events(doses=tuple(doses), weight_kg=weight_kg, med_start=tuple(med_start or ()),
                              med_stop=tuple(med_stop or ()), tpmt=tpmt, nudt15=nudt15)
     with a.session() as s:
-        lines = patients.record(s, mrn, events, on=day_or_today(a, on), today=a.today(), now=a.now(), actor=a.actor)
+        lines = patients.record(s, mrn, events, on=day_or_today(a, on), today=a.today(), now=a.now(), actor=a.actor,
+                                dates=a.settings.dates.range)
         s.commit()
     for line in lines:
         out.print(f"recorded {line}")
@@ -165,7 +175,7 @@ def phase(
     a = the(ctx)
     with a.session() as s:
         e = patients.change_phase(s, mrn, to, on=day_or_today(a, on), reason=reason, by=by or a.actor,
-                                  today=a.today(), now=a.now())
+                                  today=a.today(), now=a.now(), dates=a.settings.dates.range)
         s.commit()
     out.print(f"{mrn} is in {e.phase} from {e.phase_since}")
 
@@ -222,13 +232,18 @@ def patient(
     """One patient: phase, due draws, dose steps, open flags, proposals, recent results."""
     a = the(ctx)
     choose(fmt, "--format", "text", "json")
+    day = day_or_today(a, on)
     with a.session() as s:
-        view = queries.patient_view(s, a.library, mrn, today=day_or_today(a, on), now=a.now(), actor=a.actor)
+        view = queries.patient_view(s, a.library, mrn, today=day, now=a.now(), actor=a.actor)
+    show_plan_source(view["daily_run"], day, caption=False)  # the plan is evaluated now; its flags are stored
     if fmt == "json":
         emit_json(view)
         return
     out.print(f"[bold]{view['mrn']}[/] {view['protocol']}: {view['phase']} since {view['phase_since']} "
               f"(as of {view['as_of']})")
+    table("Overdue (latest required draw unmet)", ["panel", "since", "unmet", "last result", "why"],
+          [[o["panel"], o["due_on"], o["draws_unmet"], o["last_result_on"] or "never", o["why"]]
+           for o in view["overdue"]])
     table("Due draws", ["panel", "due", "status", "why"],
           [[d["panel"], d["due_on"], d["status"], d["why"]] for d in view["due"]])
     table("Dose steps", ["drug", "mg/day", "from", "status", "why"],
@@ -248,26 +263,36 @@ def overdue(
     site: Annotated[str | None, typer.Option()] = None,
     coordinator: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Overdue draws across the cohort (as of the last daily run), most overdue first."""
+    """Every patient and panel whose latest required draw is unmet (missed included), worst first."""
     a = the(ctx)
     choose(fmt, "--format", "table", "csv", "json")
+    day = day_or_today(a, on)
     with a.session() as s:
-        rows = queries.overdue(s, today=day_or_today(a, on), site=site, coordinator=coordinator)
-    keys = ["mrn", "panel", "due_on", "days_overdue", "phase", "coordinator", "site"]
+        rows = queries.overdue(s, today=day, site=site, coordinator=coordinator)
+        run = queries.last_daily_run(s)
+    show_plan_source(run, day, caption=fmt == "table")
     if fmt == "json":
         emit_json(rows)
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=keys, extrasaction="ignore")
+        writer = csv.DictWriter(sys.stdout, fieldnames=OVERDUE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     else:
-        table(f"Overdue draws ({len(rows)})", keys, [[r[k] for k in keys] for r in rows])
+        table(f"Overdue ({len(rows)})", ["mrn", "panel", "since", "days", "unmet", "last result", "phase",
+                                          "coordinator", "site"],
+              [[r["mrn"], r["panel"], r["due_on"], r["days_overdue"], r["draws_unmet"], r["last_result_on"] or "never",
+                r["phase"], r["coordinator"], r["site"]] for r in rows])
+
+
+#: `monitor overdue --format csv` columns (docs/CLI.md).
+OVERDUE_COLUMNS = ["mrn", "panel", "due_on", "days_overdue", "draws_unmet", "last_result_on", "days_without_result",
+                   "phase", "coordinator", "site"]
 
 
 @app.command()
 def flags(
     ctx: typer.Context,
-    status: Annotated[str, typer.Option(help="open, acknowledged or all")] = "open",
+    status: Annotated[str, typer.Option(help="open, acknowledged, resolved or all")] = "open",
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """The flag worklist, critical first."""
@@ -275,6 +300,7 @@ def flags(
     choose(fmt, "--format", "table", "json")
     with a.session() as s:
         rows = queries.flags(s, status=status)
+        show_plan_source(queries.last_daily_run(s), a.today(), caption=fmt == "table")
     if fmt == "json":
         emit_json(rows)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +26,13 @@ def shown(flag: dict[str, Any]) -> str:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table for a terminal; piped or redirected, plain tab-separated rows that never wrap (so
+    `monitor overdue | grep nurse@example.org` finds every row whole)."""
+    if not out.is_terminal:
+        print(title)  # noqa: T201
+        for r in [columns, *rows]:
+            print("\t".join("" if v is None else " ".join(str(v).split()) for v in r))  # noqa: T201
+        return
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c, overflow="fold")
@@ -36,6 +44,20 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def progress_bar(label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err, transient=True, disable=not err.is_terminal)
+
+
+def show_plan_source(run: dict[str, Any] | None, day: date, *, caption: bool) -> None:
+    """Say which daily run the stored plan comes from (`caption`: on stdout, for people) and warn on
+    stderr when it is older than the date asked for: the list may then be out of date."""
+    if run is None:
+        err.print(f"warning: no daily run yet: nothing is planned until `monitor run` has run for {day}",
+                  markup=False)
+        return
+    if caption:
+        out.print(f"(from the daily run of {run['date']})", markup=False)
+    if run["date"] < day.isoformat():
+        err.print(f"warning: the last daily run was for {run['date']}, before {day}: run `monitor run` "
+                  "to bring the plan up to date", markup=False)
 
 
 def show_ingest(name: str, report: IngestReport) -> None:

@@ -69,6 +69,11 @@ class Person:
         return self.history[-1][1] if self.phase is Phase.REINDUCTION else None
 
 
+#: The patients the README's tour shows (index in the cohort: phase, days on treatment, story).
+SHOWCASE = {2: (Phase.INDUCTION, 42, "no_labs"),   # DEMO0003: enrolled six weeks ago, never drawn
+            6: (Phase.MAINTENANCE, 700, "critical")}  # DEMO0007: a critical leukopenia two days ago
+
+
 def cohort(n: int, today: date, rng: random.Random) -> list[Person]:
     people = []
     phases = [p for p, share in MIX for _ in range(max(1, round(share * n)))]
@@ -79,6 +84,9 @@ def cohort(n: int, today: date, rng: random.Random) -> list[Person]:
         p = Person(mrn=f"DEMO{i + 1:04d}", phase=phase, start=today - timedelta(days=days),
                    weight=round(rng.uniform(48, 105), 1), coordinator=NURSES[i % 3], site=SITES[i % 2],
                    story=rng.choices(("well", "leukopenia", "critical", "lapsed", "relapse"), (74, 9, 3, 10, 4))[0])
+        if i in SHOWCASE:
+            p.phase, days, p.story = SHOWCASE[i]
+            p.start = today - timedelta(days=days)
         recent = today - timedelta(days=rng.randint(7, 40))
         if phase in (Phase.WITHDRAWAL, Phase.OFF_TREATMENT, Phase.REINDUCTION):
             p.history.append((Phase.WITHDRAWAL, recent - timedelta(days=300 if phase != Phase.WITHDRAWAL else 0)))
@@ -131,14 +139,18 @@ def value_for(p: Person, analyte: str, taken: date, last: bool, rng: random.Rand
 def lab_rows(people: list[Person], protocol: MonitoringProtocol, catalog: Catalog, today: date,
              rng: random.Random) -> Iterator[list[str]]:
     for p in people:
+        if p.story == "no_labs":
+            continue
         days = draw_days(p, protocol, today)
+        if p.story in ("leukopenia", "critical"):  # the count that showed it, two days ago
+            days.append((today - timedelta(days=2), ("CBC",)))
         sent: set[tuple[date, str]] = set()
         skip_last = rng.randint(1, 2) if p.story == "lapsed" else 0
         for n, (due, panels) in enumerate(days[: len(days) - skip_last] if skip_last else days):
-            if rng.random() < 0.05:  # the odd missed draw
+            last = n >= len(days) - 1 - skip_last
+            if rng.random() < 0.05 and not last:  # the odd missed draw
                 continue
             taken = min(due + timedelta(days=rng.randint(-2, 2)), today)
-            last = n >= len(days) - 1 - skip_last
             for panel in panels:
                 for analyte in PANEL_ANALYTES[panel]:
                     if (taken, analyte) in sent:
@@ -210,7 +222,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         w.writerows(lab_rows(people, protocol, a.library.catalog, today, rng))
 
     with a.session() as s:
-        for req in read_enrollments(directory / "cohort.csv", a.library):
+        for req in read_enrollments(directory / "cohort.csv", a.library, today=today):
             patients.enroll(s, a.library, req, today=today, now=now, actor="demo")
         for p in people:
             for phase, on in p.history:
@@ -241,13 +253,13 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                   f"{ingested.quarantined} quarantined with a reason")
     console.print(f"  daily cycle: {report.evaluated} enrollments evaluated; {sum(severities.values())} open flags "
                   f"({severities['critical']} critical, {severities['action']} action, {severities['watch']} watch), "
-                  f"{overdue} overdue draws")
+                  f"{overdue} panels overdue (latest required draw unmet)")
     console.print(f"  {len(digests)} coordinator digests written to {outbox}/")
     console.print("\nLook around (the demo database is the default one inside the folder):")
     console.print(f"  cd {directory}")
-    console.print("  monitor overdue                 # overdue draws, most overdue first")
+    console.print("  monitor overdue                 # every panel whose latest required draw is unmet, worst first")
     console.print("  monitor flags                   # the flag worklist, critical first")
-    example = next((p for p in people if p.story == "critical"), people[0])
-    console.print(f"  monitor patient {example.mrn}        # one patient: plan, flags, results, and why")
+    console.print("  monitor patient DEMO0007        # a critical leukopenia: azathioprine held, and why")
+    console.print("  monitor patient DEMO0003        # enrolled six weeks ago, never drawn: every draw missed")
     console.print("  monitor quarantine              # records that could not be stored, with reasons")
     console.print(f"  cat outbox/digest-{today.isoformat()}-{slug(NURSES[0])}.eml")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from alembic import command
+from monitor.domain.errors import UserError
 from monitor.paths import alembic_dir
 
 #: pg_advisory_xact_lock key: several daemons starting at once migrate one at a time.
@@ -24,6 +27,25 @@ def is_current(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision() == head
+
+
+def require_existing(engine: Engine) -> None:
+    """Refuse a database that does not exist yet, naming the one looked for (SQLite: the file;
+    otherwise: a database without monitor's tables)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+        if path and path != ":memory:" and not Path(path).is_file():
+            engine.dispose()
+            raise UserError(f"no monitor database at {Path(path).resolve()}: run this in the clinic's folder, "
+                            "set database.url (or --config), or create one with `monitor init`")
+        return
+    with engine.connect() as conn:
+        found = inspect(conn).has_table("alembic_version")
+    if not found:
+        engine.dispose()
+        raise UserError(f"{url.render_as_string(hide_password=True)} holds no monitor database: "
+                        "check database.url, or create one with `monitor init`")
 
 
 def upgrade_to_head(engine: Engine) -> None:

@@ -39,3 +39,7 @@ class DateRange:
         return (f"{what} {day.isoformat()} is outside {earliest.isoformat()}..{latest.isoformat()} "
                 f"(settings [dates]: {self.years_back} years back, "
                 f"{self.results_days_ahead if result else self.days_ahead} days ahead of {today.isoformat()})")
+
+
+#: The packaged defaults (config/monitor.toml [dates]), for callers without settings at hand.
+DEFAULT_DATES = DateRange()

@@ -6,6 +6,7 @@ import csv
 from datetime import date
 from pathlib import Path
 
+from monitor.domain.dates import DEFAULT_DATES, DateRange
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.protocols import Library
@@ -45,7 +46,8 @@ def _row(row: dict[str, str]) -> EnrollmentRequest:
     )
 
 
-def read_enrollments(path: Path, library: Library) -> list[EnrollmentRequest]:
+def read_enrollments(path: Path, library: Library, *, today: date,
+                     dates: DateRange = DEFAULT_DATES) -> list[EnrollmentRequest]:
     """Every row as a request, or a UserError that lists every bad row by line number."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
@@ -63,7 +65,7 @@ def read_enrollments(path: Path, library: Library) -> list[EnrollmentRequest]:
                 line = reader.line_num
                 try:
                     req = _row(row)
-                    check_request(req, library)
+                    check_request(req, library, today=today, dates=dates)
                 except UserError as e:
                     errors.append(f"line {line}: {e}")
                     continue

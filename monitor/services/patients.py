@@ -24,6 +24,7 @@ from monitor.db.tables import (
     WeightRecord,
 )
 from monitor.db.upsert import insert_ignore
+from monitor.domain.dates import DEFAULT_DATES, DateRange
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.protocol import Phase
 from monitor.protocols import Library
@@ -50,9 +51,17 @@ class EnrollmentRequest:
     site: str | None = None
 
 
-def check_request(req: EnrollmentRequest, library: Library) -> None:
+def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
+    """A clinical date typed far from today is a mistake: refused before anything is written."""
+    problem = dates.problem(day, today, what)
+    if problem:
+        raise UserError(f"{problem}; check the date")
+
+
+def check_request(req: EnrollmentRequest, library: Library, *, today: date, dates: DateRange = DEFAULT_DATES) -> None:
     """Raises UserError naming the first bad field."""
     library.get(req.protocol)
+    check_date(req.start_on, "start", today=today, dates=dates)
     if not req.mrn.strip() or len(req.mrn) > 64:
         raise UserError("mrn must be 1-64 characters")
     if not WEIGHT_KG[0] <= req.weight_kg <= WEIGHT_KG[1]:
@@ -104,12 +113,12 @@ def attach_held(session: Session, patient: Patient) -> int:
 
 
 def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today: date, now: datetime,
-           actor: str) -> tuple[Enrollment, bool]:
+           actor: str, dates: DateRange = DEFAULT_DATES) -> tuple[Enrollment, bool]:
     """Enroll one patient (creating them if new). Returns (enrollment, created).
 
     Enrolling the same MRN in the same protocol from the same start date again changes nothing.
     """
-    check_request(req, library)
+    check_request(req, library, today=today, dates=dates)
     protocol = library.get(req.protocol)
     patient = session.exec(select(Patient).where(Patient.mrn == req.mrn)).first()
     if patient is None:
@@ -164,11 +173,12 @@ class Events:
 
 
 def record(session: Session, mrn: str, events: Events, *, on: date, now: datetime, today: date | None = None,
-           actor: str) -> list[str]:
+           actor: str, dates: DateRange = DEFAULT_DATES) -> list[str]:
     """Record dated clinical events; returns a line per event written. Re-recording is a no-op."""
     if events.empty():
         raise UserError("nothing to record; give --dose, --weight-kg, --med-start, --med-stop, "
                         "--tpmt or --nudt15")
+    check_date(on, "--date", today=today or now.date(), dates=dates)
     patient = find_patient(session, mrn)
     pid = patient.id
     assert pid is not None
@@ -222,10 +232,11 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
 
 
 def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str,
-                 now: datetime, today: date | None = None) -> Enrollment:
+                 now: datetime, today: date | None = None, dates: DateRange = DEFAULT_DATES) -> Enrollment:
     """A clinician confirms a phase change from a date."""
     if not reason.strip():
         raise UserError("--reason is required: say why the phase changes")
+    check_date(on, "--date", today=today or now.date(), dates=dates)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     if on < enrollment.phase_since:
         raise UserError(f"--date {on} is before the current phase began ({enrollment.phase_since})")

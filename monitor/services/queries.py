@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
-from monitor.db.tables import Enrollment, FlagRow, LabResult, OverduePanelRow, Patient, Quarantine
+from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import OverduePanel
 from monitor.domain.phases import effective_phases
@@ -21,6 +21,15 @@ from monitor.services.patients import active_enrollment, audit, find_patient
 from monitor.services.review import mark_enrollment
 
 RESULTS_SHOWN = timedelta(days=366)
+
+
+def last_daily_run(session: Session) -> dict[str, Any] | None:
+    """The latest completed daily cycle (the plan that overdue, flags and digests show comes from it)."""
+    run = session.exec(select(JobRun).where(JobRun.job_name == "daily", JobRun.status == "done")
+                       .order_by(col(JobRun.run_key).desc())).first()
+    if run is None:
+        return None
+    return {"date": run.run_key, "finished_at": None if run.finished_at is None else run.finished_at.isoformat()}
 
 
 def flag_view(f: FlagRow) -> dict[str, Any]:
@@ -60,6 +69,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     audit(session, actor=actor, action="view", entity="patient", entity_id=patient.id, now=now)
     session.commit()
     return {
+        "daily_run": last_daily_run(session),
         "mrn": patient.mrn,
         "protocol": protocol.id,
         "protocol_version": enrollment.protocol_version,

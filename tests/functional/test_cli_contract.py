@@ -333,7 +333,8 @@ def test_overdue_lists_the_most_overdue_draw_first_as_json_and_csv(
     as_csv = run(capsys, "overdue", "--format", "csv", "--date", DAY)
     assert as_csv.code == 0, as_csv.err
     table = list(csv.DictReader(io.StringIO(as_csv.out)))
-    assert list(table[0]) == keys
+    assert list(table[0]) == ["mrn", "panel", "due_on", "days_overdue", "draws_unmet", "last_result_on",
+                              "days_without_result", "phase", "coordinator", "site"]
     assert [{k: r[k] for k in keys} for r in table] == [{k: str(r[k]) for k in keys} for r in rows]
 
     south = run(capsys, "overdue", "--format", "json", "--date", DAY, "--site", "south").json()

@@ -241,7 +241,8 @@ def test_a_retracted_result_resolves_its_flag(clinic: Clinic) -> None:
     clinic.run(d("2026-02-03"))
     [resolved] = clinic.flags("C4003", status="resolved")
     assert resolved["id"] == flag["id"]
-    assert resolved["resolution"] == "leukopenia: the result it was raised on (3.1, 2026-02-02) was retracted by the lab"
+    assert resolved["resolution"] == ("leukopenia: the result it was raised on (3.1, 2026-02-02) "
+                                      "was retracted by the lab")
 
 
 def hl7(clinic: Clinic, message: str, *, arrived: date) -> IngestReport:

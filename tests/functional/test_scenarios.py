@@ -63,7 +63,10 @@ def clock(day: date, hour: int = 15) -> Iterator[None]:
 
 
 def monitor(capsys: pytest.CaptureFixture[str], *args: str, on: date | None = None) -> Ran:
-    """Run `monitor ARGS` (with the clock frozen on `on`) and insist that it succeeded."""
+    """Run `monitor ARGS` (with the clock frozen on `on`, else on its `--date`: a clinic runs a date's
+    cycle on that date, and dates far from today are refused) and insist that it succeeded."""
+    if on is None and "--date" in args:
+        on = date.fromisoformat(args[args.index("--date") + 1])
     if on is None:
         r = run(capsys, *args)
     else:
