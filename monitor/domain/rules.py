@@ -96,7 +96,7 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
         week4 = episode.started_on + timedelta(days=rules.non_response_day)
         near = [r for r in series if abs((r.observed_on - week4).days) <= rules.non_response_window_days
                 and (ends is None or r.observed_on < ends)]
-        if baseline and near:
+        if baseline and near and above_uln(baseline[-1], protocol):  # a normal value is not a failure to fall
             b = baseline[-1]
             w = near[0]  # the first result of the week-4 window decides, once
             fall = (b.value - w.value) / b.value if b.value > 0 else 0.0

@@ -135,7 +135,7 @@ class _Store:
         new_results: list[tuple[Any, ...]] = []
         new_held: list[tuple[Any, ...]] = []
         day = temporal_encoders(s)[1]
-        today, hold = self.ctx.today, timedelta(days=self.ctx.hold_days)
+        expires = day(self.ctx.today + timedelta(days=self.ctx.hold_days))  # held from arrival, not collection
         touched, later = self.touched, date.max
         # Results of this batch are remembered for the rest of it only if one can come again in it.
         track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
@@ -147,7 +147,7 @@ class _Store:
             patient_id = patients.get(p.mrn)
             row: tuple[Any, ...]
             if patient_id is None:
-                into, row = new_held, (*p[:STORED], p.mrn, day(max(p.on + hold, today)))  # + mrn, expires_on
+                into, row = new_held, (*p[:STORED], p.mrn, expires)  # + mrn, expires_on
             else:
                 into, row = new_results, (*p[:STORED], patient_id)
                 if touched.get(patient_id, later) > p.on:  # _earliest, inlined (it runs for every result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from monitor.services.ingest import ingest_records
 from monitor.services.prepare import IngestReport
 from tests.functional.cli import run
 from tests.functional.scenario import LONDON, Clinic, d, moment, steps
-from tests.integration import ingest_context
+from tests.integration import dump_tables, ingest_context
 
 pytestmark = pytest.mark.usefixtures("db_url")
 
@@ -278,3 +279,76 @@ def test_an_hl7_specimen_re_sent_under_a_new_filler_order_number_raises_no_secon
         assert hl7(clinic, oru(control, order), arrived=d("2026-02-02")).stored == 2
     clinic.run(d("2026-02-03"))
     assert sorted(f["kind"] for f in clinic.flags("S5002")) == ["leukopenia", "thrombocytopenia"]
+
+
+# --- 3. Clinical dates are checked where they enter ----------------------------------------------
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("enroll", "--mrn", "D1", "--protocol", "aih-azathioprine", "--start", "0001-01-01",
+                      "--weight-kg", "70"), id="enroll --start in year 1"),
+        pytest.param(("enroll", "--mrn", "D1", "--protocol", "aih-azathioprine", "--start", "2999-01-01",
+                      "--weight-kg", "70"), id="enroll --start far ahead"),
+        pytest.param(("record", "D0", "--date", "9999-12-31", "--dose", "azathioprine=50"), id="record --date"),
+        pytest.param(("phase", "D0", "--to", "withdrawal", "--reason", "x", "--date", "1900-01-01"), id="phase --date"),
+        pytest.param(("run", "--date", "0001-01-01"), id="run --date"),
+        pytest.param(("overdue", "--date", "3000-01-01"), id="overdue --date"),
+    ],
+)
+def test_a_date_far_from_today_is_refused_with_one_line_and_nothing_changes(
+        capsys: pytest.CaptureFixture[str], engine: Engine, args: tuple[str, ...]) -> None:
+    r = run(capsys, "enroll", "--mrn", "D0", "--protocol", "aih-azathioprine", "--start", "2026-01-05",
+            "--weight-kg", "70", "--tpmt", "normal", "--nudt15", "normal")
+    assert r.code == 0, r.err
+    before = dump_tables(engine)
+    r = run(capsys, *args)
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert "is outside" in r.err and "settings [dates]" in r.err
+    assert dump_tables(engine) == before
+
+
+def test_a_cohort_row_with_an_implausible_start_is_reported_by_line_and_nothing_is_enrolled(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("mrn,protocol,start,weight_kg,tpmt,nudt15,coordinator,site\n"
+                      "E1,aih-azathioprine,2026-01-05,70,normal,normal,n@example.org,north\n"
+                      "E2,aih-azathioprine,0001-01-01,70,normal,normal,n@example.org,north\n", encoding="utf-8")
+    r = run(capsys, "enroll", "--csv", str(cohort))
+    assert r.code == 2 and "line 3: start 0001-01-01 is outside" in r.err
+    assert run(capsys, "patient", "E1").code == 2  # nothing enrolled
+
+
+# --- 11. No false reassurance: the wrong folder, a stale plan --------------------------------------
+
+@pytest.mark.parametrize("command", ["flags", "overdue", "quarantine", "run", "patient A1"])
+def test_a_command_in_a_folder_without_a_database_exits_2_naming_it_and_creates_none(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    monkeypatch.delenv("MONITOR_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = run(capsys, *command.split())
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert f"no monitor database at {tmp_path / 'monitor.db'}" in r.err and "monitor init" in r.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_views_say_which_daily_run_they_show_and_warn_when_it_is_older_than_the_date_asked(
+        capsys: pytest.CaptureFixture[str], clinic: Clinic) -> None:
+    clinic.enroll("W1", start=d("2026-01-05"), phase=Phase.INDUCTION)
+    never = run(capsys, "overdue", "--date", "2026-01-20")
+    assert never.code == 0 and "warning: no daily run yet" in never.err
+    clinic.run(d("2026-01-20"))
+    fresh = run(capsys, "overdue", "--date", "2026-01-20")
+    assert "(from the daily run of 2026-01-20)" in fresh.out and fresh.err == ""
+    stale = run(capsys, "overdue", "--date", "2026-02-03", "--format", "json")
+    assert stale.json() and "warning: the last daily run was for 2026-01-20, before 2026-02-03" in stale.err
+    view = run(capsys, "patient", "W1", "--date", "2026-02-03", "--format", "json")
+    assert view.json()["daily_run"]["date"] == "2026-01-20" and "warning" in view.err
+
+
+def test_piped_tables_are_whole_rows_that_grep_finds(capsys: pytest.CaptureFixture[str], clinic: Clinic) -> None:
+    clinic.enroll("W2", start=d("2026-01-05"), phase=Phase.INDUCTION)
+    clinic.run(d("2026-02-16"))
+    out = run(capsys, "overdue", "--date", "2026-02-16").out
+    [cbc] = [line for line in out.splitlines() if "nurse@example.org" in line and "\tCBC\t" in line]
+    assert cbc.split("\t")[:3] == ["W2", "CBC", "2026-01-12"]

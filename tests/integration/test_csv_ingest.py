@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,11 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
+from monitor.ingest import csv_reader
 from monitor.ingest.csv_reader import read_file
+from monitor.protocols import packaged_library
+from monitor.services import patients
+from monitor.services.daily import expire_held
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context, IngestReport
 from tests.functional.cli import run
@@ -348,3 +353,22 @@ def test_a_file_that_is_not_utf8_exits_2_with_one_line_and_writes_nothing(
     assert r.code == 2
     assert "UTF-8" in one_line_error(r.err)
     assert dump_tables(engine) == before
+
+
+def test_a_held_result_is_kept_hold_days_from_its_arrival_not_its_collection(session: Session) -> None:
+    # Safety issue 9 item 10: a result collected 200 days before it arrived was held until collection + 180 days,
+    # so it expired to quarantine the next morning and enrolling its MRN later attached nothing.
+    collected = NOW.date() - timedelta(days=200)
+    rows = f"{HEADER}\nLATE01,{collected.isoformat()}T09:00,6690-2,5.5,10*9/L\n"
+    report = ingest_records(session, csv_reader.read(io.StringIO(rows), "late.csv", LONDON), ingest_context(NOW))
+    assert report.held == 1
+    [held] = session.exec(select(HeldResult)).all()
+    assert held.expires_on == NOW.date() + timedelta(days=180)
+    assert expire_held(session, today=NOW.date() + timedelta(days=1), now=NOW) == 0
+    later = NOW.date() + timedelta(days=100)
+    request = patients.EnrollmentRequest("LATE01", "aih-azathioprine", later, 70, tpmt="normal")
+    patients.enroll(session, packaged_library(), request, today=later, now=NOW, actor="test")
+    session.commit()
+    assert [(r.value, r.observed_on) for r in session.exec(select(LabResult)).all()] == [(5.5, collected)]
+    assert expire_held(session, today=date(2030, 1, 1), now=NOW) == 0  # attached: nothing left to expire
+

@@ -4,7 +4,7 @@ the rest stay quarantined with today's reason. Nothing is lost either way."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,8 @@ def test_an_expired_held_result_is_replayed_once_its_patient_is_enrolled(
     labs = tmp_path / "labs.csv"
     labs.write_text(f"{HEADER}\nB2002,2026-01-29,6690-2,5.2,10*9/L\n")
     assert "1 held" in ingest(capsys, labs)
-    ran = run(capsys, "run", "--date", "2026-12-31")  # past the 180 days a result is held
+    after_hold = (date.today() + timedelta(days=190)).isoformat()  # past the 180 days from its arrival (today)
+    ran = run(capsys, "run", "--date", after_hold)
     assert ran.code == 0 and "1 held results expired to quarantine" in ran.out, ran.out
 
     assert "replayed 0; 1 still quarantined" in replay(capsys)  # B2002 is still not enrolled

@@ -147,6 +147,21 @@ def test_a_non_response_flag_explains_the_fall() -> None:
 
 
 @pytest.mark.parametrize(
+    ("baseline_alt", "week_4_alt", "flagged"),
+    [
+        pytest.param(25, 25, False, id="IAIHG22 a response is a fall of raised ALT: baseline 25 <= ULN 40 not judged"),
+        pytest.param(40, 40, False, id="ALT at the ULN (40) is not raised: not judged"),
+        pytest.param(41, 41, True, id="ALT just above the ULN that does not fall: non-response"),
+    ],
+)
+def test_non_response_is_judged_only_against_a_baseline_above_the_uln(baseline_alt: float, week_4_alt: float,
+                                                                       flagged: bool) -> None:
+    # Safety issue 9 item 9: an induction patient whose ALT was already in range got "ALT 25 -> 25: a 0% fall".
+    snap = snapshot(results=(result("ALT", baseline_alt, on=START, id=1), result("ALT", week_4_alt, on=day(28), id=2)))
+    assert bool(flags(snap, day(28), "non_response")) is flagged
+
+
+@pytest.mark.parametrize(
     ("baseline_day", "week_4_day", "flagged"),
     [
         pytest.param(0, 21, True, id="DESIGN week-4 ALT may be taken from day 21"),
