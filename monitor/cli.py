@@ -216,9 +216,14 @@ def run(
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
-              f"{report.held_expired} held results expired to quarantine")
+              f"{report.flags_resolved} flags resolved, {report.held_expired} held results expired to quarantine")
+    if report.requeued:
+        out.print(f"  {report.requeued} enrollments had new input while they were evaluated: "
+                  "they stay due and are evaluated again by the next run")
     if report.failed:
-        err.print(f"{report.failed} enrollments could not be evaluated; see the log")
+        ids = ", ".join(map(str, report.failed_ids[:20])) + (" ..." if report.failed > 20 else "")
+        err.print(f"{report.failed} enrollments could not be evaluated (enrollment ids {ids}; the error of each "
+                  "is logged above); they are tried again at the next run", markup=False)
         raise typer.Exit(1)
 
 
