@@ -24,6 +24,12 @@ def shown(flag: dict[str, Any]) -> str:
     return "" if flag["value"] is None else f"{flag['value']:g} {flag['unit'] or ''}"
 
 
+def interaction_checks(medication: dict[str, Any]) -> str:
+    if not medication["checked"]:
+        return "unlisted: interactions not checked"
+    return "checked: " + (", ".join(medication["interactions"]) or "no interaction rule applies")
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left")
     for c in columns:
