@@ -64,6 +64,11 @@ class DrugVocabulary:
         """The generic name of a typed drug name (any case or spacing), or None when it is not listed."""
         return self.names.get(fold(typed))
 
+    def members(self, name: str) -> tuple[str, ...]:
+        """A class's drugs; empty for a drug."""
+        entry = self.entries.get(name)
+        return entry.members if entry is not None else ()
+
     def closest(self, typed: str) -> list[str]:
         """The listed names nearest a typed one, best first, one per drug: `allopurinol`, or
         `Zyloprim (allopurinol)` when the nearest name is a brand or synonym."""
@@ -85,7 +90,5 @@ class DrugVocabulary:
     def matching(self, name: str) -> frozenset[str]:
         """Every generic name a rule that names `name` applies to: the drug itself, a class's members,
         and the classes the drug belongs to (a patient recorded on "ace inhibitor" may take ramipril)."""
-        entry = self.entries.get(name)
-        members = entry.members if entry is not None else ()
         classes = (e.name for e in self.entries.values() if name in e.members)
-        return frozenset((name, *members, *classes))
+        return frozenset((name, *self.members(name), *classes))

@@ -186,7 +186,13 @@ def with_generic_names(events: Events, drug_list: DrugVocabulary) -> Events:
     def generic(typed: str, option: str) -> str:
         return generic_name(typed, option, drug_list, unlisted=events.unlisted)
 
-    return replace(events, doses=tuple((generic(drug, "--dose"), mg) for drug, mg in events.doses),
+    def dosed(typed: str) -> str:
+        drug = generic(typed, "--dose")
+        if members := drug_list.members(drug):
+            raise UserError(f"--dose {typed!r} names a class of drugs; give the drug itself, e.g. {members[0]}")
+        return drug
+
+    return replace(events, doses=tuple((dosed(drug), mg) for drug, mg in events.doses),
                    med_start=tuple(generic(drug, "--med-start") for drug in events.med_start),
                    med_stop=tuple(generic(drug, "--med-stop") for drug in events.med_stop))
 
