@@ -71,6 +71,8 @@ def init(ctx: typer.Context) -> None:
     a = the(ctx)
     a.engine  # noqa: B018  (migrates)
     out.print(f"database ready: {a.engine.url.render_as_string(hide_password=True)}")
+    classes = sum(1 for entry in a.library.drug_list.entries.values() if entry.members)
+    out.print(f"drug list: {len(a.library.drug_list.entries) - classes} drugs, {classes} classes")
     for pid in a.library.ids():
         p = a.library.get(pid)
         out.print(f"protocol {p.id} {p.version}: {p.title}")
@@ -223,7 +225,7 @@ def patient(
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
     on: DateOpt = None,
 ) -> None:
-    """One patient: phase, due draws, dose steps, open flags, proposals, recent results."""
+    """One patient: phase, due draws, dose steps, open flags, proposals, medications, recent results."""
     a = the(ctx)
     choose(fmt, "--format", "text", "json")
     with a.session() as s:
