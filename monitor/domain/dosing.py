@@ -149,7 +149,7 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
             if med.started_on <= today and (med.stopped_on is None or med.stopped_on > today):
                 state.factor *= x.dose_factor
                 state.since = max(med.started_on, state.since or med.started_on)
-                state.notes.append(f"× {x.dose_factor:g} while on {protocol.drug_name(med.drug)} "
+                state.notes.append(f"× {x.dose_factor:g} while on {protocol.drug_list.generic(med.drug)} "
                                    f"({protocol.cite(x.source)})")
     return state
 

@@ -64,6 +64,11 @@ class DrugVocabulary:
         """The generic name of a typed drug name (any case or spacing), or None when it is not listed."""
         return self.names.get(fold(typed))
 
+    def generic(self, recorded: str) -> str:
+        """The generic name of a stored drug name (a brand or synonym stored before names were checked
+        resolves too); a name the list does not know (recorded with --unlisted) stays as it is."""
+        return self.canonical(recorded) or recorded
+
     def members(self, name: str) -> tuple[str, ...]:
         """A class's drugs; empty for a drug."""
         entry = self.entries.get(name)

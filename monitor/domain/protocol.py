@@ -299,11 +299,6 @@ class MonitoringProtocol:
         """The short human name of a source tag, for `why` lines."""
         return self.sources.get(tag, tag).split(":")[0]
 
-    def drug_name(self, recorded: str) -> str:
-        """The generic name of a recorded drug (a brand or synonym recorded before names were
-        checked resolves too); a name the drug list does not know stays as recorded."""
-        return self.drug_list.canonical(recorded) or recorded
-
     def interacts(self, recorded: str, interaction: Interaction) -> bool:
         """Whether a recorded drug is one of an interaction's drugs, matched by generic name."""
-        return self.drug_name(recorded) in interaction.drugs
+        return self.drug_list.generic(recorded) in interaction.drugs

@@ -188,7 +188,7 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     for med in snapshot.medications:
         if med.started_on > today or (med.stopped_on is not None and med.stopped_on <= today):
             continue
-        drug = protocol.drug_name(med.drug)
+        drug = protocol.drug_list.generic(med.drug)
         for x in protocol.interactions:
             if drug not in x.drugs:
                 continue

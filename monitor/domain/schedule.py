@@ -94,7 +94,7 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
         for x in protocol.interactions:
             if x.restart_safety and protocol.interacts(med.drug, x):
                 events.append((med.started_on, "interacting_drug",
-                               f"{protocol.drug_name(med.drug)} start on {med.started_on}"))
+                               f"{protocol.drug_list.generic(med.drug)} start on {med.started_on}"))
     for g in snapshot.genotypes:
         if g.status == "intermediate":
             events.append((g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}"))

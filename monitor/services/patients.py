@@ -244,7 +244,7 @@ def record(session: Session, library: Library, mrn: str, events: Events, *, on: 
     for drug in events.med_stop:
         taking = [m for m in session.exec(select(MedicationRecord).where(
             MedicationRecord.patient_id == pid, col(MedicationRecord.stopped_on).is_(None)))
-            if (library.drug_list.canonical(m.drug) or m.drug) == drug]  # rows stored before names were checked too
+            if library.drug_list.generic(m.drug) == drug]
         if not taking:
             raise UserError(f"{drug} is not recorded as started for MRN {mrn!r}")
         for med in taking:

@@ -31,7 +31,7 @@ def flag_view(f: FlagRow) -> dict[str, Any]:
 def medication_view(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[dict[str, Any]]:
     """The patient's drugs, latest start first, with the interaction rules each one meets. `checked`
     is false for a name the drug list does not know (recorded with --unlisted): no rule can match it."""
-    return [{"drug": protocol.drug_name(m.drug), "started_on": m.started_on.isoformat(),
+    return [{"drug": protocol.drug_list.generic(m.drug), "started_on": m.started_on.isoformat(),
              "stopped_on": m.stopped_on.isoformat() if m.stopped_on else None,
              "checked": protocol.drug_list.canonical(m.drug) is not None,
              "interactions": [x.id for x in protocol.interactions if protocol.interacts(m.drug, x)]}

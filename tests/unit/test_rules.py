@@ -426,7 +426,7 @@ def test_a_member_of_a_class_the_protocol_names_gets_the_class_rule() -> None:
 def test_an_unlisted_drug_is_never_matched_to_an_interaction() -> None:
     # recorded with --unlisted, as typed: the drug list does not know it, so no rule can apply
     snap = on_azathioprine(medications=(Medication("allopurinl", day(100)),))
-    assert PROTOCOL.drug_name("allopurinl") == "allopurinl"
+    assert PROTOCOL.drug_list.generic("allopurinl") == "allopurinl"
     assert flags(snap, day(100), "interaction") == []
 
 
