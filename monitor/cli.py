@@ -13,7 +13,17 @@ import typer
 from rich.progress import Progress, TaskID
 
 from monitor.app import App
-from monitor.cli_show import emit_json, err, out, progress_bar, show_ingest, show_plan_source, shown, table
+from monitor.cli_show import (
+    emit_json,
+    err,
+    interaction_checks,
+    out,
+    progress_bar,
+    show_ingest,
+    show_plan_source,
+    shown,
+    table,
+)
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
@@ -79,6 +89,8 @@ def init(ctx: typer.Context) -> None:
     a = the(ctx)
     a.engine  # noqa: B018  (migrates)
     out.print(f"database ready: {a.engine.url.render_as_string(hide_password=True)}")
+    classes = sum(1 for entry in a.library.drug_list.entries.values() if entry.members)
+    out.print(f"drug list: {len(a.library.drug_list.entries) - classes} drugs, {classes} classes")
     for pid in a.library.ids():
         p = a.library.get(pid)
         out.print(f"protocol {p.id} {p.version}: {p.title}")
@@ -136,27 +148,30 @@ def record(
     on: DateOpt = None,
     dose: Annotated[list[str] | None, typer.Option(help="drug=mg/day, e.g. azathioprine=100")] = None,
     weight_kg: Annotated[float | None, typer.Option("--weight-kg")] = None,
-    med_start: Annotated[list[str] | None, typer.Option("--med-start", help="Interacting drug started")] = None,
-    med_stop: Annotated[list[str] | None, typer.Option("--med-stop", help="Interacting drug stopped")] = None,
+    med_start: Annotated[list[str] | None, typer.Option("--med-start", help="Drug started (generic/brand)")] = None,
+    med_stop: Annotated[list[str] | None, typer.Option("--med-stop", help="Drug stopped (generic/brand)")] = None,
     tpmt: Annotated[str | None, typer.Option()] = None,
     nudt15: Annotated[str | None, typer.Option()] = None,
+    unlisted: Annotated[bool, typer.Option(
+        "--unlisted", help="Record a drug name the drug list does not know, as typed; its interactions are not checked")
+    ] = False,
 ) -> None:
-    """Record dated clinical events: doses, weight, interacting drugs, TPMT/NUDT15 results."""
+    """Record dated clinical events: doses, weight, drugs started and stopped, TPMT/NUDT15 results."""
     a = the(ctx)
     doses = []
     for item in dose or []:
         drug, sep, mg = item.partition("=")
         try:
-            doses.append((drug.strip().lower(), float(mg)))
+            doses.append((drug.strip(), float(mg)))
         except ValueError:
             raise UserError(f"--dose {item!r} must look like azathioprine=100 (mg/day)") from None
         if not sep or not drug.strip():
             raise UserError(f"--dose {item!r} must look like azathioprine=100 (mg/day)")
     events = patients.Events(doses=tuple(doses), weight_kg=weight_kg, med_start=tuple(med_start or ()),
-                             med_stop=tuple(med_stop or ()), tpmt=tpmt, nudt15=nudt15)
+                             med_stop=tuple(med_stop or ()), tpmt=tpmt, nudt15=nudt15, unlisted=unlisted)
     with a.session() as s:
-        lines = patients.record(s, mrn, events, on=day_or_today(a, on), today=a.today(), now=a.now(), actor=a.actor,
-                                dates=a.settings.dates.range)
+        lines = patients.record(s, a.library, mrn, events, on=day_or_today(a, on), today=a.today(), now=a.now(),
+                                actor=a.actor, dates=a.settings.dates.range)
         s.commit()
     for line in lines:
         out.print(f"recorded {line}")
@@ -234,7 +249,7 @@ def patient(
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
     on: DateOpt = None,
 ) -> None:
-    """One patient: phase, due draws, dose steps, open flags, proposals, recent results."""
+    """One patient: phase, due draws, dose steps, open flags, proposals, medications, recent results."""
     a = the(ctx)
     choose(fmt, "--format", "text", "json")
     day = day_or_today(a, on)
@@ -255,6 +270,8 @@ def patient(
           [[d["drug"], f"{d['dose_mg']:g}", d["on"], d["status"], d["why"]] for d in view["dose_steps"]])
     table("Open flags", ["id", "severity", "kind", "value", "observed", "why"],
           [[f["id"], f["severity"], f["kind"], shown(f), f["observed_on"], f["why"]] for f in view["flags"]])
+    table("Medications", ["drug", "started", "stopped", "interactions"],
+          [[m["drug"], m["started_on"], m["stopped_on"], interaction_checks(m)] for m in view["medications"]])
     table("Results (last 12 months)", ["observed", "analyte", "value", "status", "CTCAE"],
           [[r["observed_on"], r["analyte"], f"{r['value']:g} {r['unit']}", r["status"], r["ctcae_grade"]]
            for r in view["results"][:30]])

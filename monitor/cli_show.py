@@ -25,6 +25,12 @@ def shown(flag: dict[str, Any]) -> str:
     return "" if flag["value"] is None else f"{flag['value']:g} {flag['unit'] or ''}"
 
 
+def interaction_checks(medication: dict[str, Any]) -> str:
+    if not medication["checked"]:
+        return "unlisted: interactions not checked"
+    return "checked: " + (", ".join(medication["interactions"]) or "no interaction rule applies")
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """A table for a terminal; piped or redirected, plain tab-separated rows that never wrap (so
     `monitor overdue | grep nurse@example.org` finds every row whole)."""

@@ -47,6 +47,24 @@ class AnalytesFile(Strict):
     not_monitored: dict[str, str] = {}
 
 
+class DrugNamesIn(Strict):
+    synonyms: list[str] = []
+    brands: list[str] = []
+    sources: list[str] = Field(min_length=1)
+
+
+class DrugClassIn(Strict):
+    members: list[str] = Field(min_length=1)
+    synonyms: list[str] = []
+    sources: list[str] = Field(min_length=1)
+
+
+class DrugsFile(Strict):
+    sources: dict[str, str]
+    drugs: dict[str, DrugNamesIn]
+    classes: dict[str, DrugClassIn] = {}
+
+
 class GradeTermIn(Strict):
     term: str
     kind: str

@@ -1,4 +1,4 @@
-"""Load and validate config/analytes.toml, config/grading/*.toml and config/protocols/*.toml.
+"""Load and validate config/analytes.toml, config/drugs.toml, config/grading/*.toml and config/protocols/*.toml.
 
 Errors name the file and the key, e.g. `aih-azathioprine.toml: thresholds[2].below: ...`.
 """
@@ -9,11 +9,12 @@ import tomllib
 from collections.abc import Iterable
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from monitor.domain.analytes import Analyte, Catalog, Conversion, Range, normalise_unit
+from monitor.domain.drugs import DrugEntry, DrugVocabulary, SpellingClash, fold
 from monitor.domain.errors import ProtocolError
 from monitor.domain.protocol import (
     DiseaseClock,
@@ -42,6 +43,7 @@ from monitor.protocol_schema import (
     MOLAR_SCALE,
     AnalyteIn,
     AnalytesFile,
+    DrugsFile,
     GradingFile,
     ProtocolFile,
     SafetyProfileFile,
@@ -102,6 +104,37 @@ def load_catalog(directory: Path | None = None) -> Catalog:
         codes[code.lower()] = key
     ignored = {code.lower(): why for code, why in data.not_monitored.items()}
     return Catalog(analytes=analytes, codes=codes, ignored=ignored)
+
+
+def load_drug_list(directory: Path | None = None) -> DrugVocabulary:
+    """config/drugs.toml: each drug's generic name, synonyms and brands, and the classes of drugs."""
+    path = (directory or config_dir()) / "drugs.toml"
+    data = _validated(DrugsFile, path)
+
+    def fail(where: str, what: str) -> NoReturn:
+        raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
+
+    listed = [("drugs", key, d.sources) for key, d in data.drugs.items()]
+    listed += [("classes", key, c.sources) for key, c in data.classes.items()]
+    for table, key, sources in listed:
+        if key != fold(key):
+            fail(f"{table}.{key}", "the generic name (the key) must be lower case with single spaces")
+        for tag in sources:
+            if tag not in data.sources:
+                fail(f"{table}.{key}.sources", f"unknown source tag {tag!r}; define it in [sources]")
+    for key, c in data.classes.items():
+        for member in c.members:
+            if member not in data.drugs:
+                fail(f"classes.{key}.members", f"unknown drug {member!r}; add a [drugs.{member}] table")
+    entries = [DrugEntry(key, tuple(d.synonyms), tuple(d.brands), sources=tuple(d.sources))
+               for key, d in data.drugs.items()]
+    entries += [DrugEntry(key, tuple(c.synonyms), members=tuple(c.members), sources=tuple(c.sources))
+                for key, c in data.classes.items()]
+    try:
+        return DrugVocabulary.of(entries)
+    except SpellingClash as e:
+        table = "classes" if e.entry.members else "drugs"
+        fail(f"{table}.{e.entry.name}" + ("" if e.field_name == "name" else f".{e.field_name}"), str(e))
 
 
 def load_grading(name: str, directory: Path, critical_min_grade: int) -> Grading:
@@ -203,6 +236,38 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
             fail(where, f"unknown source tag {tag!r}; define it in [sources]")
 
 
+def _check_drug_names(path: Path, p: ProtocolFile, drug_list: DrugVocabulary) -> None:
+    """Every drug a protocol names is in the drug list: a [drugs] table by its generic name (doses are
+    stored under it), an interaction by any of the drug's names or by a class."""
+
+    def fail(where: str, what: str) -> NoReturn:
+        raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
+
+    def unknown(name: str) -> str:
+        hint = drug_list.did_you_mean(name)
+        return f"unknown drug {name!r} (not in drugs.toml)" + (f"; {hint}" if hint else "")
+
+    for name in p.drugs:
+        generic = drug_list.canonical(name)
+        if generic is None:
+            fail(f"drugs.{name}", unknown(name))
+        if generic != name:
+            fail(f"drugs.{name}", f"{name!r} is another name for {generic!r} in drugs.toml; use the generic name")
+    for i, x in enumerate(p.interactions):
+        for j, name in enumerate(x.drugs):
+            if drug_list.canonical(name) is None:
+                fail(f"interactions[{i}].drugs[{j}]", unknown(name))
+
+
+def _interacting(names: list[str], drug_list: DrugVocabulary) -> tuple[str, ...]:
+    """An interaction's drugs by generic name, classes expanded: "trimethoprim-sulfamethoxazole" in a
+    protocol matches "co-trimoxazole" recorded, and "ace inhibitor" matches ramipril."""
+    generic: set[str] = set()
+    for name in names:
+        generic |= drug_list.matching(drug_list.canonical(name) or name)
+    return tuple(sorted(generic))
+
+
 def load_safety_profile(name: str, directory: Path, protocol_path: Path, catalog: Catalog) -> SafetyProfileFile:
     path = directory / "safety" / f"{name}.toml"
     if not path.is_file():
@@ -229,9 +294,11 @@ def load_safety_profile(name: str, directory: Path, protocol_path: Path, catalog
     return profile
 
 
-def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -> MonitoringProtocol:
+def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
+                  directory: Path | None = None) -> MonitoringProtocol:
     directory = directory or path.parent.parent
     p = _validated(ProtocolFile, path)
+    _check_drug_names(path, p, drug_list)
     if not (directory / "grading" / f"{p.protocol.grading}.toml").is_file():
         raise ProtocolError(f"{path.name}: protocol.grading: no grading file {p.protocol.grading!r} in "
                             f"{directory / 'grading'} (fix it in {path})")
@@ -281,7 +348,7 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
                       retarget_weight_change=d.retarget_weight_change, gate_analyte=d.gate_analyte,
                       gate_below=d.gate_below, source=d.source, gate_source=d.gate_source),
         interactions=tuple(
-            Interaction(id=x.id, drugs=tuple(dr.lower() for dr in x.drugs), severity=x.severity, action=x.action,
+            Interaction(id=x.id, drugs=_interacting(x.drugs, drug_list), severity=x.severity, action=x.action,
                         source=x.source, dose_factor=x.dose_factor, restart_safety=x.restart_safety,
                         weekly_weeks=x.weekly_weeks, extra_draw_days=x.extra_draw_days)
             for x in p.interactions),
@@ -303,21 +370,24 @@ def load_protocol(path: Path, catalog: Catalog, directory: Path | None = None) -
         critical_action=p.protocol.critical_action,
         flag_lookback_days=p.protocol.flag_lookback_days,
         missed_lookback_days=p.protocol.missed_lookback_days,
+        drug_list=drug_list,
     )
 
 
 class Library:
-    """Every protocol in a config folder, with the analyte catalog they share."""
+    """Every protocol in a config folder, with the analyte catalog and the drug list they share."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or config_dir()
-        if not (self.directory / "analytes.toml").is_file():
-            raise ProtocolError(f"{self.directory}: no analytes.toml; a protocols directory needs "
-                                "analytes.toml, grading/ and protocols/ like the packaged config/")
+        for shared in ("analytes.toml", "drugs.toml"):
+            if not (self.directory / shared).is_file():
+                raise ProtocolError(f"{self.directory}: no {shared}; a protocols directory needs analytes.toml, "
+                                    "drugs.toml, grading/, safety/ and protocols/ like the packaged config/")
         self.catalog = load_catalog(self.directory)
+        self.drug_list = load_drug_list(self.directory)
         self.protocols: dict[str, MonitoringProtocol] = {}
         for path in sorted((self.directory / "protocols").glob("*.toml")):
-            protocol = load_protocol(path, self.catalog, self.directory)
+            protocol = load_protocol(path, self.catalog, self.drug_list, self.directory)
             if protocol.id != path.stem:
                 raise ProtocolError(f"{path.name}: protocol.id {protocol.id!r} must match the file name")
             self.protocols[protocol.id] = protocol

@@ -143,12 +143,15 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
         if x.dose_factor is None:
             continue
         for med in snapshot.medications:
-            if med.drug in x.drugs and med.stopped_on is not None and med.stopped_on <= today:
+            if not protocol.interacts(med.drug, x):
+                continue
+            if med.stopped_on is not None and med.stopped_on <= today:
                 state.since = max(med.stopped_on, state.since or med.stopped_on)  # the cut ends: re-target
-            if med.drug in x.drugs and med.started_on <= today and (med.stopped_on is None or med.stopped_on > today):
+            if med.started_on <= today and (med.stopped_on is None or med.stopped_on > today):
                 state.factor *= x.dose_factor
                 state.since = max(med.started_on, state.since or med.started_on)
-                state.notes.append(f"× {x.dose_factor:g} while on {med.drug} ({protocol.cite(x.source)})")
+                state.notes.append(f"× {x.dose_factor:g} while on {protocol.drug_list.generic(med.drug)} "
+                                   f"({protocol.cite(x.source)})")
     return state
 
 

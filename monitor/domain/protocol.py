@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from monitor.domain.analytes import Range
+from monitor.domain.drugs import DrugVocabulary
 
 
 class Phase(StrEnum):
@@ -292,7 +293,12 @@ class MonitoringProtocol:
     critical_action: str = "clinician review today"
     flag_lookback_days: int = 90
     missed_lookback_days: int = 90
+    drug_list: DrugVocabulary = field(default_factory=DrugVocabulary)  # config/drugs.toml
 
     def cite(self, tag: str) -> str:
         """The short human name of a source tag, for `why` lines."""
         return self.sources.get(tag, tag).split(":")[0]
+
+    def interacts(self, recorded: str, interaction: Interaction) -> bool:
+        """Whether a recorded drug is one of an interaction's drugs, matched by generic name."""
+        return self.drug_list.generic(recorded) in interaction.drugs

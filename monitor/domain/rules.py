@@ -189,26 +189,27 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     for med in snapshot.medications:
         if med.started_on > today or (med.stopped_on is not None and med.stopped_on <= today):
             continue
+        drug = protocol.drug_list.generic(med.drug)
         for x in protocol.interactions:
-            if med.drug not in x.drugs:
+            if drug not in x.drugs:
                 continue
             cite = protocol.cite(x.source)
             flags.append(Flag(kind="interaction", severity=x.severity.value, observed_on=med.started_on,
-                              rule_id=f"{protocol.id}/interactions/{x.id}/{med.drug}",
-                              why=f"{med.drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
+                              rule_id=f"{protocol.id}/interactions/{x.id}/{drug}",
+                              why=f"{drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
                                   f"{x.action} ({cite})"))
             if x.weekly_weeks:
                 for week in range(1, x.weekly_weeks + 1):
                     due = med.started_on + timedelta(weeks=week)
                     slots.append(Slot(due, due - timedelta(days=3), due + timedelta(days=3), ("CBC",),
                                       f"{protocol.id}/interactions/{x.id}/weekly",
-                                      f"weekly for {x.weekly_weeks} weeks after {med.drug} start on {med.started_on}: "
+                                      f"weekly for {x.weekly_weeks} weeks after {drug} start on {med.started_on}: "
                                       f"week {week} ({cite})", mergeable=False))
             if x.extra_draw_days:
                 due = med.started_on + timedelta(days=x.extra_draw_days)
                 slots.append(Slot(due, due - timedelta(days=7), due + timedelta(days=7), ("CBC",),
                                   f"{protocol.id}/interactions/{x.id}/extra-count",
-                                  f"an extra count {x.extra_draw_days} days after {med.drug} start on "
+                                  f"an extra count {x.extra_draw_days} days after {drug} start on "
                                   f"{med.started_on} ({cite})", mergeable=False))
     return flags, slots
 

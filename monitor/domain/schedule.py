@@ -92,8 +92,9 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
             events.append((episode.started_on, "stop", f"{episode.phase.value} from {episode.started_on}"))
     for med in snapshot.medications:
         for x in protocol.interactions:
-            if med.drug in x.drugs and x.restart_safety:
-                events.append((med.started_on, "interacting_drug", f"{med.drug} start on {med.started_on}"))
+            if x.restart_safety and protocol.interacts(med.drug, x):
+                events.append((med.started_on, "interacting_drug",
+                               f"{protocol.drug_list.generic(med.drug)} start on {med.started_on}"))
     for g in snapshot.genotypes:
         if g.status == "intermediate":
             events.append((g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}"))

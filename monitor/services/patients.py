@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from monitor.db.tables import (
 )
 from monitor.db.upsert import insert_ignore
 from monitor.domain.dates import DEFAULT_DATES, DateRange
+from monitor.domain.drugs import DrugVocabulary, fold
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.protocol import Phase
 from monitor.protocols import Library
@@ -33,6 +34,7 @@ from monitor.services.review import mark_enrollment, mark_patients
 GENOTYPES = ("normal", "intermediate", "poor", "unknown")
 SEXES = ("F", "M", "U")
 WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
+DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
 
 
 @dataclass(frozen=True)
@@ -166,19 +168,61 @@ class Events:
     med_stop: tuple[str, ...] = ()
     tpmt: str | None = None
     nudt15: str | None = None
+    unlisted: bool = False  # record a drug name the drug list does not know, as typed (interactions unchecked)
 
     def empty(self) -> bool:
         return not (self.doses or self.weight_kg is not None or self.med_start or self.med_stop
                     or self.tpmt or self.nudt15)
 
 
-def record(session: Session, mrn: str, events: Events, *, on: date, now: datetime, today: date | None = None,
-           actor: str, dates: DateRange = DEFAULT_DATES) -> list[str]:
-    """Record dated clinical events; returns a line per event written. Re-recording is a no-op."""
+def generic_name(typed: str, option: str, drug_list: DrugVocabulary, *, unlisted: bool) -> str:
+    """The name to store for a typed drug name: its generic name, or with `unlisted` an unknown name
+    as typed (folded). Raises UserError for an unknown name, with the closest listed names."""
+    generic = drug_list.canonical(typed)
+    if generic is not None:
+        return generic
+    name = fold(typed)
+    if not name or len(name) > DRUG_NAME_CHARS:
+        raise UserError(f"{option} needs a drug name of 1-{DRUG_NAME_CHARS} characters")
+    if unlisted:
+        return name
+    hint = drug_list.did_you_mean(typed) or "it is not in the drug list (drugs.toml); check the spelling"
+    raise UserError(f"unknown drug {typed!r} in {option}; {hint} (or pass --unlisted to record it unchecked)")
+
+
+def with_generic_names(events: Events, drug_list: DrugVocabulary) -> Events:
+    """The events with every drug name as its generic name; UserError before anything is written."""
+    def generic(typed: str, option: str) -> str:
+        return generic_name(typed, option, drug_list, unlisted=events.unlisted)
+
+    def dosed(typed: str) -> str:
+        drug = generic(typed, "--dose")
+        if members := drug_list.members(drug):
+            raise UserError(f"--dose {typed!r} names a class of drugs; give the drug itself, e.g. {members[0]}")
+        return drug
+
+    return replace(events, doses=tuple((dosed(drug), mg) for drug, mg in events.doses),
+                   med_start=tuple(generic(drug, "--med-start") for drug in events.med_start),
+                   med_stop=tuple(generic(drug, "--med-stop") for drug in events.med_stop))
+
+
+def record(session: Session, library: Library, mrn: str, events: Events, *, on: date, now: datetime,
+           today: date | None = None, actor: str, dates: DateRange = DEFAULT_DATES) -> list[str]:
+    """Record dated clinical events; returns a line per event written. Re-recording is a no-op.
+
+    Drug names are stored as their generic names (config/drugs.toml), so a brand or a synonym
+    triggers the same interaction rules; an unknown name is refused unless `events.unlisted`."""
     if events.empty():
         raise UserError("nothing to record; give --dose, --weight-kg, --med-start, --med-stop, "
                         "--tpmt or --nudt15")
     check_date(on, "--date", today=today or now.date(), dates=dates)
+    events = with_generic_names(events, library.drug_list)
+    named = (*(drug for drug, _ in events.doses), *events.med_start, *events.med_stop)
+    unlisted = {drug for drug in named if library.drug_list.canonical(drug) is None}
+
+    def unchecked(drug: str) -> str:
+        return " (unlisted: interactions not checked)" if drug in unlisted else ""
+
     patient = find_patient(session, mrn)
     pid = patient.id
     assert pid is not None
@@ -192,7 +236,7 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
             session.add(DoseEvent(patient_id=pid, drug=drug, dose_mg=mg, on=on))
         elif existing.dose_mg != mg:
             existing.dose_mg = mg
-        done.append(f"dose {drug} {mg:g} mg/day from {on}")
+        done.append(f"dose {drug} {mg:g} mg/day from {on}{unchecked(drug)}")
     if events.weight_kg is not None:
         if not WEIGHT_KG[0] <= events.weight_kg <= WEIGHT_KG[1]:
             raise UserError(f"weight {events.weight_kg:g} kg is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
@@ -205,17 +249,18 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
         done.append(f"weight {events.weight_kg:g} kg on {on}")
     inserted = 0  # rows insert_ignore added (the session does not see them)
     for drug in events.med_start:
-        inserted += len(insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug.lower(),
-                                                   "started_on": on}], ["patient_id", "drug", "started_on"]))
-        done.append(f"started {drug.lower()} on {on}")
+        inserted += len(insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug, "started_on": on}],
+                                      ["patient_id", "drug", "started_on"]))
+        done.append(f"started {drug} on {on}{unchecked(drug)}")
     for drug in events.med_stop:
-        open_med = session.exec(select(MedicationRecord).where(
-            MedicationRecord.patient_id == pid, MedicationRecord.drug == drug.lower(),
-            col(MedicationRecord.stopped_on).is_(None))).first()
-        if open_med is None:
+        taking = [m for m in session.exec(select(MedicationRecord).where(
+            MedicationRecord.patient_id == pid, col(MedicationRecord.stopped_on).is_(None)))
+            if library.drug_list.generic(m.drug) == drug]
+        if not taking:
             raise UserError(f"{drug} is not recorded as started for MRN {mrn!r}")
-        open_med.stopped_on = on
-        done.append(f"stopped {drug.lower()} on {on}")
+        for med in taking:
+            med.stopped_on = on
+        done.append(f"stopped {drug} on {on}")
     for gene, status in (("TPMT", events.tpmt), ("NUDT15", events.nudt15)):
         if status is None:
             continue
@@ -227,7 +272,7 @@ def record(session: Session, mrn: str, events: Events, *, on: date, now: datetim
     if inserted or session.new or session.dirty:  # re-recording the same events is not new input
         mark_patients(session, {pid: min(on, today or now.date())})
     audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
-          events=len(done))
+          events=len(done), unlisted=len(unlisted))
     return done
 
 

@@ -13,8 +13,8 @@ from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import OverduePanel
 from monitor.domain.phases import effective_phases
 from monitor.domain.plan import evaluate
-from monitor.domain.protocol import MOST_SEVERE_FIRST
-from monitor.domain.snapshot import Result
+from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
+from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.patients import active_enrollment, audit, find_patient
@@ -38,6 +38,16 @@ def flag_view(f: FlagRow) -> dict[str, Any]:
             "rule_id": f.rule_id, "why": f.why, "raised_at": f.raised_at.isoformat(),
             "acknowledged_by": f.acknowledged_by, "ack_reason": f.ack_reason,
             "resolved_at": None if f.resolved_at is None else f.resolved_at.isoformat(), "resolution": f.resolution}
+
+
+def medication_view(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[dict[str, Any]]:
+    """The patient's drugs, latest start first, with the interaction rules each one meets. `checked`
+    is false for a name the drug list does not know (recorded with --unlisted): no rule can match it."""
+    return [{"drug": protocol.drug_list.generic(m.drug), "started_on": m.started_on.isoformat(),
+             "stopped_on": m.stopped_on.isoformat() if m.stopped_on else None,
+             "checked": protocol.drug_list.canonical(m.drug) is not None,
+             "interactions": [x.id for x in protocol.interactions if protocol.interacts(m.drug, x)]}
+            for m in sorted(snapshot.medications, key=lambda m: (m.started_on, m.drug), reverse=True)]
 
 
 def patient_view(session: Session, library: Library, mrn: str, *, today: date, now: datetime,
@@ -85,6 +95,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
                         "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps],
         "flags": [flag_view(f) for f in flags],
         "proposals": [{"to_phase": p.to_phase, "rule_id": p.rule_id, "why": p.why} for p in plan.proposals],
+        "medications": medication_view(snapshot, protocol),
         "results": results,
     }
 

@@ -101,7 +101,7 @@ class Clinic:
         events = patients.Events(doses=tuple((doses or {}).items()), weight_kg=weight_kg, med_start=med_start,
                                  med_stop=med_stop, tpmt=tpmt, nudt15=nudt15)
         with self.session() as s:
-            done = patients.record(s, mrn, events, on=on, now=moment(today or on, 10), actor="dr.test")
+            done = patients.record(s, self.library, mrn, events, on=on, now=moment(today or on, 10), actor="dr.test")
             s.commit()
         return done
 

@@ -234,7 +234,7 @@ class Clinic:
                 case Enroll(request):
                     patients.enroll(s, self.library, request, today=day, now=now, actor="test")
                 case Record(mrn, on, events):
-                    patients.record(s, mrn, events, on=on, now=now, actor="test")
+                    patients.record(s, self.library, mrn, events, on=on, now=now, actor="test")
                 case ChangePhase(mrn, on, to):
                     patients.change_phase(s, mrn, to, on=on, reason="clinic review", by="dr.test", now=now)
                 case Ingest(rows):

@@ -121,6 +121,17 @@ BROKEN = [
                  "unknown analyte 'NEUTS'", id="a trend on an unknown analyte"),
     pytest.param('hold_drug = "azathioprine"', 'hold_drug = "azathioprin"', "tightening.hold_drug",
                  "unknown drug 'azathioprin'", id="tightening holds an unknown drug"),
+    pytest.param("[drugs.azathioprine]", "[drugs.azathioprin]", "drugs.azathioprin",
+                 "unknown drug 'azathioprin' (not in drugs.toml); did you mean azathioprine?",
+                 id="a [drugs] table for a drug not in the drug list"),
+    pytest.param("[drugs.prednisolone]", "[drugs.Deltacortril]", "drugs.Deltacortril",
+                 "'Deltacortril' is another name for 'prednisolone' in drugs.toml; use the generic name",
+                 id="a [drugs] table named by a brand: doses are stored under the generic name"),
+    pytest.param('"ramipril", "lisinopril"', '"ramipril", "lisinoprl"', "interactions[3].drugs[2]",
+                 "unknown drug 'lisinoprl' (not in drugs.toml); did you mean lisinopril?",
+                 id="a mistyped interacting drug: no longer silently never matched"),
+    pytest.param('drugs = ["ribavirin"]', 'drugs = ["ribavirine"]', "interactions[2].drugs[0]",
+                 "unknown drug 'ribavirine'", id="a contraindicated drug mistyped"),
 ]
 
 
@@ -255,6 +266,72 @@ def test_the_loader_rejects_broken_analyte_and_grading_files(
     message = rejection(config)
     assert message.startswith(start), message
     assert reason in message
+
+
+#: Broken drug lists (config/drugs.toml): (old, new, start of the error, reason).
+BROKEN_DRUG_LIST = [
+    pytest.param('brands = ["Adenuric", "Uloric", "Feburic"]', 'brands = ["Adenuric", "Zyloprim"]',
+                 "drugs.toml: drugs.febuxostat.brands: ", "'Zyloprim' is already a name of 'allopurinol'",
+                 id="one brand for two drugs"),
+    pytest.param('synonyms = ["mesalamine", "5-aminosalicylic acid"]', 'synonyms = ["Mesalamine", "sulphasalazine"]',
+                 "drugs.toml: drugs.sulfasalazine.synonyms: ", "'sulphasalazine' is already a name of 'mesalazine'",
+                 id="one synonym for two drugs, case folded"),
+    pytest.param("[drugs.thiopurinol]", "[drugs.Thiopurinol]", "drugs.toml: drugs.Thiopurinol: ",
+                 "the generic name (the key) must be lower case with single spaces", id="a generic name in capitals"),
+    pytest.param('"quinapril", "ramipril"', '"quinapril", "ramiprl"', 'drugs.toml: classes.ace inhibitor.members: ',
+                 "unknown drug 'ramiprl'; add a [drugs.ramiprl] table", id="a class member not in the list"),
+    pytest.param('sources = ["CLINICAL7"]\n\n[drugs.febuxostat]', 'sources = ["CLINICAL-7"]\n\n[drugs.febuxostat]',
+                 "drugs.toml: drugs.thiopurinol.sources: ", "unknown source tag 'CLINICAL-7'",
+                 id="an entry citing an undefined source"),
+    pytest.param('[drugs.thiopurinol]   # CLINICAL.md §7 [V]\nsources = ["CLINICAL7"]',
+                 "[drugs.thiopurinol]", "drugs.toml: drugs.thiopurinol.sources: ", "Field required",
+                 id="an entry citing no source"),
+    pytest.param('brands = ["Topiloric", "Uriadec"]', 'brand = ["Topiloric", "Uriadec"]',
+                 "drugs.toml: drugs.topiroxostat.brand: ", "Extra inputs are not permitted", id="a typo key"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "start", "reason"), BROKEN_DRUG_LIST)
+def test_the_loader_rejects_a_broken_drug_list_naming_the_file_and_key(
+    config: Path, old: str, new: str, start: str, reason: str
+) -> None:
+    path = edit(config, old, new, "drugs.toml")
+    message = rejection(config)
+    assert message.startswith(start), message
+    assert reason in message
+    assert message.endswith(f"(fix it in {path})")
+
+
+def test_an_interaction_may_name_a_drug_by_a_brand_and_matches_its_generic_name(config: Path) -> None:
+    # "trimethoprim-sulfamethoxazole" in a protocol and "co-trimoxazole" recorded were two names; now one drug
+    edit(config, '"co-trimoxazole", "trimethoprim-sulfamethoxazole"', '"Septrin"')
+    protocol = Library(config).get("aih-azathioprine")
+    (watch,) = [x for x in protocol.interactions if x.id == "watch-counts"]
+    assert "co-trimoxazole" in watch.drugs and "Septrin" not in watch.drugs
+    assert protocol.interacts("Bactrim", watch) and protocol.interacts("trimethoprim/sulfamethoxazole", watch)
+
+
+def test_a_class_in_an_interaction_covers_every_member_of_the_class() -> None:
+    # CLINICAL.md §7: ACE inhibitors (SmPC) - captopril is not in the protocol file's list, the class is
+    protocol = packaged_library().get("aih-azathioprine")
+    (watch,) = [x for x in protocol.interactions if x.id == "watch-counts"]
+    assert {"captopril", "quinapril", "trandolapril", "ace inhibitor", "mesalazine"} <= set(watch.drugs)
+
+
+def test_a_site_adds_a_drug_to_its_drug_list_before_its_protocol_may_name_it(config: Path) -> None:
+    edit(config, '"sulfasalazine", "olsalazine"', '"sulfasalazine", "leflunomide", "olsalazine"')
+    assert "interactions[3].drugs[9]: unknown drug 'leflunomide'" in rejection(config)
+    with (config / "drugs.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[drugs.leflunomide]   # a site addition\nbrands = ["Arava"]\nsources = ["MEMORY"]\n')
+    protocol = Library(config).get("aih-azathioprine")
+    (watch,) = [x for x in protocol.interactions if x.id == "watch-counts"]
+    assert protocol.interacts("Arava", watch)
+
+
+def test_a_directory_without_a_drug_list_is_rejected_with_a_hint(config: Path) -> None:
+    (config / "drugs.toml").unlink()
+    with pytest.raises(ProtocolError, match="no drugs.toml; a protocols directory needs analytes.toml, drugs.toml"):
+        Library(config)
 
 
 def test_a_directory_without_analytes_is_rejected_with_a_hint(tmp_path: Path) -> None:

@@ -400,6 +400,51 @@ def test_a_drug_without_an_interaction_raises_nothing() -> None:
     assert flags(on_azathioprine(medications=(Medication("paracetamol", day(100)),)), day(100), "interaction") == []
 
 
+#: (name as recorded, its generic name in config/drugs.toml, interaction).
+OTHER_NAMES = [
+    pytest.param("Zyloprim", "allopurinol", "allopurinol", id="MEDSAFE98 allopurinol by its US brand"),
+    pytest.param("zyloric", "allopurinol", "allopurinol", id="MEDSAFE98 allopurinol by its UK brand, lower case"),
+    pytest.param("Adenuric", "febuxostat", "xanthine-oxidase-contraindicated", id="febuxostat by its UK brand"),
+    pytest.param("mesalamine", "mesalazine", "watch-counts", id="Imuran label mesalazine by its US name"),
+    pytest.param("Septrin", "co-trimoxazole", "watch-counts", id="SmPC co-trimoxazole by its UK brand"),
+    pytest.param("Tritace", "ramipril", "watch-counts", id="SmPC ramipril by its UK brand"),
+]
+
+
+@pytest.mark.parametrize(("recorded", "generic", "interaction"), OTHER_NAMES)
+def test_a_drug_recorded_by_a_brand_or_synonym_gets_the_plan_of_its_generic_name(
+        recorded: str, generic: str, interaction: str) -> None:
+    # Safety issue item 6 (H17): a brand recorded before names were checked (or stored as typed) still resolves:
+    # the same flag, dose cut, weekly or extra counts and safety-clock restart as the generic name.
+    by_brand = on_azathioprine(medications=(Medication(recorded, day(100)),))
+    by_generic = on_azathioprine(medications=(Medication(generic, day(100)),))
+    for today in (100, 107, 114, 121, 160):
+        assert plan(by_brand, day(today)) == plan(by_generic, day(today)), today
+    (flag,) = flags(by_brand, day(100), "interaction")
+    assert flag.rule_id == RULE + f"interactions/{interaction}/{generic}"
+
+
+def test_allopurinol_by_a_brand_cuts_the_dose_restarts_the_clock_and_asks_for_weekly_counts() -> None:
+    snap = on_azathioprine(medications=(Medication("Zyloprim", day(100)),))
+    today = plan(snap, day(101))
+    assert any("× 0.25 while on allopurinol (Medsafe 1998)" in s.why for s in today.dose_steps)
+    assert [d.due_on for d in today.draws if d.rule_id.endswith("interactions/allopurinol/weekly")][:1] == [day(107)]
+    assert any("allopurinol start on" in d.why for d in today.draws if "/safety/" in d.rule_id)
+
+
+def test_a_member_of_a_class_the_protocol_names_gets_the_class_rule() -> None:
+    # SmPC [V]: ACE inhibitors - captopril is not listed in the protocol file, "ace inhibitor" is
+    (flag,) = flags(on_azathioprine(medications=(Medication("Capoten", day(100)),)), day(100), "interaction")
+    assert flag.rule_id == RULE + "interactions/watch-counts/captopril"
+
+
+def test_an_unlisted_drug_is_never_matched_to_an_interaction() -> None:
+    # recorded with --unlisted, as typed: the drug list does not know it, so no rule can apply
+    snap = on_azathioprine(medications=(Medication("allopurinl", day(100)),))
+    assert PROTOCOL.drug_list.generic("allopurinl") == "allopurinl"
+    assert flags(snap, day(100), "interaction") == []
+
+
 # --- tightening: flags ask for a repeat count (DESIGN, CLINICAL.md §4.7) -----------------------------------------
 
 #: (analyte, value on day 100, the repeat draw's rule and due day, or None).
