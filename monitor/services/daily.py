@@ -184,7 +184,6 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     changed += _sync(session, DoseStepRow, eid, stored.steps[eid], lambda r: (r.drug, r.on), steps)
     changed += _sync(session, OverduePanelRow, eid, stored.overdue[eid], lambda r: (r.panel,), overdue)
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
-    session.flush()
     if not settle(session, eid, seen=enrollment.revision, next_review_on=plan.next_review_on,
                   evaluated_on=plan.as_of):
         report.requeued += 1

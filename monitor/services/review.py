@@ -21,6 +21,8 @@ _DAY = bindparam("day", type_=Date)
 
 #: Built once (a batch's thousands of patient ids are one expanding parameter). The enrollments are
 #: locked in id order, as the daily cycle writes them, so the two never deadlock on PostgreSQL.
+#: `synchronize_session=False`: the session's loaded objects are not searched for the rows changed
+#: (with thousands loaded, that search cost more than the daily cycle's evaluation).
 _BY_PATIENT = (update(Enrollment)
                .where(col(Enrollment.id).in_(
                    select(col(Enrollment.id))
@@ -29,17 +31,20 @@ _BY_PATIENT = (update(Enrollment)
                    .order_by(col(Enrollment.id)).with_for_update()))
                .values(next_review_on=case((col(Enrollment.next_review_on) > _DAY, _DAY),
                                            else_=col(Enrollment.next_review_on)),
-                       revision=col(Enrollment.revision) + 1))
+                       revision=col(Enrollment.revision) + 1)
+               .execution_options(synchronize_session=False))
 
 _ONE = (update(Enrollment).where(col(Enrollment.id) == bindparam("eid"))
         .values(next_review_on=case((col(Enrollment.next_review_on) > _DAY, _DAY),
                                     else_=col(Enrollment.next_review_on)),
-                revision=col(Enrollment.revision) + 1))
+                revision=col(Enrollment.revision) + 1)
+        .execution_options(synchronize_session=False))
 
 _SETTLE = (update(Enrollment)
            .where(col(Enrollment.id) == bindparam("eid"), col(Enrollment.revision) == bindparam("seen"))
            .values(next_review_on=bindparam("next_review_on", type_=Date),
-                   last_evaluated_on=bindparam("evaluated_on", type_=Date)))
+                   last_evaluated_on=bindparam("evaluated_on", type_=Date))
+           .execution_options(synchronize_session=False))  # no ORM object is read after it
 
 
 def mark_patients(session: Session, changed_from: dict[int, date]) -> None:
