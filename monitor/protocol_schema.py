@@ -31,11 +31,16 @@ class AnalyteIn(Strict):
     units: dict[str, float]
     mass_units: dict[str, float] = {}
     molar_mass_g_per_mol: float | None = None
+    zero_possible: bool = False
 
     @model_validator(mode="after")
     def _units(self) -> AnalyteIn:
         if self.unit not in self.units or self.units[self.unit] != 1:
             raise ValueError(f"the canonical unit {self.unit!r} must be in units with factor 1")
+        low, high = self.plausible.low, self.plausible.high
+        if low is None or low <= 0 or (high is not None and high < low):
+            raise ValueError("plausible.low must be above 0 (the smallest plausible value that is not 0; "
+                             "zero_possible says whether 0 is) and not above plausible.high")
         if self.mass_units and (self.molar_mass_g_per_mol is None or self.unit not in MOLAR_SCALE):
             raise ValueError("mass_units need molar_mass_g_per_mol and a molar canonical unit")
         return self

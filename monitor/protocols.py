@@ -85,6 +85,7 @@ def _analyte(key: str, a: AnalyteIn) -> Analyte:
         key=key, name=a.name, loinc=a.loinc, panel=a.panel, unit=a.unit,
         conversions=conversions, reference=Range(a.reference.low, a.reference.high),
         plausible=Range(a.plausible.low, a.plausible.high), synonyms=tuple(a.synonyms),
+        zero_possible=a.zero_possible,
     )
 
 

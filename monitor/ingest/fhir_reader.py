@@ -19,6 +19,7 @@ from typing import Any
 
 from monitor.domain.analytes import Catalog, normalise_unit
 from monitor.ingest.records import (
+    NONZERO_DIGITS,
     IncomingResult,
     ReadOptions,
     Record,
@@ -107,7 +108,27 @@ def _str(v: object) -> str:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and parse_number(str(v)) is not None
+    return (isinstance(v, int | float) and not isinstance(v, bool)
+            and parse_number(str(v), exponent=True) is not None)
+
+
+class _NumberText(str):
+    """A JSON number that a Python number would change: `-0` (an int has no sign) or a literal that
+    underflows to 0 (`1e-400`). Kept as its text, so it is quarantined, never read as 0."""
+
+
+def _json_float(text: str) -> float | str:
+    value = float(text)
+    return _NumberText(text) if value == 0 and not NONZERO_DIGITS.isdisjoint(text.lower().partition("e")[0]) else value
+
+
+def _json_int(text: str) -> int | str:
+    return _NumberText(text) if text == "-0" else int(text)
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON as `json.loads` reads it, but a number literal it would turn into 0 stays text."""
+    return json.loads(text, parse_float=_json_float, parse_int=_json_int)
 
 
 def _dumps(v: object) -> str:
@@ -183,7 +204,7 @@ def _mrn(subject: Json, scope: _Scope, ctx: _Context) -> str | None:
 def _quantity(q: Json) -> tuple[str, str]:
     """Value text (comparator kept: `<0.5` is not a number) and unit (UCUM code if coded)."""
     v = q.get("value")
-    text = "" if v is None else str(v) if _is_number(v) else _dumps(v)
+    text = "" if v is None else str(v) if isinstance(v, _NumberText) or _is_number(v) else _dumps(v)
     comparator = q.get("comparator")
     if comparator not in (None, ""):
         text = f"{comparator if isinstance(comparator, str) else _dumps(comparator)}{text}"
@@ -290,7 +311,7 @@ def _derived(results: list[IncomingResult]) -> Iterator[IncomingResult]:
         codes.add(target[0])
         statuses = {wbc.status, pct.status}
         raw = _dumps({"derived": f"{target[0]} = {wbc.code} x {pct.code} / 100",
-                      "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
+                      "derived_from": [_loads(wbc.raw), _loads(pct.raw)]})
         yield IncomingResult(
             format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw_source=raw,
             mrn=wbc.mrn, code=target[0], value=str(round(numbers[id(wbc)] * numbers[id(pct)] / 100, 6)),
@@ -403,7 +424,7 @@ def read_json(data: object, origin: str, options: ReadOptions, *,
 def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog | None = None) -> Record:
     """A record this reader produced, read again from its `raw` (quarantine replay)."""
     try:
-        envelope = _dict(json.loads(raw))
+        envelope = _dict(_loads(raw))
     except (ValueError, RecursionError):
         envelope = {}
     parts = [from_raw(_dumps(p), origin, options, catalog) for p in _list(envelope.get("derived_from"))]
@@ -433,7 +454,7 @@ def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = Non
     except OSError as e:
         raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = _loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UnreadableFile(f"{path}: not UTF-8 text; FHIR JSON must be UTF-8") from None
     except (ValueError, RecursionError) as e:

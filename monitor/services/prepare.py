@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitor.db.encoding import Encoders
-from monitor.domain.analytes import Analyte, Catalog, UnitProblem
+from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProblem
 from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
+    EXPONENT_FORMATS,
     RawSource,
     ReadOptions,
     Record,
     Skipped,
     Unreadable,
+    number_problem,
     parse_number,
     raw_text,
     record_key,
@@ -219,15 +221,17 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
                 out.reject(r.format, r.origin, r.raw, m.problem, m.kind, now)
             continue
         analyte, factor = m.analyte, m.factor
-        number = parse_number(r.value)
+        exponent = r.format in EXPONENT_FORMATS
+        number = parse_number(r.value, exponent=exponent)
         if number is None:
-            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number",
-                       "non-numeric value", now)
+            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number: "
+                       f"{number_problem(r.value, exponent=exponent)}", "non-numeric value", now)
             continue
         try:
             value = catalog.to_canonical(analyte, number, r.unit, factor)
         except UnitProblem as e:
-            out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
+            out.reject(r.format, r.origin, r.raw, str(e),
+                       "impossible value" if isinstance(e, ImpossibleValue) else "unit", now)
             continue
         ref_low = None if r.ref_low is None else round(r.ref_low * factor, 6)
         ref_high = None if r.ref_high is None else round(r.ref_high * factor, 6)

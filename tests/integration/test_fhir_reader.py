@@ -334,6 +334,34 @@ def test_a_monitored_result_with_a_comparator_is_quarantined_not_stored(session:
     assert "'<0.5' is not a number" in q.reason
 
 
+#: valueQuantity.value as sent (JSON number literals), by Observation id: WBC (never 0) and EOS (0 is real).
+LITERALS = {"w-minus-zero": ("6690-2", "-0"), "w-underflow": ("6690-2", "1e-400"),
+            "w-minus-zero-point": ("6690-2", "-0.0"), "w-denormal": ("6690-2", "1e-320"),
+            "w-smallest": ("6690-2", "5e-324"), "e-minus-zero": ("711-2", "-0"),
+            "e-underflow": ("711-2", "1e-400"), "e-denormal": ("711-2", "1e-320"), "e-zero": ("711-2", "0"),
+            "w-exponent": ("6690-2", "4.5e0")}
+
+
+def test_a_json_number_python_would_read_as_0_is_quarantined_and_only_a_sent_0_is_stored_as_0(
+        tmp_path: Path, session: Session) -> None:
+    entries = [{"resource": observation(id=oid, code={"coding": [{"system": "http://loinc.org", "code": code}]},
+                                        valueQuantity={"value": f"@{oid}@", "system": "http://unitsofmeasure.org",
+                                                       "code": "10*9/L"})} for oid, (code, _) in LITERALS.items()]
+    text = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    for oid, (_, literal) in LITERALS.items():
+        text = text.replace(f'"@{oid}@"', literal)
+    (tmp_path / "literals.json").write_text(text, encoding="utf-8")
+    report = ingest(session, list(read_file(tmp_path / "literals.json", OPTIONS, catalog=CATALOG)))
+    held = {h.source_key: h.value for h in session.exec(select(HeldResult)).all()}
+    assert held == {"fhir:e-zero": 0.0, "fhir:w-exponent": 4.5}
+    reasons = {q.origin.rsplit(":", 1)[1]: q.reason for q in session.exec(select(Quarantine)).all()}
+    assert set(reasons) == set(LITERALS) - {"e-zero", "w-exponent"}
+    assert "WBC -0 10*9/L is negative" in reasons["w-minus-zero"] and "EOS -0" in reasons["e-minus-zero"]
+    assert "'1e-400' is not a number" in reasons["e-underflow"] and "too small" in reasons["e-underflow"]
+    assert "plausible range" in reasons["e-denormal"] and "plausible range" in reasons["w-smallest"]
+    assert report.reasons == {"impossible value": 3, "non-numeric value": 2, "unit": 3}
+
+
 # --- fuzzing: mutated sample resources never raise and yield only records ---
 
 SCALARS = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
