@@ -46,8 +46,19 @@ class AnalyteIn(Strict):
         return self
 
 
+class PercentIn(Strict):
+    count: str  # the analyte of the absolute count derived from this %
+    source: str = Field(pattern=r"^CLINICAL\.md §\d+(\.\d+)* \[[VSM]\]$")  # e.g. "CLINICAL.md §9.1 [V]"
+
+
+class DifferentialIn(Strict):
+    leukocytes: str  # the analyte the counts are derived from (WBC)
+    percent: dict[str, PercentIn] = Field(min_length=1)
+
+
 class AnalytesFile(Strict):
     analytes: dict[str, AnalyteIn]
+    differential: DifferentialIn | None = None
     local_codes: dict[str, str] = {}
     not_monitored: dict[str, str] = {}
 

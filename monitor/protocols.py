@@ -42,6 +42,7 @@ from monitor.protocol_schema import (
     MOLAR_SCALE,
     AnalyteIn,
     AnalytesFile,
+    DifferentialIn,
     GradingFile,
     ProtocolFile,
     SafetyProfileFile,
@@ -102,7 +103,32 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             raise ProtocolError(f"{path.name}: local_codes.{code}: unknown analyte {key!r}")
         codes[code.lower()] = key
     ignored = {code.lower(): why for code, why in data.not_monitored.items()}
-    return Catalog(analytes=analytes, codes=codes, ignored=ignored)
+    if data.differential is None:
+        return Catalog(analytes=analytes, codes=codes, ignored=ignored)
+    percent = _differential(path, data.differential, analytes, codes, ignored)
+    return Catalog(analytes=analytes, codes=codes, ignored=ignored, percent=percent,
+                   leukocytes=data.differential.leukocytes)
+
+
+def _differential(path: Path, d: DifferentialIn, analytes: dict[str, Analyte], codes: dict[str, str],
+                  ignored: dict[str, str]) -> dict[str, str]:
+    """% code (lower-cased) -> analyte of its absolute count; each count must take the WBC's units."""
+
+    def fail(where: str, what: str) -> None:
+        raise ProtocolError(f"{path.name}: differential.{where}: {what} (fix it in {path})")
+
+    if d.leukocytes not in analytes:
+        fail("leukocytes", f"unknown analyte {d.leukocytes!r}")
+    wbc_units = set(analytes[d.leukocytes].conversions)
+    for code, p in d.percent.items():
+        if p.count not in analytes:
+            fail(f"percent.{code}.count", f"unknown analyte {p.count!r}")
+        if code.lower() in codes or code.lower() in ignored:
+            fail(f"percent.{code}", "a % code must not also be an analyte's, local or not_monitored code")
+        if missing := wbc_units - set(analytes[p.count].conversions):
+            fail(f"percent.{code}.count", f"{p.count} must accept every {d.leukocytes} unit (a count is "
+                 f"derived in the {d.leukocytes}'s unit); missing: {', '.join(sorted(missing))}")
+    return {code.lower(): p.count for code, p in d.percent.items()}
 
 
 def load_grading(name: str, directory: Path, critical_min_grade: int) -> Grading:

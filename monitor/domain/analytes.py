@@ -65,9 +65,18 @@ class Catalog:
     analytes: dict[str, Analyte]
     codes: dict[str, str]  # LOINC or local code (lower-cased) -> analyte key
     ignored: dict[str, str] = field(default_factory=dict)  # code -> why it is not monitored
+    #: %-differentials: a % of leukocytes code (lower-cased) -> key of the analyte of its absolute
+    #: count, derived as `leukocytes` × % / 100 (config/analytes.toml [differential]).
+    percent: dict[str, str] = field(default_factory=dict)
+    leukocytes: str | None = None
 
     def analyte_for(self, code: str) -> Analyte | None:
         key = self.codes.get(code.strip().lower())
+        return self.analytes[key] if key else None
+
+    def count_for_percent(self, code: str) -> Analyte | None:
+        """The analyte whose absolute count a %-differential code gives, or None (not a %)."""
+        key = self.percent.get(code.strip().lower())
         return self.analytes[key] if key else None
 
     def ignored_reason(self, code: str) -> str | None:

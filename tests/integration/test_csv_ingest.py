@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
 from monitor.ingest.csv_reader import read_file
+from monitor.protocols import packaged_library
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context, IngestReport
 from tests.functional.cli import run
@@ -26,6 +27,7 @@ LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ANALYTES = tomllib.loads((Path(__file__).resolve().parents[2] / "config" / "analytes.toml").read_text())
 HEADER = "mrn,collected_at,code,value,unit"
+CATALOG = packaged_library().catalog
 
 pytestmark = pytest.mark.usefixtures("db_url")  # the CLI under test uses the test database
 
@@ -54,8 +56,10 @@ def canonical(analyte: dict[str, Any], value: str, unit: str) -> float | None:
         result = number * mass[unit.lower()] / analyte["molar_mass_g_per_mol"] * 1e6
     else:
         return None
+    if number == 0:  # never negative; 0 only where the analyte can be 0
+        return 0.0 if analyte.get("zero_possible") else None
     low, high = analyte["plausible"]["low"], analyte["plausible"]["high"]
-    return result if result == 0 or low <= result <= high else None
+    return result if low <= result <= high else None
 
 
 def expected_for(path: Path) -> Expected:
@@ -100,7 +104,7 @@ def context() -> Context:
 
 
 def ingest(session: Session, path: Path) -> IngestReport:
-    return ingest_records(session, read_file(path, LONDON), context())
+    return ingest_records(session, read_file(path, LONDON, CATALOG), context())
 
 
 def count(session: Session, model: Any) -> int:
