@@ -89,7 +89,7 @@ def from_quarantine(fmt: str, data: dict[str, Any], origin: str, zone: ZoneInfo,
     rows = data.get("derived_from")
     if not isinstance(rows, list):
         return from_row(fmt, data, origin, zone)
-    parts = [from_row(fmt, row, origin, zone) if isinstance(row, dict) else Skipped(origin, "") for row in rows]
+    parts: list[Record] = [from_row(fmt, row, origin, zone) for row in rows if isinstance(row, dict)]
     derived = with_absolute_counts(parts, catalog, _derived, DRAW)[len(parts):]
     if len(derived) != 1 or not isinstance(derived[0], IncomingResult):
         return Unreadable(fmt, origin, json.dumps(data, sort_keys=True), "the derived count's rows no longer read")

@@ -20,7 +20,6 @@ from typing import Any
 from monitor.domain.analytes import Catalog, normalise_unit
 from monitor.ingest.differential import Derivation, with_absolute_counts
 from monitor.ingest.records import (
-    NONZERO_DIGITS,
     IncomingResult,
     ReadOptions,
     Record,
@@ -29,6 +28,7 @@ from monitor.ingest.records import (
     UnreadableFile,
     parse_number,
     parse_when,
+    underflows,
 )
 
 Json = dict[str, Any]
@@ -116,7 +116,7 @@ class _NumberText(str):
 
 def _json_float(text: str) -> float | str:
     value = float(text)
-    return _NumberText(text) if value == 0 and not NONZERO_DIGITS.isdisjoint(text.lower().partition("e")[0]) else value
+    return _NumberText(text) if underflows(text, value) else value
 
 
 def _json_int(text: str) -> int | str:
@@ -331,8 +331,13 @@ def _leaves(res: Json, parent: _Context, scope: _Scope, *, contained: bool) -> I
 
 def _group(root: Json, scope: _Scope) -> Iterator[Record]:
     """Records for one report, panel or Observation, then any derived absolute counts."""
-    records = [leaf if isinstance(leaf, Skipped) else _read(leaf[0], leaf[1], scope, leaf[2], leaf[3])
-               for leaf in _leaves(root, _Context(), scope, contained=False)]
+    records: list[Record] = []
+    for leaf in _leaves(root, _Context(), scope, contained=False):
+        if isinstance(leaf, Skipped):
+            records.append(leaf)
+            continue
+        obs, ctx, key, origin = leaf
+        records.append(_read(obs, ctx, scope, key, origin))
     yield from with_absolute_counts(records, scope.catalog, _derived, DRAW)
 
 

@@ -15,7 +15,7 @@ def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog) -> 
     if kind == "hl7":
         return hl7_reader.read_file(path, options, catalog)
     if kind == "fhir":
-        return fhir_reader.read_file(path, options, catalog=catalog)
+        return fhir_reader.read_file(path, options, catalog)
     return csv_reader.read_file(path, options.lab_zone, catalog)
 
 

@@ -41,6 +41,7 @@ FORMAT = "hl7"
 ENVELOPE = ("FHS", "BHS", "BTS", "FTS")  # file and batch wrappers carry no results
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the same breaks as universal-newline file reading
 STRIP = " \t\x00\x0b\x1c\ufeff"  # whitespace, MLLP framing, a BOM
+DRAW = "in its OBR group"  # where a %-differential's WBC must be (ingest/differential.py)
 REPLAY = "ZMK"  # monitor's replay line: source key, note, order key; never part of a received message
 INTERNAL = "internal reader error"
 STATUS = {"F": "final", "U": "final", "C": "corrected", "A": "corrected", "P": "preliminary",
@@ -213,8 +214,7 @@ def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: 
             groups[-1][1].append(_read_obx(seg, groups[-1][0], key, f"{where}:OBX {k}", m))
     _link(groups, sender, seps)
     for obr, group in groups:
-        yield from with_absolute_counts([r for _, r, _ in group], m.catalog, partial(_derived, group, m, obr),
-                                        "in its OBR group")
+        yield from with_absolute_counts([r for _, r, _ in group], m.catalog, partial(_derived, group, m, obr), DRAW)
     if k == 0:
         yield Skipped(where, f"{kind} message has no OBX")
 

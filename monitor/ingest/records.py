@@ -124,9 +124,8 @@ PLAIN_DECIMAL = re.compile(r"[ \t]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t]*")
 DECIMAL_WITH_EXPONENT = re.compile(r"[ \t]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
 #: Formats whose values may carry an exponent: a FHIR valueQuantity.value is a JSON number (RFC 8259
 #: §6). HL7 v2 NM has none (a sign, digits and a decimal point: invariant nm-1 of the HL7 v2+ NM
-#: definition), nor monitor's CSV format
-#: (docs/CLI.md), nor Synthea's observations.csv (it writes plain decimals: none of the 990 rows in
-#: ../shared/data/external/csv has an exponent).
+#: definition), nor monitor's CSV format (docs/CLI.md), nor Synthea's observations.csv (it writes
+#: plain decimals: none of the 990 rows in ../shared/data/external/csv has an exponent).
 EXPONENT_FORMATS = frozenset({"fhir"})
 NONZERO_DIGITS = frozenset("123456789")
 INFINITY = float("inf")
@@ -139,9 +138,12 @@ def parse_number(text: str, *, exponent: bool = False) -> float | None:
     if not unsigned_decimal and (DECIMAL_WITH_EXPONENT if exponent else PLAIN_DECIMAL).fullmatch(text) is None:
         return None
     value = float(text)
-    if value == 0 and not NONZERO_DIGITS.isdisjoint(text.lower().partition("e")[0]):
-        return None  # underflow: not the 0 that was sent
-    return value if abs(value) != INFINITY else None
+    return None if underflows(text, value) or abs(value) == INFINITY else value
+
+
+def underflows(text: str, value: float) -> bool:
+    """A number `text` whose digits are not all 0 read as `value` 0: too small for a double."""
+    return value == 0 and not NONZERO_DIGITS.isdisjoint(text.lower().partition("e")[0])
 
 
 def number_problem(text: str, *, exponent: bool = False) -> str:
