@@ -40,7 +40,8 @@ def measure(size: int, workdir: Path) -> dict[str, float]:
     labs = workdir / f"demo-{size}" / "labs.csv"
     with b.session() as s:
         t0 = time.perf_counter()
-        report = ingest_records(s, csv_reader.read_file(labs, b.settings.clinic.zone), b.ingest_context())
+        report = ingest_records(s, csv_reader.read_file(labs, b.settings.clinic.zone, b.library.catalog),
+                                b.ingest_context())
         ingest_s = time.perf_counter() - t0
     # Full daily cycle on the demo database (every enrollment evaluated and written).
     with a.session() as s:

@@ -31,18 +31,34 @@ class AnalyteIn(Strict):
     units: dict[str, float]
     mass_units: dict[str, float] = {}
     molar_mass_g_per_mol: float | None = None
+    zero_possible: bool = False
 
     @model_validator(mode="after")
     def _units(self) -> AnalyteIn:
         if self.unit not in self.units or self.units[self.unit] != 1:
             raise ValueError(f"the canonical unit {self.unit!r} must be in units with factor 1")
+        low, high = self.plausible.low, self.plausible.high
+        if low is None or low <= 0 or (high is not None and high < low):
+            raise ValueError("plausible.low must be above 0 (the smallest plausible value that is not 0; "
+                             "zero_possible says whether 0 is) and not above plausible.high")
         if self.mass_units and (self.molar_mass_g_per_mol is None or self.unit not in MOLAR_SCALE):
             raise ValueError("mass_units need molar_mass_g_per_mol and a molar canonical unit")
         return self
 
 
+class PercentIn(Strict):
+    count: str  # the analyte of the absolute count derived from this %
+    source: str = Field(pattern=r"^CLINICAL\.md §\d+(\.\d+)* \[[VSM]\]$")  # e.g. "CLINICAL.md §9.1 [V]"
+
+
+class DifferentialIn(Strict):
+    leukocytes: str  # the analyte the counts are derived from (WBC)
+    percent: dict[str, PercentIn] = Field(min_length=1)
+
+
 class AnalytesFile(Strict):
     analytes: dict[str, AnalyteIn]
+    differential: DifferentialIn | None = None
     local_codes: dict[str, str] = {}
     not_monitored: dict[str, str] = {}
 

@@ -43,6 +43,7 @@ from monitor.protocol_schema import (
     MOLAR_SCALE,
     AnalyteIn,
     AnalytesFile,
+    DifferentialIn,
     DrugsFile,
     GradingFile,
     ProtocolFile,
@@ -87,6 +88,7 @@ def _analyte(key: str, a: AnalyteIn) -> Analyte:
         key=key, name=a.name, loinc=a.loinc, panel=a.panel, unit=a.unit,
         conversions=conversions, reference=Range(a.reference.low, a.reference.high),
         plausible=Range(a.plausible.low, a.plausible.high), synonyms=tuple(a.synonyms),
+        zero_possible=a.zero_possible,
     )
 
 
@@ -103,7 +105,32 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             raise ProtocolError(f"{path.name}: local_codes.{code}: unknown analyte {key!r}")
         codes[code.lower()] = key
     ignored = {code.lower(): why for code, why in data.not_monitored.items()}
-    return Catalog(analytes=analytes, codes=codes, ignored=ignored)
+    if data.differential is None:
+        return Catalog(analytes=analytes, codes=codes, ignored=ignored)
+    percent = _differential(path, data.differential, analytes, codes, ignored)
+    return Catalog(analytes=analytes, codes=codes, ignored=ignored, percent=percent,
+                   leukocytes=data.differential.leukocytes)
+
+
+def _differential(path: Path, d: DifferentialIn, analytes: dict[str, Analyte], codes: dict[str, str],
+                  ignored: dict[str, str]) -> dict[str, str]:
+    """% code (lower-cased) -> analyte of its absolute count; each count must take the WBC's units."""
+
+    def fail(where: str, what: str) -> None:
+        raise ProtocolError(f"{path.name}: differential.{where}: {what} (fix it in {path})")
+
+    if d.leukocytes not in analytes:
+        fail("leukocytes", f"unknown analyte {d.leukocytes!r}")
+    wbc_units = set(analytes[d.leukocytes].conversions)
+    for code, p in d.percent.items():
+        if p.count not in analytes:
+            fail(f"percent.{code}.count", f"unknown analyte {p.count!r}")
+        if code.lower() in codes or code.lower() in ignored:
+            fail(f"percent.{code}", "a % code must not also be an analyte's, local or not_monitored code")
+        if missing := wbc_units - set(analytes[p.count].conversions):
+            fail(f"percent.{code}.count", f"{p.count} must accept every {d.leukocytes} unit (a count is "
+                 f"derived in the {d.leukocytes}'s unit); missing: {', '.join(sorted(missing))}")
+    return {code.lower(): p.count for code, p in d.percent.items()}
 
 
 def load_drug_list(directory: Path | None = None) -> DrugVocabulary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from math import copysign
 
 
 @lru_cache(maxsize=4096)
@@ -46,12 +47,17 @@ class Analyte:
     unit: str  # canonical UCUM unit
     conversions: dict[str, Conversion]  # normalised unit -> conversion to canonical
     reference: Range
-    plausible: Range  # canonical values outside this are quarantined, never guessed
+    plausible: Range  # non-zero canonical values outside this are quarantined, never guessed
     synonyms: tuple[str, ...] = ()
+    zero_possible: bool = False  # a result of exactly 0 is real (an absent cell line), not an error
 
 
 class UnitProblem(ValueError):
     """A value that cannot be stored exactly in the canonical unit; the message is the reason."""
+
+
+class ImpossibleValue(UnitProblem):
+    """A value no patient can have, whatever the unit: negative (or -0), or 0 where 0 is impossible."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,18 @@ class Catalog:
     analytes: dict[str, Analyte]
     codes: dict[str, str]  # LOINC or local code (lower-cased) -> analyte key
     ignored: dict[str, str] = field(default_factory=dict)  # code -> why it is not monitored
+    #: %-differentials: a % of leukocytes code (lower-cased) -> key of the analyte of its absolute
+    #: count, derived as `leukocytes` × % / 100 (config/analytes.toml [differential]).
+    percent: dict[str, str] = field(default_factory=dict)
+    leukocytes: str | None = None
 
     def analyte_for(self, code: str) -> Analyte | None:
         key = self.codes.get(code.strip().lower())
+        return self.analytes[key] if key else None
+
+    def count_for_percent(self, code: str) -> Analyte | None:
+        """The analyte whose absolute count a %-differential code gives, or None (not a %)."""
+        key = self.percent.get(code.strip().lower())
         return self.analytes[key] if key else None
 
     def ignored_reason(self, code: str) -> str | None:
@@ -88,15 +103,24 @@ class Catalog:
         the table's).
 
         Raises:
+            ImpossibleValue: the value is negative or -0, or 0 for an analyte that cannot be 0.
             UnitProblem: the unit is not accepted for this analyte, or the converted value is
                 outside the plausible range (a wrong unit is more likely than such a value).
-                Exactly zero is always plausible (an absent cell line is a real result).
         """
+        if value < 0 or copysign(1.0, value) < 0:
+            raise ImpossibleValue(f"{analyte.key} {value:g} {unit} is negative; no lab value is below 0 (-0 "
+                                  "included): have the lab correct it")
+        if value == 0:
+            if analyte.zero_possible:
+                return 0.0
+            raise ImpossibleValue(
+                f"{analyte.key} 0 {unit} is impossible: a {analyte.name.lower()} result is never 0 "
+                "(config/analytes.toml zero_possible); a 0 is a placeholder or a result below the "
+                "limit of detection: check it with the lab"
+            )
         canonical = round(value * (factor if factor is not None else self.conversion(analyte, unit).factor), 6)
         low, high = analyte.plausible.low, analyte.plausible.high
-        if canonical != 0 and (
-            (low is not None and canonical < low) or (high is not None and canonical > high)
-        ):
+        if canonical == 0 or (low is not None and canonical < low) or (high is not None and canonical > high):
             raise UnitProblem(
                 f"{analyte.key} {value:g} {unit} is {canonical:g} {analyte.unit}, outside the "
                 f"plausible range {analyte.plausible} {analyte.unit}; check the unit"

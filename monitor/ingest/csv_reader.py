@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from monitor.domain.analytes import Catalog
+from monitor.ingest.differential import Derivation, with_absolute_counts
 from monitor.ingest.records import (
     IncomingResult,
+    RawSource,
     Record,
     Skipped,
     Unreadable,
@@ -19,6 +24,7 @@ from monitor.ingest.records import (
     open_text,
     parse_number,
     parse_when,
+    raw_text,
 )
 
 MONITOR_COLUMNS = {"mrn", "collected_at", "code", "value", "unit"}
@@ -28,6 +34,8 @@ STATUS = {"f": "final", "p": "preliminary", "c": "corrected", "": "final",
 
 
 PATIENT_LIST_COLUMNS = {"id", "birthdate", "gender"}  # Synthea patients.csv: people, not results
+#: Where a %-differential's WBC must be (ingest/differential.py): rows of one draw come together.
+DRAW = "in the rows next to it with the same MRN and collection time"
 
 
 def sniff(header: list[str]) -> str | None:
@@ -75,14 +83,39 @@ def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Reco
     )
 
 
+def from_quarantine(fmt: str, data: dict[str, Any], origin: str, zone: ZoneInfo, catalog: Catalog) -> Record:
+    """A record this reader produced, read again from its quarantined JSON: a row, or the two rows
+    a count was derived from."""
+    rows = data.get("derived_from")
+    if not isinstance(rows, list):
+        return from_row(fmt, data, origin, zone)
+    parts: list[Record] = [from_row(fmt, row, origin, zone) for row in rows if isinstance(row, dict)]
+    derived = with_absolute_counts(parts, catalog, _derived, DRAW)[len(parts):]
+    if len(derived) != 1 or not isinstance(derived[0], IncomingResult):
+        return Unreadable(fmt, origin, json.dumps(data, sort_keys=True), "the derived count's rows no longer read")
+    return replace(derived[0], origin=origin)
+
+
+def _derived(d: Derivation) -> IncomingResult:
+    """A count derived from a % row and the WBC row of its draw, kept with both rows for replay."""
+    return d.result(f"{d.percent.source_key}#abs", f"{d.percent.origin}:absolute",
+                    (_derived_raw, (d.note, d.wbc.raw_source, d.percent.raw_source)))
+
+
+def _derived_raw(parts: tuple[str, RawSource, RawSource]) -> str:
+    note, *rows = parts
+    return json.dumps({"derived": note, "derived_from": [json.loads(raw_text(r)) for r in rows]}, sort_keys=True)
+
+
 def _raw(row: dict[str, str]) -> str:
     """A row as kept in quarantine: JSON that `from_row` reads again. The same text as
     `json.dumps(row, sort_keys=True)` (the quarantine's record key hashes it) at a third of the cost."""
     return "{" + ", ".join(f"{_json(k)}: {_json(v)}" for k, v in sorted(row.items())) + "}"
 
 
-def read(stream: TextIO, name: str, zone: ZoneInfo) -> Iterator[Record]:
-    """Records from an open CSV file, one per data row.
+def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog) -> Iterator[Record]:
+    """Records from an open CSV file, one per data row, then the counts derived from the
+    %-differentials of each draw (neighbouring rows with the same MRN and collection time).
 
     Raises:
         UnreadableFile: no header, or a header that is neither format.
@@ -96,6 +129,8 @@ def read(stream: TextIO, name: str, zone: ZoneInfo) -> Iterator[Record]:
             f"{', '.join(sorted(MONITOR_COLUMNS))} (or a Synthea observations export)"
         )
     keys = [h.strip().lower() for h in header]
+    draw: list[Record] = []
+    at: tuple[str, datetime] | None = None
     for row in reader:
         origin = f"{name}:{reader.line_num}"
         if fmt == "patient-list":
@@ -106,9 +141,14 @@ def read(stream: TextIO, name: str, zone: ZoneInfo) -> Iterator[Record]:
         if len(row) != len(keys):
             yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {len(keys)}")
             continue
-        yield from_row(fmt, dict(zip(keys, row, strict=True)), origin, zone)
+        record = from_row(fmt, dict(zip(keys, row, strict=True)), origin, zone)
+        if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != at:
+            yield from with_absolute_counts(draw, catalog, _derived, DRAW)
+            draw, at = [], (record.mrn, record.observed_at)
+        draw.append(record)
+    yield from with_absolute_counts(draw, catalog, _derived, DRAW)
 
 
-def read_file(path: Path, zone: ZoneInfo) -> Iterator[Record]:
+def read_file(path: Path, zone: ZoneInfo, catalog: Catalog) -> Iterator[Record]:
     with open_text(path, newline="", fix="export the file as UTF-8 CSV") as stream:
-        yield from read(stream, path.name, zone)
+        yield from read(stream, path.name, zone, catalog)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.domain.analytes import Catalog, normalise_unit
+from monitor.ingest.differential import Derivation, with_absolute_counts
 from monitor.ingest.records import (
     IncomingResult,
     ReadOptions,
@@ -27,6 +28,7 @@ from monitor.ingest.records import (
     UnreadableFile,
     parse_number,
     parse_when,
+    underflows,
 )
 
 Json = dict[str, Any]
@@ -38,14 +40,10 @@ STATUS = {"final": "final", "amended": "corrected", "corrected": "corrected",
           "preliminary": "preliminary", "cancelled": "retracted", "entered-in-error": "retracted"}
 NOT_LAB = {"vital-signs", "survey", "social-history", "exam", "imaging", "procedure", "therapy",
            "activity"}
-WBC = ("6690-2", "26464-8")
-# % of leukocytes -> (absolute-count code to derive, codes of an absolute count already sent)
-DIFFERENTIAL = {"770-8": ("751-8", {"751-8", "26499-4", "753-4"}),
-                "736-9": ("731-0", {"731-0", "26474-7", "732-8"}),
-                "713-8": ("711-2", {"711-2", "26449-9", "712-0"})}
 FHIR_ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?")
 NO_TARGET = "referenced Observation not in this file"
+DRAW = "in its report or panel"  # where a %-differential's WBC must be (ingest/differential.py)
 
 
 @dataclass
@@ -54,7 +52,7 @@ class _Scope:
 
     name: str
     options: ReadOptions
-    catalog: Catalog | None
+    catalog: Catalog  # which codes are monitored, and which are %-differentials
     index: dict[str, Json] = field(default_factory=dict)  # fullUrl or Type/id -> resource
     entry: dict[int, tuple[int, str]] = field(default_factory=dict)  # id(resource) -> (index, fullUrl)
     seen: set[int] = field(default_factory=set)  # id() of Observations already read
@@ -107,7 +105,27 @@ def _str(v: object) -> str:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and parse_number(str(v)) is not None
+    return (isinstance(v, int | float) and not isinstance(v, bool)
+            and parse_number(str(v), exponent=True) is not None)
+
+
+class _NumberText(str):
+    """A JSON number that a Python number would change: `-0` (an int has no sign) or a literal that
+    underflows to 0 (`1e-400`). Kept as its text, so it is quarantined, never read as 0."""
+
+
+def _json_float(text: str) -> float | str:
+    value = float(text)
+    return _NumberText(text) if underflows(text, value) else value
+
+
+def _json_int(text: str) -> int | str:
+    return _NumberText(text) if text == "-0" else int(text)
+
+
+def _loads(text: str | bytes) -> Any:
+    """JSON as `json.loads` reads it, but a number literal it would turn into 0 stays text."""
+    return json.loads(text, parse_float=_json_float, parse_int=_json_int)
 
 
 def _dumps(v: object) -> str:
@@ -183,7 +201,7 @@ def _mrn(subject: Json, scope: _Scope, ctx: _Context) -> str | None:
 def _quantity(q: Json) -> tuple[str, str]:
     """Value text (comparator kept: `<0.5` is not a number) and unit (UCUM code if coded)."""
     v = q.get("value")
-    text = "" if v is None else str(v) if _is_number(v) else _dumps(v)
+    text = "" if v is None else str(v) if isinstance(v, _NumberText) or _is_number(v) else _dumps(v)
     comparator = q.get("comparator")
     if comparator not in (None, ""):
         text = f"{comparator if isinstance(comparator, str) else _dumps(comparator)}{text}"
@@ -246,9 +264,7 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
         value, unit = _quantity(quantity)
         units: set[str] | None = {normalise_unit(unit), normalise_unit(_str(quantity.get("unit")))}
     else:  # text, coded or no value: kept (to be quarantined) only if it may be a monitored result
-        monitored = (scope.catalog.analyte_for(code) is not None if scope.catalog is not None
-                     else coding.get("system") == LOINC)
-        if not monitored:
+        if scope.catalog.analyte_for(code) is None:
             return Skipped(origin, "not a quantity" if _has_value(obs) else "no value")
         value, unit, units = _value_text(obs), "", None
     if mrn is None:
@@ -274,29 +290,10 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
     )
 
 
-def _derived(results: list[IncomingResult]) -> Iterator[IncomingResult]:
-    """Absolute counts (WBC x % / 100, in the WBC unit) when a report has only the % for a cell."""
-    numbers = {id(r): n for r in results
-               if r.status != "retracted" and (n := parse_number(r.value)) is not None}
-    wbc = next((r for r in results if r.code in WBC and id(r) in numbers), None)
-    if wbc is None:
-        return
-    codes = {r.code for r in results}
-    for pct in results:
-        target = DIFFERENTIAL.get(pct.code)
-        if (target is None or codes & target[1] or id(pct) not in numbers or pct.mrn != wbc.mrn
-                or normalise_unit(pct.unit) != "%"):
-            continue
-        codes.add(target[0])
-        statuses = {wbc.status, pct.status}
-        raw = _dumps({"derived": f"{target[0]} = {wbc.code} x {pct.code} / 100",
-                      "derived_from": [json.loads(wbc.raw), json.loads(pct.raw)]})
-        yield IncomingResult(
-            format=FORMAT, source_key=f"{pct.source_key}#abs", origin=f"{pct.origin}#abs", raw_source=raw,
-            mrn=wbc.mrn, code=target[0], value=str(round(numbers[id(wbc)] * numbers[id(pct)] / 100, 6)),
-            unit=wbc.unit, observed_at=wbc.observed_at,
-            status=next((s for s in ("preliminary", "corrected") if s in statuses), "final"),
-        )
+def _derived(d: Derivation) -> IncomingResult:
+    """A count derived from a % and the WBC of its report or panel, kept with both for replay."""
+    raw = _dumps({"derived": d.note, "derived_from": [_loads(d.wbc.raw), _loads(d.percent.raw)]})
+    return d.result(f"{d.percent.source_key}#abs", f"{d.percent.origin}#abs", raw)
 
 
 Leaf = tuple[Json, _Context, str, str]  # observation, its context, source key, origin
@@ -334,17 +331,14 @@ def _leaves(res: Json, parent: _Context, scope: _Scope, *, contained: bool) -> I
 
 def _group(root: Json, scope: _Scope) -> Iterator[Record]:
     """Records for one report, panel or Observation, then any derived absolute counts."""
-    results: list[IncomingResult] = []
+    records: list[Record] = []
     for leaf in _leaves(root, _Context(), scope, contained=False):
         if isinstance(leaf, Skipped):
-            yield leaf
+            records.append(leaf)
             continue
         obs, ctx, key, origin = leaf
-        record = _read(obs, ctx, scope, key, origin)
-        if isinstance(record, IncomingResult):
-            results.append(record)
-        yield record
-    yield from _derived(results)
+        records.append(_read(obs, ctx, scope, key, origin))
+    yield from with_absolute_counts(records, scope.catalog, _derived, DRAW)
 
 
 def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
@@ -372,15 +366,14 @@ def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
                 yield from _group(res, scope)
 
 
-def read_json(data: object, origin: str, options: ReadOptions, *,
-              references: dict[str, dict[str, Any]] | None = None,
-              catalog: Catalog | None = None) -> Iterator[Record]:
+def read_json(data: object, origin: str, options: ReadOptions, catalog: Catalog, *,
+              references: dict[str, dict[str, Any]] | None = None) -> Iterator[Record]:
     """Records from one parsed FHIR document; `origin` names it (usually the file name).
 
     `references` holds resources from elsewhere (a Patient, the Observations a report points
-    to), keyed by reference (`Patient/x`) or fullUrl. Without `catalog`, a non-quantity value
-    of a LOINC-coded Observation is yielded (to be quarantined if monitored); with it, only if
-    the catalog monitors the code. Never raises: malformed input becomes Unreadable records.
+    to), keyed by reference (`Patient/x`) or fullUrl. A non-quantity value is yielded (to be
+    quarantined) only if the catalog monitors its code. Never raises: malformed input becomes
+    Unreadable records.
     """
     scope = _Scope(origin, options, catalog, references=dict(references or {}))
     doc = _dict(data)
@@ -400,19 +393,18 @@ def read_json(data: object, origin: str, options: ReadOptions, *,
         yield Skipped(origin, f"a {kind[:40]} resource holds no lab result")
 
 
-def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog | None = None) -> Record:
+def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> Record:
     """A record this reader produced, read again from its `raw` (quarantine replay)."""
     try:
-        envelope = _dict(json.loads(raw))
+        envelope = _dict(_loads(raw))
     except (ValueError, RecursionError):
         envelope = {}
     parts = [from_raw(_dumps(p), origin, options, catalog) for p in _list(envelope.get("derived_from"))]
     if parts:
-        results = [p for p in parts if isinstance(p, IncomingResult)]
-        derived = next(_derived(results), None) if len(results) == 2 else None
-        if derived is None:
+        derived = with_absolute_counts(parts, catalog, _derived, DRAW)[len(parts):]
+        if len(derived) != 1 or not isinstance(derived[0], IncomingResult):
             return Unreadable(FORMAT, origin, raw, "the derived count's sources no longer read")
-        return replace(derived, origin=origin)
+        return replace(derived[0], origin=origin)
     obs, context, key = envelope.get("observation"), _dict(envelope.get("context")), envelope.get("key")
     if not isinstance(obs, dict) or not isinstance(key, str):
         return Unreadable(FORMAT, origin, raw, "not a record of the FHIR reader")
@@ -422,7 +414,7 @@ def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog | Non
     return _read(obs, ctx, scope, key, origin, mrn if isinstance(mrn, str) else None)
 
 
-def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = None) -> Iterator[Record]:
+def read_file(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     """Records from a FHIR JSON file.
 
     Raises:
@@ -433,7 +425,7 @@ def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = Non
     except OSError as e:
         raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = _loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UnreadableFile(f"{path}: not UTF-8 text; FHIR JSON must be UTF-8") from None
     except (ValueError, RecursionError) as e:
@@ -442,4 +434,4 @@ def read_file(path: Path, options: ReadOptions, *, catalog: Catalog | None = Non
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise UnreadableFile(f"{path}: not a FHIR resource (no resourceType); send an Observation, "
                              "DiagnosticReport or Bundle as JSON")
-    yield from read_json(doc, path.name, options, catalog=catalog)
+    yield from read_json(doc, path.name, options, catalog)

@@ -13,10 +13,10 @@ from monitor.ingest.records import ReadOptions, Record, UnreadableFile
 def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     """The records of a file in one of the formats `detect` names."""
     if kind == "hl7":
-        return hl7_reader.read_file(path, options)
+        return hl7_reader.read_file(path, options, catalog)
     if kind == "fhir":
-        return fhir_reader.read_file(path, options, catalog=catalog)
-    return csv_reader.read_file(path, options.lab_zone)
+        return fhir_reader.read_file(path, options, catalog)
+    return csv_reader.read_file(path, options.lab_zone, catalog)
 
 
 def detect(path: Path) -> str:

@@ -19,11 +19,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
+from monitor.domain.analytes import Catalog
+from monitor.ingest.differential import Derivation, with_absolute_counts
 from monitor.ingest.records import (
     IncomingResult,
     ReadOptions,
@@ -39,6 +41,7 @@ FORMAT = "hl7"
 ENVELOPE = ("FHS", "BHS", "BTS", "FTS")  # file and batch wrappers carry no results
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the same breaks as universal-newline file reading
 STRIP = " \t\x00\x0b\x1c\ufeff"  # whitespace, MLLP framing, a BOM
+DRAW = "in its OBR group"  # where a %-differential's WBC must be (ingest/differential.py)
 REPLAY = "ZMK"  # monitor's replay line: source key, note, order key; never part of a received message
 INTERNAL = "internal reader error"
 STATUS = {"F": "final", "U": "final", "C": "corrected", "A": "corrected", "P": "preliminary",
@@ -49,16 +52,6 @@ NOT_A_VALUE = {"ED": "value type ED (a document) is not a lab value",
                "RP": "value type RP (a reference pointer) is not a lab value"}
 CODED = ("CE", "CWE", "CNE", "CF")
 ONE_VALUE = ("NM", "SN", "ST")
-
-# %-differential -> absolute count. LOINC codes of config/analytes.toml (WBC, NEUT, LYMPH, EOS and
-# their synonyms; CLINICAL.md §9.1) and the %-codes of the brief; the reader needs no catalog.
-WBC_CODES = frozenset({"6690-2", "26464-8", "804-5"})
-CELL_LINES = (  # name, % codes, absolute-count codes, code of the derived absolute count
-    ("neutrophils", frozenset({"770-8", "26511-6"}), frozenset({"751-8", "26499-4", "753-4"}), "751-8"),
-    ("lymphocytes", frozenset({"736-9", "26478-8"}), frozenset({"731-0", "26474-7", "732-8"}), "731-0"),
-    ("eosinophils", frozenset({"713-8", "26450-7"}), frozenset({"711-2", "26449-9", "712-0"}), "711-2"),
-)
-PERCENT_CODES = frozenset().union(*(percent for _, percent, _, _ in CELL_LINES))
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 TAIL = r"(?:\s+\S.*)?"  # a unit after the numbers: "<10 ug/dl"
@@ -110,14 +103,15 @@ class _Msg:
     mrn: str
     mrn_problem: str
     sent_at: str  # MSH-7
+    catalog: Catalog  # which codes are %-differentials
 
 
-def read_text(text: str, origin: str, options: ReadOptions) -> Iterator[Record]:
+def read_text(text: str, origin: str, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     """Records from HL7 text: one message, a batch, or several messages one after another."""
-    yield from _read_lines(LINE_BREAK.split(text), origin, options)
+    yield from _read_lines(LINE_BREAK.split(text), origin, options, catalog)
 
 
-def read_file(path: Path, options: ReadOptions) -> Iterator[Record]:
+def read_file(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     """Records from an HL7 file, read message by message (the file is checked now, read lazily).
 
     Raises:
@@ -127,17 +121,17 @@ def read_file(path: Path, options: ReadOptions) -> Iterator[Record]:
         first = next((s for s in (line.strip(STRIP) for line in stream) if s), "")
     if first[:3] not in ("MSH", "FHS", "BHS"):
         raise UnreadableFile(f"{path}: not an HL7 v2 file; it must start with an MSH, FHS or BHS segment")
-    return _read_stream(path, options)
+    return _read_stream(path, options, catalog)
 
 
-def from_raw(raw: str, origin: str, options: ReadOptions) -> Record:
+def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> Record:
     """A record this reader produced, read again from its `raw` (quarantine replay) under its key."""
     lines = [line.strip(STRIP) for line in LINE_BREAK.split(raw) if line.strip(STRIP)]
     seps = _encoding(lines[0]) if lines else None
     keyed = seps is not None and lines[-1].startswith(REPLAY + seps.field)
     replay = [_unescape(f, seps) for f in lines[-1].split(seps.field)] + ["", "", ""] if seps and keyed else []
     key, order_key = (replay[1], replay[3] or None) if replay else ("", None)
-    records = list(read_text(raw, origin, options))
+    records = list(read_text(raw, origin, options, catalog))
     if keyed:  # one OBX, or the two a count was derived from: keep the record the key names
         d = key.endswith("#abs")
         named = [r for r in records if isinstance(r, IncomingResult) and r.source_key.endswith("#abs") == d]
@@ -156,25 +150,25 @@ def _open(path: Path) -> AbstractContextManager[TextIO]:
     return open_text(path, newline=None, fix="export the HL7 file as UTF-8")  # None: CR, LF, CRLF end a line
 
 
-def _read_stream(path: Path, options: ReadOptions) -> Iterator[Record]:
+def _read_stream(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     with _open(path) as stream:
-        yield from _read_lines(stream, path.name, options)
+        yield from _read_lines(stream, path.name, options, catalog)
 
 
-def _read_lines(lines: Iterable[str], name: str, options: ReadOptions) -> Iterator[Record]:
+def _read_lines(lines: Iterable[str], name: str, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
     """Group segments into messages (dropping batch envelopes) and read each message whole."""
     current: list[str] = []
     n = 0
     for segment in (line.strip(STRIP) for line in chain(lines, ["MSH"])):  # the sentinel flushes the last
         if segment.startswith("MSH") and current:
-            yield from _read_message(current, name, n, options)
+            yield from _read_message(current, name, n, options, catalog)
             current = []
         n += segment.startswith("MSH")
         if segment and segment[:3] not in ENVELOPE:
             current.append(segment)
 
 
-def _read_message(segments: list[str], name: str, n: int, options: ReadOptions) -> list[Record]:
+def _read_message(segments: list[str], name: str, n: int, options: ReadOptions, catalog: Catalog) -> list[Record]:
     where, text = (f"{name}:message {n}" if n else f"{name}:before message 1"), "\r".join(segments)
     if n == 0:
         return [Unreadable(FORMAT, where, text, "segments before the first MSH header")]
@@ -185,12 +179,13 @@ def _read_message(segments: list[str], name: str, n: int, options: ReadOptions) 
         return [Unreadable(FORMAT, where, text, why + "needed), so the message cannot be split safely")]
     segs = [_split(segment, seps) for segment in segments]
     try:
-        return list(_read_parsed(segs, text, seps, where, options))
+        return list(_read_parsed(segs, text, seps, where, options, catalog))
     except Exception as e:  # a reader bug must not lose the message: quarantine it whole
         return [Unreadable(FORMAT, where, text, f"{INTERNAL}: {type(e).__name__}: {e}")]
 
 
-def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: ReadOptions) -> Iterator[Record]:
+def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: ReadOptions,
+                 catalog: Catalog) -> Iterator[Record]:
     msh = segs[0]
     kind = "^".join(_part(msh.fields[9], seps, i).upper() for i in (1, 2))
     if not kind.startswith("ORU^"):
@@ -201,7 +196,8 @@ def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: 
     sender = "/".join(_part(msh.fields[i], seps, 1) or _part(msh.fields[i], seps, 2) for i in (3, 4))
     # no MSH-10: the message's content names it
     control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
-    m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1))
+    m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1),
+             catalog)
     groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]] = [(None, [])]  # per OBR
     k = 0
     seen: set[str] = set()
@@ -218,8 +214,7 @@ def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: 
             groups[-1][1].append(_read_obx(seg, groups[-1][0], key, f"{where}:OBX {k}", m))
     _link(groups, sender, seps)
     for obr, group in groups:
-        yield from (r for _, r, _ in group)
-        yield from _derive(group, m, obr)
+        yield from with_absolute_counts([r for _, r, _ in group], m.catalog, partial(_derived, group, m, obr), DRAW)
     if k == 0:
         yield Skipped(where, f"{kind} message has no OBX")
 
@@ -283,35 +278,16 @@ def _link(groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]], send
             record.raw_source = s.field.join([record.raw, "", _escape(record.order_key, s)])  # ZMK|key||order
 
 
-def _derive(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None) -> Iterator[Record]:
-    """Absolute counts from a %-differential and the WBC of its OBR group, where the lab sent none."""
-    codes, s = {code for code, _, _ in group}, m.seps
-    if not codes & PERCENT_CODES:
-        return  # no differential: the common case
-    usable = [(c, r, g) for c, r, g in group if isinstance(r, IncomingResult) and r.status != "retracted"
-              and parse_number(r.value) is not None]
-    wbc, wbc_obx = next(((r, g) for c, r, g in usable if c in WBC_CODES), (None, None))
-    if wbc is None or wbc_obx is None:
-        return
-    for cells, percent, absolute, loinc in CELL_LINES:
-        for code, pct, obx in usable:
-            if code not in percent or codes & absolute or pct.unit != "%":
-                continue
-            try:
-                value = f"{(Decimal(wbc.value) * Decimal(pct.value) / 100).normalize():f}"
-            except ArithmeticError:  # decimal.InvalidOperation, Overflow
-                continue
-            status = next((x for x in ("preliminary", "corrected") if x in (wbc.status, pct.status)), "final")
-            key = _key(pct.source_key + "#abs")
-            order_key = _key(f"{pct.order_key}#abs") if pct.order_key and wbc.order_key else None
-            note = f"derived: {cells} = WBC {wbc.value} {wbc.unit} x {pct.value} % / 100"
-            raw = "\r".join([*m.head, *([obr.raw] if obr else []), wbc_obx.raw, obx.raw,
-                             s.field.join([REPLAY, _escape(key, s), _escape(note, s), _escape(order_key or "", s)])])
-            yield IncomingResult(
-                format=FORMAT, source_key=key, origin=f"{pct.origin}:absolute", raw_source=raw, mrn=pct.mrn,
-                code=loinc, value=value, unit=wbc.unit, observed_at=pct.observed_at, status=status,
-                order_key=order_key,
-            )
+def _derived(group: list[tuple[str, Record, _Seg]], m: _Msg, obr: _Seg | None, d: Derivation) -> IncomingResult:
+    """A count derived from a % and the WBC of its OBR group, keyed after the % and kept with both OBX
+    (and a ZMK line naming its key) for replay."""
+    s = m.seps
+    obx = {id(r): seg for _, r, seg in group}
+    key = _key(d.percent.source_key + "#abs")
+    order_key = _key(f"{d.percent.order_key}#abs") if d.percent.order_key and d.wbc.order_key else None
+    raw = "\r".join([*m.head, *([obr.raw] if obr else []), obx[id(d.wbc)].raw, obx[id(d.percent)].raw,
+                     s.field.join([REPLAY, _escape(key, s), _escape(d.note, s), _escape(order_key or "", s)])])
+    return d.result(key, f"{d.percent.origin}:absolute", raw, order_key)
 
 
 def _encoding(msh: str) -> _Seps | None:

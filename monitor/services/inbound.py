@@ -23,7 +23,7 @@ def receive_hl7(session: Session, text: str, *, ctx: Context, channel: str) -> s
     inbound = InboundMessage(channel=channel, received_at=now, control_id=control_id(text), raw=text)
     session.add(inbound)
     session.commit()
-    records = list(read_text(text, f"{channel}:{inbound.id}", ctx.read_options))
+    records = list(read_text(text, f"{channel}:{inbound.id}", ctx.read_options, ctx.catalog))
     unreadable = [r for r in records if isinstance(r, Unreadable)]
     report = ingest_records(session, records, ctx)
     whole_message_bad = bool(records) and len(unreadable) == len(records) and not report.stored

@@ -7,21 +7,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitor.db.encoding import Encoders
-from monitor.domain.analytes import Analyte, Catalog, UnitProblem
+from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProblem
 from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
+    EXPONENT_FORMATS,
     RawSource,
     ReadOptions,
     Record,
     Skipped,
     Unreadable,
+    number_problem,
     parse_number,
     raw_text,
     record_key,
@@ -184,8 +186,25 @@ def _mapping(catalog: Catalog, code: str, unit: str) -> _Mapping:
 
 
 @lru_cache(maxsize=8192)
-def _local_day(at: datetime, zone: ZoneInfo) -> date:
-    return at.astimezone(zone).date()
+def _local_day(at: datetime, zone: ZoneInfo) -> date | None:
+    """The clinical date of an instant: its day in the clinic's zone. None when the calendar (years 1
+    to 9999) cannot hold the instant in UTC, where it is stored, or in that zone (0001-01-01T00:00+14:00)."""
+    try:
+        at.astimezone(UTC)
+        return at.astimezone(zone).date()
+    except OverflowError:
+        return None
+
+
+def _date_problem(at: datetime, on: date | None, ctx: Context) -> str:
+    """Why a result's collection time (`at`, on the clinical date `on`) is refused: asked only for one
+    outside the window of `ctx.dates`."""
+    if on is None:
+        return (f"collection time {at.isoformat()} is outside the calendar monitor can store (years 1 to "
+                "9999, in UTC and in the clinic's time zone); check the date with the lab")
+    problem = ctx.dates.problem(on, ctx.today, "collection date", result=True)
+    assert problem is not None
+    return problem
 
 
 def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
@@ -195,6 +214,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
     at, day = encoders
     received_at = at(now)
+    earliest, latest = ctx.dates.window(ctx.today, result=True)
     for r in chunk:
         if isinstance(r, Skipped):
             out.report.ignored += 1
@@ -219,15 +239,17 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
                 out.reject(r.format, r.origin, r.raw, m.problem, m.kind, now)
             continue
         analyte, factor = m.analyte, m.factor
-        number = parse_number(r.value)
+        exponent = r.format in EXPONENT_FORMATS
+        number = parse_number(r.value, exponent=exponent)
         if number is None:
-            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number",
-                       "non-numeric value", now)
+            out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number: "
+                       f"{number_problem(r.value, exponent=exponent)}", "non-numeric value", now)
             continue
         try:
             value = catalog.to_canonical(analyte, number, r.unit, factor)
         except UnitProblem as e:
-            out.reject(r.format, r.origin, r.raw, str(e), "unit", now)
+            out.reject(r.format, r.origin, r.raw, str(e),
+                       "impossible value" if isinstance(e, ImpossibleValue) else "unit", now)
             continue
         ref_low = None if r.ref_low is None else round(r.ref_low * factor, 6)
         ref_high = None if r.ref_high is None else round(r.ref_high * factor, 6)
@@ -235,6 +257,9 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         high = analyte.reference.high if ref_high is None else ref_high
         outside_range = not (low is not None and high is not None and low <= value <= high)
         on = _local_day(r.observed_at, zone)
+        if on is None or not earliest <= on <= latest:
+            out.reject(r.format, r.origin, r.raw, _date_problem(r.observed_at, on, ctx), "collection date", now)
+            continue
         out.pending.append(Pending(
             r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
             value, analyte.unit, r.status, at(r.observed_at), day(on), received_at, ref_low, ref_high,

@@ -28,7 +28,7 @@ class ReplayReport:
 def _record(q: Quarantine, ctx: Context) -> Record:
     options = ctx.read_options
     if q.format == "hl7":
-        return hl7_reader.from_raw(q.raw, q.origin, options)
+        return hl7_reader.from_raw(q.raw, q.origin, options, ctx.catalog)
     if q.format == "fhir":
         return fhir_reader.from_raw(q.raw, q.origin, options, ctx.catalog)
     if q.format in ("csv", "synthea-csv"):
@@ -37,7 +37,7 @@ def _record(q: Quarantine, ctx: Context) -> Record:
         except ValueError:
             row = None
         if isinstance(row, dict):
-            return csv_reader.from_row(q.format, row, q.origin, ctx.clinic_zone)
+            return csv_reader.from_quarantine(q.format, row, q.origin, ctx.clinic_zone, ctx.catalog)
     return Unreadable(q.format, q.origin, q.raw, q.reason)
 
 

@@ -116,7 +116,7 @@ class Clinic:
         ctx = ingest_context(moment(arrive, 15), library=self.library)
         with self.session() as s:
             text = lab_csv(mrn, on, values, hour=hour, minute=minute)
-            records = csv_reader.read(io.StringIO(text), f"labs-{on}.csv", LONDON)
+            records = csv_reader.read(io.StringIO(text), f"labs-{on}.csv", LONDON, self.library.catalog)
             report = ingest_records(s, records, ctx)
             s.commit()
         assert report.quarantined == 0, report.reasons

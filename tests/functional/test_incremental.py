@@ -239,7 +239,7 @@ class Clinic:
                     patients.change_phase(s, mrn, to, on=on, reason="clinic review", by="dr.test", now=now)
                 case Ingest(rows):
                     text = "mrn,collected_at,code,value,unit,status\n" + "\n".join(rows) + "\n"
-                    records = csv_reader.read(io.StringIO(text), f"{day}.csv", LONDON)
+                    records = csv_reader.read(io.StringIO(text), f"{day}.csv", LONDON, self.library.catalog)
                     ctx = ingest_context(now, library=self.library)
                     report = ingest_records(s, records, ctx)
                     assert report.quarantined == 0, report.reasons

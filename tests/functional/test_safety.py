@@ -38,7 +38,7 @@ def clinic(engine: Engine) -> Clinic:
 def feed(clinic: Clinic, text: str, *, arrived: date, name: str = "feed.csv") -> IngestReport:
     """A lab CSV (any columns of the monitor format) ingested through the real service."""
     with clinic.session() as s:
-        records = csv_reader.read(io.StringIO(text), name, LONDON)
+        records = csv_reader.read(io.StringIO(text), name, LONDON, clinic.library.catalog)
         return ingest_records(s, records, ingest_context(moment(arrived, 15), library=clinic.library))
 
 
@@ -248,8 +248,8 @@ def test_a_retracted_result_resolves_its_flag(clinic: Clinic) -> None:
 
 def hl7(clinic: Clinic, message: str, *, arrived: date) -> IngestReport:
     with clinic.session() as s:
-        return ingest_records(s, hl7_reader.read_text(message, "feed", ReadOptions(lab_zone=LONDON)),
-                              ingest_context(moment(arrived, 15), library=clinic.library))
+        records = hl7_reader.read_text(message, "feed", ReadOptions(lab_zone=LONDON), clinic.library.catalog)
+        return ingest_records(s, records, ingest_context(moment(arrived, 15), library=clinic.library))
 
 
 # --- 5. The same specimen re-sent under a new order number is one flag ---------------------------

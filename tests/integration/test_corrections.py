@@ -21,6 +21,7 @@ from tests.integration import ingest_context
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 OPTIONS = ReadOptions(lab_zone=LONDON)
+CATALOG = packaged_library().catalog
 
 
 def observation(status: str, value: float, version: str) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def counts(session: Session, records: Iterable[Record]) -> dict[str, int]:
 
 
 def ingest(session: Session, resource: dict[str, Any]) -> dict[str, int]:
-    return counts(session, read_json(resource, "feed", OPTIONS))
+    return counts(session, read_json(resource, "feed", OPTIONS, CATALOG))
 
 
 def test_an_amended_fhir_observation_corrects_the_stored_value_and_entered_in_error_retracts_it(
@@ -75,7 +76,7 @@ def oru(control: str, status: str, value: str, *, order: str = "F-778", code: st
 
 
 def ingest_hl7(session: Session, *messages: str) -> dict[str, int]:
-    return counts(session, read_text("".join(messages), "feed", OPTIONS))
+    return counts(session, read_text("".join(messages), "feed", OPTIONS, CATALOG))
 
 
 def wbc_rows(session: Session) -> list[tuple[float, str]]:
@@ -123,10 +124,10 @@ def test_a_correction_of_a_held_result_updates_it_and_other_orders_or_tests_are_
 
 def test_a_test_twice_in_one_order_group_gets_no_order_key_so_nothing_is_linked_by_guess() -> None:
     twice = oru("M1", "F", "5.0", extra="OBX|2|NM|6690-2^WBC^LN||5.1|10*9/L|4.0-11.0||||F")
-    records = [r for r in read_text(twice, "feed", OPTIONS) if isinstance(r, IncomingResult)]
+    records = [r for r in read_text(twice, "feed", OPTIONS, CATALOG) if isinstance(r, IncomingResult)]
     assert [r.order_key for r in records] == [None, None]
-    [once] = [r for r in read_text(oru("M1", "F", "5.0"), "feed", OPTIONS) if isinstance(r, IncomingResult)]
+    [once] = [r for r in read_text(oru("M1", "F", "5.0"), "feed", OPTIONS, CATALOG) if isinstance(r, IncomingResult)]
     assert once.order_key == "hl7:LAB/HOSP|F-778|6690-2|"
-    [placer] = [r for r in read_text(oru("M1", "F", "5.0", order=""), "feed", OPTIONS)
+    [placer] = [r for r in read_text(oru("M1", "F", "5.0", order=""), "feed", OPTIONS, CATALOG)
                 if isinstance(r, IncomingResult)]
     assert placer.order_key == "hl7:LAB/HOSP|placer:P-1|6690-2|"

@@ -31,6 +31,7 @@ LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ANALYTES = tomllib.loads((Path(__file__).resolve().parents[2] / "config" / "analytes.toml").read_text())
 HEADER = "mrn,collected_at,code,value,unit"
+CATALOG = packaged_library().catalog
 
 pytestmark = pytest.mark.usefixtures("db_url")  # the CLI under test uses the test database
 
@@ -59,8 +60,10 @@ def canonical(analyte: dict[str, Any], value: str, unit: str) -> float | None:
         result = number * mass[unit.lower()] / analyte["molar_mass_g_per_mol"] * 1e6
     else:
         return None
+    if number == 0:  # never negative; 0 only where the analyte can be 0
+        return 0.0 if analyte.get("zero_possible") else None
     low, high = analyte["plausible"]["low"], analyte["plausible"]["high"]
-    return result if result == 0 or low <= result <= high else None
+    return result if low <= result <= high else None
 
 
 def expected_for(path: Path) -> Expected:
@@ -105,7 +108,7 @@ def context() -> Context:
 
 
 def ingest(session: Session, path: Path) -> IngestReport:
-    return ingest_records(session, read_file(path, LONDON), context())
+    return ingest_records(session, read_file(path, LONDON, CATALOG), context())
 
 
 def count(session: Session, model: Any) -> int:
@@ -360,7 +363,8 @@ def test_a_held_result_is_kept_hold_days_from_its_arrival_not_its_collection(ses
     # so it expired to quarantine the next morning and enrolling its MRN later attached nothing.
     collected = NOW.date() - timedelta(days=200)
     rows = f"{HEADER}\nLATE01,{collected.isoformat()}T09:00,6690-2,5.5,10*9/L\n"
-    report = ingest_records(session, csv_reader.read(io.StringIO(rows), "late.csv", LONDON), ingest_context(NOW))
+    records = csv_reader.read(io.StringIO(rows), "late.csv", LONDON, packaged_library().catalog)
+    report = ingest_records(session, records, ingest_context(NOW))
     assert report.held == 1
     [held] = session.exec(select(HeldResult)).all()
     assert held.expires_on == NOW.date() + timedelta(days=180)

@@ -73,21 +73,28 @@ def fhir(external: Path) -> Path:
 # --- one test per file in ../shared/data/external/fhir ---
 
 def test_the_ghp_report_reads_each_panel_member_once_and_needs_the_patient_for_an_mrn(fhir: Path) -> None:
-    alone = list(read_file(fhir / GHP, OPTIONS))
-    assert kinds(alone) == {"Unreadable": 48}  # 17 CBC + 22 chemistry + 9 urine; panels are not records
+    alone = list(read_file(fhir / GHP, OPTIONS, CATALOG))
+    # 17 CBC + 22 chemistry + 9 urine; panels are not records; the dipstick "Negative" x4 are not
+    # quantities of a monitored code
+    assert kinds(alone) == {"Unreadable": 44, "Skipped": 4}
     assert {r.reason for r in alone if isinstance(r, Unreadable)} == {NO_MRN}
     assert len({r.origin for r in alone}) == 48  # the bundle lists the members again: still read once
 
-    records = list(read_json(load(fhir, GHP), GHP, OPTIONS, catalog=CATALOG,
+    records = list(read_json(load(fhir, GHP), GHP, OPTIONS, CATALOG,
                              references={"Patient/pat2": patient("pat2", "GHP-2")}))
-    assert kinds(records) == {"IncomingResult": 44, "Skipped": 4}  # dipstick Negative x4: not quantities
+    # dipstick Negative x4: not quantities; the neutrophil, lymphocyte and eosinophil % (770-8, 736-9,
+    # 713-8): their absolute counts were sent, so they are counted, not kept (monocyte and basophil %
+    # are not %-differentials the config knows)
+    assert kinds(records) == {"IncomingResult": 41, "Skipped": 7}
     got = results(records)
     when = datetime(2015, 8, 16, 6, 40, 17, tzinfo=UTC)  # inherited from the CBC and chemistry panels
     assert {r.observed_at for r in got.values()} == {when}
     assert {r.mrn for r in got.values()} == {"GHP-2"}
-    cbc = {got[i].code: (got[i].value, got[i].unit) for i in ("r1", "r6", "r7", "r8", "r9")}
+    cbc = {got[i].code: (got[i].value, got[i].unit) for i in ("r1", "r6", "r7", "r9")}
     assert cbc == {"718-7": ("176", "g/L"), "777-3": ("444", "10*9/L"), "6690-2": ("4.6", "10*9/L"),
-                   "770-8": ("20", "%"), "751-8": ("0.9", "10*9/L")}  # UCUM code, not display x10*9/L
+                   "751-8": ("0.9", "10*9/L")}  # UCUM code, not display x10*9/L
+    [neutrophil_percent] = [r for r in records if isinstance(r, Skipped) and r.origin.endswith(":r8")]
+    assert neutrophil_percent.reason.endswith("its absolute count (NEUT) was sent")
     assert (got["r7"].ref_low, got["r7"].ref_high) == (4.0, 11.0)
     bilirubin, alt = got["o10"], got["o14"]
     assert (bilirubin.code, bilirubin.value, bilirubin.unit) == ("14631-6", "7", "umol/L")  # no system
@@ -98,9 +105,9 @@ def test_the_ghp_report_reads_each_panel_member_once_and_needs_the_patient_for_a
 
 
 def test_the_f005_hemoglobin_is_timed_by_its_effective_period_and_keeps_the_ucum_unit(fhir: Path) -> None:
-    [alone] = read_file(fhir / F005, OPTIONS)
+    [alone] = read_file(fhir / F005, OPTIONS, CATALOG)
     assert isinstance(alone, Unreadable) and alone.reason == NO_MRN  # subject is only Patient/f001
-    [hb] = read_json(load(fhir, F005), F005, OPTIONS, references={"Patient/f001": patient("f001", "NL-1")})
+    [hb] = read_json(load(fhir, F005), F005, OPTIONS, CATALOG, references={"Patient/f001": patient("f001", "NL-1")})
     assert isinstance(hb, IncomingResult)
     assert (hb.code, hb.value, hb.unit, hb.mrn) == ("718-7", "7.2", "g/dL", "NL-1")  # not display g/dl
     assert hb.observed_at == datetime(2013, 4, 5, 10, 30, 10, tzinfo=timezone(timedelta(hours=1)))
@@ -109,7 +116,7 @@ def test_the_f005_hemoglobin_is_timed_by_its_effective_period_and_keeps_the_ucum
 
 
 def test_the_us_core_report_skips_each_observation_kept_in_another_file(fhir: Path) -> None:
-    records = list(read_file(fhir / US_CORE_REPORT, OPTIONS))
+    records = list(read_file(fhir / US_CORE_REPORT, OPTIONS, CATALOG))
     assert kinds(records) == {"Skipped": 8}
     assert {r.reason for r in records if isinstance(r, Skipped)} == {NOT_HERE}
     assert records[0].origin == f"{US_CORE_REPORT}:cbc->Observation/cbc-leukocytes"
@@ -117,7 +124,7 @@ def test_the_us_core_report_skips_each_observation_kept_in_another_file(fhir: Pa
     references: dict[str, dict[str, Any]] = {"Patient/example": patient("example", "AMY-1")}
     for name in US_CORE:
         references[f"Observation/{load(fhir, name)['id']}"] = load(fhir, name)
-    joined = list(read_json(load(fhir, US_CORE_REPORT), US_CORE_REPORT, OPTIONS, references=references))
+    joined = list(read_json(load(fhir, US_CORE_REPORT), US_CORE_REPORT, OPTIONS, CATALOG, references=references))
     assert [(r.code, r.value) for r in joined if isinstance(r, IncomingResult)] == [
         (code, value) for code, value, _ in US_CORE.values()]
 
@@ -125,10 +132,10 @@ def test_the_us_core_report_skips_each_observation_kept_in_another_file(fhir: Pa
 @pytest.mark.parametrize(("name", "expected"), US_CORE.items(), ids=[n[3:-5] for n in US_CORE])
 def test_a_us_core_observation_names_its_patient_only_by_reference_so_it_is_unreadable(
         fhir: Path, name: str, expected: tuple[str, str, str]) -> None:
-    [record] = read_file(fhir / name, OPTIONS)
+    [record] = read_file(fhir / name, OPTIONS, CATALOG)
     assert isinstance(record, Unreadable) and record.reason == NO_MRN and record.format == "fhir"
     assert json.loads(record.raw)["observation"] == load(fhir, name)  # quarantined whole
-    [result] = read_json(load(fhir, name), name, OPTIONS, references={"Patient/example": patient("example")})
+    [result] = read_json(load(fhir, name), name, OPTIONS, CATALOG, references={"Patient/example": patient("example")})
     assert isinstance(result, IncomingResult)
     assert (result.code, result.value, result.unit) == expected
     assert result.observed_at == datetime(2005, 7, 5, 12, 0, tzinfo=LONDON)  # a bare date: local noon
@@ -143,7 +150,7 @@ def test_a_us_core_observation_names_its_patient_only_by_reference_so_it_is_unre
 def test_a_synthea_bundle_resolves_urn_uuid_references_to_its_patients_mrn(
         fhir: Path, name: str, mrn: str, lab: int, other: int, counts: dict[str, int],
         first_wbc: tuple[str, str, datetime]) -> None:
-    records = list(read_file(fhir / name, OPTIONS))
+    records = list(read_file(fhir / name, OPTIONS, CATALOG))
     assert kinds(records) == {"IncomingResult": lab, "Skipped": other}  # vital signs and surveys skipped
     got = [r for r in records if isinstance(r, IncomingResult)]
     assert {r.mrn for r in got} == {mrn}  # the MR identifier, not the Synthea id or the SSN
@@ -166,7 +173,7 @@ def observation(**fields: Any) -> dict[str, Any]:
 
 
 def read_one(resource: Any, options: ReadOptions = OPTIONS) -> Record:
-    [record] = read_json(resource, "test.json", options)
+    [record] = read_json(resource, "test.json", options, CATALOG)
     return record
 
 
@@ -211,15 +218,15 @@ def test_the_mrn_is_the_identifier_of_the_configured_type_and_authority() -> Non
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": two}, {"resource": observation(subject=subject)}]}
     south = ReadOptions(lab_zone=LONDON, mrn_authority="urn:south")
-    [record] = read_json(bundle, "b.json", south)
+    [record] = read_json(bundle, "b.json", south, CATALOG)
     assert isinstance(record, IncomingResult) and record.mrn == "S1"
-    [ambiguous] = read_json(bundle, "b.json", OPTIONS)  # two MRs and no authority configured
+    [ambiguous] = read_json(bundle, "b.json", OPTIONS, CATALOG)  # two MRs and no authority configured
     assert isinstance(ambiguous, Unreadable) and ambiguous.reason == NO_MRN
     lone = {"resourceType": "Patient", "id": "p", "identifier": [{"system": "urn:x", "value": "L1"}]}
-    [single] = read_json(observation(subject=subject), "o.json", OPTIONS, references={"Patient/p": lone})
+    [single] = read_json(observation(subject=subject), "o.json", OPTIONS, CATALOG, references={"Patient/p": lone})
     assert isinstance(single, IncomingResult) and single.mrn == "L1"
     ssn = {"resourceType": "Patient", "id": "p", "identifier": [two["identifier"][0]]}
-    [not_mrn] = read_json(observation(subject=subject), "o.json", OPTIONS, references={"Patient/p": ssn})
+    [not_mrn] = read_json(observation(subject=subject), "o.json", OPTIONS, CATALOG, references={"Patient/p": ssn})
     assert isinstance(not_mrn, Unreadable) and not_mrn.reason == NO_MRN
 
 
@@ -236,13 +243,14 @@ def test_a_report_with_contained_members_derives_absolute_counts_from_a_percent_
               "subject": {"reference": "#pt"}, "effectiveDateTime": "2026-03-01T09:00:00Z",
               "contained": [patient("pt", "C7"), wbc, neut, lymph, absolute_lymph],
               "result": [{"reference": "#w"}, {"reference": "#n"}, {"reference": "#l"}]}
-    records = list(read_json(report, "rep.json", OPTIONS))
-    assert kinds(records) == {"IncomingResult": 5}  # 4 contained (one not in `result`) + 1 derived
+    records = list(read_json(report, "rep.json", OPTIONS, CATALOG))
+    # 4 contained (one not in `result`) + 1 derived; both % are counted: one derived, one sent
+    assert kinds(records) == {"IncomingResult": 3, "Skipped": 2}
     derived = records[-1]
     assert isinstance(derived, IncomingResult)
     assert (derived.code, derived.value, derived.unit, derived.mrn) == ("751-8", "2.79", "10*3/uL", "C7")
     assert derived.source_key == "fhir:rep#n#abs" and derived.origin == "rep.json:rep#n#abs"
-    assert from_raw(derived.raw, derived.origin, OPTIONS) == derived  # replayable from quarantine
+    assert from_raw(derived.raw, derived.origin, OPTIONS, CATALOG) == derived  # replayable from quarantine
 
 
 def test_a_new_version_keeps_the_source_key_so_it_corrects_the_first_and_redelivery_is_the_same_record() -> None:
@@ -256,11 +264,11 @@ def test_a_new_version_keeps_the_source_key_so_it_corrects_the_first_and_redeliv
 
 def test_a_text_value_is_kept_for_quarantine_only_when_the_catalog_monitors_the_code() -> None:
     text_wbc = observation(valueQuantity=None, valueString="clotted")
-    [kept] = read_json(text_wbc, "t.json", OPTIONS, catalog=CATALOG)
+    [kept] = read_json(text_wbc, "t.json", OPTIONS, CATALOG)
     assert isinstance(kept, IncomingResult) and kept.value == "clotted"
     urine = observation(valueQuantity=None, valueCodeableConcept={"text": "Negative"},
                         code={"coding": [{"system": "http://loinc.org", "code": "2887-8"}]})
-    skipped = list(read_json(urine, "t.json", OPTIONS, catalog=CATALOG))
+    skipped = list(read_json(urine, "t.json", OPTIONS, CATALOG))
     assert skipped == [Skipped("t.json:o1", "not a quantity")]
 
 
@@ -273,7 +281,7 @@ def test_a_file_that_is_not_fhir_json_is_refused_in_one_line(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UnreadableFile, match=message) as refused:
-        list(read_file(path, OPTIONS))
+        list(read_file(path, OPTIONS, CATALOG))
     assert "\n" not in str(refused.value)
 
 
@@ -287,10 +295,10 @@ def ingest(session: Session, records: list[Record]) -> Any:
                          ids=lambda n: n.split("_")[0])
 def test_every_sample_file_ingests_and_a_second_ingest_changes_nothing(
         fhir: Path, session: Session, name: str) -> None:
-    records = list(read_file(fhir / name, OPTIONS, catalog=CATALOG))
+    records = list(read_file(fhir / name, OPTIONS, CATALOG))
     first = ingest(session, records)
     assert first.total == len(records) and first.stored == 0  # nobody is enrolled: results are held
-    again = ingest(session, list(read_file(fhir / name, OPTIONS, catalog=CATALOG)))
+    again = ingest(session, list(read_file(fhir / name, OPTIONS, CATALOG)))
     assert again.total == len(records)
     assert (again.stored, again.held, again.corrected) == (0, 0, 0)
     assert again.duplicate == first.held
@@ -299,7 +307,7 @@ def test_every_sample_file_ingests_and_a_second_ingest_changes_nothing(
 
 def test_a_synthea_bundle_holds_wbc_platelets_and_alt_in_canonical_units(
         fhir: Path, session: Session) -> None:
-    report = ingest(session, list(read_file(fhir / TOM, OPTIONS, catalog=CATALOG)))
+    report = ingest(session, list(read_file(fhir / TOM, OPTIONS, CATALOG)))
     held = session.exec(select(HeldResult)).all()
     by_analyte = Counter(h.analyte for h in held)
     assert (by_analyte["WBC"], by_analyte["PLT"], by_analyte["ALT"]) == (3, 3, 1)
@@ -316,22 +324,53 @@ def test_a_synthea_bundle_holds_wbc_platelets_and_alt_in_canonical_units(
 
 def test_the_ghp_report_with_its_patient_holds_monitored_results_and_quarantines_unmapped_codes(
         fhir: Path, session: Session) -> None:
-    records = list(read_json(load(fhir, GHP), GHP, OPTIONS, catalog=CATALOG,
+    records = list(read_json(load(fhir, GHP), GHP, OPTIONS, CATALOG,
                              references={"Patient/pat2": patient("pat2", "GHP-2")}))
     report = ingest(session, records)
     assert report.total == len(records) == 48
     held = {h.analyte: (h.value, h.unit) for h in session.exec(select(HeldResult)).all()}
     assert held["HGB"] == (176, "g/L") and held["BILI"] == (7, "umol/L") and held["CREAT"] == (90, "umol/L")
     assert held["NEUT"] == (0.9, "10*9/L") and held["ALT"] == (54, "U/L")
-    assert report.reasons == {"unmapped code": 25}  # electrolytes, % differential, urine: not in the config
+    # electrolytes, monocyte and basophil %, urine: not in the config (the other % are ignored: their
+    # absolute counts were sent)
+    assert report.reasons == {"unmapped code": 22}
+    assert report.ignored == 12  # the 7 skipped above, and 5 not_monitored chemistry codes
 
 
 def test_a_monitored_result_with_a_comparator_is_quarantined_not_stored(session: Session) -> None:
     below = observation(valueQuantity={"value": 0.5, "comparator": "<", "unit": "10*9/L"})
-    report = ingest(session, list(read_json(below, "lt.json", OPTIONS)))
+    report = ingest(session, list(read_json(below, "lt.json", OPTIONS, CATALOG)))
     assert (report.held, report.quarantined, dict(report.reasons)) == (0, 1, {"non-numeric value": 1})
     [q] = session.exec(select(Quarantine)).all()
     assert "'<0.5' is not a number" in q.reason
+
+
+#: valueQuantity.value as sent (JSON number literals), by Observation id: WBC (never 0) and EOS (0 is real).
+LITERALS = {"w-minus-zero": ("6690-2", "-0"), "w-underflow": ("6690-2", "1e-400"),
+            "w-minus-zero-point": ("6690-2", "-0.0"), "w-denormal": ("6690-2", "1e-320"),
+            "w-smallest": ("6690-2", "5e-324"), "e-minus-zero": ("711-2", "-0"),
+            "e-underflow": ("711-2", "1e-400"), "e-denormal": ("711-2", "1e-320"), "e-zero": ("711-2", "0"),
+            "w-exponent": ("6690-2", "4.5e0")}
+
+
+def test_a_json_number_python_would_read_as_0_is_quarantined_and_only_a_sent_0_is_stored_as_0(
+        tmp_path: Path, session: Session) -> None:
+    entries = [{"resource": observation(id=oid, code={"coding": [{"system": "http://loinc.org", "code": code}]},
+                                        valueQuantity={"value": f"@{oid}@", "system": "http://unitsofmeasure.org",
+                                                       "code": "10*9/L"})} for oid, (code, _) in LITERALS.items()]
+    text = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    for oid, (_, literal) in LITERALS.items():
+        text = text.replace(f'"@{oid}@"', literal)
+    (tmp_path / "literals.json").write_text(text, encoding="utf-8")
+    report = ingest(session, list(read_file(tmp_path / "literals.json", OPTIONS, CATALOG)))
+    held = {h.source_key: h.value for h in session.exec(select(HeldResult)).all()}
+    assert held == {"fhir:e-zero": 0.0, "fhir:w-exponent": 4.5}
+    reasons = {q.origin.rsplit(":", 1)[1]: q.reason for q in session.exec(select(Quarantine)).all()}
+    assert set(reasons) == set(LITERALS) - {"e-zero", "w-exponent"}
+    assert "WBC -0 10*9/L is negative" in reasons["w-minus-zero"] and "EOS -0" in reasons["e-minus-zero"]
+    assert "'1e-400' is not a number" in reasons["e-underflow"] and "too small" in reasons["e-underflow"]
+    assert "plausible range" in reasons["e-denormal"] and "plausible range" in reasons["w-smallest"]
+    assert report.reasons == {"impossible value": 3, "non-numeric value": 2, "unit": 3}
 
 
 # --- fuzzing: mutated sample resources never raise and yield only records ---
@@ -391,14 +430,12 @@ def mutated(draw: st.DrawFn) -> Any:
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(doc=mutated(), with_catalog=st.booleans())
-def test_mutated_fhir_never_raises_and_every_result_reads_again_from_its_raw(
-        doc: Any, with_catalog: bool) -> None:
-    catalog = CATALOG if with_catalog else None
-    for record in read_json(doc, "fuzz.json", OPTIONS, references=REFERENCES, catalog=catalog):
+@given(doc=mutated())
+def test_mutated_fhir_never_raises_and_every_result_reads_again_from_its_raw(doc: Any) -> None:
+    for record in read_json(doc, "fuzz.json", OPTIONS, CATALOG, references=REFERENCES):
         assert isinstance(record, IncomingResult | Skipped | Unreadable)
         if isinstance(record, IncomingResult):
             assert record.observed_at.tzinfo is not None and record.mrn and record.code
-            assert from_raw(record.raw, record.origin, OPTIONS, catalog) == record
+            assert from_raw(record.raw, record.origin, OPTIONS, CATALOG) == record
         if isinstance(record, Unreadable):
             json.loads(record.raw)

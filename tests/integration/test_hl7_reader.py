@@ -18,12 +18,14 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import HeldResult
 from monitor.ingest.hl7_reader import INTERNAL, from_raw, read_file, read_text
 from monitor.ingest.records import IncomingResult, ReadOptions, Record, Skipped, Unreadable, UnreadableFile
+from monitor.protocols import load_catalog
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context
 from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 OPTIONS = ReadOptions(lab_zone=LONDON)
+CATALOG = load_catalog()  # what packaged_library().catalog holds, without loading the protocols
 FILES = [
     "01_LRI_2.0-NG_CBC_Typ_Message.hl7", "02_LAB-ORU-1.hl7", "03_LAB-ORU-2.hl7", "04_ORU-R01-RMGEAD.hl7",
     "05_ORU-R01-01.hl7", "06_hci.hl7", "07_mirth_large.hl7", "08_mirth_08.hl7", "09_mirth_small.hl7",
@@ -35,7 +37,7 @@ HEAD = ("MSH|^~\\&|LAB|NORTH|MON|CLINIC|20260105093000||ORU^R01|CTRL1|P|2.5.1\r"
 
 
 def read(external: Path, name: str) -> list[Record]:
-    return list(read_file(external / "hl7v2" / name, OPTIONS))
+    return list(read_file(external / "hl7v2" / name, OPTIONS, CATALOG))
 
 
 def kinds(records: list[Record]) -> dict[str, int]:
@@ -51,7 +53,7 @@ def by_code(records: list[Record]) -> dict[str, IncomingResult]:
 
 
 def one(text: str, options: ReadOptions = OPTIONS) -> Record:
-    [record] = read_text(text, "test.hl7", options)
+    [record] = read_text(text, "test.hl7", options, CATALOG)
     return record
 
 
@@ -70,7 +72,7 @@ def tz(hours: int, minutes: int = 0) -> timezone:
 
 def test_file_01_gives_a_result_per_obx_and_keeps_the_lri_wbc_in_cells_per_microlitre(external: Path) -> None:
     records = read(external, FILES[0])
-    assert kinds(records) == {"IncomingResult": 28}
+    assert kinds(records) == {"IncomingResult": 25, "Skipped": 3}  # 3 % whose absolute counts were sent
     wbc = by_code(records)["26464-8"]
     assert (wbc.value, wbc.unit, wbc.ref_low, wbc.ref_high) == ("105600", "{cells}/uL", 4300, 10800)
     assert wbc.mrn == "PATID1234" and wbc.status == "final" and wbc.format == "hl7"
@@ -82,23 +84,30 @@ def test_file_01_gives_a_result_per_obx_and_keeps_the_lri_wbc_in_cells_per_micro
     assert obr.startswith("OBR|1|") and obx.startswith("OBX|4|NM|26464-8") and replay_key.startswith("ZMK|")
     assert by_code(records)["30400-6"].value == "not detected"  # CWE text, left to the catalog
     assert not [r for r in results(records) if r.source_key.endswith("#abs")]  # absolute counts were sent
+    assert {r.reason for r in records if isinstance(r, Skipped)} == {
+        f"{code}: {cells} as a % of leukocytes; its absolute count ({key}) was sent"
+        for code, cells, key in (("26511-6", "neutrophils", "NEUT"), ("26478-8", "lymphocytes", "LYMPH"),
+                                 ("26450-7", "eosinophils", "EOS"))}
 
 
 def test_file_02_skips_the_pending_obx_and_keeps_the_preliminary_results(external: Path) -> None:
     records = read(external, FILES[1])
-    assert kinds(records) == {"IncomingResult": 8, "Skipped": 2}
+    assert kinds(records) == {"IncomingResult": 6, "Skipped": 2, "Unreadable": 2}
     skipped = [r for r in records if isinstance(r, Skipped)]
     assert [r.origin for r in skipped] == [f"{FILES[1]}:message 1:OBX 1", f"{FILES[1]}:message 1:OBX 3"]
     assert all("pending" in r.reason for r in skipped)
     statuses = {r.code: r.status for r in results(records)}
     assert statuses["11125-2"] == "final" and statuses["11273-0"] == "preliminary"
     assert by_code(records)["11273-0"].observed_at == datetime(2014, 10, 6, 6, 27, tzinfo=tz(7))
-    assert len({r.source_key for r in results(records)}) == 8  # two OBR groups with OBX 1..5 each
+    assert len({r.source_key for r in results(records)}) == 6  # two OBR groups with OBX 1..5 each
+    # The differential's OBR group has no WBC (11156-7 is pending and not a WBC code): its
+    # eosinophil and lymphocyte % give no absolute count, and say so.
+    assert all("no WBC" in r.reason and "in its OBR group" in r.reason for r in records if isinstance(r, Unreadable))
 
 
 def test_file_03_final_update_arrives_under_its_own_control_id(external: Path) -> None:
     final, preliminary = read(external, FILES[2]), read(external, FILES[1])
-    assert kinds(final) == {"IncomingResult": 10}
+    assert kinds(final) == {"IncomingResult": 8, "Unreadable": 2}  # the % with no WBC, as in file 02
     assert {r.status for r in results(final)} == {"final"}
     assert by_code(final)["20509-6"].value == "13.4"
     assert not {r.source_key for r in results(final)} & {r.source_key for r in results(preliminary)}
@@ -136,19 +145,19 @@ def test_file_06_accepts_five_encoding_characters_and_leaves_text_to_the_service
 
 def test_file_07_prefers_the_loinc_alternate_over_the_local_code(external: Path) -> None:
     records = read(external, FILES[6])
-    assert kinds(records) == {"IncomingResult": 84}
+    assert kinds(records) == {"IncomingResult": 81, "Skipped": 3}  # 3 % whose absolute counts were sent
     codes = by_code(records)
     assert codes["6690-2"].value == "5.8" and codes["6690-2"].unit == "THOU/uL"
     assert "WBC" not in codes and "GAP" in codes  # GAP has no LOINC: its local code is kept
     assert codes["CRP"].value == "< 1"
     assert codes["6690-2"].observed_at == datetime(2010, 6, 4, 11, 44, tzinfo=LONDON)
-    assert len({r.source_key for r in results(records)}) == 84  # the repeated CMP groups do not collide
+    assert len({r.source_key for r in results(records)}) == 81  # the repeated CMP groups do not collide
     assert not [r for r in results(records) if r.source_key.endswith("#abs")]  # 751-8 etc. were sent
 
 
 def test_file_08_derives_absolute_counts_from_the_percent_differential(external: Path) -> None:
     records = read(external, FILES[7])
-    assert kinds(records) == {"IncomingResult": 17}
+    assert kinds(records) == {"IncomingResult": 14, "Skipped": 3}  # each % is counted once its count is derived
     derived = {r.code: r for r in results(records) if r.source_key.endswith("#abs")}
     assert {code: (r.value, r.unit) for code, r in derived.items()} == {
         "751-8": ("4.76", "/nl"), "731-0": ("1.4", "/nl"), "711-2": ("0.21", "/nl")}
@@ -168,7 +177,7 @@ def test_file_09_reads_cr_only_separators(external: Path) -> None:
 
 def test_file_10_skips_the_adt_message_of_a_concatenated_stream(external: Path) -> None:
     records = read(external, FILES[9])
-    assert kinds(records) == {"Skipped": 1, "IncomingResult": 17}
+    assert kinds(records) == {"Skipped": 4, "IncomingResult": 14}
     adt = records[0]
     assert isinstance(adt, Skipped) and adt.origin == f"{FILES[9]}:message 1" and "ADT^A40" in adt.reason
     alone = read(external, FILES[7])  # the same ORU on its own
@@ -211,10 +220,10 @@ def context() -> Context:
 def test_every_file_ingests_and_a_second_ingest_is_only_duplicates(external: Path, session: Session,
                                                                    name: str) -> None:
     path = external / "hl7v2" / name
-    records = list(read_file(path, OPTIONS))
-    first = ingest_records(session, read_file(path, OPTIONS), context())
+    records = list(read_file(path, OPTIONS, CATALOG))
+    first = ingest_records(session, read_file(path, OPTIONS, CATALOG), context())
     assert first.total == len(records)
-    again = ingest_records(session, read_file(path, OPTIONS), context())
+    again = ingest_records(session, read_file(path, OPTIONS, CATALOG), context())
     assert again.total == len(records)
     assert (again.stored, again.held, again.corrected) == (0, 0, 0)
     assert again.duplicate == first.stored + first.held + first.duplicate
@@ -225,7 +234,7 @@ def test_every_file_ingests_and_a_second_ingest_is_only_duplicates(external: Pat
 @pytest.mark.db
 def test_derived_absolute_counts_reach_the_database_in_the_canonical_unit(external: Path,
                                                                           session: Session) -> None:
-    ingest_records(session, read_file(external / "hl7v2" / FILES[7], OPTIONS), context())
+    ingest_records(session, read_file(external / "hl7v2" / FILES[7], OPTIONS, CATALOG), context())
     held = session.exec(select(HeldResult).where(col(HeldResult.source_key).endswith("#abs"))).all()
     assert {h.mrn for h in held} == {"12345"}
     assert sorted((h.analyte, h.value, h.unit) for h in held) == [
@@ -347,21 +356,21 @@ def test_escape_sequences_are_decoded_in_text_values() -> None:
 @pytest.mark.parametrize("newline", ["\r", "\n", "\r\n"])
 def test_cr_lf_and_crlf_separators_and_a_bom_read_alike(newline: str) -> None:
     text = HEAD + "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F\r"
-    expected = list(read_text(text, "test.hl7", OPTIONS))
-    assert list(read_text("\ufeff" + text.replace("\r", newline), "test.hl7", OPTIONS)) == expected
+    expected = list(read_text(text, "test.hl7", OPTIONS, CATALOG))
+    assert list(read_text("\ufeff" + text.replace("\r", newline), "test.hl7", OPTIONS, CATALOG)) == expected
 
 
 def test_a_batch_envelope_is_dropped_and_each_message_read() -> None:
     obx = "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F\r"
     text = "FHS|^~\\&\rBHS|^~\\&\r" + HEAD + obx + HEAD.replace("CTRL1", "CTRL2") + obx + "BTS|2\rFTS|1\r"
-    records = results(list(read_text(text, "batch.hl7", OPTIONS)))
+    records = results(list(read_text(text, "batch.hl7", OPTIONS, CATALOG)))
     assert [r.origin for r in records] == ["batch.hl7:message 1:OBX 1", "batch.hl7:message 2:OBX 1"]
     assert [r.source_key.split("|")[1] for r in records] == ["CTRL1", "CTRL2"]
     assert not [line for r in records for line in r.raw.split("\r") if line[:3] in ("FHS", "BHS")]
 
 
 def test_segments_before_the_first_msh_are_unreadable() -> None:
-    records = list(read_text("PID|1||X\r" + HEAD + "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F", "t.hl7", OPTIONS))
+    records = list(read_text("PID|1||X\r" + HEAD + "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F", "t.hl7", OPTIONS, CATALOG))
     assert kinds(records) == {"Unreadable": 1, "IncomingResult": 1}
     assert isinstance(records[0], Unreadable) and records[0].raw == "PID|1||X"
 
@@ -373,16 +382,16 @@ def test_a_message_without_obx_is_counted_as_skipped() -> None:
 def test_source_keys_identify_a_redelivery_and_separate_repeated_obr_groups_and_set_ids() -> None:
     obx = "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F\r"
     text = HEAD + obx + obx + "OBR|2||F2|24323-8^CMP^LN\r" + obx
-    keys = [r.source_key for r in results(list(read_text(text, "t.hl7", OPTIONS)))]
+    keys = [r.source_key for r in results(list(read_text(text, "t.hl7", OPTIONS, CATALOG)))]
     assert keys == ["hl7:LAB/NORTH|CTRL1|1|1", "hl7:LAB/NORTH|CTRL1|1|#2", "hl7:LAB/NORTH|CTRL1|2|1"]
-    assert keys == [r.source_key for r in results(list(read_text(text, "again.hl7", OPTIONS)))]
+    assert keys == [r.source_key for r in results(list(read_text(text, "again.hl7", OPTIONS, CATALOG)))]
     no_id = [result(HEAD.replace("CTRL1", "") + f"OBX|1|NM|1742-6^ALT^LN||{v}|U/L|||||F").source_key
              for v in ("27", "28")]
     assert no_id[0] != no_id[1] and all("|sha256:" in k for k in no_id)  # no MSH-10: keyed by content
 
 
 def derived(text: str) -> list[IncomingResult]:
-    return [r for r in results(list(read_text(text, "t.hl7", OPTIONS))) if r.source_key.endswith("#abs")]
+    return [r for r in results(list(read_text(text, "t.hl7", OPTIONS, CATALOG))) if r.source_key.endswith("#abs")]
 
 
 def test_no_absolute_count_is_derived_without_a_wbc_in_the_same_group_or_when_one_was_sent() -> None:
@@ -400,15 +409,15 @@ def test_no_absolute_count_is_derived_without_a_wbc_in_the_same_group_or_when_on
 def test_from_raw_reads_a_quarantined_record_again_under_its_original_key(external: Path) -> None:
     records = read(external, FILES[7]) + read(external, FILES[6]) + read(external, FILES[2])
     for record in results(records):
-        assert from_raw(record.raw, record.origin, OPTIONS) == record
+        assert from_raw(record.raw, record.origin, OPTIONS, CATALOG) == record
     no_mrn = one(HEAD + "OBX|7|NM|1742-6^ALT^LN||27|U/L|||||F", ReadOptions(LONDON, mrn_type="PI"))
     assert isinstance(no_mrn, Unreadable)
-    fixed = from_raw(no_mrn.raw, no_mrn.origin, OPTIONS)  # after the site's MRN type is corrected
+    fixed = from_raw(no_mrn.raw, no_mrn.origin, OPTIONS, CATALOG)  # after the site's MRN type is corrected
     assert isinstance(fixed, IncomingResult) and fixed.source_key == "hl7:LAB/NORTH|CTRL1|1|7"
     assert fixed.raw == no_mrn.raw
     broken = read(external, FILES[11])[2]
     assert isinstance(broken, Unreadable)
-    assert from_raw(broken.raw, "q", OPTIONS) == Unreadable("hl7", "q", broken.raw, broken.reason)
+    assert from_raw(broken.raw, "q", OPTIONS, CATALOG) == Unreadable("hl7", "q", broken.raw, broken.reason)
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -416,13 +425,13 @@ def test_from_raw_reads_a_quarantined_record_again_under_its_original_key(extern
 
 def test_a_missing_file_or_a_file_that_is_not_hl7_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFile, match="cannot open"):
-        read_file(tmp_path / "missing.hl7", OPTIONS)
+        read_file(tmp_path / "missing.hl7", OPTIONS, CATALOG)
     (tmp_path / "labs.csv").write_text("mrn,code\nA1,6690-2\n")
     with pytest.raises(UnreadableFile, match="not an HL7"):
-        read_file(tmp_path / "labs.csv", OPTIONS)
+        read_file(tmp_path / "labs.csv", OPTIONS, CATALOG)
     (tmp_path / "latin.hl7").write_bytes(b"MSH|^~\\&|L\xe9B\r")
     with pytest.raises(UnreadableFile, match="not UTF-8"):
-        list(read_file(tmp_path / "latin.hl7", OPTIONS))
+        list(read_file(tmp_path / "latin.hl7", OPTIONS, CATALOG))
 
 
 def test_a_file_is_read_message_by_message(tmp_path: Path) -> None:
@@ -430,7 +439,7 @@ def test_a_file_is_read_message_by_message(tmp_path: Path) -> None:
     second = HEAD.replace("CTRL1", "CTRL2") + "NTE|1||padding\r" * 20_000
     path = tmp_path / "stream.hl7"
     path.write_bytes((HEAD + "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F\r" + second).encode() + b"NTE|1||\xff\r")
-    records = read_file(path, OPTIONS)
+    records = read_file(path, OPTIONS, CATALOG)
     first = next(records)
     assert isinstance(first, IncomingResult) and first.origin == "stream.hl7:message 1:OBX 1"
     with pytest.raises(UnreadableFile, match="not UTF-8"):
@@ -485,11 +494,11 @@ def test_mutated_sample_messages_never_raise_and_yield_only_records(external: Pa
     text = data.draw(st.sampled_from(samples(external / "hl7v2")))
     for _ in range(data.draw(st.integers(1, 4))):
         text = mutate(data, text)
-    assert_only_records(list(read_text(text, "mutated.hl7", OPTIONS)))
+    assert_only_records(list(read_text(text, "mutated.hl7", OPTIONS, CATALOG)))
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.lists(st.sampled_from([*SPECIAL, "MSH|^~\\&|", "\rOBX|1|NM|", "\rOBR|", "\rPID|||"]))
        .map("".join))
 def test_arbitrary_text_never_raises(text: str) -> None:
-    assert_only_records(list(read_text(text, "random.hl7", OPTIONS)))
+    assert_only_records(list(read_text(text, "random.hl7", OPTIONS, CATALOG)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.domain.analytes import UnitProblem, normalise_unit
+from monitor.domain.analytes import ImpossibleValue, UnitProblem, normalise_unit
 from tests.unit.builders import CATALOG
 
 ANALYTES_FILE = Path(__file__).resolve().parents[2] / "config" / "analytes.toml"
@@ -126,17 +126,22 @@ def test_an_implausible_converted_value_raises_a_unit_problem(
 
 
 @pytest.mark.parametrize(
-    ("loinc", "unit"),
+    ("loinc", "unit", "possible"),
     [
-        pytest.param("6690-2", "10*9/L", id="WBC 0 (plausible low 0.01)"),
-        pytest.param("6690-2", "/uL", id="WBC 0 /uL"),
-        pytest.param("777-3", "K/uL", id="PLT 0 (plausible low 1)"),
-        pytest.param("751-8", "10*9/L", id="NEUT 0: absent neutrophils are a real result"),
-        pytest.param("718-7", "g/dL", id="Hb 0 (plausible low 10)"),
+        pytest.param("6690-2", "10*9/L", False, id="WBC 0: impossible (a placeholder or below detection)"),
+        pytest.param("6690-2", "/uL", False, id="WBC 0 /uL"),
+        pytest.param("777-3", "K/uL", False, id="PLT 0: impossible"),
+        pytest.param("718-7", "g/dL", False, id="Hb 0: impossible"),
+        pytest.param("751-8", "10*9/L", True, id="NEUT 0: absent neutrophils are a real result"),
+        pytest.param("711-2", "10*9/L", True, id="EOS 0: absent eosinophils are a real result"),
     ],
 )
-def test_exact_zero_is_always_plausible(loinc: str, unit: str) -> None:
-    assert canonical(loinc, 0, unit) == 0
+def test_exact_zero_converts_only_where_the_analyte_can_be_zero(loinc: str, unit: str, possible: bool) -> None:
+    if possible:
+        assert canonical(loinc, 0, unit) == 0
+    else:
+        with pytest.raises(ImpossibleValue, match="zero_possible"):
+            canonical(loinc, 0, unit)
 
 
 @pytest.mark.parametrize(
