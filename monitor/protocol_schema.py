@@ -163,12 +163,25 @@ class StepIn(Strict):
         return self
 
 
+class VariantIn(Strict):
+    """One reading of part of a regimen's table (e.g. a taper as two sources print it): its steps are
+    added to the regimen's shared steps when the protocol names it as the regimen's `variant`."""
+
+    title: str
+    source: str
+    steps: list[StepIn] = Field(min_length=1)
+
+
 class InductionIn(Strict):
     id: str
     title: str
     reference_weight_kg: float = Field(gt=0)
     max_scale: float = Field(default=1.0, gt=0)
     phases: list[Phase]
+    continue_if_given: list[str] = []  # drugs given when a regimen phase starts continue at their dose
+    continue_source: str = ""
+    variant: str | None = None  # which of `variants` this protocol uses
+    variants: dict[str, VariantIn] = {}
     source: str
     steps: list[StepIn]
 
@@ -227,6 +240,7 @@ class DosingIn(Strict):
     gate_analyte: str | None = None
     gate_below: float | None = None
     gate_source: str = ""
+    maintenance_after_stopping: list[str] = []  # the maintenance target waits until these drugs are stopped
 
 
 class InteractionIn(Strict):
@@ -281,6 +295,7 @@ class ThresholdIn(Strict):
     above: float | None = None
     above_uln_times: float | None = None
     unless_baseline_abnormal: bool = False
+    withhold: bool = False  # the action withholds the anchor drug: its flag holds it until reviewed
 
     @model_validator(mode="after")
     def _one_bound(self) -> ThresholdIn:

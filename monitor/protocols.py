@@ -46,9 +46,11 @@ from monitor.protocol_schema import (
     DifferentialIn,
     DrugsFile,
     GradingFile,
+    InductionIn,
     ProtocolFile,
     SafetyProfileFile,
     StageIn,
+    StepIn,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -208,9 +210,13 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
     cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
     if p.induction is not None:
         cited.append(("induction.source", p.induction.source))
-        for i, step in enumerate(p.induction.steps):
-            drugs.append((f"induction.steps[{i}].drug", step.drug))
-            cited.append((f"induction.steps[{i}].source", step.source))
+        for where, step in _induction_steps(path, p.induction):
+            drugs.append((f"{where}.drug", step.drug))
+            cited.append((f"{where}.source", step.source))
+        cited += [(f"induction.variants.{v}.source", x.source) for v, x in p.induction.variants.items()]
+        drugs += [("induction.continue_if_given", d) for d in p.induction.continue_if_given]
+        if p.induction.continue_if_given:
+            cited.append(("induction.continue_source", p.induction.continue_source))
     if p.phases is not None:
         cited += [("phases.source", p.phases.source), ("phases.withdrawal_source", p.phases.withdrawal_source)]
         drugs += [("phases.start_on_first_dose_of", d) for d in p.phases.start_on_first_dose_of]
@@ -227,6 +233,7 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
                 fail("relapse.repeat_panels", f"unknown panel {panel!r}")
     if p.genetics is not None:
         cited.append(("genetics.source", p.genetics.source))
+    drugs += [("dosing.maintenance_after_stopping", d) for d in p.dosing.maintenance_after_stopping]
     if p.dosing.gate_analyte is not None:
         analytes.append(("dosing.gate_analyte", p.dosing.gate_analyte))
         cited.append(("dosing.gate_source", p.dosing.gate_source))
@@ -261,6 +268,29 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
     for where, tag in cited:
         if tag not in sources:
             fail(where, f"unknown source tag {tag!r}; define it in [sources]")
+
+
+def _induction_steps(path: Path, i: InductionIn) -> list[tuple[str, StepIn]]:
+    """The regimen's steps with where each is written: the shared steps and those of the variant the
+    protocol names. A variant must be named when there are variants, and each drug's week only once."""
+
+    def fail(where: str, what: str) -> NoReturn:
+        raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
+
+    if i.variant is None and i.variants:
+        fail("induction.variant", f"name the variant this protocol uses: one of {', '.join(sorted(i.variants))}")
+    if i.variant is not None and i.variant not in i.variants:
+        known = ", ".join(sorted(i.variants)) or "none (add an [induction.variants.<name>] table)"
+        fail("induction.variant", f"unknown variant {i.variant!r}; known: {known}")
+    steps = [(f"induction.steps[{n}]", s) for n, s in enumerate(i.steps)]
+    if i.variant is not None:
+        steps += [(f"induction.variants.{i.variant}.steps[{n}]", s) for n, s in enumerate(i.variants[i.variant].steps)]
+    seen: dict[tuple[str, int], str] = {}
+    for where, step in steps:
+        earlier = seen.setdefault((step.drug, step.from_week), where)
+        if earlier != where:
+            fail(where, f"{step.drug} week {step.from_week} is already given by {earlier}")
+    return steps
 
 
 def _check_drug_names(path: Path, p: ProtocolFile, drug_list: DrugVocabulary) -> None:
@@ -338,7 +368,8 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         id=i.id, title=i.title, reference_weight_kg=i.reference_weight_kg, max_scale=i.max_scale,
         phases=tuple(i.phases), source=i.source,
         steps=tuple(InductionStep(s.drug, s.from_week, s.dose_mg or 0.0, s.scale_with_weight, s.apply_target,
-                                  s.source, s.mg_per_kg) for s in i.steps))
+                                  s.source, s.mg_per_kg) for _, s in _induction_steps(path, i)),
+        continue_if_given=tuple(i.continue_if_given), continue_source=i.continue_source)
     ph, rs, rl, g, d, t, tg = p.phases, p.response, p.relapse, p.genetics, p.dosing, p.trend, p.tightening
     return MonitoringProtocol(
         id=p.protocol.id,
@@ -373,7 +404,9 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         genetics=None if g is None else Genetics(g.intermediate_factor, g.both_intermediate_factor, g.source),
         dosing=Dosing(maintenance_mg_per_kg=d.maintenance_mg_per_kg, maintenance_phases=tuple(d.maintenance_phases),
                       retarget_weight_change=d.retarget_weight_change, gate_analyte=d.gate_analyte,
-                      gate_below=d.gate_below, source=d.source, gate_source=d.gate_source),
+                      gate_below=d.gate_below, source=d.source, gate_source=d.gate_source,
+                      gate_name=catalog.analytes[d.gate_analyte].name if d.gate_analyte else "",
+                      maintenance_after_stopping=tuple(d.maintenance_after_stopping)),
         interactions=tuple(
             Interaction(id=x.id, drugs=_interacting(x.drugs, drug_list), severity=x.severity, action=x.action,
                         source=x.source, dose_factor=x.dose_factor, restart_safety=x.restart_safety,
@@ -388,7 +421,7 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         thresholds=tuple(
             Threshold(id=x.id, analyte=x.analyte, kind=x.kind, severity=x.severity, source=x.source,
                       action=x.action, below=x.below, above=x.above, above_uln_times=x.above_uln_times,
-                      unless_baseline_abnormal=x.unless_baseline_abnormal)
+                      unless_baseline_abnormal=x.unless_baseline_abnormal, withhold=x.withhold)
             for x in p.thresholds),
         grading=grading,
         reference_ranges={k: a.reference for k, a in catalog.analytes.items()},

@@ -64,15 +64,15 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     flags = session.execute(
         sa_select(col(FlagRow.enrollment_id), col(FlagRow.key), col(FlagRow.kind), col(FlagRow.severity),
                   col(FlagRow.status), col(FlagRow.observed_on), col(FlagRow.value), col(FlagRow.result_id),
-                  col(LabResult.value), col(LabResult.status))
+                  col(LabResult.value), col(LabResult.status), col(FlagRow.rule_id))
         .outerjoin(LabResult, col(LabResult.id) == FlagRow.result_id)
         .where(col(FlagRow.enrollment_id).in_(ids), col(FlagRow.status).in_(("open", "acknowledged"))))
-    for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status in flags:
+    for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status, rule_id in flags:
         if status == "acknowledged":
             acknowledged[eid][key] = severity
         else:
             open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,
-                                              now_status == "retracted"))
+                                              now_status == "retracted", rule_id))
     overrides: dict[int, list[s.Override]] = defaultdict(list)
     for o in session.exec(select(ThresholdOverride).where(col(ThresholdOverride.enrollment_id).in_(ids))):
         overrides[o.enrollment_id].append(s.Override(o.rule_id, o.below, o.above, o.reason))

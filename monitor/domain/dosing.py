@@ -2,8 +2,11 @@
 
 Azathioprine doses are the table (or mg/kg target) dose × the TPMT/NUDT15 factor × any
 interaction factor, in whole tablets (cuts round down). Azathioprine is held (never started) while
-TPMT is unknown or bilirubin is at or above the gate, and not given at all for a poor
-metaboliser; any open critical flag holds it pending clinician review.
+TPMT is unknown, and not (re)started after a stop until a bilirubin result below the gate; it is
+not given at all for a poor metaboliser; any open critical flag, or one of a rule whose action
+withholds it, holds it pending clinician review. A drug given when a regimen phase starts
+continues at its dose (re-treatment repeats the steroid course); the maintenance target waits
+until the steroid is stopped.
 """
 
 from __future__ import annotations
@@ -97,8 +100,46 @@ def _started(snapshot: Snapshot, drug: str, today: date) -> bool:
     return any(d.drug == drug and d.dose_mg > 0 and d.on <= today for d in snapshot.doses)
 
 
+@dataclass(frozen=True)
+class Course:
+    """A drug on one day: whether it is being given, at which recorded dose, and when it last stopped."""
+
+    given: bool
+    dose_mg: float | None  # the latest dose above 0 recorded since it was (re)started, if any
+    stopped_on: date | None  # the last day it was stopped after being given
+
+
+def course(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, day: date, *,
+           planned: bool = False) -> Course:
+    """The drug's course on `day`. It is given from a recorded dose above 0 (the anchor drug also from
+    enrollment in a phase in which it is given, outside the induction regimen; with `planned`, a
+    drug of the regimen's table from the start of each regimen episode) until a recorded dose of 0
+    or the start of a phase in which the anchor drug is not given."""
+    regimen = protocol.induction
+    regimen_phases = regimen.phases if regimen is not None else ()
+    first = snapshot.phases[0].phase
+    events: list[tuple[date, int, float | None]] = []  # (day, order on the day, dose; None: given, dose unknown)
+    dose: float | None
+    stopped: date | None
+    if drug == protocol.safety.anchor_drug and first in protocol.safety_phases and first not in regimen_phases:
+        events.append((snapshot.start_on, 0, None))
+    if planned and regimen is not None and any(s.drug == drug for s in regimen.steps):
+        events += [(e.started_on, 0, None) for e in snapshot.phases if e.phase in regimen_phases]
+    events += [(d.on, 1, d.dose_mg) for d in snapshot.doses if d.drug == drug]
+    events += [(e.started_on, 2, 0.0) for e in snapshot.phases if e.phase not in protocol.safety_phases]
+    given, dose, stopped = False, None, None
+    for on, _, mg in sorted(events, key=lambda e: e[:2]):
+        if on > day:
+            break
+        if mg is None or mg > 0:
+            given, dose = True, mg or dose
+        elif given:
+            given, dose, stopped = False, None, on
+    return Course(given, dose, stopped)
+
+
 def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> DrugState:
-    """Genetics, the start gate and interactions; `hold_for_review` adds the open-critical-flag hold."""
+    """Genetics, the start gate and interactions; `hold_for_review` adds the hold for flags under review."""
     state = DrugState()
     drug = protocol.safety.anchor_drug
     started = _started(snapshot, drug, today)
@@ -127,18 +168,7 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
             state.since = tpmt_on if tpmt == "intermediate" else nudt_on
             gene = "TPMT" if tpmt == "intermediate" else "NUDT15"
             state.notes.append(f"× {g.intermediate_factor:g} for {gene} intermediate ({cite})")
-    d = protocol.dosing
-    if d.gate_analyte is not None and d.gate_below is not None and not started:
-        gate = [r for r in snapshot.results if r.analyte == d.gate_analyte and r.observed_on <= today]
-        latest = max(gate, key=lambda r: (r.observed_on, r.id), default=None)
-        if latest is not None and latest.value >= d.gate_below:
-            why = (f"{d.gate_analyte} {latest.value:g} {protocol.units.get(d.gate_analyte, '')} on "
-                   f"{latest.observed_on} is not below {d.gate_below:g}: {drug} starts only below it "
-                   f"({protocol.cite(d.gate_source)})")
-            if state.held is None:
-                state.held, state.held_on = why, latest.observed_on
-            state.flags.append(flag_from(latest, protocol, kind="bilirubin_gate", severity=Severity.ACTION,
-                                         rule_id=f"{protocol.id}/dosing/gate", why=why))
+    start_gate(state, snapshot, protocol, today=today)
     for x in protocol.interactions:
         if x.dose_factor is None:
             continue
@@ -155,14 +185,42 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
     return state
 
 
+def start_gate(state: DrugState, snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> None:
+    """Hold every (re)start of the anchor drug until the gate analyte (bilirubin) has a result since the
+    drug was last stopped (any result before a first start), and the latest one is below the bound."""
+    d = protocol.dosing
+    drug = protocol.safety.anchor_drug
+    now = course(snapshot, protocol, drug, today)
+    if d.gate_analyte is None or d.gate_below is None or now.given:
+        return
+    unit, cite = protocol.units.get(d.gate_analyte, ""), protocol.cite(d.gate_source)
+    since = now.stopped_on or date.min
+    gate = [r for r in snapshot.results if r.analyte == d.gate_analyte and since <= r.observed_on <= today]
+    latest = max(gate, key=lambda r: (r.observed_on, r.id), default=None)
+    if latest is None:
+        after = f"since {drug} was stopped on {now.stopped_on}" if now.stopped_on else "yet"
+        why = (f"{(d.gate_name or d.gate_analyte).lower()} needed: no {d.gate_analyte} result {after}; {drug} "
+               f"(re)starts only when {d.gate_analyte} is below {d.gate_below:g} {unit} ({cite})")
+        on = now.stopped_on or snapshot.start_on
+    elif latest.value >= d.gate_below:
+        why = (f"{d.gate_analyte} {latest.value:g} {unit} on {latest.observed_on} is not below {d.gate_below:g}: "
+               f"{drug} starts only below it ({cite})")
+        on = latest.observed_on
+        state.flags.append(flag_from(latest, protocol, kind="bilirubin_gate", severity=Severity.ACTION,
+                                     rule_id=f"{protocol.id}/dosing/gate", why=why))
+    else:
+        return
+    if state.held is None:
+        state.held, state.held_on = why, on
+
+
 def hold_for_review(state: DrugState, holds: list[tuple[date, str]], drug: str) -> bool:
-    """Hold the drug pending clinician review from the first critical flag that holds it (`holds`:
-    (day, kind), earliest first), unless it is already held; whether this hold applied."""
+    """Hold the drug pending clinician review from the first flag that holds it (`holds`: (day, what),
+    earliest first), unless it is already held; whether this hold applied."""
     if not holds or state.held is not None:
         return False
-    on, kind = holds[0]
-    state.held = (f"{kind} flagged critical on {on}: hold {drug} pending clinician review "
-                  "(acknowledging the flag releases the hold)")
+    on, what = holds[0]
+    state.held = f"{what}: hold {drug} pending clinician review (acknowledging the flag releases the hold)"
     state.held_on = on
     return True
 
@@ -183,6 +241,10 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
     changes: list[date] = []
     for drug in dict.fromkeys(step.drug for step in regimen.steps):
         if drug == anchor_drug and state.never:
+            continue
+        if drug in regimen.continue_if_given and course(snapshot, protocol, drug,
+                                                        episode.started_on - timedelta(days=1)).given:
+            result += continued_step(snapshot, protocol, episode, drug, today=today)
             continue
         table = sorted((s for s in regimen.steps if s.drug == drug), key=lambda s: s.from_week)
         dated = [(episode.started_on + timedelta(weeks=s.from_week - 1), s) for s in table]
@@ -212,9 +274,26 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
     return result, changes
 
 
+def continued_step(snapshot: Snapshot, protocol: MonitoringProtocol, episode: PhaseEpisode, drug: str, *,
+                   today: date) -> list[DoseStep]:
+    """A drug given when a regimen phase starts continues at its recorded dose instead of re-running
+    its table (re-treatment repeats the steroid course: AASLD 2010 rec. 31); none if it has stopped
+    since, or no dose is recorded."""
+    regimen = protocol.induction
+    now = course(snapshot, protocol, drug, today)
+    if regimen is None or not now.given or now.dose_mg is None:
+        return []
+    why = (f"{regimen.title}, {episode.phase.value} from {episode.started_on}: {drug} was being given, so it "
+           f"continues at {now.dose_mg:g} mg/day (the dose recorded); it restarts by the table only after a stop "
+           f"({protocol.cite(regimen.continue_source)})")
+    return [DoseStep(drug, now.dose_mg, episode.started_on, "done",
+                     f"{protocol.id}/induction/{regimen.id}/{drug}/continue", why)]
+
+
 def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: DrugState, *,
                       today: date) -> list[DoseStep]:
-    """The mg/kg monotherapy target from the phase start, re-targeted when weight moves > 10 %."""
+    """The mg/kg monotherapy target from the phase start, once the drugs it waits for (steroids) are
+    stopped, re-targeted when weight moves > 10 %."""
     d = protocol.dosing
     episode = snapshot.phase_on(today)
     drug = protocol.safety.anchor_drug
@@ -222,9 +301,13 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
         return []
     weights = sorted((w for w in snapshot.weights if w.on <= today), key=lambda w: w.on)
     reference = snapshot.weight_on(episode.started_on)
-    if reference is None:
+    others = [(other, course(snapshot, protocol, other, today, planned=True)) for other in d.maintenance_after_stopping]
+    if reference is None or any(c.given for _, c in others):
         return []
     on, kg, reason = episode.started_on, reference.kg, f"{episode.phase.value} from {episode.started_on}"
+    for other, c in others:
+        if c.stopped_on is not None and c.stopped_on > on:
+            on, reason = c.stopped_on, f"{episode.phase.value}, {other} stopped on {c.stopped_on}"
     if state.since is not None and state.since > on:
         on, reason = state.since, f"dose factor changed on {state.since}"
     for w in weights:
@@ -257,8 +340,8 @@ def dose_steps(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
     steps, changes = induction_steps(snapshot, protocol, state, today=today)
     steps += maintenance_steps(snapshot, protocol, state, today=today)
     drug = protocol.safety.anchor_drug
-    if state.held and not any(s.drug == drug and s.status == "held" for s in steps) and _started(
-            snapshot, drug, today):
+    if state.held and not any(s.drug == drug and s.status == "held" for s in steps) and course(
+            snapshot, protocol, drug, today).given:  # a drug already stopped needs no hold of its own
         steps.append(DoseStep(drug, 0.0, state.held_on or snapshot.start_on, "held", f"{protocol.id}/dosing/hold",
                               f"hold {drug}: {state.held}"))
     return steps, changes

@@ -1,5 +1,5 @@
 """Flags over time: one per subject, re-judged when their result changes, and the ones that hold
-the drug.
+the drug (critical ones, and those of a rule whose action withholds it).
 
 A flag raised by a result is about that specimen (`Flag.key`). When the result is corrected or
 retracted, its open flag is judged again with it: updated when the new value still meets a rule
@@ -81,14 +81,26 @@ def _shown(value: float | None) -> str:
     return "no value" if value is None else f"{value:g}"
 
 
-def critical_holds(snapshot: Snapshot, flags: list[Flag], resolved: list[Resolution]) -> list[tuple[date, str]]:
-    """(day, kind) of every critical flag holding the drug pending review, earliest first: this
-    evaluation's critical flags not covered by an acknowledgement, and earlier ones still open
-    (past the look-back) unless resolved now."""
-    critical = Severity.CRITICAL.value
-    holds = [(f.observed_on, f.kind) for f in flags
-             if f.severity == critical and f.kind not in NOT_A_HOLD and not covered(f, snapshot.acknowledged)]
+def review_holds(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag],
+                 resolved: list[Resolution]) -> list[tuple[date, str]]:
+    """(day, what) of every flag holding the drug pending review, earliest first: a critical flag, or
+    one whose rule's action withholds the drug (`withhold = true`). This evaluation's flags not
+    covered by an acknowledgement count, and earlier ones still open (past the look-back) unless
+    resolved now."""
     done = {f.key for f in flags} | {r.key for r in resolved}
-    holds += [(o.observed_on, o.kind) for o in snapshot.open_flags
-              if o.severity == critical and o.kind not in NOT_A_HOLD and o.key not in done]
-    return sorted(holds)
+    raised = [(f.observed_on, f.kind, f.severity, f.rule_id) for f in flags if not covered(f, snapshot.acknowledged)]
+    raised += [(o.observed_on, o.kind, o.severity, o.rule_id) for o in snapshot.open_flags if o.key not in done]
+    return sorted((on, what) for on, kind, severity, rule_id in raised
+                  if (what := _holds(protocol, on, kind, severity, rule_id)))
+
+
+def _holds(protocol: MonitoringProtocol, on: date, kind: str, severity: str, rule_id: str) -> str:
+    """Why a flag holds the drug ("" when it does not)."""
+    if kind in NOT_A_HOLD:
+        return ""
+    if severity == Severity.CRITICAL.value:
+        return f"{kind} flagged critical on {on}"
+    rule = protocol.withholding(rule_id)
+    if rule is None:
+        return ""
+    return f"{kind} flagged {severity} on {on} by {rule.id} ({rule.action}; {protocol.cite(rule.source)})"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from monitor.domain.dosing import dose_steps, drug_state, hold_for_review
-from monitor.domain.flags import critical_holds, one_per_key, reconcile
+from monitor.domain.flags import one_per_key, reconcile, review_holds
 from monitor.domain.items import DoseStep, DueDraw, Flag, OverduePanel, Proposal, Resolution
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
 from monitor.domain.protocol import MonitoringProtocol
@@ -70,9 +70,10 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     flags = one_per_key(flags + more + relapses + interactions + state.flags)
     updated, resolved = reconcile(snapshot, protocol, flags, today=today, on_drug=on)
     flags += updated
-    # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug) holds the anchor drug
-    # pending clinician review until it is acknowledged, or resolved by a correction (CLINICAL.md §4.7).
-    if hold_for_review(state, critical_holds(snapshot, flags, resolved), drug):
+    # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug), or one whose rule's action
+    # withholds the drug (BSR "withhold and discuss"), holds the anchor drug pending clinician review
+    # until it is acknowledged, or resolved by a correction (CLINICAL.md §4.1, §4.7).
+    if hold_for_review(state, review_holds(snapshot, protocol, flags, resolved), drug):
         timeline = dose_timeline(snapshot, protocol, drug, planned=False)  # recorded doses only
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
     extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)

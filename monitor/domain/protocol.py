@@ -53,6 +53,10 @@ class InductionRegimen:
     phases: tuple[Phase, ...]  # phases whose start anchors week 1
     steps: tuple[InductionStep, ...]
     source: str
+    #: Drugs that, when given as a regimen phase starts, continue at their dose instead of their
+    #: steps (re-treatment repeats the steroid course; azathioprine restarts by the table only after a stop).
+    continue_if_given: tuple[str, ...] = ()
+    continue_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class Threshold:
     #: Not applied when the patient's baseline was already above ULN (disease activity, judged
     #: by the response and relapse rules instead).
     unless_baseline_abnormal: bool = False
+    #: The action withholds the anchor drug: an unreviewed flag of this rule holds its pending steps.
+    withhold: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,9 @@ class Dosing:
     gate_below: float | None
     source: str
     gate_source: str
+    gate_name: str = ""  # the gate analyte's name, for `why` lines
+    #: The maintenance target waits until these drugs are stopped (steroid-free maintenance).
+    maintenance_after_stopping: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,6 +307,10 @@ class MonitoringProtocol:
     def cite(self, tag: str) -> str:
         """The short human name of a source tag, for `why` lines."""
         return self.sources.get(tag, tag).split(":")[0]
+
+    def withholding(self, rule_id: str) -> Threshold | None:
+        """The threshold that raised a flag of this rule id, if its action withholds the anchor drug."""
+        return next((t for t in self.thresholds if t.withhold and f"{self.id}/{t.id}" == rule_id), None)
 
     def interacts(self, recorded: str, interaction: Interaction) -> bool:
         """Whether a recorded drug is one of an interaction's drugs, matched by generic name."""

@@ -78,6 +78,7 @@ class OpenFlag:
     result_id: int | None = None
     result_value: float | None = None  # that result's value now
     result_retracted: bool = False
+    rule_id: str = ""  # the rule that raised it
 
 
 @dataclass(frozen=True)

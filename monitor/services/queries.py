@@ -149,7 +149,7 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: da
     if flag.status == "acknowledged":
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
-    # An acknowledged critical flag may release a hold: look again today.
+    # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
     mark_enrollment(session, flag.enrollment_id, today or now.date())
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
     return flag

@@ -164,11 +164,11 @@ def test_aih_from_baseline_through_response_and_years_of_maintenance_to_a_withdr
     phase, since, why, by = clinic.history(mrn)[-1]
     assert (phase, since, by) == ("maintenance", d("2026-03-09"), "monitor (automatic rule)")
     assert "complete biochemical response on 2026-03-09" in why and "ALT, AST, IGG" in why and "IAIHG" in why
-    # Maintenance target: azathioprine 2 mg/kg × 75 kg = 150 mg (AASLD10 rec. 31 [V], CLINICAL.md §2.4).
-    [target] = view["dose_steps"]
-    assert (target["drug"], target["dose_mg"], target["on"], target["status"]) == (
-        "azathioprine", 150, "2026-03-09", "due")
-    assert "2 mg/kg × 75 kg" in target["why"]
+    # No maintenance target yet: azathioprine 2 mg/kg is for steroid-free maintenance (source article;
+    # AASLD10 rec. 31 [V] after steroid withdrawal, CLINICAL.md §2.4) and prednisolone, recorded at 60 mg and
+    # never stopped, is still given. Changed on purpose (clinical-safety issue, item 8): this listed the
+    # 150 mg target from the switch; tests/functional/test_dosing_courses.py follows it to the steroid stop.
+    assert view["dose_steps"] == []
     # Disease clock restarts with the phase: LFT + IgG every 91 days (AASLD10 rec. 25: 3-6-monthly).
     assert due_dates(view, "IGG") == ["2026-06-08"]
     assert due(view, "IGG")[0]["rule_id"].endswith("/disease/maintenance/maintenance-3-monthly")
@@ -180,7 +180,7 @@ def test_aih_from_baseline_through_response_and_years_of_maintenance_to_a_withdr
     # 42 days), then monthly × 3, then every 12 weeks.
     clinic.record(mrn, d("2026-03-09"), doses={"azathioprine": 150})
     clinic.run(d("2026-03-09"))
-    assert steps(clinic.view(mrn, d("2026-03-09"))) == [("2026-03-09", 150, "done")]
+    assert steps(clinic.view(mrn, d("2026-03-09"))) == []  # no target while on prednisolone (item 8)
     drawn = clinic.follow(mrn, d("2026-03-09"), d("2026-04-20"))
     assert drawn == [d("2026-03-23"), d("2026-04-06"), d("2026-04-20")]
     [cbc] = due(clinic.view(mrn, d("2026-04-20")), "CBC")
@@ -335,7 +335,12 @@ def test_relapse_after_withdrawal_reinduction_and_lifelong_maintenance_without_a
     assert (view["phase"], view["phase_since"]) == ("lifelong_maintenance", "2026-12-09")
     phase, _, why, by = clinic.history(mrn)[-1]
     assert (phase, by) == ("lifelong_maintenance", "monitor (automatic rule)") and "complete biochemical" in why
-    assert steps(view) == [("2026-12-09", 150, "due")]
+    # The 2 mg/kg target waits for steroid-free maintenance (source article; AASLD10 rec. 31 [V]): prednisolone
+    # is still given. Changed on purpose (clinical-safety issue, item 8): this listed the target from 12-09.
+    assert steps(view) == []
+    clinic.record(mrn, d("2027-03-01"), doses={"prednisolone": 0})
+    clinic.run(d("2027-03-01"))
+    assert steps(clinic.view(mrn, d("2027-03-01"))) == [("2027-03-01", 150, "due")]
     assert "withdrawal" not in proposals(view)
 
     # Years later, in continuous complete response (normal yearly bloods): treated since 2022 and
@@ -377,10 +382,14 @@ def test_intermediate_tpmt_halves_the_azathioprine_steps_from_the_start(clinic: 
         clinic.normal_labs(mrn, d(day), ALT=alt, AST=ast, IGG=igg)
         clinic.run(d(day))
     view = clinic.view(mrn, d("2026-02-02"))
-    # Complete response on 02-02 -> maintenance; the 2 mg/kg target is halved too:
-    # 2 × 80 × 0.5 = 80 mg -> 75 mg as whole tablets (AASLD10 rec. 31; CPIC 2018).
+    # Complete response on 02-02 -> maintenance; once prednisolone is stopped (steroid-free maintenance: source
+    # article, AASLD10 rec. 31 [V]; changed on purpose, clinical-safety issue item 8) the 2 mg/kg target is
+    # halved too: 2 × 80 × 0.5 = 80 mg -> 75 mg as whole tablets (AASLD10 rec. 31; CPIC 2018).
     assert (view["phase"], view["phase_since"]) == ("maintenance", "2026-02-02")
-    assert steps(view) == [("2026-02-02", 75, "due")]
+    assert steps(view) == []  # prednisolone is still given (the table's 10 mg step has no end)
+    clinic.record(mrn, d("2026-05-04"), doses={"prednisolone": 0})
+    view = clinic.view(mrn, d("2026-05-04"))
+    assert steps(view) == [("2026-05-04", 75, "due")]
     assert "× 0.5 for TPMT intermediate" in view["dose_steps"][0]["why"]
 
 
@@ -523,7 +532,11 @@ def test_leukopenia_tightens_counts_a_critical_count_holds_azathioprine_until_ac
     assert leuko["rule_id"].endswith("/bsr17/wbc-below-3.5") and "BSR 2017" in leuko["why"]
     repeat = [x for x in due(view, "CBC") if x["rule_id"].endswith("/tightening/action")]
     assert [(x["due_on"], x["status"]) for x in repeat] == [("2026-02-09", "due")]
-    assert "held" not in [s["status"] for s in view["dose_steps"]]  # an action flag does not hold by itself
+    # The rule's action withholds azathioprine: held pending review. Changed on purpose (clinical-safety issue,
+    # item 5): an action flag did not hold by itself, although BSR 2017 says "withhold and discuss".
+    assert step(view, "azathioprine", "2026-02-02")["status"] == "held"
+    assert "leukopenia flagged action on 2026-02-02 by bsr17/wbc-below-3.5" in step(
+        view, "azathioprine", "2026-02-02")["why"]
 
     # 2026-02-05: WBC 1.8 -> CTCAE v5 grade 3 (1.0 <= WBC < 2.0; CLINICAL.md §4.5) -> `critical`,
     # raised at ingestion without waiting for the daily cycle; azathioprine held pending review
@@ -534,20 +547,27 @@ def test_leukopenia_tightens_counts_a_critical_count_holds_azathioprine_until_ac
     view = cli_view(capsys, mrn, d("2026-02-05"))
     [critical] = [f for f in open_flags(view, "leukopenia") if f["severity"] == "critical"]
     assert critical["rule_id"].endswith("/ctcae-5.0/WBC/grade-3") and critical["observed_on"] == "2026-02-05"
-    assert step(view, "azathioprine", "2026-02-05")["status"] == "held"
-    assert "acknowledging the flag releases the hold" in step(view, "azathioprine", "2026-02-05")["why"]
+    assert step(view, "azathioprine", "2026-02-02")["status"] == "held"  # since the first flag that holds (item 5)
+    assert "acknowledging the flag releases the hold" in step(view, "azathioprine", "2026-02-02")["why"]
     assert ("2026-02-08", "due") in [(x["due_on"], x["status"]) for x in due(view, "CBC")
                                      if x["rule_id"].endswith("/tightening/critical")]
     [neutro] = open_flags(view, "neutropenia")  # 1.2 < 1.6 (BSR 2017); CTCAE grade 2 only
     assert neutro["severity"] == "action"
 
-    # 2026-02-06: the clinician acknowledges -> the hold is released.
+    # 2026-02-06: the clinician acknowledges the critical flag; the action flags whose rule withholds
+    # azathioprine (leukopenia 02-02, neutropenia 02-05) still hold it (changed on purpose, item 5) ...
     monitor(capsys, "ack", str(critical["id"]), "--reason", "azathioprine stopped for a week; repeat FBC Monday",
             on=d("2026-02-06"))
     monitor(capsys, "run", "--date", "2026-02-06")
     view = clinic.view(mrn, d("2026-02-06"))
-    assert "held" not in [s["status"] for s in view["dose_steps"]]
+    assert [s["status"] for s in view["dose_steps"]].count("held") == 1
     assert critical["id"] not in [f["id"] for f in view["flags"]]
+    # ... until they are acknowledged too: the hold is released.
+    for flag in (leuko, neutro):
+        monitor(capsys, "ack", str(flag["id"]), "--reason", "reviewed with the critical count", on=d("2026-02-06"))
+    monitor(capsys, "run", "--date", "2026-02-06")
+    view = clinic.view(mrn, d("2026-02-06"))
+    assert "held" not in [s["status"] for s in view["dose_steps"]]
 
     # 2026-02-08 (within 72 h of 02-05): WBC 4.2, normal -> no new flag; the repeats are done.
     before = {f["id"] for f in clinic.flags(mrn)}
@@ -575,7 +595,9 @@ def test_leukopenia_tightens_counts_a_critical_count_holds_azathioprine_until_ac
 def test_acknowledging_a_critical_flag_releases_the_stored_hold_at_the_next_incremental_run(
         capsys: pytest.CaptureFixture[str], clinic: Clinic) -> None:
     """The daily cycle stores the plan (dose_step rows feed digests and the web app). After `monitor
-    ack` the next incremental `monitor run` must store the released hold, as `run --full` does."""
+    ack` the next incremental `monitor run` must store the released hold, as `run --full` does. Changed on
+    purpose (clinical-safety issue, item 5): the neutropenia 1.2 (BSR 2017 "withhold") holds too, so both
+    flags are acknowledged."""
     mrn = "L5002"
     clinic.enroll(mrn, start=d("2024-01-08"), weight_kg=75, phase=Phase.MAINTENANCE, on=d("2026-01-05"))
     clinic.record(mrn, d("2026-01-05"), doses={"azathioprine": 150})
@@ -586,7 +608,9 @@ def test_acknowledging_a_critical_flag_releases_the_stored_hold_at_the_next_incr
     held = {r for r in clinic.plan_rows()["dose_step"] if r[4] == "held"}
     assert len(held) == 1
     [critical] = [f for f in clinic.flags(mrn) if f["severity"] == "critical"]
-    monitor(capsys, "ack", str(critical["id"]), "--reason", "reviewed", on=d("2026-02-06"))
+    [neutro] = [f for f in clinic.flags(mrn) if f["kind"] == "neutropenia"]
+    for flag in (critical, neutro):
+        monitor(capsys, "ack", str(flag["id"]), "--reason", "reviewed", on=d("2026-02-06"))
     monitor(capsys, "run", "--date", "2026-02-06")
     incremental = clinic.plan_rows()
     monitor(capsys, "run", "--date", "2026-02-06", "--full")

@@ -16,7 +16,10 @@ from tests.unit.builders import PROTOCOL, START, day, on_azathioprine, plan, res
 
 BEFORE = START - timedelta(days=1)
 
-#: EASL 2015 prednisolone for 60 kg (§2.1 [V], WJG 2017 Table 1): (week the step starts, mg/day).
+#: EASL 2015 prednisolone for 60 kg (§2.1 [V], WJG 2017 Table 1): (week the step starts, mg/day). Changed on
+#: purpose (clinical-safety issue, item 9): from week 7 the taper is the source article's table, the default
+#: (CLINICAL.md §2.1: 15 mg weeks 7-8, 12.5 mg weeks 9-10, 10 mg after week 10); it was the WJG 2017 reading
+#: (15 mg week 7, 12.5 mg from week 8, 10 mg from week 10), now the protocol's `wjg-2017` variant.
 PREDNISOLONE_60KG = [
     pytest.param(1, 60, id="EASL15 w1 60"),
     pytest.param(2, 50, id="EASL15 w2 50"),
@@ -24,13 +27,19 @@ PREDNISOLONE_60KG = [
     pytest.param(4, 30, id="EASL15 w4 30"),
     pytest.param(5, 25, id="EASL15 w5 25"),
     pytest.param(6, 20, id="EASL15 w6 20"),
-    pytest.param(7, 15, id="EASL15 w7 15"),
-    pytest.param(8, 12.5, id="EASL15 w8-9 12.5"),
-    pytest.param(10, 10, id="EASL15 w10+ 10"),
+    pytest.param(7, 15, id="ARTICLE25 w7-8 15"),
+    pytest.param(9, 12.5, id="ARTICLE25 w9-10 12.5"),
+    pytest.param(11, 10, id="ARTICLE25 w11+ 10"),
 ]
+
+#: A normal bilirubin before the start. Added on purpose (clinical-safety issue, item 6): azathioprine starts
+#: only when bilirubin is below 100 umol/L (EASL15 [S], CLINICAL.md §2.2) and, with no result, the start is
+#: held ("bilirubin needed"); these tests are about the table, so they give the gate its result.
+BILIRUBIN = (result("BILI", 10, on=BEFORE, id=99),)
 
 
 def steps(weight_kg: float | None = 60, *, today: date = BEFORE, **kwargs: Any) -> list[DoseStep]:
+    kwargs.setdefault("results", BILIRUBIN)
     found, _ = dose_steps(snapshot(weight_kg=weight_kg, **kwargs), PROTOCOL, today=today)
     return found
 
@@ -51,8 +60,10 @@ def test_the_60_kg_prednisolone_step_starts_on_day_7_times_week_minus_1(week: in
     assert step.rule_id == f"aih-azathioprine/induction/easl-2015/prednisolone/week-{week}"
 
 
-def test_there_is_no_step_for_week_9_because_12_5_mg_covers_weeks_8_and_9() -> None:
-    assert week_starts(9) not in dict(table("prednisolone", steps(60)))
+def test_there_is_no_step_for_weeks_8_and_10_because_15_mg_covers_weeks_7_8_and_12_5_mg_weeks_9_10() -> None:
+    # Changed on purpose (item 9): the source article's table (CLINICAL.md §2.1); was "no step for week 9"
+    table_ = dict(table("prednisolone", steps(60)))
+    assert week_starts(8) not in table_ and week_starts(10) not in table_
 
 
 @pytest.mark.parametrize(
@@ -163,8 +174,8 @@ def test_on_the_first_day_week_1_is_due_and_the_rest_upcoming() -> None:
 
 
 def test_only_the_current_and_coming_steps_are_listed() -> None:
-    found = steps(60, today=day(50))  # week 8, day 2
-    assert table("prednisolone", found) == [(week_starts(8), 12.5), (week_starts(10), 10)]
+    found = steps(60, today=day(64))  # week 10, day 2 (changed on purpose, item 9: the article's weeks 9-10)
+    assert table("prednisolone", found) == [(week_starts(9), 12.5), (week_starts(11), 10)]
     assert [(s.dose_mg, s.status) for s in found if s.drug == "prednisolone"] == [(12.5, "due"), (10, "upcoming")]
     assert [(s.dose_mg, s.status) for s in found if s.drug == "azathioprine"] == [(100, "due")]
 
@@ -209,8 +220,8 @@ def test_a_recorded_azathioprine_dose_matching_the_weight_adjusted_dose_marks_it
 #: first version listed no steps there.
 INDUCTION_RULES = {f"aih-azathioprine/induction/easl-2015/{d}/week-{w}" for d, w in
                    [("prednisolone", 1), ("prednisolone", 2), ("prednisolone", 3), ("prednisolone", 4),
-                    ("prednisolone", 5), ("prednisolone", 6), ("prednisolone", 7), ("prednisolone", 8),
-                    ("prednisolone", 10), ("azathioprine", 3), ("azathioprine", 5)]}
+                    ("prednisolone", 5), ("prednisolone", 6), ("prednisolone", 7), ("prednisolone", 9),
+                    ("prednisolone", 11), ("azathioprine", 3), ("azathioprine", 5)]}  # weeks 9, 11: item 9
 MAINTENANCE_TARGET = "aih-azathioprine/dosing/maintenance-target"
 
 
@@ -245,8 +256,12 @@ def test_the_move_to_maintenance_ends_the_induction_steps_and_starts_the_2_mg_pe
     # Changed on purpose (issue 3): maintenance now lists the AASLD10 rec. 31 [V] target step instead of nothing.
     phases = (PhaseEpisode(Phase.INDUCTION, START), PhaseEpisode(Phase.MAINTENANCE, day(90)))
     assert {s.rule_id for s in steps(50, today=day(89), phases=phases)} >= {
-        "aih-azathioprine/induction/easl-2015/prednisolone/week-10"}
-    (target,) = steps(50, today=day(90), phases=phases)
+        "aih-azathioprine/induction/easl-2015/prednisolone/week-11"}
+    # Changed on purpose (item 8): the target waits until prednisolone is stopped (steroid-free maintenance:
+    # source article; AASLD10 rec. 31 [V] after steroid withdrawal, CLINICAL.md §2.4); the table planned it.
+    assert steps(50, today=day(90), phases=phases) == []
+    stopped = (DoseEvent("prednisolone", 0, day(90)),)
+    (target,) = steps(50, today=day(90), phases=phases, doses=stopped)
     assert (target.drug, target.dose_mg, target.on, target.rule_id) == (
         "azathioprine", 100, day(90), MAINTENANCE_TARGET)
 
@@ -596,16 +611,19 @@ def held_steps(snap: Snapshot, today: date) -> list[DoseStep]:
     ("analyte", "value", "held"),
     [
         pytest.param("NEUT", 0.99, True, id="CTCAE5 NEUT G3 (<1.0): critical, held"),
-        pytest.param("NEUT", 1.0, False, id="CTCAE5 NEUT 1.0 is G2: BSR action only, not held"),
+        pytest.param("NEUT", 1.0, False, id="CTCAE5 NEUT 1.0 is G2: not held as critical"),
         pytest.param("PLT", 49, True, id="CTCAE5 PLT G3 (<50): held"),
-        pytest.param("PLT", 50, False, id="CTCAE5 PLT 50 is G2: not held"),
+        pytest.param("PLT", 50, False, id="CTCAE5 PLT 50 is G2: not held as critical"),
         pytest.param("WBC", 1.99, True, id="CTCAE5 WBC G3 (<2.0): held"),
         pytest.param("LYMPH", 0.49, True, id="CTCAE5 LYMPH G3 (<0.5): held"),
-        pytest.param("WBC", 2.0, False, id="CTCAE5 WBC 2.0 is G2: not held"),
+        pytest.param("WBC", 2.0, False, id="CTCAE5 WBC 2.0 is G2: not held as critical"),
     ],
 )
 def test_a_critical_cytopenia_holds_azathioprine(analyte: str, value: float, held: bool) -> None:
-    found = held_steps(taking_100_mg((result(analyte, value, on=day(100)),)), day(100))
+    found = [s for s in held_steps(taking_100_mg((result(analyte, value, on=day(100)),)), day(100))
+             if "flagged critical" in s.why]
+    # Changed on purpose (item 5): the G2 values are below the BSR 2017 cut points, whose action "withhold" now
+    # holds too (tests/unit/test_dose_rules.py); this table is about the critical tier alone.
     assert bool(found) is held
     for step in found:
         assert step.why.endswith("pending clinician review (acknowledging the flag releases the hold)")

@@ -129,8 +129,10 @@ def test_baseline_to_induction_to_maintenance_in_one_evaluation() -> None:
     p = plan(snap, day(80))
     assert changes(p) == [(Phase.INDUCTION, day(3), "baseline-to-induction"),
                           (Phase.MAINTENANCE, day(80), "induction-to-maintenance")]
-    # the plan is the maintenance plan: the 2 mg/kg target, the 91-day disease clock from day 80
-    assert [s.rule_id for s in p.dose_steps] == ["aih-azathioprine/dosing/maintenance-target"]
+    # the plan is the maintenance plan: the 91-day disease clock from day 80, and no 2 mg/kg target while
+    # prednisolone is given (changed on purpose, clinical-safety issue item 8: the target is for steroid-free
+    # maintenance, source article and AASLD10 rec. 31 [V], CLINICAL.md §2.4; the first version listed it here)
+    assert [s.rule_id for s in p.dose_steps] == []
     assert [(d.due_on, d.rule_id) for d in p.draws if d.panel == "IGG" and d.due_on > day(80)] == [
         (day(171), "aih-azathioprine/disease/maintenance/maintenance-3-monthly")]
 
@@ -155,7 +157,10 @@ def test_a_relapse_proposes_reinduction_and_changes_nothing() -> None:
     assert (proposal.to_phase, proposal.rule_id) == ("reinduction", RULE + "relapse-to-reinduction")
     assert proposal.why.startswith(f"relapse flagged on {day(300)}: re-treat with the first induction regimen")
     assert p.phase_changes == ()
-    assert [s.rule_id for s in p.dose_steps] == ["aih-azathioprine/dosing/maintenance-target"]
+    # Changed on purpose (clinical-safety issue, item 5): ALT 150 > 100 on azathioprine without a raised baseline
+    # also meets the BSR 2017 rule whose action withholds azathioprine (CLINICAL.md §4.1): held pending review.
+    assert [s.rule_id for s in p.dose_steps] == ["aih-azathioprine/dosing/maintenance-target",
+                                                 "aih-azathioprine/dosing/hold"]
     assert not [d for d in p.draws if "reinduction" in d.rule_id]
 
 

@@ -185,8 +185,9 @@ def test_evaluate_never_raises_explains_everything_and_holds_still_until_next_re
     days = sorted({gap - 1, data.draw(st.integers(1, gap - 1), label="days after today")}) if gap >= 2 else []
     assert_holds_still(snap, plan, today, days)
 
-    # A clinician acknowledges every critical flag: the plan is still well formed and still holds still.
-    critical = {f.key: f.severity for f in plan.flags if f.severity == "critical"}
+    # A clinician acknowledges every flag that holds the drug (critical ones and, since the clinical-safety issue
+    # item 5, those of a rule whose action withholds it): the plan is still well formed and still holds still.
+    critical = {f.key: f.severity for f in plan.flags if f.severity == "critical" or PROTOCOL.withholding(f.rule_id)}
     if critical and data.draw(st.booleans(), label="acknowledge the critical flags"):
         acked = replace(snap, acknowledged=critical)
         plan = evaluate(acked, PROTOCOL, today=today)

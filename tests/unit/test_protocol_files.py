@@ -90,8 +90,9 @@ BROKEN = [
                  id="a typo key in a threshold"),
     pytest.param('severity = "action"\naction = "withhold', 'severity = "urgent"\naction = "withhold',
                  "thresholds[0].severity", "Input should be 'watch', 'action' or 'critical'", id="an unknown severity"),
+    # steps[6] (was [9]): the taper rows from week 7 moved to [induction.variants] (clinical-safety issue, item 9)
     pytest.param('drug = "azathioprine", from_week = 3', 'drug = "azathioprin", from_week = 3',
-                 "induction.steps[9].drug", "unknown drug 'azathioprin'", id="an induction step for an unknown drug"),
+                 "induction.steps[6].drug", "unknown drug 'azathioprin'", id="an induction step for an unknown drug"),
     pytest.param('source = "BSR17"\n\n[[thresholds]]\nid = "bsr17/neutrophils-below-1.6"',
                  'source = "BSR-17"\n\n[[thresholds]]\nid = "bsr17/neutrophils-below-1.6"', "thresholds[0].source",
                  "unknown source tag 'BSR-17'", id="a threshold citing an unknown source"),

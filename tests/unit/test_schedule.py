@@ -90,9 +90,15 @@ def test_nothing_is_scheduled_between_draw_days(n: int) -> None:
     assert due_on(on_azathioprine(), day(n)) == []
 
 
+#: A normal bilirubin before treatment. Added on purpose (clinical-safety issue, item 6): without a bilirubin
+#: result the azathioprine start is held ("bilirubin needed", EASL15 [S], CLINICAL.md §2.2), and a held planned
+#: step does not start the safety clock.
+BILIRUBIN = (result("BILI", 10, on=day(-1), id=99),)
+
+
 def test_the_clock_starts_at_the_planned_week_3_azathioprine_step_in_induction() -> None:
     anchor = day(14)  # EASL15 [S]: AZA 50 mg from week 3
-    snap = snapshot(phase=Phase.INDUCTION)
+    snap = snapshot(phase=Phase.INDUCTION, results=BILIRUBIN)
     assert safety_days(snap, until_day=100, anchor=anchor)[:5] == [
         (7, "titration-weekly"), (14, "titration-weekly"), (21, "titration-weekly"),
         (28, "titration-weekly"), (42, "titration-2-weekly")]
@@ -562,7 +568,7 @@ def test_in_induction_the_clocks_share_weeks_3_and_4() -> None:
     assert cbc == [(7, "induction-weekly")]  # only the first upcoming draw of a panel is listed
     seen = {}
     for n in range(0, 60):
-        for d in due_on(snapshot(), day(n)):
+        for d in due_on(snapshot(results=BILIRUBIN), day(n)):
             if d.panel == "CBC":
                 seen[n] = (d.rule_id.rsplit("/", 1)[1], "also:" in d.why)
     assert seen == {7: ("induction-weekly", False), 14: ("induction-weekly", False),

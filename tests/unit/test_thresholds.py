@@ -554,7 +554,10 @@ def plan_flags(snap: Snapshot, today: int) -> list[tuple[str, str]]:
 def test_in_induction_liver_results_are_graded_only_from_the_azathioprine_start(
     analyte: str, value: float, on: int, expected: list[tuple[str, str]]
 ) -> None:
-    assert plan_flags(snapshot(results=(result(analyte, value, on=day(on)),)), on) == expected
+    # A normal pre-treatment bilirubin: added on purpose (clinical-safety issue, item 6), as without a bilirubin
+    # result the week-3 start is held (EASL15 [S], CLINICAL.md §2.2) and azathioprine is not given.
+    bilirubin = result("BILI", 10, on=day(-1), id=99)
+    assert plan_flags(snapshot(results=(bilirubin, result(analyte, value, on=day(on)))), on) == expected
 
 
 def test_before_azathioprine_a_high_bilirubin_holds_the_start_through_the_gate_not_a_critical_flag() -> None:
