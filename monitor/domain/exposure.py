@@ -19,7 +19,7 @@ from monitor.domain.snapshot import Snapshot
 
 #: Results this long before an exposure began still count as its baseline (a design choice: a
 #: value older than this is not the patient as they were when the drug started). The database
-#: loads results from this long before the enrollment start or the first recorded dose.
+#: loads results from this long before the enrollment start (monitor/db/snapshots.py).
 BASELINE_WINDOW = timedelta(days=90)
 
 #: The start of an exposure already under way at enrollment (the day it began is not known).
