@@ -138,6 +138,7 @@ class Restarts(Strict):
     restart_after_hold: int = Field(ge=0)
     interacting_drug: int = Field(ge=0)
     intermediate_genotype: int = Field(ge=0)
+    impairment: int = Field(ge=0)  # the onset of a `restart_safety` threshold's breach (renal impairment)
 
 
 class SafetyProfileFile(Strict):
@@ -275,6 +276,40 @@ class RiseIn(Strict):
     source: str
 
 
+class NadirRiseIn(Strict):
+    analyte: str
+    phases: list[Phase] = Field(min_length=1)
+    above_nadir_times: float = Field(gt=1)
+    recross_above: float | None = Field(default=None, gt=0)
+    severity: Severity
+    action: str
+    source: str
+
+
+class ConditionIn(Strict):
+    analytes: list[str] = Field(min_length=1)
+    below: float | None = None
+    above: float | None = None
+    above_uln_times: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ConditionIn:
+        if sum(v is not None for v in (self.below, self.above, self.above_uln_times)) != 1:
+            raise ValueError("give exactly one of below, above, above_uln_times")
+        return self
+
+
+class PatternIn(Strict):
+    id: str
+    kind: str
+    conditions: list[ConditionIn] = Field(min_length=2)
+    within_days: int = Field(ge=0)
+    phases: list[Phase] = []
+    severity: Severity
+    action: str
+    source: str
+
+
 class TighteningIn(Strict):
     kinds: list[str]
     panel: str
@@ -296,6 +331,7 @@ class ThresholdIn(Strict):
     above_uln_times: float | None = None
     unless_baseline_abnormal: bool = False
     withhold: bool = False  # the action withholds the anchor drug: its flag holds it until reviewed
+    restart_safety: bool = False
 
     @model_validator(mode="after")
     def _one_bound(self) -> ThresholdIn:
@@ -347,5 +383,7 @@ class ProtocolFile(Strict):
     interactions: list[InteractionIn] = []
     trend: TrendIn | None = None
     rises: list[RiseIn] = []
+    nadir_rises: list[NadirRiseIn] = []
+    patterns: list[PatternIn] = []
     tightening: TighteningIn | None = None
     thresholds: list[ThresholdIn] = []

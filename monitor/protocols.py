@@ -6,7 +6,7 @@ Errors name the file and the key, e.g. `aih-azathioprine.toml: thresholds[2].bel
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -17,6 +17,7 @@ from monitor.domain.analytes import Analyte, Catalog, Conversion, Range, normali
 from monitor.domain.drugs import DrugEntry, DrugVocabulary, SpellingClash, fold
 from monitor.domain.errors import ProtocolError
 from monitor.domain.protocol import (
+    Condition,
     DiseaseClock,
     DoseTarget,
     Dosing,
@@ -28,6 +29,8 @@ from monitor.domain.protocol import (
     InductionStep,
     Interaction,
     MonitoringProtocol,
+    NadirRise,
+    Pattern,
     PhaseRules,
     RelapseRules,
     ResponseRules,
@@ -244,6 +247,9 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
     for i, r in enumerate(p.rises):
         cited.append((f"rises[{i}].source", r.source))
         analytes.append((f"rises[{i}].analyte", r.analyte))
+    cited_by_rules, named = _nadir_and_pattern_refs(p, grading, fail)
+    cited += cited_by_rules
+    analytes += named
     if p.tightening is not None:
         cited.append(("tightening.source", p.tightening.source))
         drugs.append(("tightening.hold_drug", p.tightening.hold_drug))
@@ -291,6 +297,29 @@ def _induction_steps(path: Path, i: InductionIn) -> list[tuple[str, StepIn]]:
         if earlier != where:
             fail(where, f"{step.drug} week {step.from_week} is already given by {earlier}")
     return steps
+
+
+def _nadir_and_pattern_refs(p: ProtocolFile, grading: Grading, fail: Callable[[str, str], None]
+                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The source tags and analytes `[[nadir_rises]]` and `[[patterns]]` name, as (key, name); one
+    nadir rule per analyte, and pattern ids and kinds of their own."""
+    cited: list[tuple[str, str]] = []
+    analytes: list[tuple[str, str]] = []
+    for i, n in enumerate(p.nadir_rises):
+        cited.append((f"nadir_rises[{i}].source", n.source))
+        analytes.append((f"nadir_rises[{i}].analyte", n.analyte))
+        if n.analyte in (m.analyte for m in p.nadir_rises[:i]):
+            fail(f"nadir_rises[{i}].analyte", f"a second nadir rule for {n.analyte!r}; give one per analyte")
+    taken = {t.kind for t in p.thresholds} | {t.kind for t in grading.terms.values()}
+    for i, x in enumerate(p.patterns):
+        cited.append((f"patterns[{i}].source", x.source))
+        analytes += [(f"patterns[{i}].conditions[{j}].analytes", a)
+                     for j, c in enumerate(x.conditions) for a in c.analytes]
+        if x.id in (y.id for y in p.patterns[:i]):
+            fail(f"patterns[{i}].id", f"duplicate pattern id {x.id!r}")
+        if x.kind in taken:
+            fail(f"patterns[{i}].kind", f"kind {x.kind!r} is a threshold's or a grade's; give the pattern its own")
+    return cited, analytes
 
 
 def _check_drug_names(path: Path, p: ProtocolFile, drug_list: DrugVocabulary) -> None:
@@ -416,12 +445,18 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
                                            t.source),
         rises=tuple(RiseFromBaseline(r.analyte, r.kind, r.above_fraction, r.within_days, r.baseline_results,
                                      r.severity, r.action, r.source) for r in p.rises),
+        nadir_rises=tuple(NadirRise(n.analyte, tuple(n.phases), n.above_nadir_times, n.severity, n.action, n.source,
+                                    n.recross_above) for n in p.nadir_rises),
+        patterns=tuple(Pattern(x.id, x.kind, tuple(Condition(tuple(c.analytes), c.below, c.above, c.above_uln_times)
+                                                   for c in x.conditions),
+                               x.within_days, x.severity, x.action, x.source, tuple(x.phases)) for x in p.patterns),
         tightening=None if tg is None else Tightening(tuple(tg.kinds), tg.panel, tg.action_repeat_days,
                                                       tg.critical_repeat_days, tg.hold_drug, tg.source),
         thresholds=tuple(
             Threshold(id=x.id, analyte=x.analyte, kind=x.kind, severity=x.severity, source=x.source,
                       action=x.action, below=x.below, above=x.above, above_uln_times=x.above_uln_times,
-                      unless_baseline_abnormal=x.unless_baseline_abnormal, withhold=x.withhold)
+                      unless_baseline_abnormal=x.unless_baseline_abnormal, withhold=x.withhold,
+                      restart_safety=x.restart_safety)
             for x in p.thresholds),
         grading=grading,
         reference_ranges={k: a.reference for k, a in catalog.analytes.items()},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -21,10 +21,8 @@ from monitor.db.tables import (
     WeightRecord,
 )
 from monitor.domain import snapshot as s
+from monitor.domain.exposure import BASELINE_WINDOW
 from monitor.domain.protocol import Phase
-
-#: Results this long before the treatment start still count (baseline values).
-BASELINE_WINDOW = timedelta(days=90)
 
 
 def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today: date) -> dict[int, s.Snapshot]:
@@ -46,6 +44,9 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     meds: dict[int, list[s.Medication]] = defaultdict(list)
     for m in session.exec(select(MedicationRecord).where(col(MedicationRecord.patient_id).in_(pids))):
         meds[m.patient_id].append(s.Medication(m.drug, m.started_on, m.stopped_on))
+    # Results from BASELINE_WINDOW before the enrollment start: the values from before an exposure that
+    # began at or after enrollment. An exposure already under way at enrollment has none here, and the
+    # domain never takes an on-drug value for one (domain/exposure.py BEFORE_RECORDS): ULN grading.
     results: dict[int, list[s.Result]] = defaultdict(list)
     rows = session.execute(
         sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),

@@ -9,7 +9,7 @@ neither stays on the worklist nor keeps azathioprine held.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 from monitor.domain.items import Flag, Resolution
@@ -38,7 +38,7 @@ def covered(flag: Flag, acknowledged: Mapping[str, str]) -> bool:
 
 
 def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag], *, today: date,
-              on_drug: Callable[[date], bool]) -> tuple[list[Flag], list[Resolution]]:
+              baselines: Baselines) -> tuple[list[Flag], list[Resolution]]:
     """Judge again the open flags whose result changed since they were raised.
 
     `flags` are this evaluation's flags. An open flag it does not contain, whose result was
@@ -48,7 +48,6 @@ def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag
     """
     computed = {f.key for f in flags}
     results = {r.id: r for r in snapshot.results}
-    base = Baselines(snapshot, protocol)
     updated: list[Flag] = []
     resolved: list[Resolution] = []
     for o in snapshot.open_flags:
@@ -61,8 +60,8 @@ def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag
         result = results.get(o.result_id)
         if result is None:  # not in view (a run for an earlier date): judged when it is
             continue
-        again = [f for f in flags_for(result, protocol, baseline=base.for_(result), overrides=snapshot.overrides,
-                                      on_drug=on_drug(result.observed_on)) if f.key == o.key]
+        again = [f for f in flags_for(result, protocol, baseline=baselines.for_(result), overrides=snapshot.overrides,
+                                      on_drug=baselines.exposure.on(result.observed_on)) if f.key == o.key]
         if again:
             updated += again
         else:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from monitor.domain.dosing import dose_steps, drug_state, hold_for_review
+from monitor.domain.dosing import DrugState, dose_steps, drug_state, hold_for_review
+from monitor.domain.exposure import Exposure, exposure
 from monitor.domain.flags import one_per_key, reconcile, review_holds
 from monitor.domain.items import DoseStep, DueDraw, Flag, OverduePanel, Proposal, Resolution
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.rules import (
     interaction_flags,
+    nadir_flags,
+    pattern_flags,
     relapse_flags,
     response_flags,
     rise_flags,
@@ -21,7 +23,7 @@ from monitor.domain.rules import (
 )
 from monitor.domain.schedule import Timeline, dose_timeline, due_draws
 from monitor.domain.snapshot import Snapshot
-from monitor.domain.thresholds import result_flags
+from monitor.domain.thresholds import Baselines, impairment_restarts, result_flags
 
 #: With nothing scheduled, look again after this long anyway.
 IDLE_REVIEW = timedelta(days=28)
@@ -40,35 +42,41 @@ class Plan:
     next_review_on: date  # the earliest day this plan can change without new input
 
 
-def given(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> Callable[[date], bool]:
-    """Whether the anchor drug is (planned to be) given on a day: a drug-safety phase and a dose
-    above zero, or a patient enrolled already on it with no dose recorded yet."""
-    regimen = protocol.induction.phases if protocol.induction is not None else ()
-    on_at_enrollment = snapshot.phases[0].phase in protocol.safety_phases and snapshot.phases[0].phase not in regimen
+@dataclass(frozen=True)
+class Course:
+    """Where the patient is today: the phases with today's automatic changes, what stands between
+    the anchor drug and the patient, its planned and recorded doses, and its exposure."""
 
-    def on(day: date) -> bool:
-        if snapshot.phase_on(day).phase not in protocol.safety_phases:
-            return False
-        doses = [dose for d, dose in timeline if d <= day]
-        return doses[-1] > 0 if doses else on_at_enrollment
-
-    return on
+    snapshot: Snapshot
+    phase_changes: list[PhaseChange]
+    state: DrugState
+    timeline: Timeline
+    exposure: Exposure
 
 
-def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
+def course(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Course:
     snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
     drug = protocol.safety.anchor_drug
     state = drug_state(snapshot, protocol, today=today)  # genetics, the bilirubin gate, interactions
     timeline = dose_timeline(snapshot, protocol, drug, planned=state.never is None and state.held is None)
-    on = given(snapshot, protocol, timeline)
-    flags = result_flags(snapshot, protocol, today=today, on_drug=on) \
+    return Course(snapshot, phase_changes, state, timeline, exposure(snapshot, protocol, timeline))
+
+
+def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
+    now = course(snapshot, protocol, today=today)
+    snapshot, state, timeline, exp = now.snapshot, now.state, now.timeline, now.exposure
+    drug = protocol.safety.anchor_drug
+    base = Baselines(snapshot, protocol, exp)
+    flags = result_flags(snapshot, protocol, today=today, baselines=base) \
         + trend_flags(snapshot, protocol, today=today) \
-        + rise_flags(snapshot, protocol, today=today)
+        + rise_flags(snapshot, protocol, today=today) \
+        + nadir_flags(snapshot, protocol, today=today, exposure=exp) \
+        + pattern_flags(snapshot, protocol, today=today, exposure=exp)
     more, response_changes = response_flags(snapshot, protocol, today=today)
     relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
     interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
     flags = one_per_key(flags + more + relapses + interactions + state.flags)
-    updated, resolved = reconcile(snapshot, protocol, flags, today=today, on_drug=on)
+    updated, resolved = reconcile(snapshot, protocol, flags, today=today, baselines=base)
     flags += updated
     # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug), or one whose rule's action
     # withholds the drug (BSR "withhold and discuss"), holds the anchor drug pending clinician review
@@ -77,7 +85,8 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
         timeline = dose_timeline(snapshot, protocol, drug, planned=False)  # recorded doses only
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
     extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
-    draws, overdue, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra)
+    draws, overdue, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra,
+                                             restarts=impairment_restarts(snapshot, protocol))
     withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)
     if withdrawal is not None:
         proposals.append(withdrawal)
@@ -93,6 +102,6 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
         flags=tuple(flags),
         resolved=tuple(resolved),
         proposals=tuple(proposals),
-        phase_changes=tuple(phase_changes),
+        phase_changes=tuple(now.phase_changes),
         next_review_on=min(changes, default=today + IDLE_REVIEW),
     )

@@ -107,7 +107,7 @@ class SafetySchedule:
     stages: tuple[Stage, ...]
     source: str
     #: event -> index of the stage the clock restarts at: dose_increase, restart_after_hold,
-    #: interacting_drug, intermediate_genotype. A restart never makes monitoring less frequent.
+    #: interacting_drug, intermediate_genotype, impairment. A restart never makes monitoring less frequent.
     restarts: dict[str, int]
 
 
@@ -137,6 +137,9 @@ class Threshold:
     unless_baseline_abnormal: bool = False
     #: The action withholds the anchor drug: an unreviewed flag of this rule holds its pending steps.
     withhold: bool = False
+    #: The onset of a breach (renal or hepatic impairment) restarts the drug-safety clock at the
+    #: profile's `[restarts] impairment` stage (CLINICAL.md §3.2).
+    restart_safety: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,45 @@ class RiseFromBaseline:
 
 
 @dataclass(frozen=True)
+class NadirRise:
+    """A liver test in (re)induction judged against the patient's own nadir since the phase started:
+    the lowest result so far, not the diagnosis value (AIH: the delayed azathioprine start)."""
+
+    analyte: str
+    phases: tuple[Phase, ...]
+    above_nadir_times: float  # a rise to more than this × the nadir (and above ULN) ...
+    severity: Severity
+    action: str
+    source: str
+    recross_above: float | None = None  # ... or above this cut after having fallen to or below it
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One part of a pattern: a result of any of `analytes` past exactly one bound."""
+
+    analytes: tuple[str, ...]
+    below: float | None = None
+    above: float | None = None
+    above_uln_times: float | None = None
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Results that together suggest what none says alone (veno-occlusive disease, nodular
+    regenerative hyperplasia): every condition met within `within_days`, while the drug is given."""
+
+    id: str
+    kind: str
+    conditions: tuple[Condition, ...]
+    within_days: int
+    severity: Severity
+    action: str
+    source: str
+    phases: tuple[Phase, ...] = ()  # only in these phases (empty: any phase the drug is given in)
+
+
+@dataclass(frozen=True)
 class Tightening:
     """Flags tighten the schedule: a repeat count soon, and a hold on the drug when critical."""
 
@@ -300,6 +342,8 @@ class MonitoringProtocol:
     panels: dict[str, str]  # analyte -> panel
     units: dict[str, str]  # analyte -> canonical unit
     critical_action: str = "clinician review today"
+    nadir_rises: tuple[NadirRise, ...] = ()
+    patterns: tuple[Pattern, ...] = ()
     flag_lookback_days: int = 90
     missed_lookback_days: int = 90
     drug_list: DrugVocabulary = field(default_factory=DrugVocabulary)  # config/drugs.toml

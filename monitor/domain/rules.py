@@ -1,5 +1,6 @@
-"""Longitudinal rules: trends, rises from baseline, AIH response and relapse, interactions, and
-the extra draws flags ask for. Each returns flags (and slots) with `rule_id` and `why`."""
+"""Longitudinal rules: trends, rises from baseline or from the induction nadir, patterns of
+results, AIH response and relapse, interactions, and the extra draws flags ask for. Each returns
+flags (and slots) with `rule_id` and `why`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import statistics
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Slot
+from monitor.domain.exposure import Exposure
 from monitor.domain.items import Flag, Proposal
 from monitor.domain.phases import response_on
-from monitor.domain.protocol import MonitoringProtocol, Phase, Severity
+from monitor.domain.protocol import Condition, MonitoringProtocol, NadirRise, Pattern, Phase, Severity
 from monitor.domain.snapshot import Result, Snapshot
-from monitor.domain.thresholds import FLAGGABLE, above_uln, flag_from, reference_for
+from monitor.domain.thresholds import FLAGGABLE, above_uln, breaches, flag_from, nadir_before, reference_for
 
 
 def _final(snapshot: Snapshot, analyte: str, today: date) -> list[Result]:
@@ -76,6 +78,74 @@ def rise_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
                 flags.append(flag_from(r, protocol, kind=rise.kind, severity=rise.severity,
                                        rule_id=f"{protocol.id}/rise/{rise.analyte}", why=why))
     return flags
+
+
+def nadir_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
+                exposure: Exposure) -> list[Flag]:
+    """`rise_from_nadir`: in (re)induction, while the anchor drug is given, a liver test above ULN
+    that rose to more than N × the patient's nadir since the phase started, or above a cut after
+    having fallen to or below it. The diagnosis value is no reference: the disease was falling
+    (AIH: azathioprine starts late so that its toxicity can be told from the disease)."""
+    flags = []
+    for rule in protocol.nadir_rises:
+        series = _final(snapshot, rule.analyte, today)
+        unit = protocol.units.get(rule.analyte, "")
+        for r in series:
+            episode = snapshot.phase_on(r.observed_on)
+            if not _recent(protocol, r, today) or episode.phase not in rule.phases \
+                    or not exposure.on(r.observed_on) or not above_uln(r, protocol):
+                continue
+            nadir = nadir_before(series, r, episode.started_on)
+            reason = None if nadir is None else _from_nadir(rule, r, nadir, unit)
+            if reason:
+                why = (f"{rule.analyte} {r.value:g} {unit} on {r.observed_on} is {reason} since "
+                       f"{episode.phase.value} started on {episode.started_on}: {rule.action} "
+                       f"({protocol.cite(rule.source)})")
+                flags.append(flag_from(r, protocol, kind="rise_from_nadir", severity=rule.severity,
+                                       rule_id=f"{protocol.id}/nadir/{rule.analyte}", why=why))
+    return flags
+
+
+def _from_nadir(rule: NadirRise, result: Result, nadir: Result, unit: str) -> str | None:
+    if result.value > rule.above_nadir_times * nadir.value:
+        return f"more than {rule.above_nadir_times:g} × the nadir {nadir.value:g} {unit} on {nadir.observed_on}"
+    if rule.recross_above is not None and nadir.value <= rule.recross_above < result.value:
+        return f"above {rule.recross_above:g} {unit} after falling to {nadir.value:g} {unit} on {nadir.observed_on}"
+    return None
+
+
+def pattern_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
+                  exposure: Exposure) -> list[Flag]:
+    """One flag per day on which every condition of a pattern is met by results of the preceding
+    `within_days` (the latest of each), all taken while the anchor drug was given; raised on the
+    result of that day that completed it (the first condition's, of equals)."""
+    flags = []
+    for p in protocol.patterns:
+        met = [_meeting(snapshot, protocol, p, condition, today, exposure) for condition in p.conditions]
+        for day in sorted({r.observed_on for results in met for r in results}):
+            if today - day > timedelta(days=protocol.flag_lookback_days):
+                continue
+            opens = day - timedelta(days=p.within_days)
+            picks = [max((r for r in results if opens <= r.observed_on <= day),
+                         key=lambda r: (r.observed_on, r.id), default=None) for results in met]
+            found = [r for r in picks if r is not None]
+            if len(found) < len(picks):
+                continue
+            shown = ", ".join(f"{r.analyte} {r.value:g} {protocol.units.get(r.analyte, '')} on {r.observed_on}"
+                              for r in found)
+            why = f"{shown}, within {p.within_days} days: {p.action} ({protocol.cite(p.source)})"
+            completing = next(r for r in found if r.observed_on == day)
+            flags.append(flag_from(completing, protocol, kind=p.kind, severity=p.severity,
+                                   rule_id=f"{protocol.id}/patterns/{p.id}", why=why))
+    return flags
+
+
+def _meeting(snapshot: Snapshot, protocol: MonitoringProtocol, pattern: Pattern, condition: Condition, today: date,
+             exposure: Exposure) -> list[Result]:
+    """The final results that meet one condition of the pattern, taken on the drug in its phases."""
+    return [r for analyte in condition.analytes for r in _final(snapshot, analyte, today)
+            if breaches(r, condition, reference_for(r, protocol)) and exposure.on(r.observed_on)
+            and (not pattern.phases or snapshot.phase_on(r.observed_on).phase in pattern.phases)]
 
 
 def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,

@@ -2,14 +2,15 @@
 
 The drug-safety clock counts from the anchor drug's start and restarts as CLINICAL.md §3.2 says
 (dose increase, restart after a hold, a new interacting drug, an intermediate TPMT/NUDT15
-result); it stops off treatment. The disease clock counts from each phase's start. Extra draws
-come from flags (repeat counts, relapse confirmation) and interacting drugs.
+result, the onset of renal impairment); it stops off treatment. The disease clock counts from each
+phase's start. Extra draws come from flags (repeat counts, relapse confirmation) and interacting drugs.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -19,6 +20,7 @@ from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Snapshot
 
 Timeline = list[tuple[date, float]]
+Restarts = Sequence[tuple[date, str]]  # (day, what) of results that restart the safety clock
 
 #: Slots are generated this far past today (more than any two neighbouring windows span).
 LOOKAHEAD = timedelta(days=120)
@@ -59,8 +61,10 @@ def dose_changes(timeline: Timeline) -> list[date]:
     return changes
 
 
-def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> list[Run]:
-    """The drug-safety clock's runs: started, restarted and stopped by events, in date order."""
+def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline,
+                restarts: Restarts = ()) -> list[Run]:
+    """The drug-safety clock's runs: started, restarted and stopped by events, in date order.
+    `restarts`: (day, what) of results that restart it (renal or hepatic impairment)."""
     safety = protocol.safety
     drug = safety.anchor_drug
     events: list[tuple[date, str, str]] = []  # (day, event, what)
@@ -98,6 +102,7 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
     for g in snapshot.genotypes:
         if g.status == "intermediate":
             events.append((g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}"))
+    events += [(day, "impairment", what) for day, what in restarts]
     events.sort(key=lambda e: e[0])
 
     runs: list[Run] = []
@@ -138,12 +143,12 @@ def disease_runs(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple
 
 
 def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
-                  extra: tuple[Slot, ...] | list[Slot] = ()) -> list[Slot]:
+                  extra: tuple[Slot, ...] | list[Slot] = (), restarts: Restarts = ()) -> list[Slot]:
     changes = dose_changes(timeline)
     slots: list[Slot] = list(extra)
     # Look far enough ahead that every slot which could merge with the next upcoming one exists.
     horizon = today + LOOKAHEAD
-    for run in safety_runs(snapshot, protocol, timeline):
+    for run in safety_runs(snapshot, protocol, timeline, restarts):
         slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=horizon, cite=protocol.cite)[0]
     for run, i in disease_runs(snapshot, protocol):
         stages = protocol.disease[snapshot.phases[i].phase].stages
@@ -172,12 +177,13 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
 
 
 def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
-              extra: tuple[Slot, ...] | list[Slot] = ()) -> tuple[list[DueDraw], list[OverduePanel], list[date]]:
+              extra: tuple[Slot, ...] | list[Slot] = (),
+              restarts: Restarts = ()) -> tuple[list[DueDraw], list[OverduePanel], list[date]]:
     """Open draws (upcoming, due, overdue, recently missed), the panels whose most recent required
     draw is unmet, and the days their status changes."""
     if timeline is None:
         timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
-    slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra)
+    slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra, restarts=restarts)
     taken_on: dict[str, list[date]] = defaultdict(list)
     for r in snapshot.results:
         if r.observed_on <= today:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from monitor.domain.analytes import Range
+from monitor.domain.exposure import BASELINE_WINDOW, BEFORE_RECORDS, Exposure, exposure
 from monitor.domain.items import Flag, specimen_time
-from monitor.domain.protocol import GradeTerm, MonitoringProtocol, Severity, Threshold
+from monitor.domain.protocol import Condition, GradeTerm, MonitoringProtocol, Severity, Threshold
 from monitor.domain.snapshot import Override, Result, Snapshot
 
 #: Results with these statuses raise flags; preliminary ones wait for the final value.
@@ -30,24 +31,70 @@ def above_uln(result: Result, protocol: MonitoringProtocol) -> bool | None:
     return None if uln is None else result.value > uln
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The value a result's rise is judged against, and how it was chosen (said in the why)."""
+
+    result: Result
+    basis: str  # e.g. "the last value before azathioprine started on 2022-01-31"
+
+    def shown(self, unit: str) -> str:
+        r = self.result
+        return f"{r.analyte} {r.value:g} {unit} on {r.observed_on} ({self.basis})"
+
+
+def in_range(result: Result, protocol: MonitoringProtocol) -> bool:
+    reference = reference_for(result, protocol)
+    return (reference.low is None or result.value >= reference.low) and \
+        (reference.high is None or result.value <= reference.high)
+
+
+def nadir_before(results: list[Result], result: Result, since: date) -> Result | None:
+    """The lowest of `results` (final, in date order) of the result's analyte from `since` up to,
+    not including, the result itself; the earliest of equals."""
+    earlier = [r for r in results if r.analyte == result.analyte and since <= r.observed_on
+               and (r.observed_on, r.id) < (result.observed_on, result.id)]
+    return min(earlier, key=lambda r: (r.value, r.observed_on, r.id), default=None)
+
+
 class Baselines:
-    """Pre-treatment values: per analyte, the last final result on or before the start of the
-    treatment course a result belongs to (the enrollment start, or a later (re)induction)."""
+    """What each result's rise is judged against (CTCAE "baseline", CLINICAL.md §4.5):
 
-    def __init__(self, snapshot: Snapshot, protocol: MonitoringProtocol) -> None:
-        regimen = protocol.induction.phases if protocol.induction is not None else ()
-        self.starts = sorted({snapshot.start_on, *(e.started_on for e in snapshot.phases if e.phase in regimen)})
-        self.results = sorted((r for r in snapshot.results if r.status in FLAGGABLE),
-                              key=lambda r: (r.observed_on, r.id))
+    - in a phase of a `[[nadir_rises]]` rule for its analyte (AIH induction): the nadir since the
+      phase started, the patient's own best value on treatment;
+    - otherwise the last normal-range value since the current exposure to the anchor drug began,
+      else the last value in the `BASELINE_WINDOW` before it began (on or before its first day);
+    - none before any exposure, or when nothing qualifies: the result is graded against the ULN.
+    """
 
-    def for_(self, result: Result) -> Result | None:
-        start = max((s for s in self.starts if s <= result.observed_on), default=self.starts[0])
-        return next((r for r in reversed(self.results) if r.analyte == result.analyte and r.observed_on <= start),
-                    None)
+    def __init__(self, snapshot: Snapshot, protocol: MonitoringProtocol, exposure: Exposure) -> None:
+        self.snapshot, self.protocol, self.exposure = snapshot, protocol, exposure
+        self.results: dict[str, list[Result]] = defaultdict(list)  # analyte -> final results in date order
+        for r in sorted((r for r in snapshot.results if r.status in FLAGGABLE), key=lambda r: (r.observed_on, r.id)):
+            self.results[r.analyte].append(r)
+        self.nadir_phases = {n.analyte: n.phases for n in protocol.nadir_rises}
+
+    def for_(self, result: Result) -> Baseline | None:
+        episode = self.snapshot.phase_on(result.observed_on)
+        series = self.results.get(result.analyte, [])
+        if episode.phase in self.nadir_phases.get(result.analyte, ()):
+            nadir = nadir_before(series, result, episode.started_on)
+            if nadir is not None:
+                return Baseline(nadir, f"the nadir since {episode.phase.value} started on {episode.started_on}")
+        began = self.exposure.began(result.observed_on)
+        if began is None:
+            return None
+        since = self.exposure.since(began)
+        own = [r for r in series if (r.observed_on, r.id) <= (result.observed_on, result.id)]
+        normal = [r for r in own if began < r.observed_on and r != result and in_range(r, self.protocol)]
+        if normal:
+            return Baseline(normal[-1], f"the last normal-range value since {since}")
+        before = [r for r in own if began != BEFORE_RECORDS and began - BASELINE_WINDOW <= r.observed_on <= began]
+        return Baseline(before[-1], f"the last value before {since}") if before else None
 
 
-def baseline_abnormal(baseline: Result | None, protocol: MonitoringProtocol) -> bool:
-    return baseline is not None and above_uln(baseline, protocol) is True
+def baseline_abnormal(baseline: Baseline | None, protocol: MonitoringProtocol) -> bool:
+    return baseline is not None and above_uln(baseline.result, protocol) is True
 
 
 def grade(result: Result, term: GradeTerm, reference: Range, baseline: float | None = None) -> int:
@@ -74,15 +121,15 @@ def grade(result: Result, term: GradeTerm, reference: Range, baseline: float | N
     return achieved
 
 
-def ctcae_grade(result: Result, protocol: MonitoringProtocol, baseline: Result | None = None) -> int | None:
+def ctcae_grade(result: Result, protocol: MonitoringProtocol, baseline: Baseline | None = None) -> int | None:
     term = protocol.grading.terms.get(result.analyte)
     if term is None:
         return None
-    return grade(result, term, reference_for(result, protocol), None if baseline is None else baseline.value)
+    return grade(result, term, reference_for(result, protocol), None if baseline is None else baseline.result.value)
 
 
-def breaches(result: Result, threshold: Threshold, reference: Range) -> str | None:
-    """Why the result breaches the threshold, or None."""
+def breaches(result: Result, threshold: Threshold | Condition, reference: Range) -> str | None:
+    """Why the result breaches the threshold (or a pattern's condition), or None."""
     v = result.value
     if threshold.below is not None and v < threshold.below:
         return f"below {threshold.below:g}"
@@ -104,7 +151,30 @@ def flag_from(result: Result, protocol: MonitoringProtocol, *, kind: str, severi
                 rule_id=rule_id, why=why)
 
 
-def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result | None = None,
+def critical_grade(result: Result, protocol: MonitoringProtocol, term: GradeTerm, reference: Range,
+                   baseline: Baseline | None) -> Flag | None:
+    """The `critical` flag of a CTCAE grade at or above the protocol's critical grade, naming the
+    baseline a rise was judged against (or the ULN, and why not the baseline)."""
+    grading = protocol.grading
+    g = grade(result, term, reference, None if baseline is None else baseline.result.value)
+    if g < grading.critical_min_grade:
+        return None
+    unit = protocol.units.get(result.analyte, "")
+    versus = ""
+    if term.baseline_cuts and baseline is not None and baseline_abnormal(baseline, protocol):
+        versus = f" vs baseline {baseline.shown(unit)}"
+    elif term.baseline_cuts:
+        versus = f" against ULN {reference.high:g} " + (
+            "(no baseline from before this exposure)" if baseline is None else
+            f"(baseline {baseline.shown(unit)} not above it)")
+    why = (f"{result.analyte} {result.value:g} {unit} on {result.observed_on.isoformat()} is {grading.name} "
+           f"v{grading.version} grade {g}{versus} ({term.term}): {protocol.critical_action} "
+           f"({protocol.cite(term.source)})")
+    return flag_from(result, protocol, kind=term.kind, severity=Severity.CRITICAL,
+                     rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}/grade-{g}", why=why)
+
+
+def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Baseline | None = None,
               overrides: tuple[Override, ...] = (), on_drug: bool = True) -> list[Flag]:
     """Every flag this result raises, keeping only the most severe one per kind.
 
@@ -130,17 +200,11 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
             why = f"{shown} is {reason} {unit}{personal}: {t.action} ({protocol.cite(t.source)})"
             found.append(flag_from(result, protocol, kind=t.kind, severity=t.severity,
                                    rule_id=f"{protocol.id}/{t.id}", why=why))
-    grading = protocol.grading
-    term = grading.terms.get(result.analyte)
-    if term is not None and baseline is not result and (on_drug or term.direction == "below"):
-        g = grade(result, term, reference, None if baseline is None else baseline.value)
-        if g >= grading.critical_min_grade:
-            versus = f" vs baseline {baseline.value:g}" if baseline and term.baseline_cuts and abnormal_baseline else ""
-            why = (f"{shown} is {grading.name} v{grading.version} grade {g}{versus} ({term.term}): "
-                   f"{protocol.critical_action} ({protocol.cite(term.source)})")
-            found.append(flag_from(result, protocol, kind=term.kind, severity=Severity.CRITICAL,
-                                   rule_id=f"{protocol.id}/ctcae-{grading.version}/{result.analyte}/grade-{g}",
-                                   why=why))
+    term = protocol.grading.terms.get(result.analyte)
+    if term is not None and (baseline is None or baseline.result != result) and (on_drug or term.direction == "below"):
+        critical = critical_grade(result, protocol, term, reference, baseline)
+        if critical is not None:
+            found.append(critical)
     worst: dict[str, Flag] = {}
     for f in found:
         kept = worst.get(f.kind)
@@ -150,18 +214,36 @@ def flags_for(result: Result, protocol: MonitoringProtocol, *, baseline: Result 
 
 
 def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
-                 on_drug: Callable[[date], bool] | None = None) -> list[Flag]:
+                 baselines: Baselines | None = None) -> list[Flag]:
     """Flags for final results observed within the protocol's look-back, up to today.
 
-    `on_drug(day)` says whether the anchor drug was being given (default: the phase is one in
-    which it is given)."""
+    `baselines` carries the anchor drug's exposure: whether it was given on a result's day, and
+    what a rise is judged against (default: the planned and recorded doses)."""
     since = today - timedelta(days=protocol.flag_lookback_days)
-    base = Baselines(snapshot, protocol)
-    given = on_drug or (lambda day: snapshot.phase_on(day).phase in protocol.safety_phases)
+    base = baselines or Baselines(snapshot, protocol, exposure(snapshot, protocol))
     return [
         flag
         for r in snapshot.results
         if r.status in FLAGGABLE and since <= r.observed_on <= today
         for flag in flags_for(r, protocol, baseline=base.for_(r), overrides=snapshot.overrides,
-                              on_drug=given(r.observed_on))
+                              on_drug=base.exposure.on(r.observed_on))
     ]
+
+
+def impairment_restarts(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple[date, str]]:
+    """(day, what) of each onset of renal or hepatic impairment: a final result past the cut of a
+    `restart_safety` threshold when the analyte's previous final result was not (CLINICAL.md §3.2:
+    impairment restarts the drug-safety clock). The protocol's cut, whatever the overrides."""
+    onsets = []
+    for t in protocol.thresholds:
+        if not t.restart_safety:
+            continue
+        was = False
+        for r in sorted((r for r in snapshot.results if r.analyte == t.analyte and r.status in FLAGGABLE),
+                        key=lambda r: (r.observed_on, r.id)):
+            now = breaches(r, t, reference_for(r, protocol)) is not None
+            if now and not was:
+                onsets.append((r.observed_on, f"{t.kind.replace('_', ' ')}: {r.analyte} {r.value:g} "
+                                              f"{protocol.units.get(r.analyte, '')} on {r.observed_on}"))
+            was = now
+    return onsets

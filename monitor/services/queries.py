@@ -11,8 +11,7 @@ from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import OverduePanel
-from monitor.domain.phases import effective_phases
-from monitor.domain.plan import evaluate
+from monitor.domain.plan import course, evaluate
 from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import Baselines, ctcae_grade
@@ -58,14 +57,15 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     protocol = library.get(enrollment.protocol_id)
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
     plan = evaluate(snapshot, protocol, today=today)
-    phase = effective_phases(snapshot, protocol, today=today)[0].phase_on(today)
+    current = course(snapshot, protocol, today=today)
+    phase = current.snapshot.phase_on(today)
     flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == "open")
                          .order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id).desc())).all()
     rows = session.exec(select(LabResult).where(
         LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
         col(LabResult.observed_on) <= today).order_by(col(LabResult.observed_at).desc(),
                                                       col(LabResult.analyte))).all()
-    base = Baselines(snapshot, protocol)
+    base = Baselines(current.snapshot, protocol, current.exposure)
     results = []
     for r in rows:
         result = Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low, r.ref_high, r.observed_at)

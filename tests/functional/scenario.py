@@ -44,6 +44,9 @@ LOINC = {
     "BILI": ("1975-2", "umol/L"),
     "CREAT": ("2160-0", "umol/L"),
     "ALB": ("1751-7", "g/L"),
+    "ALP": ("6768-6", "U/L"),
+    "HGB": ("718-7", "g/L"),
+    "EGFR": ("98979-8", "mL/min/{1.73_m2}"),
 }
 
 #: A normal full set of bloods (every panel: CBC, LFT, IGG, RENAL), well inside the fallback ranges.

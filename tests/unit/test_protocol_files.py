@@ -118,7 +118,7 @@ BROKEN = [
                  "less than or equal to 1", id="an interaction that raises the dose"),
     pytest.param('source = "MEDSAFE98"', 'source = "MEDSAFE"', "interactions[0].source",
                  "unknown source tag 'MEDSAFE'", id="an interaction citing an unknown source"),
-    pytest.param('analytes = ["WBC", "NEUT", "PLT"]', 'analytes = ["WBC", "NEUTS", "PLT"]', "trend.analytes",
+    pytest.param('analytes = ["WBC", "NEUT", "PLT"', 'analytes = ["WBC", "NEUTS", "PLT"', "trend.analytes",
                  "unknown analyte 'NEUTS'", id="a trend on an unknown analyte"),
     pytest.param('hold_drug = "azathioprine"', 'hold_drug = "azathioprin"', "tightening.hold_drug",
                  "unknown drug 'azathioprin'", id="tightening holds an unknown drug"),

@@ -26,8 +26,9 @@ def flags(snap: Snapshot, today: date, *kinds: str) -> list[Flag]:
 def test_the_trend_rule_is_the_protocol_file() -> None:
     t = PROTOCOL.trend
     assert t is not None
+    # HGB since the liver/anaemia issue: BSR 2017 "a consistent downward trend in any value" [M] (CLINICAL.md §4.4)
     assert (t.analytes, t.falls, t.total_fall, t.single_fall, t.severity) == (
-        ("WBC", "NEUT", "PLT"), 3, 0.10, 0.25, "watch")
+        ("WBC", "NEUT", "PLT", "HGB"), 3, 0.10, 0.25, "watch")
 
 
 #: (analyte, values on days 10, 20, 30, ..., kinds flagged on the last result).
@@ -46,7 +47,8 @@ TRENDS = [
     pytest.param("NEUT", [5.0, 3.7], {"rapid_fall"}, id="DESIGN NEUT 26% in one step"),
     pytest.param("PLT", [400, 350, 300, 250], {"trend_down"}, id="PCN 37.5% in 3 steps of < 25% each"),
     pytest.param("WBC", [10.0, 9.0, 8.0, 5.9], {"trend_down", "rapid_fall"}, id="PCN+DESIGN both on one result"),
-    pytest.param("HGB", [150, 140, 130, 100], set(), id="haemoglobin is not a trend analyte"),
+    pytest.param("HGB", [150, 140, 130, 100], {"trend_down"}, id="BSR17[M] haemoglobin 3 falls, 33% (any value)"),
+    pytest.param("HGB", [150, 145, 140, 136], set(), id="BSR17[M] haemoglobin 3 falls totalling just under 10%"),
     pytest.param("PLT", [300, 320, 340, 360], set(), id="rising counts"),
 ]
 
@@ -67,7 +69,7 @@ def test_a_trend_flag_explains_itself() -> None:
     (flag,) = flags(snap, day(40), "trend_down")
     assert flag.rule_id == RULE + "trend/down"
     assert flag.why == ("PLT fell 3 times in a row from 400 to 359 10*9/L (more than 10%): caution and extra "
-                        "vigilance (Primary-care notebook (UK))")
+                        "vigilance (Primary-care notebook; BSR 2017 (haemoglobin))")  # source TRENDS since HGB joined
 
 
 def test_a_rapid_fall_says_it_is_a_design_choice() -> None:

@@ -10,8 +10,9 @@ import pytest
 from monitor.domain.analytes import Range
 from monitor.domain.protocol import Phase, Severity
 from monitor.domain.snapshot import DoseEvent, Override, Snapshot
-from monitor.domain.thresholds import breaches, ctcae_grade, flags_for, reference_for, result_flags
+from monitor.domain.thresholds import Baseline, breaches, ctcae_grade, flags_for, reference_for, result_flags
 from tests.unit.builders import PROTOCOL, START, day, plan, result, snapshot
+from tests.unit.test_liver_rules import BOUNDARIES as LIVER_BOUNDARIES
 
 THRESHOLDS = {t.id: t for t in PROTOCOL.thresholds}
 RULE = f"{PROTOCOL.id}/"
@@ -52,6 +53,7 @@ BSR_BOUNDARIES = [
 
 def test_every_bsr_threshold_in_the_protocol_file_has_boundary_rows() -> None:
     tested = {p.values[0] for p in BSR_BOUNDARIES}
+    tested |= {p.values[1] for p in LIVER_BOUNDARIES if p.values[0] == PROTOCOL.id}  # the action tier, eGFR
     assert tested == set(THRESHOLDS)
 
 
@@ -288,10 +290,11 @@ def test_a_ctcae_grade_of_3_or_more_is_a_single_critical_flag(
 @pytest.mark.parametrize(
     ("analyte", "value"),
     [
-        pytest.param("HGB", 90, id="CTCAE5 anaemia G2"),
+        # HGB 90, BILI 50 and ALP 400 (CTCAE grade 2) are the protocol's action tier since the liver issue
+        # (CLINICAL.md §4.5, §4.7): tests/unit/test_liver_rules.py
         pytest.param("HGB", 115, id="CTCAE5 anaemia G1"),
-        pytest.param("BILI", 50, id="CTCAE5 bilirubin G2"),
-        pytest.param("ALP", 400, id="CTCAE5 ALP G2"),
+        pytest.param("BILI", 30, id="CTCAE5 bilirubin G1"),
+        pytest.param("ALP", 300, id="CTCAE5 ALP G1"),
         pytest.param("GGT", 200, id="CTCAE5 GGT G2"),
         pytest.param("CREAT", 300, id="CTCAE5 creatinine G2"),
         pytest.param("ALT", 90, id="CTCAE5 ALT G1, under BSR 100"),
@@ -367,7 +370,9 @@ def test_result_flags_keeps_one_flag_per_kind_per_result_across_results() -> Non
 @pytest.mark.parametrize("threshold_id", sorted(THRESHOLDS))
 def test_every_bsr_flag_names_its_rule_and_source(threshold_id: str) -> None:
     t = THRESHOLDS[threshold_id]
-    bound = t.below if t.below is not None else t.above
+    uln = PROTOCOL.reference_ranges[t.analyte].high
+    bound = t.below if t.below is not None else t.above if t.above is not None else \
+        None if t.above_uln_times is None or uln is None else t.above_uln_times * uln  # × ULN: the action tier
     assert bound is not None
     value = bound - 0.01 if t.below is not None else bound + 0.01
     found = [f for f in flags_for(result(t.analyte, value), PROTOCOL) if f.kind == t.kind]
@@ -377,7 +382,7 @@ def test_every_bsr_flag_names_its_rule_and_source(threshold_id: str) -> None:
         assert "CTCAE v5.0" in flag.why
         return
     assert flag.rule_id == f"{PROTOCOL.id}/{t.id}"
-    assert "(BSR 2017)" in flag.why
+    assert f"({PROTOCOL.cite(t.source)})" in flag.why  # BSR 2017, or the CTCAE grade 2 action tier
     assert t.action in flag.why
     assert f"{value:g}" in flag.why and t.analyte in flag.why
 
@@ -401,6 +406,11 @@ BASELINE_CUTS = [
     ("BILI", 42, 1.0, 1, "[M]"), ("BILI", 42, 1.5, 2, "[V]"), ("BILI", 42, 3.0, 3, "[V]"), ("BILI", 42, 10.0, 4, "[M]"),
     ("ALP", 260, 2.0, 1, "[M]"), ("ALP", 260, 2.5, 2, "[V]"), ("ALP", 260, 5.0, 3, "[V]"), ("ALP", 260, 20.0, 4, "[M]"),
 ]
+
+
+def before_azathioprine(analyte: str, value: float) -> Baseline:
+    """A baseline result on START, the day azathioprine started."""
+    return Baseline(result(analyte, value, on=START, id=1), f"the last value before azathioprine started on {START}")
 
 
 def _baseline_rows() -> list[object]:
@@ -429,7 +439,7 @@ def test_every_baseline_cut_in_the_grading_file_has_boundary_rows() -> None:
 def test_with_an_abnormal_baseline_the_grade_is_a_multiple_of_the_baseline(
     analyte: str, baseline: float, value: float, grade: int
 ) -> None:
-    base = result(analyte, baseline, on=START, id=1)
+    base = before_azathioprine(analyte, baseline)
     assert ctcae_grade(result(analyte, value, on=START + timedelta(days=30), id=2), PROTOCOL, base) == grade
 
 
@@ -445,15 +455,17 @@ def test_with_an_abnormal_baseline_the_grade_is_a_multiple_of_the_baseline(
 def test_a_normal_baseline_or_a_term_without_baseline_cuts_uses_the_uln(
     analyte: str, baseline: float, value: float, grade: int
 ) -> None:
-    base = result(analyte, baseline, on=START, id=1)
+    base = before_azathioprine(analyte, baseline)
     assert ctcae_grade(result(analyte, value, on=START + timedelta(days=30), id=2), PROTOCOL, base) == grade
 
 
 def test_a_critical_grade_against_the_baseline_says_so() -> None:
-    base = result("ALT", 200, on=START, id=1)
+    base = before_azathioprine("ALT", 200)
     (flag,) = flags_for(result("ALT", 1000.1, on=START + timedelta(days=30), id=2), PROTOCOL, baseline=base)
     assert (flag.severity, flag.rule_id) == ("critical", RULE + "ctcae-5.0/ALT/grade-3")
-    assert "CTCAE v5.0 grade 3 vs baseline 200 (Alanine aminotransferase increased)" in flag.why
+    # the baseline's value, date and how it was chosen, since the liver issue (CLINICAL.md §4.5 "baseline")
+    assert (f"CTCAE v5.0 grade 3 vs baseline ALT 200 U/L on {START} (the last value before azathioprine started "
+            f"on {START}) (Alanine aminotransferase increased)") in flag.why
 
 
 @pytest.mark.parametrize(
@@ -467,7 +479,7 @@ def test_a_critical_grade_against_the_baseline_says_so() -> None:
 def test_the_bsr_transaminase_threshold_is_skipped_when_the_baseline_was_abnormal(
     baseline: float | None, flagged: bool
 ) -> None:
-    base = None if baseline is None else result("ALT", baseline, on=START, id=1)
+    base = None if baseline is None else before_azathioprine("ALT", baseline)
     found = flags_for(result("ALT", 150, on=START + timedelta(days=30), id=2), PROTOCOL, baseline=base)
     assert [f.rule_id for f in found] == ([RULE + "bsr17/alt-above-100"] if flagged else [])
 
@@ -528,7 +540,7 @@ def test_the_override_reason_is_in_the_why() -> None:
                         "azathioprine and discuss with the specialist team (BSR 2017)")
 
 
-# --- liver grades only while azathioprine is given (monitor.domain.plan.given) ---------------------------------
+# --- liver grades only while azathioprine is given (monitor.domain.exposure) -------------------------------------
 # A drug-safety phase AND a planned or recorded azathioprine dose above zero that day (or enrolled already on it).
 # In AIH induction before the week-3 azathioprine start a high ALT or bilirubin is the disease, not toxicity:
 # no CTCAE critical flag and no BSR transaminase threshold (unless_baseline_abnormal); cytopenias always grade.
@@ -545,7 +557,10 @@ def plan_flags(snap: Snapshot, today: int) -> list[tuple[str, str]]:
     [
         pytest.param("ALT", 250, 7, [], id="induction day 7, before azathioprine: ALT G3 is the disease"),
         pytest.param("ALT", 250, AZA_WEEK_3 - 1, [], id="the day before the week-3 start"),
-        pytest.param("ALT", 250, AZA_WEEK_3, [("transaminase_rise", "critical")], id="the week-3 start: graded"),
+        # Since the liver issue a result on the day azathioprine starts is that exposure's baseline (the last
+        # value before it, CLINICAL.md §4.5), not graded against itself; from the next day on it is graded.
+        pytest.param("ALT", 250, AZA_WEEK_3, [], id="the week-3 start day: the exposure's own baseline"),
+        pytest.param("ALT", 250, AZA_WEEK_3 + 1, [("transaminase_rise", "critical")], id="the day after: graded"),
         pytest.param("ALT", 150, 7, [], id="BSR17 ALT>100 is not applied before azathioprine either"),
         pytest.param("ALT", 150, 21, [("transaminase_rise", "action")], id="BSR17 ALT>100 applies on azathioprine"),
         pytest.param("NEUT", 0.8, 7, [("neutropenia", "critical")], id="a cytopenia is graded before azathioprine"),
