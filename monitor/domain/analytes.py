@@ -48,6 +48,7 @@ class Analyte:
     reference: Range
     plausible: Range  # canonical values outside this are quarantined, never guessed
     synonyms: tuple[str, ...] = ()
+    reference_by_sex: dict[str, Range] = field(default_factory=dict)  # "F"/"M" -> fallback range, if it differs
 
 
 class UnitProblem(ValueError):

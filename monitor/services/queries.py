@@ -55,8 +55,8 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     """One patient as of `today`: the plan evaluated now, open flags and recent results."""
     patient = find_patient(session, mrn)
     enrollment = active_enrollment(session, patient)
-    protocol = library.get(enrollment.protocol_id)
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
+    protocol = library.get(enrollment.protocol_id).for_sex(snapshot.sex)  # grades below use the patient's ranges
     plan = evaluate(snapshot, protocol, today=today)
     phase = effective_phases(snapshot, protocol, today=today)[0].phase_on(today)
     flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == "open")

@@ -120,11 +120,12 @@ def test_a_long_term_patient_has_monthly_counts_and_one_count_4_and_12_weeks_aft
     drawn = clinic.follow(mrn, d("2026-01-05"), d("2026-10-12"))
     # conservative-union (CLINICAL.md §3.2): weekly to day 28, 2-weekly to day 84, monthly x 3 (BSR 2017), then
     # monthly for as long as azathioprine is given: the FDA label [V] and the source article ("CBC monthly").
-    # The 3-monthly LFT + IgG of the AIH disease clock (AASLD10 rec. 25) fall in these draws' windows.
+    # The 3-monthly LFT + IgG of the AIH disease clock (AASLD10 rec. 25) fall in these draws' windows until
+    # day 273 (10-05, ±14 days), whose blood also meets the monthly count of 10-12 (±7 days).
     assert drawn == [d(x) for x in (
         "2026-01-12", "2026-01-19", "2026-01-26", "2026-02-02", "2026-02-16", "2026-03-02", "2026-03-16",
         "2026-03-30", "2026-04-27", "2026-05-25", "2026-06-22", "2026-07-20", "2026-08-17", "2026-09-14",
-        "2026-10-12")]
+        "2026-10-05")]
     [cbc] = due(clinic.view(mrn, d("2026-10-12")), "CBC")
     assert (cbc["due_on"], cbc["rule_id"]) == ("2026-11-09", f"{AIH}/safety/conservative-union/long-term-monthly")
     assert "FDA" in cbc["why"]
@@ -140,7 +141,8 @@ def test_a_long_term_patient_has_monthly_counts_and_one_count_4_and_12_weeks_aft
     assert due_dates(view, "LFT") == ["2026-11-09"]  # off treatment: 3-weekly (AASLD10 [M], CLINICAL.md §2.6)
     clinic.labs(mrn, d("2026-11-09"), ALT=25, AST=24, IGG=12)  # liver tests and IgG only
     clinic.run(d("2026-11-09"))
-    assert counts(clinic.view(mrn, d("2026-11-16"))) == [("2026-11-16", "due", "after-stop")]
+    assert counts(clinic.view(mrn, d("2026-11-16"))) == [("2026-11-16", "due", "after-stop"),
+                                                         ("2027-01-11", "upcoming", "after-stop")]
     clinic.normal_labs(mrn, d("2026-11-16"))
     clinic.run(d("2026-11-16"))
     assert counts(clinic.view(mrn, d("2026-11-16"))) == [("2027-01-11", "upcoming", "after-stop")]
