@@ -76,20 +76,20 @@ def anchor_changes(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: T
     return sorted(found.items())
 
 
+def _enrolled_in_regimen(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
+    return protocol.induction is not None and snapshot.phases[0].phase in protocol.induction.phases
+
+
 def enrolled_on_drug(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
     """Whether the patient was enrolled already on the anchor drug (a cohort): in a phase in which it is
     given that the induction regimen does not start."""
-    regimen_phases = protocol.induction.phases if protocol.induction is not None else ()
-    first = snapshot.phases[0].phase
-    return first in protocol.safety_phases and first not in regimen_phases
+    return snapshot.phases[0].phase in protocol.safety_phases and not _enrolled_in_regimen(snapshot, protocol)
 
 
 def enrolled_before_treatment(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
     """Whether the enrollment starts a course of treatment: in baseline, or in a phase the induction
     regimen starts (not a cohort already on the drug, nor a patient followed off treatment)."""
-    regimen_phases = protocol.induction.phases if protocol.induction is not None else ()
-    first = snapshot.phases[0].phase
-    return first is Phase.BASELINE or first in regimen_phases
+    return snapshot.phases[0].phase is Phase.BASELINE or _enrolled_in_regimen(snapshot, protocol)
 
 
 def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> list[Run]:
