@@ -26,7 +26,8 @@ class AnalyteIn(Strict):
     synonyms: list[str] = []
     panel: str
     unit: str
-    reference: RangeIn
+    reference: RangeIn  # the fallback when the lab sends no range and the patient's sex is unknown
+    reference_by_sex: dict[Literal["F", "M"], RangeIn] = {}  # per sex, where it differs (CLINICAL.md §9.3)
     plausible: RangeIn
     units: dict[str, float]
     mass_units: dict[str, float] = {}
@@ -146,6 +147,7 @@ class SafetyProfileFile(Strict):
     sources: dict[str, str]
     restarts: Restarts
     stages: list[StageIn] = Field(min_length=1)
+    after_stop: StageIn | None = None  # counts after the drug stops; must end (at_days, count or until_day)
 
 
 class StepIn(Strict):
@@ -190,6 +192,19 @@ class InductionIn(Strict):
 class SafetyIn(Strict):
     profile: str
     phases: list[Phase]
+
+
+class BaselineIn(Strict):
+    panels: list[str] = Field(min_length=1)
+    before_days: int = Field(ge=0)
+    source: str
+
+
+class InfectionScreenIn(Strict):
+    tests: list[str] = Field(min_length=1)
+    severity: Severity
+    action: str
+    source: str
 
 
 class DiseaseIn(Strict):
@@ -254,6 +269,7 @@ class InteractionIn(Strict):
     restart_safety: bool = False
     weekly_weeks: int | None = Field(default=None, ge=1)
     extra_draw_days: int | None = Field(default=None, ge=1)
+    remind_on_dose_change: bool = False
 
 
 class TrendIn(Strict):
@@ -374,6 +390,8 @@ class ProtocolFile(Strict):
     induction: InductionIn | None = None
     dose_targets: dict[str, TargetIn] = {}
     safety: SafetyIn
+    baseline: BaselineIn | None = None
+    infection_screen: InfectionScreenIn | None = None
     disease: dict[Phase, DiseaseIn] = {}
     phases: PhasesIn | None = None
     response: ResponseIn | None = None

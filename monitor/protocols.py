@@ -17,6 +17,7 @@ from monitor.domain.analytes import Analyte, Catalog, Conversion, Range, normali
 from monitor.domain.drugs import DrugEntry, DrugVocabulary, SpellingClash, fold
 from monitor.domain.errors import ProtocolError
 from monitor.domain.protocol import (
+    BaselineDraw,
     Condition,
     DiseaseClock,
     DoseTarget,
@@ -27,6 +28,7 @@ from monitor.domain.protocol import (
     Grading,
     InductionRegimen,
     InductionStep,
+    InfectionScreen,
     Interaction,
     MonitoringProtocol,
     NadirRise,
@@ -94,6 +96,7 @@ def _analyte(key: str, a: AnalyteIn) -> Analyte:
         conversions=conversions, reference=Range(a.reference.low, a.reference.high),
         plausible=Range(a.plausible.low, a.plausible.high), synonyms=tuple(a.synonyms),
         zero_possible=a.zero_possible,
+        reference_by_sex={sex: Range(r.low, r.high) for sex, r in a.reference_by_sex.items()},
     )
 
 
@@ -209,6 +212,13 @@ def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources
         for panel in st.panels:
             if panel not in panels:
                 fail(f"{where}.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
+    if p.baseline is not None:
+        cited.append(("baseline.source", p.baseline.source))
+        for panel in p.baseline.panels:
+            if panel not in panels:
+                fail("baseline.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
+    if p.infection_screen is not None:
+        cited.append(("infection_screen.source", p.infection_screen.source))
     drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
     cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
     if p.induction is not None:
@@ -366,15 +376,20 @@ def load_safety_profile(name: str, directory: Path, protocol_path: Path, catalog
     def fail(where: str, what: str) -> None:
         raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
 
-    for i, stage in enumerate(profile.stages):
+    stages = [(f"stages[{i}]", stage) for i, stage in enumerate(profile.stages)]
+    if profile.after_stop is not None:
+        stages.append(("after_stop", profile.after_stop))
+    for where, stage in stages:
         if stage.source not in profile.sources:
-            fail(f"stages[{i}].source", f"unknown source tag {stage.source!r}; define it in [sources]")
+            fail(f"{where}.source", f"unknown source tag {stage.source!r}; define it in [sources]")
         for panel in stage.panels:
             if panel not in panels:
-                fail(f"stages[{i}].panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
+                fail(f"{where}.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
     last = profile.stages[-1]
     if last.until_day is not None or last.count is not None or last.at_days:
         fail(f"stages[{len(profile.stages) - 1}]", "the last stage must be open-ended (no until_day, count or at_days)")
+    if profile.after_stop is not None and _stage(profile.after_stop).open_ended:
+        fail("after_stop", "the counts after a stop must end: give at_days, count or until_day")
     if profile.profile.source not in profile.sources:
         fail("profile.source", f"unknown source tag {profile.profile.source!r}; define it in [sources]")
     return profile
@@ -400,6 +415,11 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
                                   s.source, s.mg_per_kg) for _, s in _induction_steps(path, i)),
         continue_if_given=tuple(i.continue_if_given), continue_source=i.continue_source)
     ph, rs, rl, g, d, t, tg = p.phases, p.response, p.relapse, p.genetics, p.dosing, p.trend, p.tightening
+    b, screen = p.baseline, p.infection_screen
+    by_sex: dict[str, dict[str, Range]] = {}
+    for key, analyte in catalog.analytes.items():
+        for sex, reference in analyte.reference_by_sex.items():
+            by_sex.setdefault(sex, {})[key] = reference
     return MonitoringProtocol(
         id=p.protocol.id,
         version=p.protocol.version,
@@ -412,7 +432,8 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         safety=SafetySchedule(
             id=profile.profile.id, title=profile.profile.title, anchor_drug=profile.profile.anchor_drug,
             stages=tuple(_stage(st) for st in profile.stages), source=profile.profile.source,
-            restarts=profile.restarts.model_dump()),
+            restarts=profile.restarts.model_dump(),
+            after_stop=None if profile.after_stop is None else _stage(profile.after_stop)),
         safety_phases=tuple(p.safety.phases),
         disease={phase: DiseaseClock(phase, tuple(_stage(st) for st in c.stages)) for phase, c in p.disease.items()},
         phase_rules=None if ph is None else PhaseRules(
@@ -439,7 +460,8 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         interactions=tuple(
             Interaction(id=x.id, drugs=_interacting(x.drugs, drug_list), severity=x.severity, action=x.action,
                         source=x.source, dose_factor=x.dose_factor, restart_safety=x.restart_safety,
-                        weekly_weeks=x.weekly_weeks, extra_draw_days=x.extra_draw_days)
+                        weekly_weeks=x.weekly_weeks, extra_draw_days=x.extra_draw_days,
+                        remind_on_dose_change=x.remind_on_dose_change)
             for x in p.interactions),
         trend=None if t is None else Trend(tuple(t.analytes), t.falls, t.total_fall, t.single_fall, t.severity,
                                            t.source),
@@ -466,6 +488,10 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         flag_lookback_days=p.protocol.flag_lookback_days,
         missed_lookback_days=p.protocol.missed_lookback_days,
         drug_list=drug_list,
+        baseline=None if b is None else BaselineDraw(tuple(b.panels), b.before_days, b.source),
+        infection_screen=None if screen is None else InfectionScreen(tuple(screen.tests), screen.severity,
+                                                                     screen.action, screen.source),
+        sex_reference_ranges=by_sex,
     )
 
 
@@ -499,11 +525,14 @@ class Library:
 
     @cached_property
     def graders(self) -> list[MonitoringProtocol]:
-        """One protocol per distinct grading (several protocols usually share CTCAE v5); all share
-        the catalog's reference ranges, so the grading alone tells them apart."""
-        distinct: dict[tuple[str, str, int], MonitoringProtocol] = {}
+        """One protocol per distinct grading (several protocols usually share CTCAE v5) and fallback
+        ranges: the sex-neutral ones and each sex's (all from the catalog), so a result without a lab
+        range is screened at ingestion, where the patient's sex is not looked up, against every one."""
+        distinct: dict[tuple[str, str, int, str], MonitoringProtocol] = {}
         for p in self.protocols.values():
-            distinct.setdefault((p.grading.name, p.grading.version, p.grading.critical_min_grade), p)
+            for sex in ("", *p.sex_reference_ranges):
+                distinct.setdefault((p.grading.name, p.grading.version, p.grading.critical_min_grade, sex),
+                                    p.for_sex(sex))
         return list(distinct.values())
 
 

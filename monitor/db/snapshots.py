@@ -16,6 +16,7 @@ from monitor.db.tables import (
     GenotypeRecord,
     LabResult,
     MedicationRecord,
+    Patient,
     PhaseEpisode,
     ThresholdOverride,
     WeightRecord,
@@ -74,6 +75,8 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
         else:
             open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,
                                               now_status == "retracted", rule_id))
+    sexes: dict[int, str | None] = {pid: sex for pid, sex in session.execute(
+        sa_select(col(Patient.id), col(Patient.sex)).where(col(Patient.id).in_(pids)))}
     overrides: dict[int, list[s.Override]] = defaultdict(list)
     for o in session.exec(select(ThresholdOverride).where(col(ThresholdOverride.enrollment_id).in_(ids))):
         overrides[o.enrollment_id].append(s.Override(o.rule_id, o.below, o.above, o.reason))
@@ -88,6 +91,6 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
             genotypes=tuple(genes[pid]), medications=tuple(meds[pid]),
             results=tuple(r for r in results[pid] if r.observed_on >= e.start_on - BASELINE_WINDOW),
             overrides=tuple(overrides[e.id]), acknowledged=acknowledged[e.id],
-            open_flags=tuple(open_flags[e.id]),
+            open_flags=tuple(open_flags[e.id]), sex=sexes.get(pid),
         )
     return snapshots

@@ -50,6 +50,7 @@ class Analyte:
     plausible: Range  # non-zero canonical values outside this are quarantined, never guessed
     synonyms: tuple[str, ...] = ()
     zero_possible: bool = False  # a result of exactly 0 is real (an absent cell line), not an error
+    reference_by_sex: dict[str, Range] = field(default_factory=dict)  # "F"/"M" -> fallback range, if it differs
 
 
 class UnitProblem(ValueError):

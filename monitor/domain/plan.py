@@ -12,12 +12,14 @@ from monitor.domain.items import DoseStep, DueDraw, Flag, OverduePanel, Proposal
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.rules import (
+    dose_change_reminders,
     interaction_flags,
     nadir_flags,
     pattern_flags,
     relapse_flags,
     response_flags,
     rise_flags,
+    screen_flags,
     tightening_slots,
     trend_flags,
 )
@@ -63,6 +65,7 @@ def course(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> 
 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
+    protocol = protocol.for_sex(snapshot.sex)  # fallback reference ranges (CLINICAL.md §9.3)
     now = course(snapshot, protocol, today=today)
     snapshot, state, timeline, exp = now.snapshot, now.state, now.timeline, now.exposure
     drug = protocol.safety.anchor_drug
@@ -75,7 +78,9 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     more, response_changes = response_flags(snapshot, protocol, today=today)
     relapses, relapse_slots, proposals = relapse_flags(snapshot, protocol, today=today)
     interactions, interaction_slots = interaction_flags(snapshot, protocol, today=today)
-    flags = one_per_key(flags + more + relapses + interactions + state.flags)
+    reminders, reminder_changes = dose_change_reminders(snapshot, protocol, timeline, today=today)
+    flags = one_per_key(flags + more + relapses + interactions + reminders + screen_flags(snapshot, protocol)
+                        + state.flags)
     updated, resolved = reconcile(snapshot, protocol, flags, today=today, baselines=base)
     flags += updated
     # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug), or one whose rule's action
@@ -92,8 +97,8 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
         proposals.append(withdrawal)
     aged_out = [f.observed_on + timedelta(days=protocol.flag_lookback_days + 1) for f in flags]
     aged_out += [e.started_on for e in snapshot.phases]  # a phase confirmed ahead starts then
-    changes = [d for d in (*step_changes, *draw_changes, *response_changes, *aged_out, eligible_on)
-               if d and d > today]
+    changes = [d for d in (*step_changes, *draw_changes, *response_changes, *reminder_changes, *aged_out,
+                           eligible_on) if d and d > today]
     return Plan(
         as_of=today,
         draws=tuple(draws),

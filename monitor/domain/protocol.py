@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from monitor.domain.analytes import Range
@@ -109,6 +109,30 @@ class SafetySchedule:
     #: event -> index of the stage the clock restarts at: dose_increase, restart_after_hold,
     #: interacting_drug, intermediate_genotype, impairment. A restart never makes monitoring less frequent.
     restarts: dict[str, int]
+    #: Draws counted from each stop of the drug (delayed marrow suppression), until it starts again.
+    after_stop: Stage | None = None
+
+
+@dataclass(frozen=True)
+class BaselineDraw:
+    """Bloods before the anchor drug's first dose: due on that day, met by a result from the
+    `before_days` before it (or a late one, until the next draw of the panel opens)."""
+
+    panels: tuple[str, ...]
+    before_days: int
+    source: str
+
+
+@dataclass(frozen=True)
+class InfectionScreen:
+    """Tests before the anchor drug starts that the product does not ingest as lab results (HBV, HCV,
+    HIV, VZV immunity): a flag from the enrollment start, open until a clinician records the results
+    by acknowledging it."""
+
+    tests: tuple[str, ...]
+    severity: Severity
+    action: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -226,6 +250,8 @@ class Interaction:
     restart_safety: bool = False  # the drug-safety clock restarts (weekly counts)
     weekly_weeks: int | None = None  # ... for this many weeks of weekly counts
     extra_draw_days: int | None = None  # one extra count this many days after the start
+    #: the flag again on each start, stop or change of the anchor drug's dose while the drug is taken
+    remind_on_dose_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -338,7 +364,7 @@ class MonitoringProtocol:
     tightening: Tightening | None
     thresholds: tuple[Threshold, ...]
     grading: Grading
-    reference_ranges: dict[str, Range]  # analyte -> fallback reference range
+    reference_ranges: dict[str, Range]  # analyte -> fallback reference range (sex unknown)
     panels: dict[str, str]  # analyte -> panel
     units: dict[str, str]  # analyte -> canonical unit
     critical_action: str = "clinician review today"
@@ -347,6 +373,18 @@ class MonitoringProtocol:
     flag_lookback_days: int = 90
     missed_lookback_days: int = 90
     drug_list: DrugVocabulary = field(default_factory=DrugVocabulary)  # config/drugs.toml
+    baseline: BaselineDraw | None = None
+    infection_screen: InfectionScreen | None = None
+    #: sex ("F", "M") -> analyte -> fallback reference range for that sex, where it differs
+    sex_reference_ranges: dict[str, dict[str, Range]] = field(default_factory=dict)
+
+    def for_sex(self, sex: str | None) -> MonitoringProtocol:
+        """This protocol with the fallback reference ranges for a patient's sex; the sex-neutral (wider)
+        ones when the sex is unknown. The lab's own range always wins (thresholds.reference_for)."""
+        ranges = self.sex_reference_ranges.get(sex or "")
+        if not ranges:
+            return self
+        return replace(self, reference_ranges={**self.reference_ranges, **ranges}, sex_reference_ranges={})
 
     def cite(self, tag: str) -> str:
         """The short human name of a source tag, for `why` lines."""

@@ -1,6 +1,6 @@
 """Longitudinal rules: trends, rises from baseline or from the induction nadir, patterns of
-results, AIH response and relapse, interactions, and the extra draws flags ask for. Each returns
-flags (and slots) with `rule_id` and `why`."""
+results, AIH response and relapse, interactions, the infection screen, and the extra draws flags ask
+for. Each returns flags (and slots) with `rule_id` and `why`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from monitor.domain.exposure import Exposure
 from monitor.domain.items import Flag, Proposal
 from monitor.domain.phases import response_on
 from monitor.domain.protocol import Condition, MonitoringProtocol, NadirRise, Pattern, Phase, Severity
+from monitor.domain.schedule import Timeline, anchor_changes, enrolled_before_treatment
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import FLAGGABLE, above_uln, breaches, flag_from, nadir_before, reference_for
 
@@ -282,6 +283,43 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                                   f"an extra count {x.extra_draw_days} days after {drug} start on "
                                   f"{med.started_on} ({cite})", mergeable=False))
     return flags, slots
+
+
+def dose_change_reminders(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline, *,
+                          today: date) -> tuple[list[Flag], list[date]]:
+    """Interactions with `remind_on_dose_change`: their flag again on each start, stop or change of the
+    anchor drug's dose while the drug is taken (warfarin: check the INR, CLINICAL.md §7). Returns the
+    flags of the look-back and the days of planned changes still to come."""
+    flags: list[Flag] = []
+    coming: list[date] = []
+    since = today - timedelta(days=protocol.flag_lookback_days)
+    changes = anchor_changes(snapshot, protocol, timeline)
+    for med in snapshot.medications:
+        drug = protocol.drug_list.generic(med.drug)
+        for x in (x for x in protocol.interactions if x.remind_on_dose_change and drug in x.drugs):
+            for day, what in changes:
+                if not med.started_on < day < (med.stopped_on or date.max) or day < since:
+                    continue
+                if day > today:
+                    coming.append(day)
+                    continue
+                flags.append(Flag(kind="interaction", severity=x.severity.value, observed_on=day,
+                                  rule_id=f"{protocol.id}/interactions/{x.id}/{drug}/dose-change",
+                                  why=f"{what} while on {drug} (since {med.started_on}): {x.action} "
+                                      f"({protocol.cite(x.source)})"))
+    return flags, coming
+
+
+def screen_flags(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[Flag]:
+    """The infection screen before the anchor drug starts: a flag from the start of an enrollment that
+    starts a course of treatment, open until a clinician acknowledges it with the results."""
+    screen = protocol.infection_screen
+    if screen is None or not enrolled_before_treatment(snapshot, protocol):
+        return []
+    why = (f"infection screen before {protocol.safety.anchor_drug} starts (enrolled {snapshot.start_on}): "
+           f"{', '.join(screen.tests)}; {screen.action} ({protocol.cite(screen.source)})")
+    return [Flag(kind="infection_screen", severity=screen.severity.value, observed_on=snapshot.start_on,
+                 rule_id=f"{protocol.id}/screen/infection-screen", why=why)]
 
 
 def tightening_slots(flags: list[Flag], protocol: MonitoringProtocol) -> list[Slot]:

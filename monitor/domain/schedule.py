@@ -2,8 +2,10 @@
 
 The drug-safety clock counts from the anchor drug's start and restarts as CLINICAL.md §3.2 says
 (dose increase, restart after a hold, a new interacting drug, an intermediate TPMT/NUDT15
-result, the onset of renal impairment); it stops off treatment. The disease clock counts from each
-phase's start. Extra draws come from flags (repeat counts, relapse confirmation) and interacting drugs.
+result, the onset of renal impairment); it stops off treatment, and the profile's after-stop
+counts follow each stop. The disease clock counts from each phase's start. The protocol's baseline
+draw comes before the first dose. Extra draws come from flags (repeat counts, relapse
+confirmation) and interacting drugs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import date, timedelta
 
 from monitor.domain.clocks import Run, Slot, run_slots
 from monitor.domain.items import DueDraw, OverduePanel
-from monitor.domain.protocol import MonitoringProtocol
+from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.snapshot import Snapshot
 
 Timeline = list[tuple[date, float]]
@@ -61,6 +63,38 @@ def dose_changes(timeline: Timeline) -> list[date]:
     return changes
 
 
+def anchor_changes(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> list[tuple[date, str]]:
+    """(day, what) of each start, change and stop of the anchor drug, one per day: its dose timeline, and
+    the start of a phase in which it is not given."""
+    drug = protocol.safety.anchor_drug
+    found: dict[date, str] = {}
+    previous = None
+    for day, dose in timeline:
+        if dose != previous:
+            found[day] = f"{drug} stopped on {day}" if dose == 0 else f"{drug} {dose:g} mg/day from {day}"
+        previous = dose
+    for before, episode in zip(snapshot.phases, snapshot.phases[1:], strict=False):
+        if before.phase in protocol.safety_phases and episode.phase not in protocol.safety_phases:
+            found.setdefault(episode.started_on, f"{drug} stopped with {episode.phase.value} from {episode.started_on}")
+    return sorted(found.items())
+
+
+def _enrolled_in_regimen(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
+    return protocol.induction is not None and snapshot.phases[0].phase in protocol.induction.phases
+
+
+def enrolled_on_drug(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
+    """Whether the patient was enrolled already on the anchor drug (a cohort): in a phase in which it is
+    given that the induction regimen does not start."""
+    return snapshot.phases[0].phase in protocol.safety_phases and not _enrolled_in_regimen(snapshot, protocol)
+
+
+def enrolled_before_treatment(snapshot: Snapshot, protocol: MonitoringProtocol) -> bool:
+    """Whether the enrollment starts a course of treatment: in baseline, or in a phase the induction
+    regimen starts (not a cohort already on the drug, nor a patient followed off treatment)."""
+    return snapshot.phases[0].phase is Phase.BASELINE or _enrolled_in_regimen(snapshot, protocol)
+
+
 def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline,
                 restarts: Restarts = ()) -> list[Run]:
     """The drug-safety clock's runs: started, restarted and stopped by events, in date order.
@@ -69,9 +103,7 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
     drug = safety.anchor_drug
     events: list[tuple[date, str, str]] = []  # (day, event, what)
     previous = 0.0
-    first = snapshot.phases[0].phase
-    regimen_phases = protocol.induction.phases if protocol.induction is not None else ()
-    if first in protocol.safety_phases and first not in regimen_phases:
+    if enrolled_on_drug(snapshot, protocol):
         # A cohort enrolled already on the drug: count from the enrollment start, dose unknown.
         events.append((snapshot.start_on, "start", f"{drug} treatment (on it at enrollment, {snapshot.start_on})"))
         previous = float("inf")
@@ -128,6 +160,38 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
     return runs
 
 
+def after_stop_slots(protocol: MonitoringProtocol, runs: list[Run], *, horizon: date) -> list[Slot]:
+    """After each stop of the drug-safety clock (a run followed by no restart on its last day), the
+    profile's after-stop counts until the drug starts again. With no restart, an unmet one counts as
+    missed `missed_lookback_days` after it was due (no later count of the clock will come)."""
+    stage = protocol.safety.after_stop
+    if stage is None:
+        return []
+    found: list[Slot] = []
+    lookback = timedelta(days=protocol.missed_lookback_days)
+    for i, run in enumerate(runs):
+        restart = runs[i + 1].anchor if i + 1 < len(runs) else None
+        if run.stop is None or (restart is not None and restart <= run.stop):
+            continue
+        after = Run(run.stop, 0, restart, f"{protocol.safety.anchor_drug} stop on {run.stop}", run.rule_prefix)
+        slots = run_slots((stage,), after, changes=[], horizon=horizon, cite=protocol.cite)[0]
+        found += [s if s.until is not None else replace(s, until=s.due_on + lookback) for s in slots]
+    return found
+
+
+def baseline_slots(snapshot: Snapshot, protocol: MonitoringProtocol, runs: list[Run]) -> list[Slot]:
+    """The protocol's bloods before the anchor drug's first dose (planned or recorded; the enrollment
+    start while none is known), for an enrollment that starts a course of treatment."""
+    b = protocol.baseline
+    if b is None or not enrolled_before_treatment(snapshot, protocol):
+        return []
+    first = runs[0].anchor if runs else snapshot.start_on
+    why = (f"before the first {protocol.safety.anchor_drug} dose on {first}: a result from the {b.before_days} "
+           f"days before counts ({protocol.cite(b.source)})")
+    return [Slot(first, first - timedelta(days=b.before_days), first, b.panels,
+                 f"{protocol.id}/baseline/before-first-dose", why, mergeable=False)]
+
+
 def disease_runs(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple[Run, int]]:
     """One run per phase episode that has a disease clock, ending when the next episode starts."""
     runs = []
@@ -148,8 +212,11 @@ def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: da
     slots: list[Slot] = list(extra)
     # Look far enough ahead that every slot which could merge with the next upcoming one exists.
     horizon = today + LOOKAHEAD
-    for run in safety_runs(snapshot, protocol, timeline, restarts):
+    runs = safety_runs(snapshot, protocol, timeline, restarts)
+    for run in runs:
         slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=horizon, cite=protocol.cite)[0]
+    slots += after_stop_slots(protocol, runs, horizon=horizon)
+    slots += baseline_slots(snapshot, protocol, runs)
     for run, i in disease_runs(snapshot, protocol):
         stages = protocol.disease[snapshot.phases[i].phase].stages
         slots += run_slots(stages, run, changes=[], horizon=horizon, cite=protocol.cite)[0]

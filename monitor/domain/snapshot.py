@@ -96,6 +96,7 @@ class Snapshot:
     #: same specimen that is more severe is not covered.
     acknowledged: Mapping[str, str] = field(default_factory=dict)
     open_flags: tuple[OpenFlag, ...] = ()
+    sex: str | None = None  # F, M or U (the patient row); chooses the fallback reference ranges
 
     def phase_on(self, day: date) -> PhaseEpisode:
         current = self.phases[0]

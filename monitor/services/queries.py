@@ -54,8 +54,8 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     """One patient as of `today`: the plan evaluated now, open flags and recent results."""
     patient = find_patient(session, mrn)
     enrollment = active_enrollment(session, patient)
-    protocol = library.get(enrollment.protocol_id)
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
+    protocol = library.get(enrollment.protocol_id).for_sex(snapshot.sex)  # grades below use the patient's ranges
     plan = evaluate(snapshot, protocol, today=today)
     current = course(snapshot, protocol, today=today)
     phase = current.snapshot.phase_on(today)

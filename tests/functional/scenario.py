@@ -38,6 +38,7 @@ LOINC = {
     "WBC": ("6690-2", "10*9/L"),
     "NEUT": ("751-8", "10*9/L"),
     "PLT": ("777-3", "10*9/L"),
+    "HGB": ("718-7", "g/L"),
     "ALT": ("1742-6", "U/L"),
     "AST": ("1920-8", "U/L"),
     "IGG": ("2465-3", "g/L"),
@@ -45,7 +46,6 @@ LOINC = {
     "CREAT": ("2160-0", "umol/L"),
     "ALB": ("1751-7", "g/L"),
     "ALP": ("6768-6", "U/L"),
-    "HGB": ("718-7", "g/L"),
     "EGFR": ("98979-8", "mL/min/{1.73_m2}"),
 }
 
@@ -88,9 +88,9 @@ class Clinic:
 
     def enroll(self, mrn: str, *, start: date, protocol: str = "aih-azathioprine", weight_kg: float = 60,
                tpmt: str | None = "normal", nudt15: str | None = "normal", phase: Phase = Phase.BASELINE,
-               on: date | None = None) -> None:
+               on: date | None = None, sex: str | None = None) -> None:
         req = patients.EnrollmentRequest(mrn=mrn, protocol=protocol, start_on=start, weight_kg=weight_kg,
-                                         phase=phase, tpmt=tpmt, nudt15=nudt15,
+                                         phase=phase, tpmt=tpmt, nudt15=nudt15, sex=sex,
                                          coordinator="nurse@example.org", site="north")
         day = on or start
         with self.session() as s:

@@ -220,8 +220,8 @@ def test_phase_moves_a_patient_to_withdrawal_and_keeps_the_reason(capsys: pytest
 
 @pytest.fixture
 def clinic(db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A small clinic: one patient in induction with a low WBC, three on maintenance whose
-    12-weekly safety draws (BSR 2017) are 41, 27 and 20 days overdue on DAY, one whose draw is due."""
+    """A small clinic: one patient in induction with a low WBC, four on maintenance with no result since
+    enrollment, whose safety draws are all overdue on DAY."""
     genotyped = ("--tpmt", "normal", "--nudt15", "normal")
     enroll(capsys, "I1", "2026-01-05", "--coordinator", "a@example.org", "--site", "north", *genotyped)
     for mrn, start, site in (("M3", "2025-05-12", "north"), ("M5", "2025-05-26", "south"),
@@ -326,7 +326,8 @@ def test_overdue_lists_the_most_overdue_draw_first_as_json_and_csv(
     assert first[("M2", "LFT")] == ("2025-06-09", 265, None, None)
     assert {mrn for mrn, _ in first} == {"M2", "M3", "M4", "M5"}
     m3_cbc = next(r for r in rows if (r["mrn"], r["panel"]) == ("M3", "CBC"))
-    assert m3_cbc["draws_unmet"] == 12 and m3_cbc["why"].startswith("CBC: 12 required draws unmet since 2025-05-19")
+    # changed (schedules item 11): 15 draws, was 12: the long-term counts are monthly (FDA label [V]), were 12-weekly
+    assert m3_cbc["draws_unmet"] == 15 and m3_cbc["why"].startswith("CBC: 15 required draws unmet since 2025-05-19")
     m3 = next(r for r in rows if r["mrn"] == "M3")
     assert (m3["phase"], m3["coordinator"], m3["site"]) == ("maintenance", "b@example.org", "north")
 

@@ -60,8 +60,9 @@ def test_a_rise_from_the_induction_nadir_after_azathioprine_starts_is_critical_a
         if day == "2026-02-09":
             clinic.record(mrn, d(day), doses={"azathioprine": 100})
         clinic.run(d(day))
-    # Falling transaminases (and ALT 60 -> 65, a wobble at the nadir) raise nothing.
-    assert clinic.view(mrn, d("2026-02-16"))["flags"] == []
+    # Falling transaminases (and ALT 60 -> 65, a wobble at the nadir) raise nothing (the infection
+    # screen's reminder aside: SPS, CLINICAL.md §8).
+    assert [f["kind"] for f in clinic.view(mrn, d("2026-02-16"))["flags"]] == ["infection_screen"]
 
     # 2026-02-23, two weeks on 100 mg: ALT 700, AST 650, bilirubin 90. Against the diagnosis values
     # (ALT 800, bilirubin 60) this was nothing at all; against the patient's own nadir since treatment
@@ -230,9 +231,9 @@ def test_an_egfr_under_60_is_flagged_and_restarts_the_safety_clock_from_day_0(cl
     clinic.draw(mrn, d("2025-01-06"), NORMAL | {"EGFR": 85})
     clinic.run(d("2025-01-06"))
     drawn = clinic.follow(mrn, d("2025-01-06"), d("2025-08-01"), EGFR=85)
-    # By then the conservative-union clock is in its long-term stage: counts every 12 weeks.
+    # By then the conservative-union clock is in its long-term stage: monthly counts (FDA label, source article).
     view = clinic.view(mrn, drawn[-1])
-    assert {x["rule_id"].rsplit("/", 1)[1] for x in due(view, "CBC")} == {"long-term-12-weekly"}
+    assert {x["rule_id"].rsplit("/", 1)[1] for x in due(view, "CBC")} == {"long-term-monthly"}
 
     # 2025-08-11: eGFR 52 with creatinine 100 (25 % above 80: under the 30 % rise rule).
     clinic.draw(mrn, d("2025-08-11"), NORMAL | {"CREAT": 100, "EGFR": 52})

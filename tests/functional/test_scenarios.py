@@ -113,7 +113,12 @@ def test_aih_from_baseline_through_response_and_years_of_maintenance_to_a_withdr
     # Baseline (CLINICAL.md §1): nothing given yet, so no dose steps; the day-0 baseline bloods are
     # done; a raised baseline ALT is the disease, not drug toxicity (BSR ALT > 100 exempt, no CTCAE off drug).
     assert (view["phase"], view["phase_since"]) == ("baseline", "2026-01-05")
-    assert view["dose_steps"] == [] and view["due"] == [] and view["flags"] == [] and view["proposals"] == []
+    assert view["dose_steps"] == [] and view["due"] == [] and view["proposals"] == []
+    # Changed (schedules item 10): the one flag is the infection screen before treatment (SPS [V], CLINICAL.md §8),
+    # open until a clinician records the results by acknowledging it.
+    [screen] = view["flags"]
+    assert (screen["kind"], screen["severity"]) == ("infection_screen", "action")
+    clinic.ack(screen["id"], d("2026-01-05"), "HBV, HCV and HIV negative; VZV IgG positive")
 
     # 2026-01-12: first prednisolone dose -> induction starts by itself on that day (CLINICAL.md §1:
     # baseline exits on the first dose; protocol [phases] start_on_first_dose_of).
@@ -189,16 +194,17 @@ def test_aih_from_baseline_through_response_and_years_of_maintenance_to_a_withdr
     # Almost three years of normal monitoring, the clinic drawing blood on each due date.
     drawn = clinic.follow(mrn, d("2026-04-20"), d("2029-01-01"))
     later = [day for day in drawn if day >= d("2026-07-13")]
-    # Long term: counts every 12 weeks (BSR 2017) and LFT + IgG every 91 days (AASLD10 rec. 25),
-    # each slot met anywhere in its ±14-day window (CLINICAL.md §1 tolerance): at most 84 + 14 days
-    # between two visits.
-    assert later and max(gaps(later)) <= 84 + 14
+    # Long term: counts monthly (FDA label [V], the source article; changed in schedules item 11, was BSR 2017's
+    # 12-weekly) and LFT + IgG every 91 days (AASLD10 rec. 25), each slot met anywhere in its window (±7 days
+    # for the monthly count, CLINICAL.md §1 tolerance): at most 28 + 7 days between two visits (was 84 + 14).
+    assert later and max(gaps(later)) <= 28 + 7
     assert [x["rule_id"].rsplit("/", 1)[1] for x in due(clinic.view(mrn, d("2026-07-13")), "CBC")] == [
-        "long-term-12-weekly"]
+        "long-term-monthly"]
     last = drawn[-1]
     view = clinic.view(mrn, last)
     assert (view["phase"], view["phase_since"]) == ("maintenance", "2026-03-09")
-    assert clinic.flags(mrn) == []  # normal results raise nothing in three years
+    # normal results raise nothing in three years; the one flag is the infection screen acknowledged at baseline
+    assert [(f["kind"], f["status"]) for f in clinic.flags(mrn)] == [("infection_screen", "acknowledged")]
     assert not [x for x in view["due"] if x["status"] in ("overdue", "missed")]
     assert view["proposals"] == []  # 2028-12: treated < 36 months
 
@@ -222,8 +228,13 @@ def test_aih_from_baseline_through_response_and_years_of_maintenance_to_a_withdr
     assert clinic.history(mrn)[-1][3] != "monitor (automatic rule)"
     assert view["proposals"] == []
     # During the taper: ALT/AST and IgG every 3 weeks (AASLD10 [M], CLINICAL.md §2.6): 02-04.
-    for panel in ("LFT", "IGG"):
-        [draw] = [x for x in due(view, panel) if "withdrawal start on 2029-01-14: day 21" in x["why"]]
+    # Changed (schedules item 11): the monthly safety draw of 01-22 (CBC, LFT, creatinine; FDA label) is the first
+    # upcoming LFT draw, so the taper's LFT of 02-04 is listed once that one is met.
+    assert due_dates(view, "LFT") == ["2029-01-22"]
+    clinic.normal_labs(mrn, d("2029-01-22"))
+    clinic.run(d("2029-01-22"))
+    for panel, shown in (("LFT", clinic.view(mrn, d("2029-01-22"))), ("IGG", view)):
+        [draw] = [x for x in due(shown, panel) if "withdrawal start on 2029-01-14: day 21" in x["why"]]
         assert draw["due_on"] == "2029-02-04", draw
 
     # Not a day before: on 2029-01-11 the patient has had 35 months and 30 days of treatment
@@ -261,10 +272,14 @@ def test_relapse_after_withdrawal_reinduction_and_lifelong_maintenance_without_a
     clinic.run(d("2026-04-13"))
     view = clinic.view(mrn, d("2026-04-13"))
     assert (view["phase"], view["phase_since"]) == ("off_treatment", "2026-04-13")
-    # Off treatment: the drug-safety clock stops (no counts, no dose steps; CLINICAL.md §1) and LFT +
-    # IgG go 3-weekly for 3 months (AASLD10 [M], §2.6): 05-04, 05-25, 06-15, 07-06 (day 84) ...
-    assert view["dose_steps"] == [] and due(view, "CBC") == []
-    assert [(x["panel"], x["due_on"]) for x in view["due"]] == [("IGG", "2026-05-04"), ("LFT", "2026-05-04")]
+    # Off treatment: the drug-safety clock stops (no dose steps; CLINICAL.md §1) and LFT + IgG go 3-weekly for
+    # 3 months (AASLD10 [M], §2.6): 05-04, 05-25, 06-15, 07-06 (day 84) ...
+    # Changed (schedules item 11): delayed marrow suppression (FDA label [M], CLINICAL.md §4.3): one count 4 and
+    # 12 weeks after the stop (05-11 and 07-06, DESIGN); the 05-04 bloods fall in the first one's ±7-day window.
+    assert view["dose_steps"] == []
+    assert [(x["due_on"], x["rule_id"].rsplit("/", 1)[1]) for x in due(view, "CBC")] == [("2026-05-11", "after-stop")]
+    assert [(x["panel"], x["due_on"]) for x in view["due"]] == [
+        ("IGG", "2026-05-04"), ("LFT", "2026-05-04"), ("CBC", "2026-05-11")]
     assert clinic.follow(mrn, d("2026-04-13"), d("2026-07-06")) == [
         d("2026-05-04"), d("2026-05-25"), d("2026-06-15"), d("2026-07-06")]
     # ... then 3-monthly to month 12 (§2.6): the next after day 84 is day 175, 2026-10-05.

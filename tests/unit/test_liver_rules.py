@@ -141,7 +141,8 @@ def test_an_egfr_under_60_restarts_each_safety_profile_at_day_0(protocol: Monito
 def test_renal_impairment_before_azathioprine_starts_restarts_nothing() -> None:
     snap = snapshot(phase=Phase.INDUCTION, results=(result("EGFR", 50, on=START - timedelta(days=5)),))
     draws = evaluate(snap, IBD, today=day(1)).draws
-    assert [d.due_on for d in draws if d.panel == "CBC"] == [day(14)]  # the ordinary day-14 draw
+    # the ordinary day-14 draw (and the baseline count before the first dose, SPS: not a restart)
+    assert [d.due_on for d in draws if d.panel == "CBC" and "/safety/" in d.rule_id] == [day(14)]
 
 
 # --- AIH (re)induction: rises from the patient's nadir (CLINICAL.md §2.2, §4.3; multipliers §4.5) --------------
@@ -373,7 +374,8 @@ BROKEN = [
     pytest.param('phases = ["maintenance", "withdrawal", "lifelong_maintenance"]',
                  'phases = ["maintenance", "withdrawl", "lifelong_maintenance"]',
                  "patterns[0].phases[1]", "Input should be", id="a pattern in an unknown phase"),
-    pytest.param("restart_safety = true  ", "restart_safty = true  ", "thresholds[12].restart_safty",
+    pytest.param("restart_safety = true             # the onset", "restart_safty = true             # the onset",
+                 "thresholds[12].restart_safty",
                  "Extra inputs are not permitted", id="a typo in restart_safety"),
 ]
 

@@ -41,7 +41,8 @@ DOSES = {
     "prednisolone": [0, 5, 7.5, 10, 12.5, 15, 20, 30, 40, 60],
 }
 #: Every interaction class in the protocol, and one drug without an interaction.
-MEDICATIONS = ["allopurinol", "febuxostat", "ribavirin", "ramipril", "co-trimoxazole", "mesalazine", "paracetamol"]
+MEDICATIONS = ["allopurinol", "febuxostat", "ribavirin", "ramipril", "co-trimoxazole", "mesalazine", "warfarin",
+               "trimethoprim", "methotrexate", "cimetidine", "paracetamol"]
 GENOTYPES = ["normal", "intermediate", "poor"]
 OVERRIDES = [
     Override("bsr17/neutrophils-below-1.6", 1.0, None, "benign ethnic neutropenia"),

@@ -151,7 +151,8 @@ def test_the_loader_rejects_a_broken_protocol_naming_the_file_and_key(
 BROKEN_PROFILE = [
     pytest.param("until_day = 28\nwindow_days = 3", "until_day = 28\nwindow_days = 4", "stages[0]",
                  "windows of neighbouring draws must not overlap", id="a weekly stage with ±4 day windows overlaps"),
-    pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\nwindow_days = 42", "stages[3]",
+    # Changed (schedules item 11): the last stage is monthly now (FDA label [V]), so its windows meet at ±14 days.
+    pytest.param("every_days = 28\nwindow_days = 7", "every_days = 28\nwindow_days = 14", "stages[3]",
                  "must not overlap", id="windows exactly meeting overlap too"),
     pytest.param("every_days = 7\n", "every_days = 0\n", "stages[0]", "give every_days (>= 1) or at_days",
                  id="a stage every 0 days"),
@@ -207,9 +208,10 @@ def test_a_profile_source_tag_must_be_defined_in_the_profile_itself(
     [
         pytest.param('panels = ["CBC", "LFT"]', 'panels = ["CBC", "LFTS"]', "stages[0].panels", "unknown panel 'LFTS'",
                      id="an unknown panel in a profile stage"),
-        pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\ncount = 4\nwindow_days = 14",
+        # Changed (schedules item 11): the last stage is monthly now (every_days = 28, window_days = 7).
+        pytest.param("every_days = 28\nwindow_days = 7", "every_days = 28\ncount = 4\nwindow_days = 7",
                      "stages[3]", "the last stage must be open-ended", id="a last profile stage with a count"),
-        pytest.param("every_days = 84\nwindow_days = 14", "every_days = 84\nuntil_day = 730\nwindow_days = 14",
+        pytest.param("every_days = 28\nwindow_days = 7", "every_days = 28\nuntil_day = 730\nwindow_days = 7",
                      "stages[3]", "the last stage must be open-ended", id="a last profile stage with until_day"),
     ],
 )
@@ -338,16 +340,22 @@ def test_a_class_in_an_interaction_covers_every_member_of_the_class() -> None:
     # CLINICAL.md §7: ACE inhibitors (SmPC) - captopril is not in the protocol file's list, the class is
     protocol = packaged_library().get("aih-azathioprine")
     (watch,) = [x for x in protocol.interactions if x.id == "watch-counts"]
-    assert {"captopril", "quinapril", "trandolapril", "ace inhibitor", "mesalazine"} <= set(watch.drugs)
+    assert {"captopril", "quinapril", "trandolapril", "ace inhibitor"} <= set(watch.drugs)
+    # Changed (schedules item 13): the aminosalicylates have a rule of their own (Imuran label, CLINICAL.md §7),
+    # which names the class
+    (aminosalicylates,) = [x for x in protocol.interactions if x.id == "aminosalicylates"]
+    assert set(aminosalicylates.drugs) == {"aminosalicylate", "mesalazine", "sulfasalazine", "olsalazine",
+                                           "balsalazide"}
 
 
 def test_a_site_adds_a_drug_to_its_drug_list_before_its_protocol_may_name_it(config: Path) -> None:
-    edit(config, '"sulfasalazine", "olsalazine"', '"sulfasalazine", "leflunomide", "olsalazine"')
-    assert "interactions[3].drugs[9]: unknown drug 'leflunomide'" in rejection(config)
+    # Changed (schedules item 13): the aminosalicylates rule (interactions[4]) names the class alone.
+    edit(config, 'drugs = ["aminosalicylate"]', 'drugs = ["aminosalicylate", "leflunomide"]')
+    assert "interactions[4].drugs[1]: unknown drug 'leflunomide'" in rejection(config)
     with (config / "drugs.toml").open("a", encoding="utf-8") as f:
         f.write('\n[drugs.leflunomide]   # a site addition\nbrands = ["Arava"]\nsources = ["MEMORY"]\n')
     protocol = Library(config).get("aih-azathioprine")
-    (watch,) = [x for x in protocol.interactions if x.id == "watch-counts"]
+    (watch,) = [x for x in protocol.interactions if x.id == "aminosalicylates"]
     assert protocol.interacts("Arava", watch)
 
 

@@ -248,7 +248,10 @@ def test_a_result_above_uln_after_a_response_is_a_possible_relapse_or_a_relapse(
 def test_a_possible_relapse_asks_for_a_repeat_of_lft_and_igg_in_2_to_4_weeks() -> None:
     snap = on_azathioprine(results=(result("ALT", 50, on=day(300)),))
     expected = {("LFT", 13, "upcoming"), ("IGG", 13, "upcoming")}
-    for today, status in [(300, "upcoming"), (313, "upcoming"), (314, "due"), (328, "due")]:
+    # Changed (schedules item 11): was from day 300; on day 300 the routine monthly LFT of day 308 (conservative-union
+    # long-term-monthly, FDA label [V]) is the next upcoming LFT draw and is listed first; from day 301 its window
+    # is open and the repeat is listed beside it.
+    for today, status in [(301, "upcoming"), (313, "upcoming"), (314, "due"), (328, "due")]:
         repeats = {(d.panel, d.status) for d in plan(snap, day(today)).draws
                    if d.rule_id == RULE + "relapse/repeat" and d.due_on == day(328)}
         assert repeats == {(panel, status) for panel, _, _ in expected}, today
@@ -346,8 +349,10 @@ INTERACTIONS = [
     pytest.param("ace inhibitor", "watch", "watch-counts", True, id="SmPC [V] ACE inhibitor: extra FBC"),
     pytest.param("ramipril", "watch", "watch-counts", True, id="SmPC [V] ramipril: extra FBC"),
     pytest.param("co-trimoxazole", "watch", "watch-counts", True, id="SmPC [V] co-trimoxazole: extra FBC"),
-    pytest.param("mesalazine", "watch", "watch-counts", True, id="Imuran label [V] mesalazine: extra FBC"),
-    pytest.param("sulfasalazine", "watch", "watch-counts", True, id="Imuran label [V] sulfasalazine: extra FBC"),
+    # Changed (schedules item 13): aminosalicylates were in watch-counts, which cites the SmPC; their own rule cites
+    # the Imuran label via an interaction database (CLINICAL.md §7).
+    pytest.param("mesalazine", "watch", "aminosalicylates", True, id="Imuran label [V] mesalazine: extra FBC"),
+    pytest.param("sulfasalazine", "watch", "aminosalicylates", True, id="Imuran label [V] sulfasalazine: extra FBC"),
 ]
 
 
@@ -407,7 +412,7 @@ OTHER_NAMES = [
     pytest.param("Zyloprim", "allopurinol", "allopurinol", id="MEDSAFE98 allopurinol by its US brand"),
     pytest.param("zyloric", "allopurinol", "allopurinol", id="MEDSAFE98 allopurinol by its UK brand, lower case"),
     pytest.param("Adenuric", "febuxostat", "xanthine-oxidase-contraindicated", id="febuxostat by its UK brand"),
-    pytest.param("mesalamine", "mesalazine", "watch-counts", id="Imuran label mesalazine by its US name"),
+    pytest.param("mesalamine", "mesalazine", "aminosalicylates", id="Imuran label mesalazine by its US name"),
     pytest.param("Septrin", "co-trimoxazole", "watch-counts", id="SmPC co-trimoxazole by its UK brand"),
     pytest.param("Tritace", "ramipril", "watch-counts", id="SmPC ramipril by its UK brand"),
 ]

@@ -46,7 +46,7 @@ def panel_days(snap: Snapshot, today: date, panel: str) -> list[tuple[int, str]]
 
 
 # --- the drug-safety clock (§3.2: weekly to day 28, 2-weekly to day 84 and until stable 6 weeks, monthly x3,
-# then 12-weekly) ------------------------------------------------------------------------------------------------
+# then monthly: FDA label and the source article; changed from 12-weekly, schedules item 11) --------------------
 
 #: (day after the first azathioprine dose, panels, stage) for a patient whose dose never changes.
 STEADY = [
@@ -61,16 +61,25 @@ STEADY = [
     pytest.param(112, ALL, "stable-monthly", id="BSR17 monthly x3 [V]: day 112"),
     pytest.param(140, ALL, "stable-monthly", id="BSR17 monthly x3 [V]: day 140"),
     pytest.param(168, ALL, "stable-monthly", id="BSR17 monthly x3 [V]: day 168"),
-    pytest.param(252, ALL, "long-term-12-weekly", id="BSR17 12-weekly [V]: day 252"),
-    pytest.param(336, ALL, "long-term-12-weekly", id="BSR17 12-weekly [V]: day 336"),
-    pytest.param(420, ALL, "long-term-12-weekly", id="BSR17 12-weekly [V]: day 420"),
+    # Changed (schedules item 11): long term, monthly (FDA label [V]; source article "CBC monthly"), was BSR 2017's
+    # 12-weekly (days 252, 336, 420), which is not the conservative union of the two. Days 280 and 364 meet the
+    # 3-monthly LFT + IgG of the disease clock (days 273 ±14 and 364): one LFT draw each (CLINICAL.md §1 merging).
+    pytest.param(196, ALL, "long-term-monthly", id="FDA monthly [V]: day 196"),
+    pytest.param(224, ALL, "long-term-monthly", id="FDA monthly [V]: day 224"),
+    pytest.param(252, ALL, "long-term-monthly", id="FDA monthly [V]: day 252"),
+    pytest.param(280, ("CBC", "RENAL"), "long-term-monthly", id="FDA monthly [V]: day 280, LFT with day 273's"),
+    pytest.param(308, ALL, "long-term-monthly", id="FDA monthly [V]: day 308"),
+    pytest.param(336, ALL, "long-term-monthly", id="FDA monthly [V]: day 336"),
+    pytest.param(364, (*ALL, "IGG"), "long-term-monthly", id="FDA monthly [V]: day 364, with the disease IgG"),
+    pytest.param(392, ALL, "long-term-monthly", id="FDA monthly [V]: day 392"),
+    pytest.param(420, ALL, "long-term-monthly", id="FDA monthly [V]: day 420"),
 ]
 
 
 def test_the_protocol_uses_the_conservative_union_safety_profile() -> None:
     assert PROTOCOL.safety.id == "conservative-union"
     assert [s.id for s in PROTOCOL.safety.stages] == [
-        "titration-weekly", "titration-2-weekly", "stable-monthly", "long-term-12-weekly"]
+        "titration-weekly", "titration-2-weekly", "stable-monthly", "long-term-monthly"]  # was long-term-12-weekly
 
 
 def test_the_steady_dose_schedule_is_exactly_these_days() -> None:
@@ -82,10 +91,11 @@ def test_on_each_safety_draw_day_its_panels_are_due(n: int, panels: tuple[str, .
     found = due_on(on_azathioprine(), day(n))
     assert sorted(d.panel for d in found) == sorted(panels)
     assert {d.status for d in found} == {"due"}
-    assert {d.rule_id for d in found} == {SAFETY + stage}
+    # changed (schedules item 11): on day 364 the disease clock's IgG is due too, so only the safety draws are looked at
+    assert {d.rule_id for d in found if d.panel != "IGG"} == {SAFETY + stage}
 
 
-@pytest.mark.parametrize("n", [0, 35, 49, 98, 126, 196, 224, 294])
+@pytest.mark.parametrize("n", [0, 35, 49, 98, 126, 210, 238, 294])  # 196 and 224 are monthly draw days now
 def test_nothing_is_scheduled_between_draw_days(n: int) -> None:
     assert due_on(on_azathioprine(), day(n)) == []
 
@@ -162,7 +172,8 @@ def test_a_dose_change_at_day_70_keeps_2_weekly_draws_until_the_dose_is_stable_f
         (42, "titration-2-weekly"), (56, "titration-2-weekly"), (70, "titration-2-weekly"),
         (84, "titration-2-weekly"), (98, "titration-2-weekly"), (112, "titration-2-weekly"),
         (140, "stable-monthly"), (168, "stable-monthly"), (196, "stable-monthly"),
-        (280, "long-term-12-weekly"), (364, "long-term-12-weekly"), (448, "long-term-12-weekly"),
+        # changed (schedules item 11): monthly long term (FDA label [V]), was 280, 364, 448 12-weekly
+        *((n, "long-term-monthly") for n in range(224, 449, 28)),
     ]
     assert sorted(d.panel for d in due_on(snap, day(98))) == list(ALL)
     assert {d.rule_id for d in due_on(snap, day(112))} == {SAFETY + "titration-2-weekly"}
@@ -199,38 +210,46 @@ def test_the_planned_week_5_rise_to_100_mg_during_the_weekly_stage_restarts_noth
 # drug or an intermediate TPMT/NUDT15 result -> from day 0) --------------------------------------------------
 
 
-#: (event, the safety days from day 180 to day 420) for a patient on 100 mg since START.
+#: (event, the safety days from day 180 to day 420) for a patient on 100 mg since START. Changed (schedules item 11):
+#: the long-term draws are monthly (FDA label [V]), were 12-weekly.
 RESTARTS = [
     pytest.param(
         (DoseEvent("azathioprine", 150, day(200)),), (), (),
-        [(214, "titration-2-weekly"), (228, "titration-2-weekly"), (242, "titration-2-weekly"),
-         (270, "stable-monthly"), (298, "stable-monthly"), (326, "stable-monthly"), (410, "long-term-12-weekly")],
-        id="BSR17 [V]: dose increase on day 200 -> 2-weekly until stable 6 weeks, then monthly x3, 12-weekly"),
+        [(196, "long-term-monthly"), (214, "titration-2-weekly"), (228, "titration-2-weekly"),
+         (242, "titration-2-weekly"),
+         (270, "stable-monthly"), (298, "stable-monthly"), (326, "stable-monthly"), (354, "long-term-monthly"),
+         (382, "long-term-monthly"), (410, "long-term-monthly")],
+        id="BSR17 [V]: dose increase on day 200 -> 2-weekly until stable 6 weeks, then monthly x3, monthly (FDA)"),
     pytest.param(
         (DoseEvent("azathioprine", 0, day(190)), DoseEvent("azathioprine", 100, day(200))), (), (),
         [(207, "titration-weekly"), (214, "titration-weekly"), (221, "titration-weekly"), (228, "titration-weekly"),
          (242, "titration-2-weekly"), (256, "titration-2-weekly"), (270, "titration-2-weekly"),
-         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly")],
+         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly"),
+         (396, "long-term-monthly")],
         id="FDA/SmPC: restart after a hold (0 mg day 190, 100 mg day 200) -> weekly from day 0"),
     pytest.param(
         (), (Medication("allopurinol", day(200)),), (),
-        [(207, "titration-weekly"), (214, "titration-weekly"), (221, "titration-weekly"), (228, "titration-weekly"),
+        [(196, "long-term-monthly"), (207, "titration-weekly"), (214, "titration-weekly"), (221, "titration-weekly"),
+         (228, "titration-weekly"),
          (242, "titration-2-weekly"), (256, "titration-2-weekly"), (270, "titration-2-weekly"),
-         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly")],
+         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly"),
+         (396, "long-term-monthly")],
         id="MEDSAFE98: new interacting drug (allopurinol day 200) -> from day 0"),
     pytest.param(
         (), (), (Genotype("TPMT", "intermediate", day(200)),),
-        [(207, "titration-weekly"), (214, "titration-weekly"), (221, "titration-weekly"), (228, "titration-weekly"),
+        [(196, "long-term-monthly"), (207, "titration-weekly"), (214, "titration-weekly"), (221, "titration-weekly"),
+         (228, "titration-weekly"),
          (242, "titration-2-weekly"), (256, "titration-2-weekly"), (270, "titration-2-weekly"),
-         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly")],
+         (284, "titration-2-weekly"), (312, "stable-monthly"), (340, "stable-monthly"), (368, "stable-monthly"),
+         (396, "long-term-monthly")],
         id="CLINICAL 3.2: intermediate TPMT result on day 200 -> from day 0"),
     pytest.param(
         (), (Medication("ramipril", day(200)),), (),
-        [(252, "long-term-12-weekly"), (336, "long-term-12-weekly"), (420, "long-term-12-weekly")],
+        [(n, "long-term-monthly") for n in range(196, 421, 28)],
         id="SmPC: an ACE inhibitor asks for one extra count, it does not restart the clock"),
     pytest.param(
         (DoseEvent("azathioprine", 75, day(200)),), (), (),
-        [(252, "long-term-12-weekly"), (336, "long-term-12-weekly"), (420, "long-term-12-weekly")],
+        [(n, "long-term-monthly") for n in range(196, 421, 28)],
         id="a dose decrease restarts nothing"),
 ]
 
@@ -259,7 +278,7 @@ def test_the_first_run_stops_where_the_restart_begins() -> None:
     ("increase_day", "two_weekly"),
     [
         pytest.param(200, [214, 228, 242], id="BSR17: increase in the monthly stage"),
-        pytest.param(400, [414, 428, 442], id="BSR17: increase in the 12-weekly stage"),
+        pytest.param(400, [414, 428, 442], id="BSR17: increase in the long-term (monthly) stage"),
     ],
 )
 def test_a_dose_increase_after_titration_goes_back_to_2_weekly_until_stable_6_weeks(
@@ -321,7 +340,8 @@ def test_the_safety_clock_runs_through_withdrawal_and_stops_off_treatment() -> N
     assert PROTOCOL.safety_phases == (Phase.INDUCTION, Phase.MAINTENANCE, Phase.WITHDRAWAL, Phase.REINDUCTION,
                                       Phase.LIFELONG_MAINTENANCE)
     days = safety_days(stopping(), until_day=900)
-    assert days[-1] == (420, "long-term-12-weekly")  # the last draw before day 500; 504 would be after the stop
+    # changed (schedules item 11): monthly long term, was (420, "long-term-12-weekly")
+    assert days[-1] == (476, "long-term-monthly")  # the last draw before day 500; 504 would be after the stop
     (run,) = safety_runs(stopping(), PROTOCOL, dose_timeline(stopping(), PROTOCOL, "azathioprine"))
     assert run.stop == day(500)
 
@@ -336,17 +356,21 @@ def test_off_treatment_only_the_disease_clock_asks_for_blood() -> None:
 @pytest.mark.parametrize(
     ("today", "status"),
     [
-        pytest.param(434, "due", id="day 420 ±14 closes on day 434"),
+        # changed (schedules item 11): the last draw before the stop is day 476 ±7 (monthly), was day 420 ±14
+        pytest.param(483, "due", id="day 476 ±7 closes on day 483"),
         pytest.param(499, "overdue", id="overdue while the clock still runs"),
         pytest.param(500, "missed", id="the clock stopped off treatment on day 500: missed from then"),
-        pytest.param(510, "missed", id="still listed 90 days after it was due"),
-        pytest.param(511, None, id="then it drops off like any missed draw"),
+        pytest.param(566, "missed", id="still listed 90 days after it was due"),
+        pytest.param(567, None, id="then it drops off like any missed draw"),
     ],
 )
 def test_an_unmet_draw_of_a_stopped_clock_counts_as_missed_from_the_stop(today: int, status: str | None) -> None:
     # CBC and creatinine are asked for by the safety clock only; it stops off treatment (day 500) and no later
-    # safety draw follows, so the last unmet one would otherwise stay overdue forever (clocks.Slot.until)
-    found = [d.status for d in plan(stopping(), day(today)).draws if d.panel in ("CBC", "RENAL")]
+    # safety draw follows, so the last unmet one would otherwise stay overdue forever (clocks.Slot.until).
+    # Changed (schedules item 11): the after-stop counts (CBC on days 528 and 584) are CBC draws too, so only the
+    # last draw before the stop is looked at (earlier monthly draws are missed too and listed for 90 days).
+    found = [d.status for d in plan(stopping(), day(today)).draws
+             if d.panel in ("CBC", "RENAL") and d.due_on == day(476)]
     assert found == ([] if status is None else [status, status])
 
 
@@ -649,11 +673,12 @@ STATUSES = [
     pytest.param(112, 120, "overdue", id="monthly: overdue day 120"),
     pytest.param(112, 132, "overdue", id="monthly: overdue day 132"),
     pytest.param(112, 133, "missed", id="monthly: missed when day 140's window opens (133)"),
-    pytest.param(252, 237, "upcoming", id="12-weekly day 252 ±14: day 237 upcoming"),
-    pytest.param(252, 238, "due", id="12-weekly: opens day 238"),
-    pytest.param(252, 266, "due", id="12-weekly: closes day 266"),
-    pytest.param(252, 267, "overdue", id="12-weekly: overdue day 267"),
-    pytest.param(252, 322, "missed", id="12-weekly: missed when day 336's window opens (322)"),
+    # changed (schedules item 11): long-term draws are monthly ±7 (FDA label [V]), were 12-weekly ±14 (day 252)
+    pytest.param(252, 244, "upcoming", id="long-term monthly day 252 ±7: day 244 upcoming"),
+    pytest.param(252, 245, "due", id="long-term monthly: opens day 245"),
+    pytest.param(252, 259, "due", id="long-term monthly: closes day 259"),
+    pytest.param(252, 260, "overdue", id="long-term monthly: overdue day 260"),
+    pytest.param(252, 273, "missed", id="long-term monthly: missed when day 280's window opens (273)"),
 ]
 
 
@@ -724,8 +749,9 @@ def test_missed_draws_drop_off_after_the_missed_lookback(today: int, listed: boo
 
 
 def test_an_overdue_draw_never_drops_off_while_overdue() -> None:
-    # day 252's window closes on day 266 and day 336's opens on day 322: overdue for 55 days, all listed
-    for n in range(267, 322):
+    # day 252's window closes on day 259 and day 280's opens on day 273: overdue for 13 days, all listed (changed,
+    # schedules item 11: monthly long term; with 12-weekly draws it was days 267-321)
+    for n in range(260, 273):
         assert {d.status for d in plan(on_azathioprine(), day(n)).draws
                 if d.due_on == day(252) and d.panel == "CBC"} == {"overdue"}
 
@@ -759,7 +785,8 @@ def test_next_review_is_the_earliest_day_a_status_can_change(today: int, next_re
 
 
 def test_next_review_includes_the_day_a_missed_draw_drops_off() -> None:
-    # day 330: day 252 is missed (since 322) and drops off on 252 + 91 = 343, before day 336 closes (351)
+    # day 330: day 252 is missed (since 273, day 280's window opening) and drops off on 252 + 91 = 343, before day
+    # 336 closes (344; monthly long term since schedules item 11)
     p = plan(on_azathioprine(), day(330))
     assert ("CBC", 252, "missed") in {(d.panel, (d.due_on - START).days, d.status) for d in p.draws}
     assert p.next_review_on == day(343)
@@ -782,15 +809,16 @@ def test_a_late_flagged_count_satisfies_the_overdue_draw_and_asks_for_its_repeat
 def test_next_review_includes_the_day_an_overdue_draw_becomes_missed_behind_a_repeat_count() -> None:
     # due_draws marks a draw missed once the next draw's window opens (`after.opens`). Found by this tier: for a
     # repeat count the review days held `due_from` (the flag's day), not `opens` (the day after). Day 252's CBC
-    # is overdue on day 280; a NEUT 1.2 that day asks for a repeat (due from 280, opens 281): on day 281 the
-    # day-252 draw turns missed, and next_review_on said day 288.
+    # is overdue on day 265; a NEUT 1.2 that day asks for a repeat (due from 265, opens 266): on day 266 the
+    # day-252 draw turns missed, and next_review_on said a later day.
     # Since late results satisfy an overdue draw, the flagged count itself satisfies day 252: nothing is left to
     # turn missed, and the plan holds still until its next review.
-    snap = on_azathioprine(results=(result("NEUT", 1.2, on=day(280)),))
-    before, after = plan(snap, day(280)), plan(snap, day(281))
+    # Changed (schedules item 11): days 265/266, were 280/281 (252 ±14 then; monthly ±7 now, day 280 is a draw day).
+    snap = on_azathioprine(results=(result("NEUT", 1.2, on=day(265)),))
+    before, after = plan(snap, day(265)), plan(snap, day(266))
     statuses = [[d.status for d in p.draws if d.panel == "CBC" and d.due_on == day(252)] for p in (before, after)]
     assert statuses == [[], []]
-    assert before.next_review_on > day(280)
+    assert before.next_review_on > day(265)
 
 
 SWEEPS = [
@@ -831,7 +859,7 @@ def test_next_review_is_always_after_today_and_nothing_changes_before_it(snap: S
 # --- explanations ----------------------------------------------------------------------------------------
 
 SOURCES = {"titration-weekly": "FDA label + BSR 2017", "titration-2-weekly": "FDA label + BSR 2017",
-           "stable-monthly": "BSR 2017", "long-term-12-weekly": "BSR 2017",
+           "stable-monthly": "BSR 2017", "long-term-monthly": "FDA label",  # was long-term-12-weekly, BSR 2017
            "maintenance-3-monthly": "AASLD 2010"}
 
 
