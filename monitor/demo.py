@@ -179,12 +179,18 @@ def unit_value(analyte: Analyte, value: float, rng: random.Random) -> list[str]:
 
 
 def handled_at_the_time(session: Session, people: list[Person], *, now: datetime) -> None:
-    """Flags raised before a patient's last confirmed phase change were acted on back then."""
+    """Flags raised before a patient's last confirmed phase change were acted on back then, and the
+    infection screen of a patient past baseline was recorded before the first dose."""
     changed = {p.mrn: p.history[-1][1] for p in people if p.history}
+    treated = {p.mrn for p in people if p.phase is not Phase.BASELINE}
     for flag in queries.flags(session, status="open"):
         if flag["observed_on"] < changed.get(flag["mrn"], date.min).isoformat():
-            queries.acknowledge(session, flag["id"], reason="demo: handled when the phase changed", by="demo",
-                                today=now.date(), now=now)
+            reason = "demo: handled when the phase changed"
+        elif flag["kind"] == "infection_screen" and flag["mrn"] in treated:
+            reason = "demo: HBV, HCV, HIV and VZV screened before the first dose"
+        else:
+            continue
+        queries.acknowledge(session, flag["id"], reason=reason, by="demo", today=now.date(), now=now)
     session.commit()
 
 
