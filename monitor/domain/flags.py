@@ -37,7 +37,7 @@ def covered(flag: Flag, acknowledged: Mapping[str, str]) -> bool:
     return seen is not None and Severity(flag.severity).rank <= Severity(seen).rank
 
 
-def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag], *, today: date,
+def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag], *,
               baselines: Baselines) -> tuple[list[Flag], list[Resolution]]:
     """Judge again the open flags whose result changed since they were raised.
 

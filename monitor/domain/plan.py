@@ -81,7 +81,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     reminders, reminder_changes = dose_change_reminders(snapshot, protocol, timeline, today=today)
     flags = one_per_key(flags + more + relapses + interactions + reminders + screen_flags(snapshot, protocol)
                         + state.flags)
-    updated, resolved = reconcile(snapshot, protocol, flags, today=today, baselines=base)
+    updated, resolved = reconcile(snapshot, protocol, flags, baselines=base)
     flags += updated
     # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug), or one whose rule's action
     # withholds the drug (BSR "withhold and discuss"), holds the anchor drug pending clinician review

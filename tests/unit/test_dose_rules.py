@@ -12,7 +12,6 @@ Five rules, each a parametrised table whose rows cite the source, with values at
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.snapshot import DoseEvent, OpenFlag, PhaseEpisode, Result, Snapshot
 from monitor.protocols import Library, packaged_library
 from tests.unit.builders import PROTOCOL, START, day, result, snapshot, week_starts
-from tests.unit.test_protocol_files import CONFIG, edit, rejection
+from tests.unit.config_files import edit, rejection
 
 AIH, RHEUM, IBD = (packaged_library().get(p) for p in ("aih-azathioprine", "rheum-azathioprine", "ibd-azathioprine"))
 AZA = "azathioprine"
@@ -333,15 +332,6 @@ def test_the_default_taper_is_the_source_articles_table(n: int, mg: float) -> No
     assert in_force(PROTOCOL, n) == mg
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    """A copy of the packaged config with the AIH protocol only (as tests/unit/test_protocol_files.py)."""
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    for other in (copy / "protocols").glob("*.toml"):
-        if other.name != "aih-azathioprine.toml":
-            other.unlink()
-    return copy
 
 
 @pytest.mark.parametrize(

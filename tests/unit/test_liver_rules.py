@@ -7,7 +7,6 @@ ALT/AST ULN 40 U/L, bilirubin ULN 21 umol/L, ALP ULN 130 U/L, platelets LLN 150 
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from monitor.domain.snapshot import DoseEvent, PhaseEpisode, Result, Snapshot
 from monitor.domain.thresholds import Baselines, breaches, impairment_restarts, reference_for
 from monitor.protocols import packaged_library
 from tests.unit.builders import CATALOG, PROTOCOL, START, day, on_azathioprine, result, series, snapshot
-from tests.unit.test_protocol_files import CONFIG, PROFILE_FILE, edit, rejection
+from tests.unit.config_files import PROFILE_FILE, edit, rejection
 
 AIH = PROTOCOL
 IBD = packaged_library().get("ibd-azathioprine")
@@ -380,14 +379,6 @@ BROKEN = [
 ]
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    for other in (copy / "protocols").glob("*.toml"):
-        if other.name != "aih-azathioprine.toml":
-            other.unlink()
-    return copy
 
 
 @pytest.mark.parametrize(("old", "new", "key", "reason"), BROKEN)

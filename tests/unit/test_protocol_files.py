@@ -8,44 +8,13 @@ Since issue 3 the drug-safety schedule lives in config/safety/<profile>.toml, re
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from monitor.domain.errors import ProtocolError
 from monitor.protocols import Library, packaged_library
-
-CONFIG = Path(__file__).resolve().parents[2] / "config"
-PROTOCOL_FILE = "protocols/aih-azathioprine.toml"
-PROFILE_FILE = "safety/conservative-union.toml"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    for other in (copy / "protocols").glob("*.toml"):
-        if other.name != "aih-azathioprine.toml":
-            other.unlink()
-    return copy
-
-
-def edit(config: Path, old: str, new: str, file: str = PROTOCOL_FILE) -> Path:
-    """Replace the first `old` in the file; fail loudly if the packaged file no longer has it."""
-    path = config / file
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{file} no longer contains {old!r}: update this test"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
-
-
-def rejection(config: Path) -> str:
-    with pytest.raises(ProtocolError) as caught:
-        Library(config)
-    message = str(caught.value)
-    assert "\n" not in message, "errors are one line"
-    return message
+from tests.unit.config_files import PROFILE_FILE, edit, rejection
 
 
 def test_an_unbroken_copy_of_the_packaged_config_loads(config: Path) -> None:
