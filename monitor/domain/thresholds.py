@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -72,6 +74,9 @@ class Baselines:
         self.results: dict[str, list[Result]] = defaultdict(list)  # analyte -> final results in date order
         for r in sorted((r for r in snapshot.results if r.status in FLAGGABLE), key=lambda r: (r.observed_on, r.id)):
             self.results[r.analyte].append(r)
+        # Worked out once per series: where each result stands, and whether it is in range.
+        self.keys = {a: [(r.observed_on, r.id) for r in series] for a, series in self.results.items()}
+        self.normal = {a: [in_range(r, protocol) for r in series] for a, series in self.results.items()}
         self.nadir_phases = {n.analyte: n.phases for n in protocol.nadir_rises}
 
     def for_(self, result: Result) -> Baseline | None:
@@ -85,12 +90,19 @@ class Baselines:
         if began is None:
             return None
         since = self.exposure.since(began)
-        own = [r for r in series if (r.observed_on, r.id) <= (result.observed_on, result.id)]
-        normal = [r for r in own if began < r.observed_on and r != result and in_range(r, self.protocol)]
-        if normal:
-            return Baseline(normal[-1], f"the last normal-range value since {since}")
-        before = [r for r in own if began != BEFORE_RECORDS and began - BASELINE_WINDOW <= r.observed_on <= began]
-        return Baseline(before[-1], f"the last value before {since}") if before else None
+        keys, normal = self.keys.get(result.analyte, []), self.normal.get(result.analyte, [])
+        own = bisect.bisect_right(keys, (result.observed_on, result.id))  # series[:own]: up to the result itself
+        for i in range(own - 1, -1, -1):  # the last normal-range value since the exposure began
+            if series[i].observed_on <= began:
+                break
+            if normal[i] and keys[i] != (result.observed_on, result.id):
+                return Baseline(series[i], f"the last normal-range value since {since}")
+        if began == BEFORE_RECORDS:
+            return None
+        last = min(own, bisect.bisect_right(keys, (began, math.inf))) - 1  # the last value on or before it began
+        if last >= 0 and series[last].observed_on >= began - BASELINE_WINDOW:
+            return Baseline(series[last], f"the last value before {since}")
+        return None
 
 
 def baseline_abnormal(baseline: Baseline | None, protocol: MonitoringProtocol) -> bool:
