@@ -228,6 +228,7 @@ class ResponseIn(Strict):
     non_response_window_days: int = Field(ge=0)
     non_response_min_fall: float = Field(gt=0, lt=1)
     insufficient_by_day: int = Field(ge=1)
+    baseline_days: int = Field(ge=0)  # the pre-treatment value is at most this long before the phase start
     source: str
 
 
@@ -240,6 +241,8 @@ class RelapseIn(Strict):
     repeat_panels: list[str]
     phases: list[Phase]
     source: str
+    reinduction_action: str  # what the re-induction proposal says to do
+    reinduction_source: str
 
 
 class GeneticsIn(Strict):
@@ -257,6 +260,7 @@ class DosingIn(Strict):
     gate_below: float | None = None
     gate_source: str = ""
     maintenance_after_stopping: list[str] = []  # the maintenance target waits until these drugs are stopped
+    early_record_days: int = Field(ge=0)  # a dose recorded this many days before a step's date takes that step
 
 
 class InteractionIn(Strict):
@@ -270,6 +274,15 @@ class InteractionIn(Strict):
     weekly_weeks: int | None = Field(default=None, ge=1)
     extra_draw_days: int | None = Field(default=None, ge=1)
     remind_on_dose_change: bool = False
+
+
+class InteractionDrawsIn(Strict):
+    """The blood counts an interacting drug asks for (`weekly_weeks`, `extra_draw_days`)."""
+
+    panel: str
+    weekly_window_days: int = Field(ge=0)
+    extra_window_days: int = Field(ge=0)
+    source: str
 
 
 class TrendIn(Strict):
@@ -399,6 +412,7 @@ class ProtocolFile(Strict):
     genetics: GeneticsIn | None = None
     dosing: DosingIn
     interactions: list[InteractionIn] = []
+    interaction_draws: InteractionDrawsIn | None = None
     trend: TrendIn | None = None
     rises: list[RiseIn] = []
     nadir_rises: list[NadirRiseIn] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -30,6 +31,7 @@ from monitor.domain.protocol import (
     InductionStep,
     InfectionScreen,
     Interaction,
+    InteractionDraws,
     MonitoringProtocol,
     NadirRise,
     Pattern,
@@ -193,97 +195,122 @@ def _stage(s: StageIn) -> Stage:
                  at_days=tuple(s.at_days), source=s.source)
 
 
+@dataclass
+class _Refs:
+    """What a protocol file names, each with where it says so: checked together against what exists."""
+
+    cited: list[tuple[str, str]] = field(default_factory=list)  # (key, source tag)
+    drugs: list[tuple[str, str]] = field(default_factory=list)
+    analytes: list[tuple[str, str]] = field(default_factory=list)
+    panels: list[tuple[str, str]] = field(default_factory=list)
+
+
 def _check_refs(path: Path, p: ProtocolFile, profile: SafetyProfileFile, sources: dict[str, str],
                 catalog: Catalog, grading: Grading) -> None:
     """Every drug, analyte, panel and source tag a protocol names must exist."""
 
-    def fail(where: str, what: str) -> None:
+    def fail(where: str, what: str) -> NoReturn:
         raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})")
 
-    panels = {a.panel for a in catalog.analytes.values()}
-    cited: list[tuple[str, str]] = [("sources", grading.source), ("dosing.source", p.dosing.source)]
-    drugs: list[tuple[str, str]] = [("safety.profile anchor_drug", profile.profile.anchor_drug)]
-    analytes: list[tuple[str, str]] = []
-    stages: list[tuple[str, StageIn]] = []
-    for phase, clock in p.disease.items():
-        stages += [(f"disease.{phase.value}.stages[{i}]", st) for i, st in enumerate(clock.stages)]
-    for where, st in stages:
-        cited.append((f"{where}.source", st.source))
-        for panel in st.panels:
-            if panel not in panels:
-                fail(f"{where}.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
-    if p.baseline is not None:
-        cited.append(("baseline.source", p.baseline.source))
-        for panel in p.baseline.panels:
-            if panel not in panels:
-                fail("baseline.panels", f"unknown panel {panel!r}; known: {sorted(panels)}")
-    if p.infection_screen is not None:
-        cited.append(("infection_screen.source", p.infection_screen.source))
-    drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
-    cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
-    if p.induction is not None:
-        cited.append(("induction.source", p.induction.source))
-        for where, step in _induction_steps(path, p.induction):
-            drugs.append((f"{where}.drug", step.drug))
-            cited.append((f"{where}.source", step.source))
-        cited += [(f"induction.variants.{v}.source", x.source) for v, x in p.induction.variants.items()]
-        drugs += [("induction.continue_if_given", d) for d in p.induction.continue_if_given]
-        if p.induction.continue_if_given:
-            cited.append(("induction.continue_source", p.induction.continue_source))
-    if p.phases is not None:
-        cited += [("phases.source", p.phases.source), ("phases.withdrawal_source", p.phases.withdrawal_source)]
-        drugs += [("phases.start_on_first_dose_of", d) for d in p.phases.start_on_first_dose_of]
-        analytes += [("phases.response_analytes", a) for a in p.phases.response_analytes]
-    if p.response is not None:
-        cited.append(("response.source", p.response.source))
-        analytes.append(("response.analyte", p.response.analyte))
-    if p.relapse is not None:
-        cited.append(("relapse.source", p.relapse.source))
-        analytes += [("relapse.possible_analytes", a) for a in p.relapse.possible_analytes]
-        analytes.append(("relapse.relapse_analyte", p.relapse.relapse_analyte))
-        for panel in p.relapse.repeat_panels:
-            if panel not in panels:
-                fail("relapse.repeat_panels", f"unknown panel {panel!r}")
-    if p.genetics is not None:
-        cited.append(("genetics.source", p.genetics.source))
-    drugs += [("dosing.maintenance_after_stopping", d) for d in p.dosing.maintenance_after_stopping]
-    if p.dosing.gate_analyte is not None:
-        analytes.append(("dosing.gate_analyte", p.dosing.gate_analyte))
-        cited.append(("dosing.gate_source", p.dosing.gate_source))
-    cited += [(f"interactions[{i}].source", x.source) for i, x in enumerate(p.interactions)]
-    if p.trend is not None:
-        cited.append(("trend.source", p.trend.source))
-        analytes += [("trend.analytes", a) for a in p.trend.analytes]
-    for i, r in enumerate(p.rises):
-        cited.append((f"rises[{i}].source", r.source))
-        analytes.append((f"rises[{i}].analyte", r.analyte))
-    cited_by_rules, named = _nadir_and_pattern_refs(p, grading, fail)
-    cited += cited_by_rules
-    analytes += named
-    if p.tightening is not None:
-        cited.append(("tightening.source", p.tightening.source))
-        drugs.append(("tightening.hold_drug", p.tightening.hold_drug))
-        if p.tightening.panel not in panels:
-            fail("tightening.panel", f"unknown panel {p.tightening.panel!r}")
-    seen: set[str] = set()
-    for i, t in enumerate(p.thresholds):
-        cited.append((f"thresholds[{i}].source", t.source))
-        analytes.append((f"thresholds[{i}].analyte", t.analyte))
-        if t.id in seen:
-            fail(f"thresholds[{i}].id", f"duplicate threshold id {t.id!r}")
-        seen.add(t.id)
+    refs = _Refs(cited=[("sources", grading.source)],
+                 drugs=[("safety.profile anchor_drug", profile.profile.anchor_drug)])
+    _schedule_refs(p, refs)
+    _dosing_refs(path, p, refs)
+    _rule_refs(p, refs, fail)
+    _nadir_and_pattern_refs(p, grading, refs, fail)
     for analyte in grading.terms:
         if analyte not in catalog.analytes:
             fail("grading", f"{grading.name} term for unknown analyte {analyte!r}")
-    for where, drug in drugs:
+    if p.interaction_draws is None and any(x.weekly_weeks or x.extra_draw_days for x in p.interactions):
+        fail("interaction_draws", "an interaction asks for blood counts: add an [interaction_draws] table "
+                                  "(panel, weekly_window_days, extra_window_days, source)")
+    panels = {a.panel for a in catalog.analytes.values()}
+    for where, panel in refs.panels:
+        if panel not in panels:
+            fail(where, f"unknown panel {panel!r}; known: {sorted(panels)}")
+    for where, drug in refs.drugs:
         if drug not in p.drugs:
             fail(where, f"unknown drug {drug!r}; add a [drugs.{drug}] table")
-    for where, analyte in analytes:
+    for where, analyte in refs.analytes:
         if analyte not in catalog.analytes:
             fail(where, f"unknown analyte {analyte!r}; known: {', '.join(sorted(catalog.analytes))}")
-    for where, tag in cited:
+    for where, tag in refs.cited:
         if tag not in sources:
             fail(where, f"unknown source tag {tag!r}; define it in [sources]")
+
+
+def _schedule_refs(p: ProtocolFile, refs: _Refs) -> None:
+    """The disease clocks, the baseline draw, the infection screen and the counts drugs ask for."""
+    for phase, clock in p.disease.items():
+        for i, st in enumerate(clock.stages):
+            where = f"disease.{phase.value}.stages[{i}]"
+            refs.cited.append((f"{where}.source", st.source))
+            refs.panels += [(f"{where}.panels", panel) for panel in st.panels]
+    if p.baseline is not None:
+        refs.cited.append(("baseline.source", p.baseline.source))
+        refs.panels += [("baseline.panels", panel) for panel in p.baseline.panels]
+    if p.infection_screen is not None:
+        refs.cited.append(("infection_screen.source", p.infection_screen.source))
+    if p.interaction_draws is not None:
+        refs.cited.append(("interaction_draws.source", p.interaction_draws.source))
+        refs.panels.append(("interaction_draws.panel", p.interaction_draws.panel))
+    if p.tightening is not None:
+        refs.cited.append(("tightening.source", p.tightening.source))
+        refs.drugs.append(("tightening.hold_drug", p.tightening.hold_drug))
+        refs.panels.append(("tightening.panel", p.tightening.panel))
+
+
+def _dosing_refs(path: Path, p: ProtocolFile, refs: _Refs) -> None:
+    """The induction table, dose targets, genetics, the start gate and interactions."""
+    refs.cited.append(("dosing.source", p.dosing.source))
+    refs.drugs += [(f"dose_targets.{d}", d) for d in p.dose_targets]
+    refs.cited += [(f"dose_targets.{d}.source", t.source) for d, t in p.dose_targets.items()]
+    if p.induction is not None:
+        refs.cited.append(("induction.source", p.induction.source))
+        for where, step in _induction_steps(path, p.induction):
+            refs.drugs.append((f"{where}.drug", step.drug))
+            refs.cited.append((f"{where}.source", step.source))
+        refs.cited += [(f"induction.variants.{v}.source", x.source) for v, x in p.induction.variants.items()]
+        refs.drugs += [("induction.continue_if_given", d) for d in p.induction.continue_if_given]
+        if p.induction.continue_if_given:
+            refs.cited.append(("induction.continue_source", p.induction.continue_source))
+    if p.genetics is not None:
+        refs.cited.append(("genetics.source", p.genetics.source))
+    refs.drugs += [("dosing.maintenance_after_stopping", d) for d in p.dosing.maintenance_after_stopping]
+    if p.dosing.gate_analyte is not None:
+        refs.analytes.append(("dosing.gate_analyte", p.dosing.gate_analyte))
+        refs.cited.append(("dosing.gate_source", p.dosing.gate_source))
+    refs.cited += [(f"interactions[{i}].source", x.source) for i, x in enumerate(p.interactions)]
+
+
+def _rule_refs(p: ProtocolFile, refs: _Refs, fail: Callable[[str, str], NoReturn]) -> None:
+    """Phases, response, relapse, trends, rises and thresholds (threshold ids must be unique)."""
+    if p.phases is not None:
+        refs.cited += [("phases.source", p.phases.source), ("phases.withdrawal_source", p.phases.withdrawal_source)]
+        refs.drugs += [("phases.start_on_first_dose_of", d) for d in p.phases.start_on_first_dose_of]
+        refs.analytes += [("phases.response_analytes", a) for a in p.phases.response_analytes]
+    if p.response is not None:
+        refs.cited.append(("response.source", p.response.source))
+        refs.analytes.append(("response.analyte", p.response.analyte))
+    if p.relapse is not None:
+        refs.cited += [("relapse.source", p.relapse.source),
+                       ("relapse.reinduction_source", p.relapse.reinduction_source)]
+        refs.analytes += [("relapse.possible_analytes", a) for a in p.relapse.possible_analytes]
+        refs.analytes.append(("relapse.relapse_analyte", p.relapse.relapse_analyte))
+        refs.panels += [("relapse.repeat_panels", panel) for panel in p.relapse.repeat_panels]
+    if p.trend is not None:
+        refs.cited.append(("trend.source", p.trend.source))
+        refs.analytes += [("trend.analytes", a) for a in p.trend.analytes]
+    for i, r in enumerate(p.rises):
+        refs.cited.append((f"rises[{i}].source", r.source))
+        refs.analytes.append((f"rises[{i}].analyte", r.analyte))
+    seen: set[str] = set()
+    for i, t in enumerate(p.thresholds):
+        refs.cited.append((f"thresholds[{i}].source", t.source))
+        refs.analytes.append((f"thresholds[{i}].analyte", t.analyte))
+        if t.id in seen:
+            fail(f"thresholds[{i}].id", f"duplicate threshold id {t.id!r}")
+        seen.add(t.id)
 
 
 def _induction_steps(path: Path, i: InductionIn) -> list[tuple[str, StepIn]]:
@@ -309,27 +336,24 @@ def _induction_steps(path: Path, i: InductionIn) -> list[tuple[str, StepIn]]:
     return steps
 
 
-def _nadir_and_pattern_refs(p: ProtocolFile, grading: Grading, fail: Callable[[str, str], None]
-                            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The source tags and analytes `[[nadir_rises]]` and `[[patterns]]` name, as (key, name); one
-    nadir rule per analyte, and pattern ids and kinds of their own."""
-    cited: list[tuple[str, str]] = []
-    analytes: list[tuple[str, str]] = []
+def _nadir_and_pattern_refs(p: ProtocolFile, grading: Grading, refs: _Refs,
+                            fail: Callable[[str, str], NoReturn]) -> None:
+    """The source tags and analytes `[[nadir_rises]]` and `[[patterns]]` name; one nadir rule per
+    analyte, and pattern ids and kinds of their own."""
     for i, n in enumerate(p.nadir_rises):
-        cited.append((f"nadir_rises[{i}].source", n.source))
-        analytes.append((f"nadir_rises[{i}].analyte", n.analyte))
+        refs.cited.append((f"nadir_rises[{i}].source", n.source))
+        refs.analytes.append((f"nadir_rises[{i}].analyte", n.analyte))
         if n.analyte in (m.analyte for m in p.nadir_rises[:i]):
             fail(f"nadir_rises[{i}].analyte", f"a second nadir rule for {n.analyte!r}; give one per analyte")
     taken = {t.kind for t in p.thresholds} | {t.kind for t in grading.terms.values()}
     for i, x in enumerate(p.patterns):
-        cited.append((f"patterns[{i}].source", x.source))
-        analytes += [(f"patterns[{i}].conditions[{j}].analytes", a)
-                     for j, c in enumerate(x.conditions) for a in c.analytes]
+        refs.cited.append((f"patterns[{i}].source", x.source))
+        refs.analytes += [(f"patterns[{i}].conditions[{j}].analytes", a)
+                          for j, c in enumerate(x.conditions) for a in c.analytes]
         if x.id in (y.id for y in p.patterns[:i]):
             fail(f"patterns[{i}].id", f"duplicate pattern id {x.id!r}")
         if x.kind in taken:
             fail(f"patterns[{i}].kind", f"kind {x.kind!r} is a threshold's or a grade's; give the pattern its own")
-    return cited, analytes
 
 
 def _check_drug_names(path: Path, p: ProtocolFile, drug_list: DrugVocabulary) -> None:
@@ -445,16 +469,18 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
         response=None if rs is None else ResponseRules(
             analyte=rs.analyte, non_response_day=rs.non_response_day,
             non_response_window_days=rs.non_response_window_days, non_response_min_fall=rs.non_response_min_fall,
-            insufficient_by_day=rs.insufficient_by_day, source=rs.source),
+            insufficient_by_day=rs.insufficient_by_day, source=rs.source, baseline_days=rs.baseline_days),
         relapse=None if rl is None else RelapseRules(
             possible_analytes=tuple(rl.possible_analytes), relapse_analyte=rl.relapse_analyte,
             relapse_uln_times=rl.relapse_uln_times, repeat_after_days=rl.repeat_after_days,
             repeat_within_days=rl.repeat_within_days, repeat_panels=tuple(rl.repeat_panels),
-            phases=tuple(rl.phases), source=rl.source),
+            phases=tuple(rl.phases), source=rl.source, reinduction_action=rl.reinduction_action,
+            reinduction_source=rl.reinduction_source),
         genetics=None if g is None else Genetics(g.intermediate_factor, g.both_intermediate_factor, g.source),
         dosing=Dosing(maintenance_mg_per_kg=d.maintenance_mg_per_kg, maintenance_phases=tuple(d.maintenance_phases),
                       retarget_weight_change=d.retarget_weight_change, gate_analyte=d.gate_analyte,
                       gate_below=d.gate_below, source=d.source, gate_source=d.gate_source,
+                      early_record_days=d.early_record_days,
                       gate_name=catalog.analytes[d.gate_analyte].name if d.gate_analyte else "",
                       maintenance_after_stopping=tuple(d.maintenance_after_stopping)),
         interactions=tuple(
@@ -463,6 +489,9 @@ def load_protocol(path: Path, catalog: Catalog, drug_list: DrugVocabulary,
                         weekly_weeks=x.weekly_weeks, extra_draw_days=x.extra_draw_days,
                         remind_on_dose_change=x.remind_on_dose_change)
             for x in p.interactions),
+        interaction_draws=None if p.interaction_draws is None else InteractionDraws(
+            panel=p.interaction_draws.panel, weekly_window_days=p.interaction_draws.weekly_window_days,
+            extra_window_days=p.interaction_draws.extra_window_days, source=p.interaction_draws.source),
         trend=None if t is None else Trend(tuple(t.analytes), t.falls, t.total_fall, t.single_fall, t.severity,
                                            t.source),
         rises=tuple(RiseFromBaseline(r.analyte, r.kind, r.above_fraction, r.within_days, r.baseline_results,

@@ -20,9 +20,6 @@ from monitor.domain.protocol import DoseTarget, InductionRegimen, InductionStep,
 from monitor.domain.snapshot import PhaseEpisode, Snapshot
 from monitor.domain.thresholds import flag_from
 
-#: A recorded dose this many days before a step's date still counts as taking that step.
-EARLY_RECORD = timedelta(days=3)
-
 
 def round_to_tablet(dose_mg: float, tablet_mg: float) -> float:
     """Nearest whole number of tablets, halves rounding up."""
@@ -216,8 +213,9 @@ def start_gate(state: DrugState, snapshot: Snapshot, protocol: MonitoringProtoco
 
 def hold_for_review(state: DrugState, holds: list[tuple[date, str]], drug: str) -> bool:
     """Hold the drug pending clinician review from the first flag that holds it (`holds`: (day, what),
-    earliest first), unless it is already held; whether this hold applied."""
-    if not holds or state.held is not None:
+    earliest first), unless it is already held or never given (a poor metaboliser); whether this hold
+    applied."""
+    if not holds or state.held is not None or state.never is not None:
         return False
     on, what = holds[0]
     state.held = f"{what}: hold {drug} pending clinician review (acknowledging the flag releases the hold)"
@@ -225,8 +223,14 @@ def hold_for_review(state: DrugState, holds: list[tuple[date, str]], drug: str) 
     return True
 
 
-def _recorded(snapshot: Snapshot, drug: str, dose: float, on: date, until: date | None, today: date) -> bool:
-    return any(d.drug == drug and d.dose_mg == dose and on - EARLY_RECORD <= d.on <= today
+def _early(protocol: MonitoringProtocol) -> timedelta:
+    """How long before a step's date a recorded dose still counts as taking that step."""
+    return timedelta(days=protocol.dosing.early_record_days)
+
+
+def _recorded(snapshot: Snapshot, protocol: MonitoringProtocol, drug: str, dose: float, on: date, until: date | None,
+              today: date) -> bool:
+    return any(d.drug == drug and d.dose_mg == dose and on - _early(protocol) <= d.on <= today
                and (until is None or d.on < until) for d in snapshot.doses)
 
 
@@ -262,7 +266,7 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
             if drug == anchor_drug and state.factor != 1.0:
                 dose = reduce(dose, state.factor, protocol.drugs[drug].tablet_mg)
                 how += ", " + ", ".join(state.notes)
-            status = "done" if _recorded(snapshot, drug, dose, on, until, today) else (
+            status = "done" if _recorded(snapshot, protocol, drug, dose, on, until, today) else (
                 "due" if on <= today else "upcoming")
             why = (f"{regimen.title} week {step.from_week} of {episode.phase.value} (from {episode.started_on}): "
                    f"{drug} {dose:g} mg/day; {how} ({protocol.cite(step.source)})")
@@ -326,7 +330,7 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
            f"tablets{within}{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
     given = [x for x in snapshot.doses if x.drug == drug and x.on <= today]
     latest = max(given, key=lambda x: x.on) if given else None
-    status = "done" if latest is not None and latest.dose_mg == dose and latest.on >= on - EARLY_RECORD else "due"
+    status = "done" if latest is not None and latest.dose_mg == dose and latest.on >= on - _early(protocol) else "due"
     if state.held and status != "done":
         status, why = "held", f"{why}; held: {state.held}"
     return [DoseStep(drug, dose, on, status, f"{protocol.id}/dosing/maintenance-target", why)]

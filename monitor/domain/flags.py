@@ -17,9 +17,6 @@ from monitor.domain.protocol import MonitoringProtocol, Severity
 from monitor.domain.snapshot import OpenFlag, Snapshot
 from monitor.domain.thresholds import Baselines, flags_for
 
-#: Flags that never hold the drug for review: a poor metaboliser is never given it at all.
-NOT_A_HOLD = frozenset({"tpmt_poor"})
-
 
 def one_per_key(flags: Iterable[Flag]) -> list[Flag]:
     """The most severe flag for each key (the first of equals), in the order first seen."""
@@ -95,8 +92,6 @@ def review_holds(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[F
 
 def _holds(protocol: MonitoringProtocol, on: date, kind: str, severity: str, rule_id: str) -> str:
     """Why a flag holds the drug ("" when it does not)."""
-    if kind in NOT_A_HOLD:
-        return ""
     if severity == Severity.CRITICAL.value:
         return f"{kind} flagged critical on {on}"
     rule = protocol.withholding(rule_id)

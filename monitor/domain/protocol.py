@@ -214,6 +214,7 @@ class ResponseRules:
     non_response_min_fall: float  # 0.5
     insufficient_by_day: int  # 182
     source: str
+    baseline_days: int  # the pre-treatment value is at most this long before the phase start
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ class RelapseRules:
     repeat_panels: tuple[str, ...]
     phases: tuple[Phase, ...]
     source: str
+    reinduction_action: str  # what the re-induction proposal says to do
+    reinduction_source: str
 
 
 @dataclass(frozen=True)
@@ -336,9 +339,20 @@ class Dosing:
     gate_below: float | None
     source: str
     gate_source: str
+    early_record_days: int  # a dose recorded this many days before a step's date takes that step
     gate_name: str = ""  # the gate analyte's name, for `why` lines
     #: The maintenance target waits until these drugs are stopped (steroid-free maintenance).
     maintenance_after_stopping: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InteractionDraws:
+    """The blood counts an interacting drug asks for: which panel, and the windows around them."""
+
+    panel: str
+    weekly_window_days: int
+    extra_window_days: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -359,6 +373,7 @@ class MonitoringProtocol:
     genetics: Genetics | None
     dosing: Dosing
     interactions: tuple[Interaction, ...]
+    interaction_draws: InteractionDraws | None  # the counts interacting drugs ask for
     trend: Trend | None
     rises: tuple[RiseFromBaseline, ...]
     tightening: Tightening | None

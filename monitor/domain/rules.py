@@ -12,7 +12,7 @@ from monitor.domain.clocks import Slot
 from monitor.domain.exposure import Exposure
 from monitor.domain.items import Flag, Proposal
 from monitor.domain.phases import response_on
-from monitor.domain.protocol import Condition, MonitoringProtocol, NadirRise, Pattern, Phase, Severity
+from monitor.domain.protocol import Condition, Interaction, MonitoringProtocol, NadirRise, Pattern, Phase, Severity
 from monitor.domain.schedule import Timeline, anchor_changes, enrolled_before_treatment
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import FLAGGABLE, above_uln, breaches, flag_from, nadir_before, reference_for
@@ -163,7 +163,8 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
         if episode.phase not in phases.after_response:
             continue
         ends = snapshot.phases[i + 1].started_on if i + 1 < len(snapshot.phases) else None
-        baseline = [r for r in series if episode.started_on - timedelta(days=30) <= r.observed_on <= episode.started_on]
+        baseline = [r for r in series
+                    if episode.started_on - timedelta(days=rules.baseline_days) <= r.observed_on <= episode.started_on]
         week4 = episode.started_on + timedelta(days=rules.non_response_day)
         near = [r for r in series if abs((r.observed_on - week4).days) <= rules.non_response_window_days
                 and (ends is None or r.observed_on < ends)]
@@ -248,8 +249,8 @@ def relapse_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
     if untreated and snapshot.phase_on(today).phase is not Phase.REINDUCTION:
         last = max(untreated, key=lambda f: f.observed_on)
         proposals.append(Proposal(Phase.REINDUCTION.value, f"{protocol.id}/phases/relapse-to-reinduction",
-                                  f"relapse flagged on {last.observed_on}: re-treat with the first induction regimen "
-                                  f"(AASLD 2010 rec. 31), then lifelong maintenance; {cite}"))
+                                  f"relapse flagged on {last.observed_on}: {rules.reinduction_action} "
+                                  f"({protocol.cite(rules.reinduction_source)}); {cite}"))
     return flags, slots, proposals
 
 
@@ -269,20 +270,31 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
                               rule_id=f"{protocol.id}/interactions/{x.id}/{drug}",
                               why=f"{drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
                                   f"{x.action} ({cite})"))
-            if x.weekly_weeks:
-                for week in range(1, x.weekly_weeks + 1):
-                    due = med.started_on + timedelta(weeks=week)
-                    slots.append(Slot(due, due - timedelta(days=3), due + timedelta(days=3), ("CBC",),
-                                      f"{protocol.id}/interactions/{x.id}/weekly",
-                                      f"weekly for {x.weekly_weeks} weeks after {drug} start on {med.started_on}: "
-                                      f"week {week} ({cite})", mergeable=False))
-            if x.extra_draw_days:
-                due = med.started_on + timedelta(days=x.extra_draw_days)
-                slots.append(Slot(due, due - timedelta(days=7), due + timedelta(days=7), ("CBC",),
-                                  f"{protocol.id}/interactions/{x.id}/extra-count",
-                                  f"an extra count {x.extra_draw_days} days after {drug} start on "
-                                  f"{med.started_on} ({cite})", mergeable=False))
+            slots += interaction_slots(protocol, x, drug, med.started_on)
     return flags, slots
+
+
+def interaction_slots(protocol: MonitoringProtocol, x: Interaction, drug: str, started_on: date) -> list[Slot]:
+    """The counts an interacting drug asks for: weekly for some weeks, or one extra count, in the
+    protocol's `[interaction_draws]` panel and windows."""
+    draws = protocol.interaction_draws
+    if draws is None:
+        return []  # the loader refuses interactions asking for counts without it
+    cite = protocol.cite(x.source)
+    slots = []
+    weekly, extra = timedelta(days=draws.weekly_window_days), timedelta(days=draws.extra_window_days)
+    rule = f"{protocol.id}/interactions/{x.id}"
+    for week in range(1, (x.weekly_weeks or 0) + 1):
+        due = started_on + timedelta(weeks=week)
+        slots.append(Slot(due, due - weekly, due + weekly, (draws.panel,), f"{rule}/weekly",
+                          f"weekly for {x.weekly_weeks} weeks after {drug} start on {started_on}: week {week} ({cite})",
+                          mergeable=False))
+    if x.extra_draw_days:
+        due = started_on + timedelta(days=x.extra_draw_days)
+        slots.append(Slot(due, due - extra, due + extra, (draws.panel,), f"{rule}/extra-count",
+                          f"an extra count {x.extra_draw_days} days after {drug} start on {started_on} ({cite})",
+                          mergeable=False))
+    return slots
 
 
 def dose_change_reminders(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline, *,

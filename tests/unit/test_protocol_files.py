@@ -40,6 +40,15 @@ def test_the_aih_protocol_loads_with_every_packaged_safety_profile(config: Path,
 
 #: Broken protocol files: (old, new, key, reason).
 BROKEN = [
+    pytest.param('reinduction_source = "AASLD10-R31"', 'reinduction_source = "AASLD-31"', "relapse.reinduction_source",
+                 "unknown source tag 'AASLD-31'", id="the re-induction proposal citing an unknown source"),
+    pytest.param('[interaction_draws]\npanel = "CBC"\nweekly_window_days = 3\nextra_window_days = 7\n'
+                 'source = "DESIGN"\n', "", "interaction_draws",
+                 "add an [interaction_draws] table", id="interactions asking for counts with no panel or windows"),
+    pytest.param('[interaction_draws]\npanel = "CBC"', '[interaction_draws]\npanel = "FBC"', "interaction_draws.panel",
+                 "unknown panel 'FBC'", id="interaction counts of an unknown panel"),
+    pytest.param("early_record_days = 3 ", "early_record_days = -1 ", "dosing.early_record_days",
+                 "greater than or equal to 0", id="a negative early-record allowance"),
     pytest.param('analyte = "WBC"', 'analyte = "WCC"', "thresholds[0].analyte", "unknown analyte 'WCC'",
                  id="unknown analyte in a threshold"),
     pytest.param("below = 3.5 ", "below = 3.5\nabove = 11.0 ", "thresholds[0]",
