@@ -95,16 +95,27 @@ def enrolled_before_treatment(snapshot: Snapshot, protocol: MonitoringProtocol) 
     return snapshot.phases[0].phase is Phase.BASELINE or _enrolled_in_regimen(snapshot, protocol)
 
 
+#: (day, event, what): an event of the drug-safety clock. Events: start, stop, restart_after_hold,
+#: dose_increase, interacting_drug, intermediate_genotype, impairment (the profile's `[restarts]`).
+Event = tuple[date, str, str]
+
+
 def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline,
                 restarts: Restarts = ()) -> list[Run]:
     """The drug-safety clock's runs: started, restarted and stopped by events, in date order.
     `restarts`: (day, what) of results that restart it (renal or hepatic impairment)."""
-    safety = protocol.safety
-    drug = safety.anchor_drug
-    events: list[tuple[date, str, str]] = []  # (day, event, what)
+    events = dose_events(snapshot, protocol, timeline) + other_events(snapshot, protocol, restarts)
+    events.sort(key=lambda e: e[0])
+    return runs_of(events, protocol, dose_changes(timeline))
+
+
+def dose_events(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Timeline) -> list[Event]:
+    """Starts, stops, restarts and dose increases of the anchor drug, from its dose timeline (a
+    cohort enrolled already on it starts at enrollment, dose unknown)."""
+    drug = protocol.safety.anchor_drug
+    events: list[Event] = []
     previous = 0.0
     if enrolled_on_drug(snapshot, protocol):
-        # A cohort enrolled already on the drug: count from the enrollment start, dose unknown.
         events.append((snapshot.start_on, "start", f"{drug} treatment (on it at enrollment, {snapshot.start_on})"))
         previous = float("inf")
     stops = sorted(e.started_on for e in snapshot.phases if e.phase not in protocol.safety_phases)
@@ -113,48 +124,54 @@ def safety_runs(snapshot: Snapshot, protocol: MonitoringProtocol, timeline: Time
         if any(last_day < stop <= day for stop in stops):
             previous = 0.0  # the drug stopped with the phase: the next dose is a restart
         last_day = day
-        if previous == float("inf"):
-            if dose == 0:
-                events.append((day, "stop", f"{drug} held on {day}"))
+        if dose == 0 and previous > 0:
+            events.append((day, "stop", f"{drug} held on {day}"))
+        elif previous == float("inf"):
+            pass  # on it at enrollment, dose unknown: only a stop is an event
         elif dose > 0 and previous == 0:
             events.append((day, "restart_after_hold" if events else "start", f"{drug} start on {day}"))
         elif dose > previous > 0:
             events.append((day, "dose_increase", f"{drug} dose increase on {day}"))
-        elif dose == 0 and previous > 0:
-            events.append((day, "stop", f"{drug} held on {day}"))
         previous = dose
-    for episode in snapshot.phases:
-        if episode.phase not in protocol.safety_phases:
-            events.append((episode.started_on, "stop", f"{episode.phase.value} from {episode.started_on}"))
-    for med in snapshot.medications:
-        for x in protocol.interactions:
-            if x.restart_safety and protocol.interacts(med.drug, x):
-                events.append((med.started_on, "interacting_drug",
-                               f"{protocol.drug_list.generic(med.drug)} start on {med.started_on}"))
-    for g in snapshot.genotypes:
-        if g.status == "intermediate":
-            events.append((g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}"))
-    events += [(day, "impairment", what) for day, what in restarts]
-    events.sort(key=lambda e: e[0])
+    return events
 
+
+def other_events(snapshot: Snapshot, protocol: MonitoringProtocol, restarts: Restarts) -> list[Event]:
+    """Phases off the drug (stops), interacting drugs, intermediate genotypes and impairment (restarts)."""
+    events: list[Event] = [(e.started_on, "stop", f"{e.phase.value} from {e.started_on}")
+                           for e in snapshot.phases if e.phase not in protocol.safety_phases]
+    events += [(med.started_on, "interacting_drug", f"{protocol.drug_list.generic(med.drug)} start on {med.started_on}")
+               for med in snapshot.medications for x in protocol.interactions
+               if x.restart_safety and protocol.interacts(med.drug, x)]
+    events += [(g.on, "intermediate_genotype", f"{g.gene} intermediate result on {g.on}")
+               for g in snapshot.genotypes if g.status == "intermediate"]
+    events += [(day, "impairment", what) for day, what in restarts]
+    return events
+
+
+def runs_of(events: list[Event], protocol: MonitoringProtocol, changes: list[date]) -> list[Run]:
+    """The runs the events (in date order) make: a start begins one at stage 0, a stop ends it, a
+    restart begins one at its profile stage unless the running one is already at least as frequent."""
+    safety = protocol.safety
+    prefix = f"{protocol.id}/safety/{safety.id}"
     runs: list[Run] = []
     running: Run | None = None
-    changes = dose_changes(timeline)
-    prefix = f"{protocol.id}/safety/{safety.id}"
     for day, event, what in events:
         if event == "stop":
             if running is not None:
                 runs.append(replace(running, stop=day))
             running = None
             continue
-        if event in ("start", "restart_after_hold") or running is not None:
-            stage = 0 if event == "start" else safety.restarts[event]
-            if running is not None and event not in ("start", "restart_after_hold"):
-                _, current = run_slots(safety.stages, running, changes=changes, horizon=day, cite=protocol.cite)
-                if current <= stage and stage != 0:
-                    continue  # already at least this frequent: a restart never loosens monitoring
-                runs.append(replace(running, stop=day))
-            running = Run(day, stage, None, what, prefix, bounded_first=stage == 0)
+        starts = event in ("start", "restart_after_hold")
+        if not starts and running is None:
+            continue  # a restart of a clock that is not running: nothing to restart
+        stage = 0 if event == "start" else safety.restarts[event]
+        if running is not None and not starts:
+            _, current = run_slots(safety.stages, running, changes=changes, horizon=day, cite=protocol.cite)
+            if current <= stage and stage != 0:
+                continue  # already at least this frequent: a restart never loosens monitoring
+            runs.append(replace(running, stop=day))
+        running = Run(day, stage, None, what, prefix, bounded_first=stage == 0)
     if running is not None:
         runs.append(running)
     return runs
@@ -257,42 +274,21 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             taken_on[protocol.panels.get(r.analyte, "")].append(r.observed_on)
     for days in taken_on.values():
         days.sort()
-
-    def satisfied(panel: str, slot: Slot, after: Slot | None) -> bool:
-        """A result in the window, or late but before the next draw of the panel opens."""
-        days = taken_on.get(panel, [])
-        i = bisect.bisect_left(days, slot.opens)
-        late_until = max(slot.closes, after.opens - timedelta(days=1)) if after is not None else date.max
-        return i < len(days) and days[i] <= late_until
-
     draws: list[DueDraw] = []
     overdue: list[OverduePanel] = []
     changes: list[date] = []
     lookback = timedelta(days=protocol.missed_lookback_days)
-    one = timedelta(days=1)
     for panel in sorted({p for s in slots for p in s.panels}):
         own = merged(slots, panel)
-        unmet = [i for i, slot in enumerate(own)
-                 if not satisfied(panel, slot, own[i + 1] if i + 1 < len(own) else None)]
-        lapse = overdue_panel(panel, own, set(unmet), taken_on.get(panel, []), today=today)
+        taken = taken_on.get(panel, [])
+        unmet = [i for i, slot in enumerate(own) if not satisfied(taken, slot, _after(own, i))]
+        lapse = overdue_panel(panel, own, set(unmet), taken, today=today)
         if lapse is not None:
             overdue.append(lapse)
         for i in unmet:
-            slot = own[i]
-            after = own[i + 1] if i + 1 < len(own) else None
-            if today < (slot.due_from or slot.opens):
-                status = "upcoming"
-            elif today <= slot.closes:
-                status = "due"
-            elif (after is not None and today >= after.opens) or (slot.until is not None and today >= slot.until):
-                status = "missed"
-            else:
-                status = "overdue"
-            changes += [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
-            if after is not None:
-                changes.append(after.opens)  # from then on an unmet draw counts as missed
-            if slot.until is not None:
-                changes.append(slot.until)
+            slot, after = own[i], _after(own, i)
+            status = draw_status(slot, after, today)
+            changes += status_changes(slot, after, lookback)
             if status == "missed" and today - slot.due_on > lookback:
                 continue
             draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,
@@ -302,6 +298,41 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
                 break
     draws.sort(key=lambda d: (d.due_on, d.panel))
     return draws, overdue, changes
+
+
+def _after(own: list[Slot], i: int) -> Slot | None:
+    return own[i + 1] if i + 1 < len(own) else None
+
+
+def satisfied(taken: list[date], slot: Slot, after: Slot | None) -> bool:
+    """A result (`taken`: the panel's result days, sorted) in the window, or late but before the next
+    draw of the panel opens."""
+    i = bisect.bisect_left(taken, slot.opens)
+    late_until = max(slot.closes, after.opens - timedelta(days=1)) if after is not None else date.max
+    return i < len(taken) and taken[i] <= late_until
+
+
+def draw_status(slot: Slot, after: Slot | None, today: date) -> str:
+    """An unmet draw's status: upcoming before its window (or `due_from`), due inside it, then overdue
+    until the next draw of its panel opens or its clock stops (missed)."""
+    if today < (slot.due_from or slot.opens):
+        return "upcoming"
+    if today <= slot.closes:
+        return "due"
+    if (after is not None and today >= after.opens) or (slot.until is not None and today >= slot.until):
+        return "missed"
+    return "overdue"
+
+
+def status_changes(slot: Slot, after: Slot | None, lookback: timedelta) -> list[date]:
+    """The days an unmet draw's status (or its place on the list) changes."""
+    one = timedelta(days=1)
+    changes = [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
+    if after is not None:
+        changes.append(after.opens)  # from then on an unmet draw counts as missed
+    if slot.until is not None:
+        changes.append(slot.until)
+    return changes
 
 
 def overdue_panel(panel: str, own: list[Slot], unmet: set[int], taken: list[date], *,
