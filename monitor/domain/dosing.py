@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from monitor.domain.items import DoseStep, Flag
+from monitor.domain.items import DoseStep, Flag, StepStatus
 from monitor.domain.protocol import DoseTarget, InductionRegimen, InductionStep, MonitoringProtocol, Severity
 from monitor.domain.snapshot import PhaseEpisode, Snapshot
 from monitor.domain.thresholds import flag_from
@@ -148,13 +148,13 @@ def drug_state(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date)
         if "poor" in (tpmt, nudt15):
             gene, on = ("TPMT", tpmt_on) if tpmt == "poor" else ("NUDT15", nudt_on)
             state.never = f"{gene} poor metaboliser: consider a non-thiopurine alternative ({cite})"
-            state.flags.append(Flag(kind="tpmt_poor", severity=Severity.CRITICAL.value,
+            state.flags.append(Flag(kind="tpmt_poor", severity=Severity.CRITICAL,
                                     observed_on=on or snapshot.start_on, rule_id=f"{protocol.id}/genetics/poor",
                                     why=state.never))
         elif tpmt == "unknown" and not started:
             state.held = f"TPMT status unknown: test TPMT (and NUDT15) before {drug} starts ({cite})"
             state.held_on = snapshot.start_on
-            state.flags.append(Flag(kind="tpmt_unknown", severity=Severity.ACTION.value, observed_on=snapshot.start_on,
+            state.flags.append(Flag(kind="tpmt_unknown", severity=Severity.ACTION, observed_on=snapshot.start_on,
                                     rule_id=f"{protocol.id}/genetics/unknown", why=state.held))
         elif tpmt == "intermediate" and nudt15 == "intermediate":
             state.factor *= g.both_intermediate_factor
@@ -266,12 +266,12 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
             if drug == anchor_drug and state.factor != 1.0:
                 dose = reduce(dose, state.factor, protocol.drugs[drug].tablet_mg)
                 how += ", " + ", ".join(state.notes)
-            status = "done" if _recorded(snapshot, protocol, drug, dose, on, until, today) else (
-                "due" if on <= today else "upcoming")
+            status = StepStatus.DONE if _recorded(snapshot, protocol, drug, dose, on, until, today) else (
+                StepStatus.DUE if on <= today else StepStatus.UPCOMING)
             why = (f"{regimen.title} week {step.from_week} of {episode.phase.value} (from {episode.started_on}): "
                    f"{drug} {dose:g} mg/day; {how} ({protocol.cite(step.source)})")
-            if drug == anchor_drug and state.held and status != "done":
-                status, why = "held", f"{why}; held: {state.held}"
+            if drug == anchor_drug and state.held and status != StepStatus.DONE:
+                status, why = StepStatus.HELD, f"{why}; held: {state.held}"
             changes.append(on)
             result.append(DoseStep(drug, dose, on, status,
                                    f"{protocol.id}/induction/{regimen.id}/{drug}/week-{step.from_week}", why))
@@ -290,7 +290,7 @@ def continued_step(snapshot: Snapshot, protocol: MonitoringProtocol, episode: Ph
     why = (f"{regimen.title}, {episode.phase.value} from {episode.started_on}: {drug} was being given, so it "
            f"continues at {now.dose_mg:g} mg/day (the dose recorded); it restarts by the table only after a stop "
            f"({protocol.cite(regimen.continue_source)})")
-    return [DoseStep(drug, now.dose_mg, episode.started_on, "done",
+    return [DoseStep(drug, now.dose_mg, episode.started_on, StepStatus.DONE,
                      f"{protocol.id}/induction/{regimen.id}/{drug}/continue", why)]
 
 
@@ -330,9 +330,10 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
            f"tablets{within}{notes} -> {dose:g} mg/day; {reason} ({protocol.cite(d.source)})")
     given = [x for x in snapshot.doses if x.drug == drug and x.on <= today]
     latest = max(given, key=lambda x: x.on) if given else None
-    status = "done" if latest is not None and latest.dose_mg == dose and latest.on >= on - _early(protocol) else "due"
-    if state.held and status != "done":
-        status, why = "held", f"{why}; held: {state.held}"
+    done = latest is not None and latest.dose_mg == dose and latest.on >= on - _early(protocol)
+    status = StepStatus.DONE if done else StepStatus.DUE
+    if state.held and status != StepStatus.DONE:
+        status, why = StepStatus.HELD, f"{why}; held: {state.held}"
     return [DoseStep(drug, dose, on, status, f"{protocol.id}/dosing/maintenance-target", why)]
 
 
@@ -344,8 +345,8 @@ def dose_steps(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date,
     steps, changes = induction_steps(snapshot, protocol, state, today=today)
     steps += maintenance_steps(snapshot, protocol, state, today=today)
     drug = protocol.safety.anchor_drug
-    if state.held and not any(s.drug == drug and s.status == "held" for s in steps) and course(
+    if state.held and not any(s.drug == drug and s.status == StepStatus.HELD for s in steps) and course(
             snapshot, protocol, drug, today).given:  # a drug already stopped needs no hold of its own
-        steps.append(DoseStep(drug, 0.0, state.held_on or snapshot.start_on, "held", f"{protocol.id}/dosing/hold",
-                              f"hold {drug}: {state.held}"))
+        steps.append(DoseStep(drug, 0.0, state.held_on or snapshot.start_on, StepStatus.HELD,
+                              f"{protocol.id}/dosing/hold", f"hold {drug}: {state.held}"))
     return steps, changes

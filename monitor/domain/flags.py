@@ -84,7 +84,8 @@ def review_holds(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[F
     covered by an acknowledgement count, and earlier ones still open (past the look-back) unless
     resolved now."""
     done = {f.key for f in flags} | {r.key for r in resolved}
-    raised = [(f.observed_on, f.kind, f.severity, f.rule_id) for f in flags if not covered(f, snapshot.acknowledged)]
+    raised: list[tuple[date, str, str, str]] = [(f.observed_on, f.kind, f.severity, f.rule_id) for f in flags
+                                                if not covered(f, snapshot.acknowledged)]
     raised += [(o.observed_on, o.kind, o.severity, o.rule_id) for o in snapshot.open_flags if o.key not in done]
     return sorted((on, what) for on, kind, severity, rule_id in raised
                   if (what := _holds(protocol, on, kind, severity, rule_id)))
@@ -92,7 +93,7 @@ def review_holds(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[F
 
 def _holds(protocol: MonitoringProtocol, on: date, kind: str, severity: str, rule_id: str) -> str:
     """Why a flag holds the drug ("" when it does not)."""
-    if severity == Severity.CRITICAL.value:
+    if severity == Severity.CRITICAL:
         return f"{kind} flagged critical on {on}"
     rule = protocol.withholding(rule_id)
     if rule is None:

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from monitor.domain.protocol import Severity
+
+
+class DrawStatus(StrEnum):
+    UPCOMING = "upcoming"  # before its window
+    DUE = "due"  # inside its window
+    OVERDUE = "overdue"  # after it, no result
+    MISSED = "missed"  # overdue, and the next draw of its panel has opened (or its clock stopped)
+
+
+class StepStatus(StrEnum):
+    UPCOMING = "upcoming"
+    DUE = "due"
+    DONE = "done"  # a recorded dose matches
+    HELD = "held"  # blocked until a clinician reviews
+
+
+class FlagStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"  # its corrected or retracted result no longer meets the rule
 
 
 @dataclass(frozen=True)
 class DueDraw:
     panel: str
     due_on: date
-    status: str  # upcoming, due, overdue, missed
+    status: DrawStatus
     window_days: int
     rule_id: str
     why: str
@@ -37,7 +60,7 @@ class DoseStep:
     drug: str
     dose_mg: float
     on: date
-    status: str  # upcoming, due, done, held
+    status: StepStatus
     rule_id: str
     why: str
 
@@ -50,7 +73,7 @@ def specimen_time(observed_at: datetime) -> str:
 @dataclass(frozen=True, kw_only=True)
 class Flag:
     kind: str
-    severity: str
+    severity: Severity
     observed_on: date
     rule_id: str
     why: str

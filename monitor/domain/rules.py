@@ -184,7 +184,7 @@ def response_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
         if responded is None and (ends is None or ends > deadline):
             if today >= deadline:
                 if today - deadline <= timedelta(days=protocol.flag_lookback_days):
-                    flags.append(Flag(kind="insufficient_response", severity=Severity.ACTION.value,
+                    flags.append(Flag(kind="insufficient_response", severity=Severity.ACTION,
                                       observed_on=deadline, rule_id=f"{protocol.id}/response/insufficient",
                                       why=f"no complete biochemical response by {deadline} "
                                           f"({rules.insufficient_by_day} days of {episode.phase.value}): "
@@ -266,7 +266,7 @@ def interaction_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *,
             if drug not in x.drugs:
                 continue
             cite = protocol.cite(x.source)
-            flags.append(Flag(kind="interaction", severity=x.severity.value, observed_on=med.started_on,
+            flags.append(Flag(kind="interaction", severity=x.severity, observed_on=med.started_on,
                               rule_id=f"{protocol.id}/interactions/{x.id}/{drug}",
                               why=f"{drug} started on {med.started_on} with {protocol.safety.anchor_drug}: "
                                   f"{x.action} ({cite})"))
@@ -315,7 +315,7 @@ def dose_change_reminders(snapshot: Snapshot, protocol: MonitoringProtocol, time
                 if day > today:
                     coming.append(day)
                     continue
-                flags.append(Flag(kind="interaction", severity=x.severity.value, observed_on=day,
+                flags.append(Flag(kind="interaction", severity=x.severity, observed_on=day,
                                   rule_id=f"{protocol.id}/interactions/{x.id}/{drug}/dose-change",
                                   why=f"{what} while on {drug} (since {med.started_on}): {x.action} "
                                       f"({protocol.cite(x.source)})"))
@@ -330,7 +330,7 @@ def screen_flags(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[Flag]
         return []
     why = (f"infection screen before {protocol.safety.anchor_drug} starts (enrolled {snapshot.start_on}): "
            f"{', '.join(screen.tests)}; {screen.action} ({protocol.cite(screen.source)})")
-    return [Flag(kind="infection_screen", severity=screen.severity.value, observed_on=snapshot.start_on,
+    return [Flag(kind="infection_screen", severity=screen.severity, observed_on=snapshot.start_on,
                  rule_id=f"{protocol.id}/screen/infection-screen", why=why)]
 
 
@@ -341,9 +341,9 @@ def tightening_slots(flags: list[Flag], protocol: MonitoringProtocol) -> list[Sl
         return []
     slots = []
     for f in flags:
-        if f.kind not in t.kinds or f.severity not in (Severity.ACTION.value, Severity.CRITICAL.value):
+        if f.kind not in t.kinds or f.severity not in (Severity.ACTION, Severity.CRITICAL):
             continue
-        days = t.critical_repeat_days if f.severity == Severity.CRITICAL.value else t.action_repeat_days
+        days = t.critical_repeat_days if f.severity == Severity.CRITICAL else t.action_repeat_days
         due = f.observed_on + timedelta(days=days)
         slots.append(Slot(due, f.observed_on + timedelta(days=1), due, (t.panel,),
                           f"{protocol.id}/tightening/{f.severity}",

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Run, Slot, run_slots
-from monitor.domain.items import DueDraw, OverduePanel
+from monitor.domain.items import DrawStatus, DueDraw, OverduePanel
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.snapshot import Snapshot
 
@@ -289,12 +289,12 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             slot, after = own[i], _after(own, i)
             status = draw_status(slot, after, today)
             changes += status_changes(slot, after, lookback)
-            if status == "missed" and today - slot.due_on > lookback:
+            if status == DrawStatus.MISSED and today - slot.due_on > lookback:
                 continue
             draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,
                                  window_days=(slot.closes - slot.due_on).days, rule_id=slot.rule_id,
                                  why=f"{panel} {slot.why}"))
-            if status == "upcoming":
+            if status == DrawStatus.UPCOMING:
                 break
     draws.sort(key=lambda d: (d.due_on, d.panel))
     return draws, overdue, changes
@@ -312,16 +312,16 @@ def satisfied(taken: list[date], slot: Slot, after: Slot | None) -> bool:
     return i < len(taken) and taken[i] <= late_until
 
 
-def draw_status(slot: Slot, after: Slot | None, today: date) -> str:
+def draw_status(slot: Slot, after: Slot | None, today: date) -> DrawStatus:
     """An unmet draw's status: upcoming before its window (or `due_from`), due inside it, then overdue
     until the next draw of its panel opens or its clock stops (missed)."""
     if today < (slot.due_from or slot.opens):
-        return "upcoming"
+        return DrawStatus.UPCOMING
     if today <= slot.closes:
-        return "due"
+        return DrawStatus.DUE
     if (after is not None and today >= after.opens) or (slot.until is not None and today >= slot.until):
-        return "missed"
-    return "overdue"
+        return DrawStatus.MISSED
+    return DrawStatus.OVERDUE
 
 
 def status_changes(slot: Slot, after: Slot | None, lookback: timedelta) -> list[date]:

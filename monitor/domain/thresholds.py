@@ -157,7 +157,7 @@ def breaches(result: Result, threshold: Threshold | Condition, reference: Range)
 def flag_from(result: Result, protocol: MonitoringProtocol, *, kind: str, severity: Severity,
               rule_id: str, why: str) -> Flag:
     """A flag raised by one result, carrying its analyte, value, unit, date and id."""
-    return Flag(kind=kind, severity=severity.value, analyte=result.analyte, value=result.value,
+    return Flag(kind=kind, severity=severity, analyte=result.analyte, value=result.value,
                 unit=protocol.units.get(result.analyte), observed_on=result.observed_on, result_id=result.id,
                 specimen=None if result.observed_at is None else specimen_time(result.observed_at),
                 rule_id=rule_id, why=why)
