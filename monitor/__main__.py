@@ -1,4 +1,4 @@
 from monitor.cli import main
 
-if __name__ == "__main__":  # a worker process (multiprocessing spawn) imports this module too
+if __name__ == "__main__":  # `python -m monitor`: the same entry point as the `monitor` script
     raise SystemExit(main())

@@ -26,7 +26,7 @@ def round_to_tablet(dose_mg: float, tablet_mg: float) -> float:
     return math.floor(dose_mg / tablet_mg + 0.5) * tablet_mg
 
 
-def reduce(dose_mg: float, factor: float, tablet_mg: float) -> float:
+def cut_dose(dose_mg: float, factor: float, tablet_mg: float) -> float:
     """A dose cut (genetics, interactions) in whole tablets, never above the intended fraction
     (37.5 mg of a 25 % cut is 25 mg, not 50); at least one tablet."""
     if factor >= 1:
@@ -264,7 +264,7 @@ def induction_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: Dru
                 continue
             dose, how = planned_dose(step, protocol, regimen, weight.kg)
             if drug == anchor_drug and state.factor != 1.0:
-                dose = reduce(dose, state.factor, protocol.drugs[drug].tablet_mg)
+                dose = cut_dose(dose, state.factor, protocol.drugs[drug].tablet_mg)
                 how += ", " + ", ".join(state.notes)
             status = StepStatus.DONE if _recorded(snapshot, protocol, drug, dose, on, until, today) else (
                 StepStatus.DUE if on <= today else StepStatus.UPCOMING)
@@ -323,7 +323,7 @@ def maintenance_steps(snapshot: Snapshot, protocol: MonitoringProtocol, state: D
     target = protocol.dose_targets.get(drug)
     normal = d.maintenance_mg_per_kg * kg
     full = clamp_to_target(normal, target, kg, tablet) if target else round_to_tablet(normal, tablet)
-    dose = reduce(full, state.factor, tablet)
+    dose = cut_dose(full, state.factor, tablet)
     notes = "".join(f", {n}" for n in state.notes)
     within = " within the target range" if target else ""
     why = (f"{drug} target {d.maintenance_mg_per_kg:g} mg/kg × {kg:g} kg = {full:g} mg/day in whole {tablet:g} mg "

@@ -57,7 +57,7 @@ def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag
         result = results.get(o.result_id)
         if result is None:  # not in view (a run for an earlier date): judged when it is
             continue
-        again = [f for f in flags_for(result, protocol, baseline=baselines.for_(result), overrides=snapshot.overrides,
+        again = [f for f in flags_for(result, protocol, baseline=baselines.of(result), overrides=snapshot.overrides,
                                       on_drug=baselines.exposure.on(result.observed_on)) if f.key == o.key]
         if again:
             updated += again

@@ -79,7 +79,7 @@ class Baselines:
         self.normal = {a: [in_range(r, protocol) for r in series] for a, series in self.results.items()}
         self.nadir_phases = {n.analyte: n.phases for n in protocol.nadir_rises}
 
-    def for_(self, result: Result) -> Baseline | None:
+    def of(self, result: Result) -> Baseline | None:
         episode = self.snapshot.phase_on(result.observed_on)
         series = self.results.get(result.analyte, [])
         if episode.phase in self.nadir_phases.get(result.analyte, ()):
@@ -237,7 +237,7 @@ def result_flags(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: dat
         flag
         for r in snapshot.results
         if r.status in FLAGGABLE and since <= r.observed_on <= today
-        for flag in flags_for(r, protocol, baseline=base.for_(r), overrides=snapshot.overrides,
+        for flag in flags_for(r, protocol, baseline=base.of(r), overrides=snapshot.overrides,
                               on_drug=base.exposure.on(r.observed_on))
     ]
 

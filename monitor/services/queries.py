@@ -69,7 +69,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     results = []
     for r in rows:
         result = Result(r.id or 0, r.analyte, r.value, r.observed_on, r.status, r.ref_low, r.ref_high, r.observed_at)
-        grade = ctcae_grade(result, protocol, base.for_(result))
+        grade = ctcae_grade(result, protocol, base.of(result))
         results.append({
             "analyte": r.analyte, "code": r.code, "value": r.value, "unit": r.unit,
             "observed_on": r.observed_on.isoformat(), "status": r.status,

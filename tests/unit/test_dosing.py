@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.domain.dosing import clamp_to_target, dose_steps, reduce, round_to_tablet
+from monitor.domain.dosing import clamp_to_target, cut_dose, dose_steps, round_to_tablet
 from monitor.domain.items import DoseStep
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import DoseEvent, Genotype, Medication, PhaseEpisode, Result, Snapshot, Weight
@@ -156,8 +156,8 @@ def test_when_no_whole_tablet_fits_the_target_the_clamp_gives_the_nearest_tablet
 )
 def test_a_dose_cut_rounds_down_to_whole_tablets_but_never_below_one(dose: float, factor: float,
                                                                       expected: float) -> None:
-    # dosing.reduce: a cut is never above the intended fraction (a 25 % cut must not give 33 %)
-    assert reduce(dose, factor, 25) == expected
+    # dosing.cut_dose: a cut is never above the intended fraction (a 25 % cut must not give 33 %)
+    assert cut_dose(dose, factor, 25) == expected
 
 
 # --- statuses ------------------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ GENETIC_FACTORS = [
                  id="CPIC18 TPMT IM (0.5): 150 x 0.5 = 75"),
     pytest.param("intermediate", "intermediate", 50, 25, "× 0.35 for TPMT and NUDT15 intermediate",
                  id="CPIC 2024 IM/IM 20-50% (0.35): 100 x 0.35 = 35, rounds down to 25"),
-    # dosing.reduce: a cut rounds DOWN to whole tablets (never above the intended fraction), at least one tablet
+    # dosing.cut_dose: a cut rounds DOWN to whole tablets (never above the intended fraction), at least one tablet
     pytest.param("intermediate", "intermediate", 100, 50, "× 0.35 for TPMT and NUDT15 intermediate",
                  id="CPIC 2024 IM/IM (0.35): 200 x 0.35 = 70, rounds down to 50"),
     pytest.param("intermediate", "unknown", 50, 50, "× 0.5 for TPMT intermediate",

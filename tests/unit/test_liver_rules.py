@@ -229,7 +229,7 @@ def ibd(*results: Result, doses: tuple[DoseEvent, ...] = ()) -> Snapshot:
 
 
 def baseline_of(snap: Snapshot, protocol: MonitoringProtocol, r: Result) -> tuple[float, date, str] | None:
-    found = Baselines(snap, protocol, exposure(snap, protocol)).for_(r)
+    found = Baselines(snap, protocol, exposure(snap, protocol)).of(r)
     return None if found is None else (found.result.value, found.result.observed_on, found.basis)
 
 

@@ -293,9 +293,9 @@ def test_only_a_repeat_at_least_14_days_later_confirms(repeat_day: int, confirme
 )
 def test_a_result_above_uln_14_days_after_the_first_of_an_unbroken_run_confirms(days: tuple[int, ...]) -> None:
     # Intended (brief item 9): confirmation needs the repeat at least repeat_after_days after the FIRST above-ULN
-    # result. ENGINE BUG (reported): rules.relapse_flags measures the 14 days from the immediately previous result
-    # (series[i - 1]), so any result in between restarts the count: ALT 1.5 x ULN weekly for 5 weeks never
-    # confirms a relapse and never proposes re-induction.
+    # result. Found by this tier (fixed): rules.relapse_flags measured the 14 days from the immediately previous
+    # result, so any result in between restarted the count: ALT 1.5 x ULN weekly for 5 weeks never confirmed a
+    # relapse.
     snap = on_azathioprine(results=tuple(result("ALT", 60, on=day(n), id=i + 1) for i, n in enumerate(days)))
     p = plan(snap, day(days[-1]))
     assert "relapse" in [f.kind for f in p.flags], [(f.result_id, f.kind) for f in p.flags]

@@ -709,9 +709,9 @@ def test_a_repeat_count_is_due_from_the_day_it_is_asked_for(
 
 def test_a_repeat_count_falling_on_a_routine_count_day_is_still_due_from_the_day_it_is_asked_for() -> None:
     # NEUT 1.2 on day 105 asks for a repeat within 7 days: day 112, the routine monthly count's day, so the two are
-    # one draw (same day). ENGINE BUG (reported): schedule.merged rebuilds the kept Slot from due_on, opens, closes,
-    # panels, rule_id and why only, dropping due_from (and mergeable, until): the repeat asked for on day 105 is
-    # listed "upcoming" until day 106, while the same flag on day 104 (repeat day 111, no routine count) is "due".
+    # one draw (same day). Found by this tier (fixed): schedule.merged rebuilt the kept Slot without due_from (and
+    # mergeable, until), so the repeat asked for on day 105 was listed "upcoming" until day 106, while the same flag
+    # on day 104 (repeat day 111, no routine count) was "due".
     for flagged_on in (104, 105):
         snap = on_azathioprine(results=(result("NEUT", 1.2, on=day(flagged_on)),))
         found = [((d.due_on - START).days, d.status) for d in plan(snap, day(flagged_on)).draws

@@ -612,10 +612,9 @@ def test_a_critical_alt_is_graded_only_while_azathioprine_is_given(snap: Snapsho
     ],
 )
 def test_a_held_start_is_not_azathioprine_given(snap: Snapshot) -> None:
-    # ENGINE BUG (reported): plan.given reads dose_timeline(planned=True), which puts the week-3 50 mg step in the
-    # timeline even while the start is held (its docstring says "planned induction steps (unless held)"). So on day
-    # 20 of induction, with azathioprine never given, BILI 110 (the disease, CTCAE G3) raises a CRITICAL
-    # bilirubin_rise flag "hold AZA pending review" for a drug that was never started.
+    # Found by this tier (fixed): whether azathioprine is given was read from the planned timeline, which put the
+    # week-3 50 mg step in it even while the start was held; on day 20 of induction, with azathioprine never given,
+    # BILI 110 (the disease, CTCAE G3) raised a CRITICAL bilirubin_rise flag for a drug never started.
     p = plan(snap, day(20))
     assert not any(s.status != "held" for s in p.dose_steps if s.drug == "azathioprine")
     assert [f.kind for f in p.flags if f.severity == "critical"] == []
