@@ -24,6 +24,7 @@ from sqlmodel import Session
 from monitor.app import App
 from monitor.config import Database
 from monitor.domain.analytes import Analyte, Catalog
+from monitor.domain.errors import UserError
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
@@ -34,6 +35,8 @@ from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_file
 
 PROTOCOL = "aih-azathioprine"
+#: The file that makes a folder the demo's: only in such a folder (or a new one) does the demo write.
+MARKER = ".monitor-demo"
 NURSES = ("a.okafor@clinic.example", "b.singh@clinic.example", "c.murphy@clinic.example")
 SITES = ("north", "south")
 #: (phase at the end, share of the cohort)
@@ -195,11 +198,23 @@ def handled_at_the_time(session: Session, people: list[Person], *, now: datetime
 
 
 def fresh(directory: Path) -> None:
-    """Remove what an earlier demo left (only our files)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
-        (directory / name).unlink(missing_ok=True)
-    shutil.rmtree(directory / "outbox", ignore_errors=True)
+    """Make `directory` the demo's: a new or empty folder gets the marker; in a folder with the
+    marker (an earlier demo's) only what a demo writes is removed. Any other folder, e.g. a clinic's
+    with its database, is refused (UserError) before anything is touched."""
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"--dir {directory} is not a folder; give the demo a new folder")
+        if directory.is_dir() and not (directory / MARKER).is_file() and any(directory.iterdir()):
+            raise UserError(f"--dir {directory} is not a demo folder (it holds files and no {MARKER} marker): "
+                            "the demo writes only into a new folder or one it made; choose another --dir")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (directory / MARKER).write_text("made by `monitor demo`, which may replace the files it wrote here\n",
+                                        encoding="utf-8")
+        for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
+            (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(directory / "outbox", ignore_errors=True)
+    except OSError as e:
+        raise UserError(f"--dir {directory}: cannot use it for the demo ({e.strerror})") from None
 
 
 def slug(text: str) -> str:
