@@ -29,6 +29,7 @@ from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.notify.render import message, render
+from monitor.private import OWNER_ONLY_FOLDER, owner_only
 from monitor.services import daily, patients, queries
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
@@ -207,9 +208,9 @@ def fresh(directory: Path) -> None:
         if directory.is_dir() and not (directory / MARKER).is_file() and any(directory.iterdir()):
             raise UserError(f"--dir {directory} is not a demo folder (it holds files and no {MARKER} marker): "
                             "the demo writes only into a new folder or one it made; choose another --dir")
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (directory / MARKER).write_text("made by `monitor demo`, which may replace the files it wrote here\n",
-                                        encoding="utf-8")
+        directory.mkdir(mode=OWNER_ONLY_FOLDER, parents=True, exist_ok=True)
+        with open(directory / MARKER, "w", encoding="utf-8", opener=owner_only) as f:
+            f.write("made by `monitor demo`, which may replace the files it wrote here\n")
         for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(directory / "outbox", ignore_errors=True)
@@ -231,13 +232,13 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     people = cohort(size, today, rng)
     now = a.now()
 
-    with (directory / "cohort.csv").open("w", newline="", encoding="utf-8") as f:
+    with open(directory / "cohort.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
         w = csv.writer(f)
         w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site", "phase"])
         for p in people:
             w.writerow([p.mrn, PROTOCOL, p.start, p.weight, "normal", "normal", p.coordinator, p.site,
                         enrollment_phase(p).value])
-    with (directory / "labs.csv").open("w", newline="", encoding="utf-8") as f:
+    with open(directory / "labs.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
         w = csv.writer(f)
         w.writerow(["mrn", "collected_at", "code", "value", "unit"])
         w.writerows(lab_rows(people, protocol, a.library.catalog, today, rng))
@@ -256,12 +257,13 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         digests = build_digests(s, today=today)
 
     outbox = directory / "outbox"
-    outbox.mkdir()
+    outbox.mkdir(mode=OWNER_ONLY_FOLDER)
     for d in digests:
         subject, body = render("digest", digest=d)
         msg = message(sender=a.settings.smtp.sender, to=d.coordinator, subject=subject, body=body, key=d.key,
                       now=now)
-        (outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml").write_bytes(bytes(msg))
+        with open(outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml", "wb", opener=owner_only) as eml:
+            eml.write(bytes(msg))
 
     severities = Counter(f["severity"] for d in digests for f in d.flags)
     phases = Counter(p.phase.value for p in people)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from monitor.domain.errors import UserError
+from monitor.private import create_owner_only
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING (ECOSYSTEM.md gotcha 30)
 
@@ -29,6 +30,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _new_file_owner_only(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+    """A new SQLite file is created 0600 before SQLite would create it 0644 (umask permitting)."""
+    if cargs and cargs[0] != ":memory:" and not cparams.get("uri"):
+        create_owner_only(cargs[0])
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -41,6 +48,7 @@ def make_engine(url: str) -> Engine:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise UserError(f"SQLite {sqlite3.sqlite_version} is too old; monitor needs 3.35 or newer")
         engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "do_connect", _new_file_owner_only)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:

@@ -6,10 +6,15 @@ Each test failed before its fix.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from monitor.db.session import make_engine
 from tests.functional.cli import run
 from tests.functional.test_cli_contract import one_line_error
 
@@ -64,3 +69,48 @@ def test_the_demo_writes_into_a_new_or_empty_folder_and_runs_again_in_its_own(
         assert r.code == 0, r.err
         assert (folder / ".monitor-demo").is_file() and (folder / "monitor.db").is_file()
         assert len(list((folder / "outbox").glob("*.eml"))) == 3
+
+
+# --- files that hold patient data are their owner's alone ----------------------------------------
+
+@pytest.fixture
+def default_umask() -> Iterator[None]:
+    """The usual umask (022), which lets every user of the machine read a file created with 0644."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("default_umask")
+def test_a_new_database_and_its_wal_and_shm_files_are_readable_by_their_owner_only(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database = tmp_path / "monitor.db"
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{database}")
+    r = run(capsys, "enroll", "--mrn", "A1001", "--protocol", PROTOCOL, "--start", "2026-01-05", "--weight-kg", "72")
+    assert r.code == 0, r.err
+    assert mode(database) == 0o600
+    engine = make_engine(f"sqlite:///{database}")  # while a connection writes, the WAL and SHM files exist
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE patient SET name = NULL"))
+            wal, shm = (tmp_path / "monitor.db-wal", tmp_path / "monitor.db-shm")
+            assert (mode(wal), mode(shm)) == (0o600, 0o600)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("default_umask")
+def test_every_file_the_demo_writes_is_readable_by_its_owner_only(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    r = run(capsys, "demo", "--dir", str(folder), "--patients", "7")
+    assert r.code == 0, r.err
+    written = [p for p in folder.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"monitor.db", "cohort.csv", "labs.csv", ".monitor-demo"}
+    assert len([p for p in written if p.suffix == ".eml"]) == 3
+    assert {p.name: mode(p) for p in written} == {p.name: 0o600 for p in written}
+    assert (mode(folder), mode(folder / "outbox")) == (0o700, 0o700)
