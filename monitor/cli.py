@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -23,6 +21,7 @@ from monitor.cli_show import (
     show_plan_source,
     shown,
     table,
+    write_csv,
 )
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
@@ -296,9 +295,7 @@ def overdue(
     if fmt == "json":
         emit_json(rows)
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=OVERDUE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(rows, OVERDUE_COLUMNS)
     else:
         table(f"Overdue ({len(rows)})", ["mrn", "panel", "since", "days", "unmet", "last result", "phase",
                                           "coordinator", "site"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +37,14 @@ GENOTYPES = ("normal", "intermediate", "poor", "unknown")
 SEXES = ("F", "M", "U")
 WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
 DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
+MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
+#: A coordinator's e-mail address: a plain local part that starts with a letter, digit or _ (so
+#: never like a spreadsheet formula) and a domain with at least one dot.
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+ADDRESS = re.compile(rf"\w[\w.%+'-]*@{LABEL}(?:\.{LABEL})+", re.ASCII)
+#: Control characters (a NUL, which PostgreSQL refuses; a newline), lone surrogates (not UTF-8) and
+#: line or paragraph separators: never part of an MRN, a name or a site.
+UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -60,12 +70,24 @@ def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
         raise UserError(f"{problem}; check the date")
 
 
+def check_text(value: str, what: str, width: int) -> None:
+    """An MRN, a name or a site fits its column on every database and reads the same everywhere."""
+    if (not value or len(value) > width or value != value.strip()
+            or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
+        raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")
+
+
 def check_request(req: EnrollmentRequest, library: Library, *, today: date, dates: DateRange = DEFAULT_DATES) -> None:
     """Raises UserError naming the first bad field."""
     library.get(req.protocol)
     check_date(req.start_on, "start", today=today, dates=dates)
-    if not req.mrn.strip() or len(req.mrn) > 64:
-        raise UserError("mrn must be 1-64 characters")
+    check_text(req.mrn, "mrn", MRN_CHARS)
+    for what, value, width in (("name", req.name, NAME_CHARS), ("site", req.site, SITE_CHARS)):
+        if value is not None:
+            check_text(value, what, width)
+    if req.coordinator is not None and (len(req.coordinator) > ADDRESS_CHARS or not ADDRESS.fullmatch(req.coordinator)):
+        raise UserError(f"coordinator must be an e-mail address of at most {ADDRESS_CHARS} characters, "
+                        "like nurse@example.org")
     if not WEIGHT_KG[0] <= req.weight_kg <= WEIGHT_KG[1]:
         raise UserError(f"weight_kg {req.weight_kg:g} is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
     if req.sex is not None and req.sex not in SEXES:

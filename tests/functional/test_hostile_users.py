@@ -6,17 +6,26 @@ Each test failed before its fix.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+from sqlmodel import Session, select
 
+from monitor.cli_show import FORMULA_START, write_csv
 from monitor.db.session import make_engine
-from tests.functional.cli import run
+from monitor.db.tables import Enrollment, Patient
+from tests.functional.cli import Ran, run
 from tests.functional.test_cli_contract import one_line_error
+from tests.integration import dump_tables
 
 PROTOCOL = "aih-azathioprine"
 
@@ -114,3 +123,104 @@ def test_every_file_the_demo_writes_is_readable_by_its_owner_only(
     assert len([p for p in written if p.suffix == ".eml"]) == 3
     assert {p.name: mode(p) for p in written} == {p.name: 0o600 for p in written}
     assert (mode(folder), mode(folder / "outbox")) == (0o700, 0o700)
+
+
+# --- exports never carry a spreadsheet formula; enrollment fields fit their columns ---------------
+
+HOSTILE = ["=HYPERLINK(\"http://example.org/x\",\"open\")", "+1+1", "-2+3", "@SUM(A1:A9)", "=cmd|' /C calc'!A0"]
+
+
+def enroll(capsys: pytest.CaptureFixture[str], mrn: str, *extra: str) -> Ran:
+    return run(capsys, "enroll", "--mrn", mrn, "--protocol", PROTOCOL, "--start", "2026-01-05", "--weight-kg", "72",
+               *extra)
+
+
+@pytest.mark.usefixtures("db_url")
+def test_overdue_csv_and_piped_tables_prefix_every_cell_a_spreadsheet_would_run_as_a_formula(
+        capsys: pytest.CaptureFixture[str], engine: Engine) -> None:
+    for n, value in enumerate(HOSTILE):
+        assert enroll(capsys, value, "--site", value, "--coordinator", f"nurse{n}@example.org").code == 0
+    with engine.begin() as conn:  # a coordinator stored before addresses were checked
+        conn.execute(text("UPDATE enrollment SET coordinator = :c"), {"c": "=cmd|' /C calc'!A0"})
+    assert run(capsys, "run", "--date", "2026-03-01").code == 0
+    as_csv = run(capsys, "overdue", "--format", "csv", "--date", "2026-03-01")
+    assert as_csv.code == 0, as_csv.err
+    rows = list(csv.DictReader(io.StringIO(as_csv.out)))
+    assert {r["mrn"] for r in rows} == {f"'{v}" for v in HOSTILE}
+    assert all(r["site"] == r["mrn"] and r["coordinator"] == "'=cmd|' /C calc'!A0" for r in rows)
+    assert all(r["days_overdue"].isdigit() for r in rows)  # numbers are never touched
+    piped = run(capsys, "overdue", "--date", "2026-03-01").out.splitlines()[3:]
+    assert piped and all(line.split("\t")[0] in {f"'{v}" for v in HOSTILE} for line in piped)
+
+
+@given(st.lists(st.text(st.characters(exclude_categories=["Cs"])) | st.integers() | st.none(), min_size=1, max_size=6))
+def test_a_csv_cell_reads_back_as_written_or_quoted_when_it_starts_like_a_formula(
+        cells: list[str | int | None]) -> None:
+    out = io.StringIO()
+    columns = [f"c{i}" for i in range(len(cells))]
+    write_csv([dict(zip(columns, cells, strict=True))], columns, out)
+    header, row = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert header == columns
+    for cell, read in zip(cells, row, strict=True):
+        expected = "" if cell is None else str(cell)
+        if isinstance(cell, str) and cell.startswith(FORMULA_START):
+            expected = "'" + cell
+        assert read == expected
+        assert not (isinstance(cell, str) and read.startswith(FORMULA_START))
+
+
+@pytest.mark.usefixtures("db_url")
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--site", "s" * 65, "site must be 1-64"),
+     ("--site", "north\nsouth", "site must be 1-64"),
+     ("--site", " ", "site must be 1-64"),
+     ("--mrn", "M" * 65, "mrn must be 1-64"),
+     ("--mrn", " A1001", "mrn must be 1-64"),
+     ("--mrn", "A10\x0001", "mrn must be 1-64"),
+     ("--name", "N" * 201, "name must be 1-200"),
+     ("--coordinator", "nurse", "coordinator must be an e-mail address"),
+     ("--coordinator", "+cmd|' /C calc'!A0", "coordinator must be an e-mail address"),
+     ("--coordinator", "=1+1@example.org", "coordinator must be an e-mail address"),
+     ("--coordinator", "n" * 190 + "@example.org", "coordinator must be an e-mail address")],
+    ids=["site-65", "site-newline", "site-blank", "mrn-65", "mrn-space", "mrn-nul", "name-201", "coordinator-word",
+         "coordinator-formula", "coordinator-formula-address", "coordinator-201"])
+def test_an_enrollment_field_that_does_not_fit_exits_2_naming_it_and_writes_nothing(
+        capsys: pytest.CaptureFixture[str], engine: Engine, option: str, value: str, says: str) -> None:
+    fields = {"--mrn": "A1001", option: value}
+    before = dump_tables(engine)
+    args = [a for o, v in fields.items() for a in (o, v) if o != "--mrn"]
+    assert says in one_line_error(enroll(capsys, fields["--mrn"], *args))
+    assert dump_tables(engine) == before
+
+
+@pytest.mark.usefixtures("db_url")
+def test_a_cohort_row_whose_site_or_coordinator_does_not_fit_enrolls_nobody(
+        capsys: pytest.CaptureFixture[str], engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "cohort.csv"
+    path.write_text("mrn,protocol,start,weight_kg,tpmt,nudt15,coordinator,site\n"
+                    f"C1,{PROTOCOL},2025-03-03,64,normal,normal,a@example.org,north\n"
+                    f"C2,{PROTOCOL},2025-03-03,64,normal,normal,a@example.org,{'s' * 65}\n"
+                    f"C3,{PROTOCOL},2025-03-03,64,normal,normal,=HYPERLINK(1),north\n", encoding="utf-8")
+    before = dump_tables(engine)
+    r = run(capsys, "enroll", "--csv", str(path))
+    assert r.code == 2 and "Traceback" not in r.err
+    assert [line.split(":")[0].strip() for line in r.err.splitlines() if line.strip().startswith("line ")] == [
+        "line 3", "line 4"]
+    assert dump_tables(engine) == before
+
+
+@pytest.mark.usefixtures("db_url")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(site=st.text(max_size=80), name=st.text(max_size=210))
+def test_any_site_or_name_is_stored_exactly_or_refused_with_one_line_on_either_database(
+        capsys: pytest.CaptureFixture[str], engine: Engine, site: str, name: str) -> None:
+    mrn = f"P{uuid.uuid4().hex[:12]}"
+    r = enroll(capsys, mrn, "--site", site, "--name", name)
+    with Session(engine) as s:
+        stored = s.exec(select(Patient.name, Enrollment.site).join(Enrollment).where(Patient.mrn == mrn)).all()
+    if r.code == 0:
+        assert stored == [(name, site)]
+    else:
+        one_line_error(r)
+        assert stored == []
