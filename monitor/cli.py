@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress, TaskID
+from sqlalchemy.exc import DBAPIError
 
 from monitor.app import App
 from monitor.cli_show import (
@@ -23,6 +24,7 @@ from monitor.cli_show import (
     table,
     write_csv,
 )
+from monitor.db.errors import explain
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
@@ -78,8 +80,9 @@ def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
 ) -> None:
-    ctx.obj = App(config, may_create=ctx.invoked_subcommand in CREATES_A_DATABASE)
-    ctx.call_on_close(ctx.obj.close)
+    a = the(ctx)  # made by main, which names its database if it fails
+    a.config, a.may_create = config, ctx.invoked_subcommand in CREATES_A_DATABASE
+    ctx.call_on_close(a.close)
 
 
 @app.command()
@@ -453,12 +456,19 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; bugs raise."""
+    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; so is a database
+    that cannot be opened or used (one that refuses a change: exit 1), never with its data; other
+    bugs raise."""
+    a = App()
     try:
-        code = app(args=argv, prog_name="monitor", standalone_mode=False)
+        code = app(args=argv, prog_name="monitor", standalone_mode=False, obj=a)
     except UserError as e:
         err.print(f"monitor: error: {e}", markup=False)
         return 2
+    except DBAPIError as e:
+        problem = explain(e, a.settings.database.url)
+        err.print(f"monitor: error: {problem.line}", markup=False)
+        return problem.exit_code
     except typer.Abort:
         err.print("monitor: aborted", markup=False)
         return 1
