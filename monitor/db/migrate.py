@@ -51,11 +51,15 @@ def require_existing(engine: Engine) -> None:
 
 
 def upgrade_to_head(engine: Engine) -> None:
+    """Migrate one process at a time: the others wait for the lock, then find nothing to do
+    (Alembic reads the version again inside the transaction)."""
     if is_current(engine):
         return
     cfg = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        else:  # SQLite: the write lock from the start (busy_timeout waits for it), not at the first write
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
-from monitor.db.migrate import upgrade_to_head
+from alembic import command
+from monitor.db.migrate import alembic_config, upgrade_to_head
 from monitor.db.session import make_engine
 from monitor.db.tables import Patient
 from tests.conftest import create_database, drop_database, server_url
@@ -203,3 +207,70 @@ def test_the_mllp_listener_never_prints_the_raw_message_when_the_database_refuse
         listener.terminate()
         _, stderr = listener.communicate(timeout=30)
     assert "SECRET4711" not in stderr and "SMITHSON" not in stderr and "6690-2" not in stderr
+
+
+# --- commands started together migrate one at a time ---------------------------------------------
+
+#: A real `monitor` process that imports everything, says it is ready, waits for the word, then runs.
+TOGETHER = """import pathlib, sys, time
+from monitor.cli import main
+pathlib.Path(sys.argv[1]).touch()
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.002)
+raise SystemExit(main(sys.argv[3:]))
+"""
+
+
+def all_at_once(url: str, folder: Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run each command in its own `monitor` process, all released at the same instant."""
+    go = folder / "go"
+    env = {**os.environ, "MONITOR_DATABASE_URL": url}
+    started = [subprocess.Popen([sys.executable, "-c", TOGETHER, str(folder / f"ready{n}"), str(go), *command],
+                                cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for n, command in enumerate(commands)]
+    deadline = time.monotonic() + 120
+    while not all((folder / f"ready{n}").exists() for n in range(len(commands))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    done = []
+    for process in started:
+        out, err = process.communicate(timeout=180)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database never migrated: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'clinic.db'}"
+        return
+    url, admin = create_database(request.getfixturevalue("pg_server"))
+    yield url
+    drop_database(admin, url)
+
+
+@pytest.mark.parametrize("at", [None, "0006"], ids=["fresh", "at-0006"])
+def test_four_commands_started_together_on_a_new_or_old_database_all_succeed_and_migrate_once(
+        new_url: str, tmp_path: Path, at: str | None) -> None:
+    if at is not None:
+        engine = make_engine(new_url)
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, at)
+        engine.dispose()
+    enroll_args = ["--protocol", PROTOCOL, "--start", "2026-01-05", "--weight-kg", "72"]
+    done = all_at_once(new_url, tmp_path, [["init"], ["enroll", "--mrn", "R1", *enroll_args], ["init"],
+                                           ["enroll", "--mrn", "R2", *enroll_args]])
+    assert [(p.returncode, p.stderr) for p in done] == [(0, "")] * 4
+    engine = make_engine(new_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert context.get_current_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert compare_metadata(context, SQLModel.metadata) == []
+        with Session(engine) as s:
+            assert sorted(s.exec(select(Patient.mrn)).all()) == ["R1", "R2"]
+    finally:
+        engine.dispose()
