@@ -229,7 +229,7 @@ def run(
     today = day_or_today(a, on)
     with a.session() as s, progress_bar("evaluating") as bar:
         task = bar.add_task("evaluating", total=None)
-        report = daily.run_daily(s, a.library, today=today, now=a.now(), full=full,
+        report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "

@@ -252,7 +252,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                                       now=now)
         s.commit()
         ingested = ingest_file(s, "csv", directory / "labs.csv", a.ingest_context())
-        report = daily.run_daily(s, a.library, today=today, now=now)
+        report = daily.run_daily(s, a.library, today=today, now=now, clock=a.now)
         handled_at_the_time(s, people, now=now)
         digests = build_digests(s, today=today)
 
