@@ -456,9 +456,9 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; so is a database
-    that cannot be opened or used (one that refuses a change: exit 1), never with its data; other
-    bugs raise."""
+    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; so are text that
+    is not UTF-8 and a database that cannot be opened or used (one that refuses a change: exit 1),
+    never with its data; other bugs raise."""
     a = App()
     try:
         code = app(args=argv, prog_name="monitor", standalone_mode=False, obj=a)
@@ -469,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
         problem = explain(e, a.settings.database.url)
         err.print(f"monitor: error: {problem.line}", markup=False)
         return problem.exit_code
+    except UnicodeEncodeError as e:  # bytes the terminal could not decode, sent on to the database or stdout
+        err.print(f"monitor: error: some text is not valid {e.encoding} ({e.reason}): type arguments as UTF-8 "
+                  "text, in a UTF-8 terminal (e.g. LANG=C.UTF-8)", markup=False)
+        return 2
     except typer.Abort:
         err.print("monitor: aborted", markup=False)
         return 1

@@ -38,6 +38,7 @@ SEXES = ("F", "M", "U")
 WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
 DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
 MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
+ACTOR_CHARS = 200  # a clinician's name (--by): confirmed_by, set_by, acknowledged_by, audit actor
 #: A coordinator's e-mail address: a plain local part that starts with a letter, digit or _ (so
 #: never like a spreadsheet formula) and a domain with at least one dot.
 LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -303,6 +304,7 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     """A clinician confirms a phase change from a date."""
     if not reason.strip():
         raise UserError("--reason is required: say why the phase changes")
+    check_text(by, "--by", ACTOR_CHARS)
     check_date(on, "--date", today=today or now.date(), dates=dates)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     if on < enrollment.phase_since:
@@ -324,6 +326,7 @@ def set_override(session: Session, library: Library, mrn: str, rule: str, *, bel
     """A patient-specific threshold for one protocol rule (e.g. benign ethnic neutropenia)."""
     if not reason.strip():
         raise UserError("--reason is required: say why this patient's threshold differs")
+    check_text(by, "--by", ACTOR_CHARS)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     protocol = library.get(enrollment.protocol_id)
     threshold = next((t for t in protocol.thresholds if t.id == rule), None)

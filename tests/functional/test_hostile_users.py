@@ -224,3 +224,28 @@ def test_any_site_or_name_is_stored_exactly_or_refused_with_one_line_on_either_d
     else:
         one_line_error(r)
         assert stored == []
+
+
+@pytest.mark.usefixtures("db_url")
+@pytest.mark.parametrize(
+    "command",
+    [("phase", "A1001", "--to", "maintenance", "--date", "2026-02-02", "--reason", "remission"),
+     ("override", "A1001", "--rule", "bsr17/neutrophils-below-1.6", "--below", "1.2", "--reason", "benign"),
+     ("ack", "1", "--reason", "repeat FBC booked")],
+    ids=["phase", "override", "ack"])
+def test_a_clinician_name_too_long_for_its_column_exits_2_and_writes_nothing(
+        capsys: pytest.CaptureFixture[str], engine: Engine, command: tuple[str, ...]) -> None:
+    assert enroll(capsys, "A1001").code == 0
+    assert run(capsys, "run", "--date", "2026-03-01").code == 0  # raises flag 1 (infection screen)
+    before = dump_tables(engine)
+    assert "--by must be 1-200" in one_line_error(run(capsys, *command, "--by", "Dr " + "x" * 198))
+    assert dump_tables(engine) == before
+
+
+@pytest.mark.usefixtures("db_url")
+@pytest.mark.parametrize("command", [("patient", "\udcff\udcfe"), ("enroll", "--mrn", "\udcff", "--protocol", PROTOCOL,
+                                                                  "--start", "2026-01-05", "--weight-kg", "72")],
+                         ids=["patient", "enroll"])
+def test_an_argument_that_is_not_utf8_text_exits_2_with_one_line(
+        capsys: pytest.CaptureFixture[str], command: tuple[str, ...]) -> None:
+    one_line_error(run(capsys, *command))
