@@ -50,6 +50,13 @@ def interaction_checks(medication: dict[str, Any]) -> str:
     return "checked: " + (", ".join(medication["interactions"]) or "no interaction rule applies")
 
 
+def _piped(value: Any) -> str:
+    """A cell of a piped table: on one line, and inert when it is text."""
+    if value is None:
+        return ""
+    return inert(" ".join(value.split())) if isinstance(value, str) else str(value)
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """A table for a terminal; piped or redirected, plain tab-separated rows that never wrap (so
     `monitor overdue | grep nurse@example.org` finds every row whole), their text cells inert for a
@@ -57,7 +64,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     if not out.is_terminal:
         print(title)  # noqa: T201
         for r in [columns, *rows]:
-            print("\t".join("" if v is None else inert(" ".join(str(v).split())) for v in r))  # noqa: T201
+            print("\t".join(_piped(v) for v in r))  # noqa: T201
         return
     t = Table(title=title, title_justify="left")
     for c in columns:

@@ -72,7 +72,8 @@ def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
 
 
 def check_text(value: str, what: str, width: int) -> None:
-    """An MRN, a name or a site fits its column on every database and reads the same everywhere."""
+    """An MRN, a name, a site or a clinician's name fits its column on every database and reads the
+    same everywhere."""
     if (not value or len(value) > width or value != value.strip()
             or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
         raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")

@@ -20,6 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, col, select
 
 from alembic import command
@@ -30,6 +31,7 @@ from monitor.protocols import Library, packaged_library
 from monitor.services import daily, patients
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import Ran, run
+from tests.functional.test_hostile_users import enroll
 
 PROTOCOL = "aih-azathioprine"
 PASSWORD = "s3cret-pw"
@@ -58,20 +60,22 @@ def own_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     engine = make_engine(url)
     upgrade_to_head(engine)
     engine.dispose()
-    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    use(monkeypatch, url)
     yield url
     if admin is not None:
         drop_database(admin, url)
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def use(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("MONITOR_DATABASE_URL", url)
     monkeypatch.delenv("MONITOR_CONFIG", raising=False)
-
-
-def enroll(capsys: pytest.CaptureFixture[str], mrn: str, *extra: str) -> Ran:
-    return run(capsys, "enroll", "--mrn", mrn, "--protocol", PROTOCOL, "--start", "2026-01-05", "--weight-kg", "72",
-               *extra)
 
 
 # --- SQLite files ------------------------------------------------------------------------------
@@ -123,9 +127,7 @@ def test_a_database_made_by_a_newer_monitor_is_one_line_saying_so(
 
 def test_a_postgresql_port_nobody_listens_on_is_one_line_without_the_password(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:  # a port that was free a moment ago
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     use(monkeypatch, f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/clinic")
     line = one_line(run(capsys, "overdue"))
     assert f"postgresql+psycopg://postgres:***@127.0.0.1:{port}/clinic" in line
@@ -134,8 +136,6 @@ def test_a_postgresql_port_nobody_listens_on_is_one_line_without_the_password(
 
 def test_a_postgresql_database_that_does_not_exist_is_one_line_naming_it(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_server: str) -> None:
-    from sqlalchemy.engine import make_url
-
     url = make_url(pg_server).set(password=PASSWORD, database="no_such_clinic")
     use(monkeypatch, url.render_as_string(hide_password=False))
     line = one_line(run(capsys, "init"))
@@ -168,12 +168,6 @@ def test_a_change_the_database_refuses_is_one_line_without_the_patient_data_it_c
     with Session(engine) as s:
         assert s.exec(select(Patient.mrn)).all() == ["A1001"]
     engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def refuse_inbound_messages(url: str) -> None:
