@@ -41,9 +41,13 @@ class App:
     @cached_property
     def engine(self) -> Engine:
         engine = make_engine(self.settings.database.url)
-        if not self.may_create:
-            require_existing(engine)
-        upgrade_to_head(engine)
+        try:
+            if not self.may_create:
+                require_existing(engine)
+            upgrade_to_head(engine)
+        except BaseException:
+            engine.dispose()  # a database that cannot be used leaves no connection open
+            raise
         return engine
 
     def close(self) -> None:

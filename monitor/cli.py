@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress, TaskID
+from sqlalchemy.exc import DBAPIError
 
 from monitor.app import App
 from monitor.cli_show import (
@@ -23,7 +22,9 @@ from monitor.cli_show import (
     show_plan_source,
     shown,
     table,
+    write_csv,
 )
+from monitor.db.errors import explain
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
@@ -79,8 +80,9 @@ def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
 ) -> None:
-    ctx.obj = App(config, may_create=ctx.invoked_subcommand in CREATES_A_DATABASE)
-    ctx.call_on_close(ctx.obj.close)
+    a = the(ctx)  # made by main, which names its database if it fails
+    a.config, a.may_create = config, ctx.invoked_subcommand in CREATES_A_DATABASE
+    ctx.call_on_close(a.close)
 
 
 @app.command()
@@ -227,7 +229,7 @@ def run(
     today = day_or_today(a, on)
     with a.session() as s, progress_bar("evaluating") as bar:
         task = bar.add_task("evaluating", total=None)
-        report = daily.run_daily(s, a.library, today=today, now=a.now(), full=full,
+        report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
@@ -296,9 +298,7 @@ def overdue(
     if fmt == "json":
         emit_json(rows)
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=OVERDUE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(rows, OVERDUE_COLUMNS)
     else:
         table(f"Overdue ({len(rows)})", ["mrn", "panel", "since", "days", "unmet", "last result", "phase",
                                           "coordinator", "site"],
@@ -456,11 +456,22 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; bugs raise."""
+    """The `monitor` entry point: user mistakes are one line on stderr and exit 2; so are text that
+    is not UTF-8 and a database that cannot be opened or used (one that refuses a change: exit 1),
+    never with its data; other bugs raise."""
+    a = App()
     try:
-        code = app(args=argv, prog_name="monitor", standalone_mode=False)
+        code = app(args=argv, prog_name="monitor", standalone_mode=False, obj=a)
     except UserError as e:
         err.print(f"monitor: error: {e}", markup=False)
+        return 2
+    except DBAPIError as e:
+        problem = explain(e, a.settings.database.url)
+        err.print(f"monitor: error: {problem.line}", markup=False)
+        return problem.exit_code
+    except UnicodeEncodeError as e:  # bytes the terminal could not decode, sent on to the database or stdout
+        err.print(f"monitor: error: some text is not valid {e.encoding} ({e.reason}): type arguments as UTF-8 "
+                  "text, in a UTF-8 terminal (e.g. LANG=C.UTF-8)", markup=False)
         return 2
     except typer.Abort:
         err.print("monitor: aborted", markup=False)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
+from collections.abc import Iterable
 from datetime import date
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,6 +17,22 @@ from monitor.services.prepare import IngestReport
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: Any) -> Any:
+    """A text cell as a spreadsheet shows it as text: one that starts like a formula gets a leading
+    single quote (OWASP). Numbers are left alone: a number we write is never a formula."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: list[str], file: TextIO | None = None) -> None:
+    """Every CSV export: a header and the rows' `columns`, each text cell made inert."""
+    writer = csv.writer(file or sys.stdout)
+    writer.writerow(columns)
+    writer.writerows([inert(row.get(c)) for c in columns] for row in rows)
 
 
 def emit_json(data: Any) -> None:
@@ -31,13 +50,21 @@ def interaction_checks(medication: dict[str, Any]) -> str:
     return "checked: " + (", ".join(medication["interactions"]) or "no interaction rule applies")
 
 
+def _piped(value: Any) -> str:
+    """A cell of a piped table: on one line, and inert when it is text."""
+    if value is None:
+        return ""
+    return inert(" ".join(value.split())) if isinstance(value, str) else str(value)
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """A table for a terminal; piped or redirected, plain tab-separated rows that never wrap (so
-    `monitor overdue | grep nurse@example.org` finds every row whole)."""
+    `monitor overdue | grep nurse@example.org` finds every row whole), their text cells inert for a
+    spreadsheet that opens the file."""
     if not out.is_terminal:
         print(title)  # noqa: T201
         for r in [columns, *rows]:
-            print("\t".join("" if v is None else " ".join(str(v).split()) for v in r))  # noqa: T201
+            print("\t".join(_piped(v) for v in r))  # noqa: T201
         return
     t = Table(title=title, title_justify="left")
     for c in columns:

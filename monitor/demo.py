@@ -24,16 +24,20 @@ from sqlmodel import Session
 from monitor.app import App
 from monitor.config import Database
 from monitor.domain.analytes import Analyte, Catalog
+from monitor.domain.errors import UserError
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.notify.render import message, render
+from monitor.private import OWNER_ONLY_FOLDER, owner_only
 from monitor.services import daily, patients, queries
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_file
 
 PROTOCOL = "aih-azathioprine"
+#: The file that makes a folder the demo's: only in such a folder (or a new one) does the demo write.
+MARKER = ".monitor-demo"
 NURSES = ("a.okafor@clinic.example", "b.singh@clinic.example", "c.murphy@clinic.example")
 SITES = ("north", "south")
 #: (phase at the end, share of the cohort)
@@ -195,11 +199,23 @@ def handled_at_the_time(session: Session, people: list[Person], *, now: datetime
 
 
 def fresh(directory: Path) -> None:
-    """Remove what an earlier demo left (only our files)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
-        (directory / name).unlink(missing_ok=True)
-    shutil.rmtree(directory / "outbox", ignore_errors=True)
+    """Make `directory` the demo's: a new or empty folder gets the marker; in a folder with the
+    marker (an earlier demo's) only what a demo writes is removed. Any other folder, e.g. a clinic's
+    with its database, is refused (UserError) before anything is touched."""
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"--dir {directory} is not a folder; give the demo a new folder")
+        if directory.is_dir() and not (directory / MARKER).is_file() and any(directory.iterdir()):
+            raise UserError(f"--dir {directory} is not a demo folder (it holds files and no {MARKER} marker): "
+                            "the demo writes only into a new folder or one it made; choose another --dir")
+        directory.mkdir(mode=OWNER_ONLY_FOLDER, parents=True, exist_ok=True)
+        with open(directory / MARKER, "w", encoding="utf-8", opener=owner_only) as f:
+            f.write("made by `monitor demo`, which may replace the files it wrote here\n")
+        for name in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "cohort.csv", "labs.csv"):
+            (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(directory / "outbox", ignore_errors=True)
+    except OSError as e:
+        raise UserError(f"--dir {directory}: cannot use it for the demo ({e.strerror})") from None
 
 
 def slug(text: str) -> str:
@@ -216,13 +232,13 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     people = cohort(size, today, rng)
     now = a.now()
 
-    with (directory / "cohort.csv").open("w", newline="", encoding="utf-8") as f:
+    with open(directory / "cohort.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
         w = csv.writer(f)
         w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site", "phase"])
         for p in people:
             w.writerow([p.mrn, PROTOCOL, p.start, p.weight, "normal", "normal", p.coordinator, p.site,
                         enrollment_phase(p).value])
-    with (directory / "labs.csv").open("w", newline="", encoding="utf-8") as f:
+    with open(directory / "labs.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
         w = csv.writer(f)
         w.writerow(["mrn", "collected_at", "code", "value", "unit"])
         w.writerows(lab_rows(people, protocol, a.library.catalog, today, rng))
@@ -236,17 +252,18 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                                       now=now)
         s.commit()
         ingested = ingest_file(s, "csv", directory / "labs.csv", a.ingest_context())
-        report = daily.run_daily(s, a.library, today=today, now=now)
+        report = daily.run_daily(s, a.library, today=today, now=now, clock=a.now)
         handled_at_the_time(s, people, now=now)
         digests = build_digests(s, today=today)
 
     outbox = directory / "outbox"
-    outbox.mkdir()
+    outbox.mkdir(mode=OWNER_ONLY_FOLDER)
     for d in digests:
         subject, body = render("digest", digest=d)
         msg = message(sender=a.settings.smtp.sender, to=d.coordinator, subject=subject, body=body, key=d.key,
                       now=now)
-        (outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml").write_bytes(bytes(msg))
+        with open(outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml", "wb", opener=owner_only) as eml:
+            eml.write(bytes(msg))
 
     severities = Counter(f["severity"] for d in digests for f in d.flags)
     phases = Counter(p.phase.value for p in people)

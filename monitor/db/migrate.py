@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from alembic import command
+from monitor.db.session import shown, sqlite_path
 from monitor.domain.errors import UserError
 from monitor.paths import alembic_dir
 
@@ -24,9 +23,14 @@ def alembic_config() -> Config:
 
 
 def is_current(engine: Engine) -> bool:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """Whether the database is at the newest schema; UserError for one a newer monitor made."""
+    scripts = ScriptDirectory.from_config(alembic_config())
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+        raise UserError(f"database {shown(engine.url)} has schema revision {current}, which this monitor does "
+                        "not know: a newer monitor made it; upgrade monitor")
+    return current == scripts.get_current_head()
 
 
 def require_existing(engine: Engine) -> None:
@@ -34,26 +38,28 @@ def require_existing(engine: Engine) -> None:
     otherwise: a database without monitor's tables)."""
     url = engine.url
     if url.get_backend_name() == "sqlite":
-        path = url.database
-        if path and path != ":memory:" and not Path(path).is_file():
-            engine.dispose()
-            raise UserError(f"no monitor database at {Path(path).resolve()}: run this in the clinic's folder, "
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():
+            raise UserError(f"no monitor database at {path}: run this in the clinic's folder, "
                             "set database.url (or --config), or create one with `monitor init`")
         return
     with engine.connect() as conn:
         found = inspect(conn).has_table("alembic_version")
     if not found:
-        engine.dispose()
-        raise UserError(f"{url.render_as_string(hide_password=True)} holds no monitor database: "
+        raise UserError(f"{shown(url)} holds no monitor database: "
                         "check database.url, or create one with `monitor init`")
 
 
 def upgrade_to_head(engine: Engine) -> None:
+    """Migrate one process at a time: the others wait for the lock, then find nothing to do
+    (Alembic reads the version again inside the transaction)."""
     if is_current(engine):
         return
     cfg = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        else:  # SQLite: the write lock from the start (busy_timeout waits for it), not at the first write
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -268,43 +268,117 @@ def expire_held(session: Session, *, today: date, now: datetime) -> int:
     return len(expired)
 
 
-def claim(session: Session, job: str, key: str, *, now: datetime) -> bool:
-    """Take the (job, day) slot: True for the one caller that got it, or took over a dead run."""
-    if insert_ignore(session, JobRun, [{"job_name": job, "run_key": key, "owner": owner(),
-                                        "status": "running", "started_at": now, "lease_until": now + LEASE,
-                                        "stats": {}}], ["job_name", "run_key"]):
-        return True
-    taken = session.execute(
-        update(JobRun).where(col(JobRun.job_name) == job, col(JobRun.run_key) == key,
-                             (col(JobRun.status) == "failed")
-                             | ((col(JobRun.status) == "running") & (col(JobRun.lease_until) < now)))
-        .values(owner=owner(), status="running", started_at=now, lease_until=now + LEASE))
-    return bool(taken.rowcount)  # type: ignore[attr-defined]
+def _slot(session: Session, job: str, key: str) -> JobRun | None:
+    return session.exec(select(JobRun).where(col(JobRun.job_name) == job, col(JobRun.run_key) == key)
+                        .execution_options(populate_existing=True)).first()
 
 
-def run_daily(session: Session, library: Library, *, today: date, now: datetime, full: bool = False,
+def _new_run(session: Session, job: str, key: str, *, now: datetime, **values: Any) -> int | None:
+    """Insert a run into the (job, day) slot: its id, or None when the slot is taken."""
+    row = {"job_name": job, "run_key": key, "owner": owner(), "status": "running", "started_at": now,
+           "lease_until": now + LEASE, "stats": {}, **values}
+    inserted = insert_ignore(session, JobRun, [row], ["job_name", "run_key"])
+    return inserted[0] if inserted else None
+
+
+def _move_aside(session: Session, row: JobRun, reason: str, *, now: datetime) -> bool:
+    """Close an earlier run that did not finish and free the day's slot for the next: a failed run
+    keeps its own reason; a running one becomes `abandoned` with `reason`. Its key becomes
+    `date#id`. False when another process changed the row first."""
+    status, why = ("failed", row.stats.get("reason", reason)) if row.status == "failed" else ("abandoned", reason)
+    closed = session.execute(
+        update(JobRun).where(col(JobRun.id) == row.id, col(JobRun.status) == row.status)
+        .values(status=status, run_key=f"{row.run_key}#{row.id}", finished_at=row.finished_at or now,
+                stats={**row.stats, "reason": why}))
+    return bool(closed.rowcount)  # type: ignore[attr-defined]
+
+
+def claim(session: Session, job: str, key: str, *, now: datetime) -> int | None:
+    """Take the (job, day) slot: the id of this run's row, for the one caller that got it. A run
+    that failed, or whose lease lapsed (its process died), is first closed with the reason. None
+    when the day is done or another run's lease is still alive."""
+    mine = _new_run(session, job, key, now=now)
+    earlier = None if mine is not None else _slot(session, job, key)
+    if earlier is None or not (earlier.status == "failed"
+                               or (earlier.status == "running" and earlier.lease_until < now)):
+        return mine
+    lapsed = f"its lease lapsed at {earlier.lease_until.isoformat()}; taken over by {owner()} at {now.isoformat()}"
+    return _new_run(session, job, key, now=now) if _move_aside(session, earlier, lapsed, now=now) else None
+
+
+def finish(session: Session, job: str, key: str, mine: int | None, report: RunReport, *, started: datetime,
+           finished: datetime) -> None:
+    """Record the day's run done, with when it really finished. A run that could not claim the day
+    (another's lease was alive) and completed it closes that run's row, then records its own; a
+    day already done keeps its record."""
+    stats = report.as_dict()
+    if mine is not None:
+        session.execute(update(JobRun).where(col(JobRun.id) == mine, col(JobRun.status) == "running")
+                        .values(status="done", finished_at=finished, stats=stats))
+        return
+    earlier = _slot(session, job, key)
+    still = f"still running when {owner()} completed the day at {finished.isoformat()}"
+    if earlier is None or (earlier.status != "done" and _move_aside(session, earlier, still, now=finished)):
+        _new_run(session, job, key, now=started, status="done", finished_at=finished, stats=stats)
+
+
+def _record_failure(session: Session, mine: int | None, error: BaseException, *, at: datetime) -> None:
+    """Mark this run's row failed with the error's type (never its message: it may hold patient
+    data). A database that cannot take even that leaves the row running, for a later run to close."""
+    if mine is None:
+        return
+    try:
+        session.rollback()
+        reason = f"stopped by {type(error).__name__}"
+        session.execute(update(JobRun).where(col(JobRun.id) == mine, col(JobRun.status) == "running")
+                        .values(status="failed", finished_at=at, stats={"reason": reason}))
+        session.commit()
+    except Exception as e:
+        log.warning("daily run %s could not be marked failed: %s", mine, type(e).__name__)
+
+
+def _renew(session: Session, mine: int | None, *, until: datetime) -> None:
+    """Keep this run's lease while it works, so a long run is never taken for a dead one."""
+    if mine is not None:
+        session.execute(update(JobRun).where(col(JobRun.id) == mine).values(lease_until=until))
+        session.commit()
+
+
+def _due(session: Session, today: date, *, full: bool) -> list[int]:
+    query = select(Enrollment.id).where(Enrollment.status == "active")
+    if not full:
+        # Due for review, or last evaluated for a later day than this run's (a backdated run).
+        query = query.where(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
+    return [i for i in session.exec(query.order_by(col(Enrollment.id))).all() if i is not None]
+
+
+def run_daily(session: Session, library: Library, *, today: date, now: datetime,
+              clock: Callable[[], datetime] | None = None, full: bool = False,
               progress: Callable[[int, int], None] | None = None) -> RunReport:
     """Evaluate every active enrollment whose review date has come (`full`: all of them), a batch
     at a time, each batch committed.
 
     Idempotent: a second run the same day finds nothing due and changes no row.
+
+    The day's `job_run` row starts at `now` and says how the run ended: done when `clock` (the
+    entry point's; without one, `now`) says it finished, or failed with the error's type.
     """
+    read_clock = clock or (lambda: now)
     report = RunReport(run_on=today)
-    query = select(Enrollment.id).where(Enrollment.status == "active")
-    if not full:
-        # Due for review, or last evaluated for a later day than this run's (a backdated run).
-        query = query.where(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
-    ids = [i for i in session.exec(query.order_by(col(Enrollment.id))).all() if i is not None]
-    first = claim(session, "daily", today.isoformat(), now=now)
+    ids = _due(session, today, full=full)
+    key = today.isoformat()
+    mine = claim(session, "daily", key, now=now)
     session.commit()
-    for start in range(0, len(ids), BATCH):
-        evaluate_enrollments(session, library, ids[start:start + BATCH], report, today=today, now=now)
-        if progress is not None:
-            progress(min(start + BATCH, len(ids)), len(ids))
-    report.held_expired = expire_held(session, today=today, now=now)
-    if first:
-        session.execute(update(JobRun).where(col(JobRun.job_name) == "daily",
-                                             col(JobRun.run_key) == today.isoformat())
-                        .values(status="done", finished_at=now, stats=report.as_dict()))
-    session.commit()
+    try:
+        for start in range(0, len(ids), BATCH):
+            evaluate_enrollments(session, library, ids[start:start + BATCH], report, today=today, now=now)
+            _renew(session, mine, until=read_clock() + LEASE)
+            if progress is not None:
+                progress(min(start + BATCH, len(ids)), len(ids))
+        report.held_expired = expire_held(session, today=today, now=now)
+        finish(session, "daily", key, mine, report, started=now, finished=read_clock())
+        session.commit()
+    except BaseException as error:
+        _record_failure(session, mine, error, at=read_clock())
+        raise
     return report

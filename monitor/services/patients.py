@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +37,15 @@ GENOTYPES = ("normal", "intermediate", "poor", "unknown")
 SEXES = ("F", "M", "U")
 WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
 DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
+MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
+ACTOR_CHARS = 200  # a clinician's name (--by): confirmed_by, set_by, acknowledged_by, audit actor
+#: A coordinator's e-mail address: a plain local part that starts with a letter, digit or _ (so
+#: never like a spreadsheet formula) and a domain with at least one dot.
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+ADDRESS = re.compile(rf"\w[\w.%+'-]*@{LABEL}(?:\.{LABEL})+", re.ASCII)
+#: Control characters (a NUL, which PostgreSQL refuses; a newline), lone surrogates (not UTF-8) and
+#: line or paragraph separators: never part of an MRN, a name or a site.
+UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,25 @@ def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
         raise UserError(f"{problem}; check the date")
 
 
+def check_text(value: str, what: str, width: int) -> None:
+    """An MRN, a name, a site or a clinician's name fits its column on every database and reads the
+    same everywhere."""
+    if (not value or len(value) > width or value != value.strip()
+            or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
+        raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")
+
+
 def check_request(req: EnrollmentRequest, library: Library, *, today: date, dates: DateRange = DEFAULT_DATES) -> None:
     """Raises UserError naming the first bad field."""
     library.get(req.protocol)
     check_date(req.start_on, "start", today=today, dates=dates)
-    if not req.mrn.strip() or len(req.mrn) > 64:
-        raise UserError("mrn must be 1-64 characters")
+    check_text(req.mrn, "mrn", MRN_CHARS)
+    for what, value, width in (("name", req.name, NAME_CHARS), ("site", req.site, SITE_CHARS)):
+        if value is not None:
+            check_text(value, what, width)
+    if req.coordinator is not None and (len(req.coordinator) > ADDRESS_CHARS or not ADDRESS.fullmatch(req.coordinator)):
+        raise UserError(f"coordinator must be an e-mail address of at most {ADDRESS_CHARS} characters, "
+                        "like nurse@example.org")
     if not WEIGHT_KG[0] <= req.weight_kg <= WEIGHT_KG[1]:
         raise UserError(f"weight_kg {req.weight_kg:g} is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
     if req.sex is not None and req.sex not in SEXES:
@@ -281,6 +305,7 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     """A clinician confirms a phase change from a date."""
     if not reason.strip():
         raise UserError("--reason is required: say why the phase changes")
+    check_text(by, "--by", ACTOR_CHARS)
     check_date(on, "--date", today=today or now.date(), dates=dates)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     if on < enrollment.phase_since:
@@ -302,6 +327,7 @@ def set_override(session: Session, library: Library, mrn: str, rule: str, *, bel
     """A patient-specific threshold for one protocol rule (e.g. benign ethnic neutropenia)."""
     if not reason.strip():
         raise UserError("--reason is required: say why this patient's threshold differs")
+    check_text(by, "--by", ACTOR_CHARS)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     protocol = library.get(enrollment.protocol_id)
     threshold = next((t for t in protocol.thresholds if t.id == rule), None)

@@ -16,7 +16,7 @@ from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
-from monitor.services.patients import active_enrollment, audit, find_patient
+from monitor.services.patients import ACTOR_CHARS, active_enrollment, audit, check_text, find_patient
 from monitor.services.review import mark_enrollment
 
 RESULTS_SHOWN = timedelta(days=366)
@@ -143,6 +143,7 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: da
                 today: date | None = None) -> FlagRow:
     if not reason.strip():
         raise UserError("--reason is required: say what was done about the flag")
+    check_text(by, "--by", ACTOR_CHARS)
     flag = session.get(FlagRow, flag_id)
     if flag is None:
         raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
