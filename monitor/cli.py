@@ -28,8 +28,9 @@ from monitor.db.errors import explain
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
-from monitor.services import daily, patients, queries
+from monitor.services import checks, daily, patients, views
 from monitor.services.enroll_csv import read_enrollments
+from monitor.services.flags import acknowledge
 from monitor.services.ingest import ingest_file
 from monitor.services.quarantine import replay
 
@@ -71,7 +72,7 @@ def day_or_today(a: App, value: str | None, option: str = "--date") -> date:
     day = parse_date(value, option)
     if day is None:
         return a.today()
-    patients.check_date(day, option, today=a.today(), dates=a.settings.dates.range)
+    checks.check_date(day, option, today=a.today(), dates=a.settings.dates.range)
     return day
 
 
@@ -256,7 +257,7 @@ def patient(
     choose(fmt, "--format", "text", "json")
     day = day_or_today(a, on)
     with a.session() as s:
-        view = queries.patient_view(s, a.library, mrn, today=day, now=a.now(), actor=a.actor)
+        view = views.patient_view(s, a.library, mrn, today=day, now=a.now(), actor=a.actor)
     show_plan_source(view["daily_run"], day, caption=False)  # the plan is evaluated now; its flags are stored
     if fmt == "json":
         emit_json(view)
@@ -292,8 +293,8 @@ def overdue(
     choose(fmt, "--format", "table", "csv", "json")
     day = day_or_today(a, on)
     with a.session() as s:
-        rows = queries.overdue(s, today=day, site=site, coordinator=coordinator)
-        run = queries.last_daily_run(s)
+        rows = views.overdue(s, today=day, site=site, coordinator=coordinator)
+        run = views.last_daily_run(s)
     show_plan_source(run, day, caption=fmt == "table")
     if fmt == "json":
         emit_json(rows)
@@ -321,8 +322,8 @@ def flags(
     a = the(ctx)
     choose(fmt, "--format", "table", "json")
     with a.session() as s:
-        rows = queries.flags(s, status=status)
-        show_plan_source(queries.last_daily_run(s), a.today(), caption=fmt == "table")
+        rows = views.flags(s, status=status)
+        show_plan_source(views.last_daily_run(s), a.today(), caption=fmt == "table")
     if fmt == "json":
         emit_json(rows)
         return
@@ -344,7 +345,7 @@ def override(
     a = the(ctx)
     with a.session() as s:
         patients.set_override(s, a.library, mrn, rule, below=below, above=above, reason=reason, by=by or a.actor,
-                              now=a.now())
+                              today=a.today(), now=a.now())
         s.commit()
     cut = f"below {below:g}" if below is not None else f"above {above or 0:g}"
     out.print(f"{mrn}: {rule} is now {cut} for this patient ({reason})")
@@ -360,7 +361,7 @@ def ack(
     """Acknowledge a flag."""
     a = the(ctx)
     with a.session() as s:
-        queries.acknowledge(s, flag_id, reason=reason, by=by or a.actor, today=a.today(), now=a.now())
+        acknowledge(s, flag_id, reason=reason, by=by or a.actor, today=a.today(), now=a.now())
         s.commit()
     out.print(f"flag {flag_id} acknowledged")
 
@@ -382,7 +383,7 @@ def quarantine_list(
     choose(fmt, "--format", "table", "json")
     choose(status, "--status", "open", "all")
     with a.session() as s:
-        rows = queries.quarantine_list(s, status=status)
+        rows = views.quarantine_list(s, status=status)
     if fmt == "json":
         emit_json(rows)
         return

@@ -30,7 +30,7 @@ from monitor.domain.schedule import dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.notify.render import message, render
 from monitor.private import OWNER_ONLY_FOLDER, owner_only
-from monitor.services import daily, patients, queries
+from monitor.services import daily, flags, patients, views
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_file
@@ -182,19 +182,19 @@ def unit_value(analyte: Analyte, value: float, rng: random.Random) -> list[str]:
     return [f"{value:.{digits}f}", analyte.unit]
 
 
-def handled_at_the_time(session: Session, people: list[Person], *, now: datetime) -> None:
+def handled_at_the_time(session: Session, people: list[Person], *, today: date, now: datetime) -> None:
     """Flags raised before a patient's last confirmed phase change were acted on back then, and the
     infection screen of a patient past baseline was recorded before the first dose."""
     changed = {p.mrn: p.history[-1][1] for p in people if p.history}
     treated = {p.mrn for p in people if p.phase is not Phase.BASELINE}
-    for flag in queries.flags(session, status="open"):
+    for flag in views.flags(session, status="open"):
         if flag["observed_on"] < changed.get(flag["mrn"], date.min).isoformat():
             reason = "demo: handled when the phase changed"
         elif flag["kind"] == "infection_screen" and flag["mrn"] in treated:
             reason = "demo: HBV, HCV, HIV and VZV screened before the first dose"
         else:
             continue
-        queries.acknowledge(session, flag["id"], reason=reason, by="demo", today=now.date(), now=now)
+        flags.acknowledge(session, flag["id"], reason=reason, by="demo", today=today, now=now)
     session.commit()
 
 
@@ -253,7 +253,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         s.commit()
         ingested = ingest_file(s, "csv", directory / "labs.csv", a.ingest_context())
         report = daily.run_daily(s, a.library, today=today, now=now, clock=a.now)
-        handled_at_the_time(s, people, now=now)
+        handled_at_the_time(s, people, today=today, now=now)
         digests = build_digests(s, today=today)
 
     outbox = directory / "outbox"

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import delete, insert, literal
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import (
-    AuditEvent,
     DoseEvent,
     Enrollment,
     GenotypeRecord,
@@ -28,24 +24,27 @@ from monitor.db.tables import (
 from monitor.db.upsert import insert_ignore
 from monitor.domain.dates import DEFAULT_DATES, DateRange
 from monitor.domain.drugs import DrugVocabulary, fold
-from monitor.domain.errors import NotFound, UserError
+from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.protocols import Library
+from monitor.services.audit import audit
+from monitor.services.checks import (
+    ACTOR_CHARS,
+    ADDRESS,
+    ADDRESS_CHARS,
+    MRN_CHARS,
+    NAME_CHARS,
+    SITE_CHARS,
+    check_date,
+    check_text,
+)
+from monitor.services.lookup import active_enrollment, find_patient
 from monitor.services.review import mark_enrollment, mark_patients
 
 GENOTYPES = ("normal", "intermediate", "poor", "unknown")
 SEXES = ("F", "M", "U")
 WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patient
 DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
-MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
-ACTOR_CHARS = 200  # a clinician's name (--by): confirmed_by, set_by, acknowledged_by, audit actor
-#: A coordinator's e-mail address: a plain local part that starts with a letter, digit or _ (so
-#: never like a spreadsheet formula) and a domain with at least one dot.
-LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-ADDRESS = re.compile(rf"\w[\w.%+'-]*@{LABEL}(?:\.{LABEL})+", re.ASCII)
-#: Control characters (a NUL, which PostgreSQL refuses; a newline), lone surrogates (not UTF-8) and
-#: line or paragraph separators: never part of an MRN, a name or a site.
-UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -62,21 +61,6 @@ class EnrollmentRequest:
     nudt15: str | None = None
     coordinator: str | None = None
     site: str | None = None
-
-
-def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
-    """A clinical date typed far from today is a mistake: refused before anything is written."""
-    problem = dates.problem(day, today, what)
-    if problem:
-        raise UserError(f"{problem}; check the date")
-
-
-def check_text(value: str, what: str, width: int) -> None:
-    """An MRN, a name, a site or a clinician's name fits its column on every database and reads the
-    same everywhere."""
-    if (not value or len(value) > width or value != value.strip()
-            or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
-        raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")
 
 
 def check_request(req: EnrollmentRequest, library: Library, *, today: date, dates: DateRange = DEFAULT_DATES) -> None:
@@ -99,30 +83,6 @@ def check_request(req: EnrollmentRequest, library: Library, *, today: date, date
             raise UserError(f"{gene} {status!r} must be one of {', '.join(GENOTYPES)}")
     if req.dob is not None and req.dob > req.start_on:
         raise UserError(f"dob {req.dob} is after the start date {req.start_on}")
-
-
-def audit(session: Session, *, actor: str, action: str, entity: str, entity_id: int | None,
-          now: datetime, **detail: Any) -> None:
-    """Record who did what, by internal id only (never names, MRNs or values)."""
-    session.add(AuditEvent(at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
-                           detail=detail))
-
-
-def find_patient(session: Session, mrn: str) -> Patient:
-    patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
-    if patient is None:
-        raise NotFound(f"no patient with MRN {mrn!r}; enroll them first with `monitor enroll`")
-    return patient
-
-
-def active_enrollment(session: Session, patient: Patient) -> Enrollment:
-    enrollment = session.exec(
-        select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
-        .order_by(col(Enrollment.start_on).desc())
-    ).first()
-    if enrollment is None:
-        raise NotFound(f"MRN {patient.mrn!r} has no active enrollment")
-    return enrollment
 
 
 def attach_held(session: Session, patient: Patient) -> int:
@@ -230,8 +190,8 @@ def with_generic_names(events: Events, drug_list: DrugVocabulary) -> Events:
                    med_stop=tuple(generic(drug, "--med-stop") for drug in events.med_stop))
 
 
-def record(session: Session, library: Library, mrn: str, events: Events, *, on: date, now: datetime,
-           today: date | None = None, actor: str, dates: DateRange = DEFAULT_DATES) -> list[str]:
+def record(session: Session, library: Library, mrn: str, events: Events, *, on: date, today: date, now: datetime,
+           actor: str, dates: DateRange = DEFAULT_DATES) -> list[str]:
     """Record dated clinical events; returns a line per event written. Re-recording is a no-op.
 
     Drug names are stored as their generic names (config/drugs.toml), so a brand or a synonym
@@ -239,7 +199,7 @@ def record(session: Session, library: Library, mrn: str, events: Events, *, on: 
     if events.empty():
         raise UserError("nothing to record; give --dose, --weight-kg, --med-start, --med-stop, "
                         "--tpmt or --nudt15")
-    check_date(on, "--date", today=today or now.date(), dates=dates)
+    check_date(on, "--date", today=today, dates=dates)
     events = with_generic_names(events, library.drug_list)
     named = (*(drug for drug, _ in events.doses), *events.med_start, *events.med_stop)
     unlisted = {drug for drug in named if library.drug_list.canonical(drug) is None}
@@ -294,19 +254,19 @@ def record(session: Session, library: Library, mrn: str, events: Events, *, on: 
                                                                  "on": on}], ["patient_id", "gene", "on"]))
         done.append(f"{gene} {status} on {on}")
     if inserted or session.new or session.dirty:  # re-recording the same events is not new input
-        mark_patients(session, {pid: min(on, today or now.date())})
+        mark_patients(session, {pid: min(on, today)})
     audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
           events=len(done), unlisted=len(unlisted))
     return done
 
 
-def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str,
-                 now: datetime, today: date | None = None, dates: DateRange = DEFAULT_DATES) -> Enrollment:
+def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str, today: date,
+                 now: datetime, dates: DateRange = DEFAULT_DATES) -> Enrollment:
     """A clinician confirms a phase change from a date."""
     if not reason.strip():
         raise UserError("--reason is required: say why the phase changes")
     check_text(by, "--by", ACTOR_CHARS)
-    check_date(on, "--date", today=today or now.date(), dates=dates)
+    check_date(on, "--date", today=today, dates=dates)
     enrollment = active_enrollment(session, find_patient(session, mrn))
     if on < enrollment.phase_since:
         raise UserError(f"--date {on} is before the current phase began ({enrollment.phase_since})")
@@ -316,14 +276,14 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=to.value, started_on=on, reason=reason,
                              confirmed_by=by))
     enrollment.phase, enrollment.phase_since = to.value, on
-    mark_enrollment(session, enrollment.id, min(on, today or now.date()))
+    mark_enrollment(session, enrollment.id, min(on, today))
     audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
           to_phase=to.value)
     return enrollment
 
 
 def set_override(session: Session, library: Library, mrn: str, rule: str, *, below: float | None,
-                 above: float | None, reason: str, by: str, now: datetime) -> ThresholdOverride:
+                 above: float | None, reason: str, by: str, today: date, now: datetime) -> ThresholdOverride:
     """A patient-specific threshold for one protocol rule (e.g. benign ethnic neutropenia)."""
     if not reason.strip():
         raise UserError("--reason is required: say why this patient's threshold differs")
@@ -344,6 +304,6 @@ def set_override(session: Session, library: Library, mrn: str, rule: str, *, bel
         row = ThresholdOverride(enrollment_id=enrollment.id, rule_id=rule, reason=reason, set_by=by, set_at=now)
     row.below, row.above, row.reason, row.set_by, row.set_at = below, above, reason, by, now
     session.add(row)
-    mark_enrollment(session, enrollment.id, min(enrollment.start_on, now.date()))
+    mark_enrollment(session, enrollment.id, min(enrollment.start_on, today))
     audit(session, actor=by, action="override", entity="enrollment", entity_id=enrollment.id, now=now, rule=rule)
     return row

@@ -13,8 +13,8 @@ from monitor.db.tables import LabResult, Patient, Quarantine, ResultColumns
 from monitor.db.upsert import insert_ignore
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
 from monitor.ingest.records import Record, Skipped, Unreadable, record_key
+from monitor.services.audit import audit
 from monitor.services.ingest import ingest_records
-from monitor.services.patients import audit
 from monitor.services.prepare import Context
 from monitor.services.review import mark_patients
 

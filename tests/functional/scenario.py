@@ -3,7 +3,7 @@
 Every service is handed the scenario's own `today`/`now` (monitor/clock.py is never read), so a
 scenario can live through years in a second. Lab results go through the CSV reader and the real
 ingestion path (codes, units, critical screening at ingestion), doses and genotypes through
-`patients.record`, clinician decisions through `patients.change_phase` and `queries.acknowledge`,
+`patients.record`, clinician decisions through `patients.change_phase` and `flags.acknowledge`,
 and the daily cycle through `run_daily` (incremental unless `full`).
 """
 
@@ -24,7 +24,7 @@ from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
-from monitor.services import patients, queries
+from monitor.services import flags, lookup, patients, views
 from monitor.services.daily import RunReport, run_daily
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import IngestReport
@@ -104,7 +104,8 @@ class Clinic:
         events = patients.Events(doses=tuple((doses or {}).items()), weight_kg=weight_kg, med_start=med_start,
                                  med_stop=med_stop, tpmt=tpmt, nudt15=nudt15)
         with self.session() as s:
-            done = patients.record(s, self.library, mrn, events, on=on, now=moment(today or on, 10), actor="dr.test")
+            done = patients.record(s, self.library, mrn, events, on=on, today=today or on, now=moment(today or on, 10),
+                                   actor="dr.test")
             s.commit()
         return done
 
@@ -132,12 +133,13 @@ class Clinic:
     def phase(self, mrn: str, to: Phase, on: date, reason: str = "clinic review", *, today: date | None = None) -> None:
         """A clinician confirms, on `today` (default: `on`), a phase starting on `on`."""
         with self.session() as s:
-            patients.change_phase(s, mrn, to, on=on, reason=reason, by="dr.test", now=moment(today or on, 11))
+            patients.change_phase(s, mrn, to, on=on, reason=reason, by="dr.test", today=today or on,
+                                  now=moment(today or on, 11))
             s.commit()
 
     def ack(self, flag_id: int, on: date, reason: str = "reviewed, repeat booked") -> None:
         with self.session() as s:
-            queries.acknowledge(s, flag_id, reason=reason, by="dr.test", now=moment(on, 13))
+            flags.acknowledge(s, flag_id, reason=reason, by="dr.test", today=on, now=moment(on, 13))
             s.commit()
 
     # --- the daily cycle and what it shows ----------------------------------------------------
@@ -168,32 +170,32 @@ class Clinic:
         """The engine's plan for the patient as of `day` (what `monitor patient` shows, without the
         results listing and the audit row)."""
         with self.session() as s:
-            enrollment = patients.active_enrollment(s, patients.find_patient(s, mrn))
+            enrollment = lookup.active_enrollment(s, lookup.find_patient(s, mrn))
             snapshot = load_snapshots(s, [enrollment], today=day)[enrollment.id or 0]
             return evaluate(snapshot, self.library.get(enrollment.protocol_id), today=day)
 
     def view(self, mrn: str, day: date) -> dict[str, Any]:
         with self.session() as s:
-            return queries.patient_view(s, self.library, mrn, today=day, now=moment(day, 14), actor="test")
+            return views.patient_view(s, self.library, mrn, today=day, now=moment(day, 14), actor="test")
 
     def stored_phase(self, mrn: str) -> tuple[str, date]:
         """The phase the database holds (what the daily cycle persisted), not the live view."""
         with self.session() as s:
-            patient = patients.find_patient(s, mrn)
-            e = patients.active_enrollment(s, patient)
+            patient = lookup.find_patient(s, mrn)
+            e = lookup.active_enrollment(s, patient)
             return e.phase, e.phase_since
 
     def history(self, mrn: str) -> list[tuple[str, date, str, str | None]]:
         """The stored phase episodes: (phase, started_on, reason, confirmed_by), in date order."""
         with self.session() as s:
-            e = patients.active_enrollment(s, patients.find_patient(s, mrn))
+            e = lookup.active_enrollment(s, lookup.find_patient(s, mrn))
             rows = s.exec(select(PhaseEpisode).where(PhaseEpisode.enrollment_id == e.id)
                           .order_by(col(PhaseEpisode.started_on), col(PhaseEpisode.id))).all()
             return [(r.phase, r.started_on, r.reason, r.confirmed_by) for r in rows]
 
     def flags(self, mrn: str | None = None, *, status: str = "all") -> list[dict[str, Any]]:
         with self.session() as s:
-            listed = queries.flags(s, status=status)
+            listed = views.flags(s, status=status)
         return [f for f in listed if mrn is None or f["mrn"] == mrn]
 
     def plan_rows(self) -> dict[str, set[tuple[Any, ...]]]:

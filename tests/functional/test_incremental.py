@@ -234,9 +234,9 @@ class Clinic:
                 case Enroll(request):
                     patients.enroll(s, self.library, request, today=day, now=now, actor="test")
                 case Record(mrn, on, events):
-                    patients.record(s, self.library, mrn, events, on=on, now=now, actor="test")
+                    patients.record(s, self.library, mrn, events, on=on, today=day, now=now, actor="test")
                 case ChangePhase(mrn, on, to):
-                    patients.change_phase(s, mrn, to, on=on, reason="clinic review", by="dr.test", now=now)
+                    patients.change_phase(s, mrn, to, on=on, reason="clinic review", by="dr.test", today=day, now=now)
                 case Ingest(rows):
                     text = "mrn,collected_at,code,value,unit,status\n" + "\n".join(rows) + "\n"
                     records = csv_reader.read(io.StringIO(text), f"{day}.csv", LONDON, self.library.catalog)

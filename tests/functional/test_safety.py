@@ -20,7 +20,7 @@ from monitor.db.tables import Enrollment, FlagRow, LabResult
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader, hl7_reader
 from monitor.ingest.records import ReadOptions
-from monitor.services import daily, queries
+from monitor.services import daily, views
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import IngestReport
 from tests.functional.cli import run
@@ -44,7 +44,7 @@ def feed(clinic: Clinic, text: str, *, arrived: date, name: str = "feed.csv") ->
 
 def overdue(clinic: Clinic, day: date) -> list[dict[str, Any]]:
     with clinic.session() as s:
-        return queries.overdue(s, today=day)
+        return views.overdue(s, today=day)
 
 
 # --- 1. The overdue review lists every panel whose latest required draw is unmet ---------------

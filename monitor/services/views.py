@@ -1,4 +1,5 @@
-"""Read-only views for the CLI and (later) the web app, in the JSON shapes of CLI.md."""
+"""Views for the CLI and (later) the web app, in the JSON shapes of CLI.md. They change nothing,
+except that a view of a patient record leaves an audit row (architecture decision 9)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
-from monitor.domain.errors import NotFound, UserError
+from monitor.domain.errors import UserError
 from monitor.domain.items import OverduePanel
 from monitor.domain.plan import course, evaluate
 from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
-from monitor.services.patients import ACTOR_CHARS, active_enrollment, audit, check_text, find_patient
-from monitor.services.review import mark_enrollment
+from monitor.services.audit import audit
+from monitor.services.lookup import active_enrollment, find_patient
 
 RESULTS_SHOWN = timedelta(days=366)
 
@@ -137,23 +138,6 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
     rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()
     listed = [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
     return sorted(listed, key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1))
-
-
-def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, now: datetime,
-                today: date | None = None) -> FlagRow:
-    if not reason.strip():
-        raise UserError("--reason is required: say what was done about the flag")
-    check_text(by, "--by", ACTOR_CHARS)
-    flag = session.get(FlagRow, flag_id)
-    if flag is None:
-        raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
-    if flag.status == "acknowledged":
-        raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
-    flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
-    # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
-    mark_enrollment(session, flag.enrollment_id, today or now.date())
-    audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
-    return flag
 
 
 def quarantine_list(session: Session, *, status: str = "open") -> list[dict[str, Any]]:

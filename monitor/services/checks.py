@@ -1,0 +1,35 @@
+"""Checks on what people type, shared by the commands: every field refused with one line naming it."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+
+from monitor.domain.dates import DateRange
+from monitor.domain.errors import UserError
+
+MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
+ACTOR_CHARS = 200  # a clinician's name (--by): confirmed_by, set_by, acknowledged_by, audit actor
+#: A coordinator's e-mail address: a plain local part that starts with a letter, digit or _ (so
+#: never like a spreadsheet formula) and a domain with at least one dot.
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+ADDRESS = re.compile(rf"\w[\w.%+'-]*@{LABEL}(?:\.{LABEL})+", re.ASCII)
+#: Control characters (a NUL, which PostgreSQL refuses; a newline), lone surrogates (not UTF-8) and
+#: line or paragraph separators: never part of an MRN, a name or a site.
+UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def check_date(day: date, what: str, *, today: date, dates: DateRange) -> None:
+    """A clinical date typed far from today is a mistake: refused before anything is written."""
+    problem = dates.problem(day, today, what)
+    if problem:
+        raise UserError(f"{problem}; check the date")
+
+
+def check_text(value: str, what: str, width: int) -> None:
+    """An MRN, a name, a site or a clinician's name fits its column on every database and reads the
+    same everywhere."""
+    if (not value or len(value) > width or value != value.strip()
+            or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
+        raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")

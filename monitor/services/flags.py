@@ -1,0 +1,31 @@
+"""What a clinician does about a flag."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Session
+
+from monitor.db.tables import FlagRow
+from monitor.domain.errors import NotFound, UserError
+from monitor.services.audit import audit
+from monitor.services.checks import ACTOR_CHARS, check_text
+from monitor.services.review import mark_enrollment
+
+
+def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: date, now: datetime) -> FlagRow:
+    """A clinician acknowledges a flag, saying what was done: it leaves the worklist and releases any
+    hold it caused (the enrollment is evaluated again today)."""
+    if not reason.strip():
+        raise UserError("--reason is required: say what was done about the flag")
+    check_text(by, "--by", ACTOR_CHARS)
+    flag = session.get(FlagRow, flag_id)
+    if flag is None:
+        raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
+    if flag.status == "acknowledged":
+        raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
+    flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
+    # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
+    mark_enrollment(session, flag.enrollment_id, today)
+    audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
+    return flag
