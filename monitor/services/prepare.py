@@ -4,6 +4,7 @@ without the database. Cheap to pickle, so a large file can be prepared in a work
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from monitor.ingest.records import (
     raw_text,
     record_key,
 )
+from monitor.ingest.shared_parts import shared_parts
 from monitor.ingest.units import ucum_factor
 
 if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it starts faster without
@@ -137,25 +139,34 @@ class Prepared:
 
     size: int  # records read
     report: IngestReport = field(default_factory=IngestReport)
+    #: Quarantine rows; "parts" holds digests of `parts` (services/quarantine_rows.py stores them).
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     retractions: list[tuple[str, str | None]] = field(default_factory=list)  # (source key, order key) to withdraw
     pending: list[Pending] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)  # raw text the quarantined records share, by digest
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
         self.report.quarantined += 1
         self.report.reasons[kind] += 1
+        shared, own = shared_parts(fmt, raw)
         self.quarantine.append({
-            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255], "raw": raw,
-            "reason": reason, "status": "open", "created_at": now,
+            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255],
+            "parts": [self._part(text) for text in shared], "raw": own, "reason": reason, "at": now,
         })
+
+    def _part(self, text: str) -> str:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.parts.setdefault(digest, text)  # held once, however many records of the batch share it
+        return digest
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Pickled (to or from a worker process) as plain tuples: a NamedTuple pickles at half the
         speed."""
-        return self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending))
+        return (self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending)),
+                self.parts)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.size, self.report, self.quarantine, self.retractions, pending = state
+        self.size, self.report, self.quarantine, self.retractions, pending, self.parts = state
         new = tuple.__new__  # what Pending._make does, without its per-row call overhead
         self.pending = [new(Pending, p) for p in pending]
 
