@@ -135,7 +135,7 @@ class _Store:
         new_results: list[tuple[Any, ...]] = []
         new_held: list[tuple[Any, ...]] = []
         day = temporal_encoders(s)[1]
-        expires = day(self.ctx.today + timedelta(days=self.ctx.hold_days))  # held from arrival, not collection
+        expires = day(_expiry(self.ctx.today, self.ctx.hold_days))  # held from arrival, not collection
         touched, later = self.touched, date.max
         # Results of this batch are remembered for the rest of it only if one can come again in it.
         track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
@@ -219,6 +219,14 @@ class _Known:
     id: int | None = None
     batch: list[tuple[Any, ...]] | None = None
     index: int = 0
+
+
+def _expiry(today: date, hold_days: int) -> date:
+    """`hold_days` after `today`; past the end of the calendar (a huge `ingest.hold_days`), its last day."""
+    try:
+        return today + timedelta(days=hold_days)
+    except OverflowError:
+        return date.max if hold_days > 0 else date.min
 
 
 def _earliest(into: dict[int, date], patient_id: int, day: date) -> None:

@@ -19,6 +19,7 @@ from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProbl
 from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
     EXPONENT_FORMATS,
+    IncomingResult,
     RawSource,
     ReadOptions,
     Record,
@@ -37,6 +38,12 @@ if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it st
 
 BATCH = 10000
 MRN_MAX = 64
+#: The widths of the result columns a record's texts go into (db/tables.py ResultColumns). A longer
+#: text is quarantined, never shortened: two keys cut to the same first 255 characters would make
+#: two results one (a duplicate, stored nowhere).
+KEY_MAX = 255  # source_key, order_key
+CODE_MAX = 32
+RAW_MAX = 64  # raw_value, raw_unit
 SCREENED = ("final", "corrected")  # statuses of results graded for a critical band at ingestion
 
 
@@ -218,6 +225,19 @@ def _date_problem(at: datetime, on: date | None, ctx: Context) -> str:
     return problem
 
 
+def _too_long(r: IncomingResult) -> str:
+    """Why one of the record's texts cannot be stored whole, or ""."""
+    for what, text, most in (("source key", r.source_key, KEY_MAX), ("order key", r.order_key or "", KEY_MAX),
+                             ("test code", r.code, CODE_MAX), ("value", r.value, RAW_MAX), ("unit", r.unit, RAW_MAX)):
+        if len(text) > most:
+            return (f"its {what} is {len(text)} characters; at most {most} are stored, and a shortened {what} "
+                    f"could be another result's: have the sender shorten it (a CSV source_id, a FHIR id)"
+                    if what.endswith("key") else
+                    f"its {what} is {len(text)} characters; at most {most} are stored, and monitor keeps it "
+                    "whole or not at all: check the record with the lab")
+    return ""
+
+
 def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
     out = Prepared(len(chunk))
@@ -233,8 +253,12 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         if isinstance(r, Unreadable):
             out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
+        if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.value) > RAW_MAX or len(r.unit) > RAW_MAX
+                or (r.order_key is not None and len(r.order_key) > KEY_MAX)):
+            out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
+            continue
         if r.status == "retracted":
-            out.retractions.append((r.source_key[:255], r.order_key))
+            out.retractions.append((r.source_key, r.order_key))
             continue
         if len(r.mrn) > MRN_MAX:
             out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
@@ -272,7 +296,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, _date_problem(r.observed_at, on, ctx), "collection date", now)
             continue
         out.pending.append(Pending(
-            r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
+            r.source_key, r.format.split("-")[-1], analyte.key, r.code, r.value, r.unit,
             value, analyte.unit, r.status, at(r.observed_at), day(on), received_at, ref_low, ref_high,
             r.order_key, on, r.status in SCREENED and outside_range,
             r.mrn, r.format, r.origin, r.raw_source,
