@@ -431,12 +431,12 @@ def mllp(
     async def serve() -> None:
         listener = Listener(handle, now=a.now)
         bound = await listener.start(host, port)
-        out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
-        sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
+        sys.stdout.flush()
         await stop.wait()
         await listener.close()
         out.print("MLLP listener stopped")

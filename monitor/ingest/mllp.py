@@ -103,6 +103,7 @@ def ack(text: str, code: str, reason: str = "", *, now: datetime, error: str = I
     0357; ERR-8 the reason), escaped in the ACK's separators."""
     h = _header(text)
     sep, comp = h.seps[0], h.seps[1]
+    reason = " ".join(reason.split()) or ("" if code == "AA" else "the message was not accepted")  # one line
     msh = sep.join(["MSH", h.seps[1:], h.at(5), h.at(6), h.at(3), h.at(4), now.strftime("%Y%m%d%H%M%S%z"), "",
                     message_type(h), uuid.uuid4().hex[:20].upper(), h.at(11) or "P", h.at(12) or "2.5.1"])
     segments = [msh, sep.join(["MSA", code, h.at(10), h.escape(reason[:MSA_TEXT_MAX])])]
