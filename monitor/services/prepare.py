@@ -254,7 +254,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
         if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.value) > RAW_MAX or len(r.unit) > RAW_MAX
-                or (r.order_key is not None and len(r.order_key) > KEY_MAX)):
+                or (r.order_key is not None and len(r.order_key) > KEY_MAX)):  # _too_long, inlined: every result
             out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
             continue
         if r.status == "retracted":
