@@ -6,8 +6,9 @@
   their whole text in `raw` (no parts); a downgrade puts every record's whole text back in `raw`.
 - `quarantine.attempts`, `quarantine.last_tried_at`: a record that fails again (a replay, a
   re-delivery) updates its row (attempts, last reason, last tried) instead of adding one.
-- `inbound_message.digest`: the sha256 of an unfinished message (received, failed), so a message
-  sent again after a failure is the same row. Set here for the messages still `received`.
+- `inbound_message.digest` (unique): the sha256 of an unfinished message (received, failed), so a
+  message sent again after a failure is the same row. Set here for the oldest `received` copy of
+  each message (the listener processes every `received` row at its start, copies included).
 
 Revision ID: 0008
 Revises: 0007
@@ -40,7 +41,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
-        batch_op.create_index(batch_op.f('ix_inbound_message_digest'), ['digest'], unique=False)
+        batch_op.create_unique_constraint(batch_op.f('uq_inbound_message_digest'), ['digest'])
 
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
         batch_op.add_column(sa.Column('parts', sa.JSON(), nullable=True))
@@ -55,10 +56,13 @@ def upgrade() -> None:
 
 def _digest_unfinished_messages() -> None:
     conn = op.get_bind()
-    rows = conn.execute(sa.text("SELECT id, raw FROM inbound_message WHERE status = 'received'")).all()
+    rows = conn.execute(sa.text("SELECT id, raw FROM inbound_message WHERE status = 'received' ORDER BY id")).all()
+    oldest: dict[str, int] = {}
     for message_id, raw in rows:
+        oldest.setdefault(hashlib.sha256(raw.encode()).hexdigest(), message_id)
+    for digest, message_id in oldest.items():
         conn.execute(sa.text("UPDATE inbound_message SET digest = :digest WHERE id = :id"),
-                     {"digest": hashlib.sha256(raw.encode()).hexdigest(), "id": message_id})
+                     {"digest": digest, "id": message_id})
 
 
 def downgrade() -> None:
@@ -69,7 +73,7 @@ def downgrade() -> None:
         batch_op.drop_column('parts')
 
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_inbound_message_digest'))
+        batch_op.drop_constraint(batch_op.f('uq_inbound_message_digest'), type_='unique')
         batch_op.drop_column('digest')
 
     op.drop_table('quarantine_part')

@@ -207,7 +207,7 @@ class InboundMessage(SQLModel, table=True):
     raw: str = Field(sa_type=Text)
     #: sha256 of `raw`, while the message is unfinished (received, failed): the same message sent
     #: again is the same row, not another.
-    digest: str | None = Field(default=None, max_length=64, index=True)
+    digest: str | None = Field(default=None, max_length=64, unique=True)
     status: str = Field(default="received", max_length=16, index=True)  # received, processed, rejected, failed
     ack_code: str | None = Field(default=None, max_length=2)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
