@@ -253,7 +253,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         if isinstance(r, Unreadable):
             out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
-        if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.value) > RAW_MAX or len(r.unit) > RAW_MAX
+        if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.unit) > RAW_MAX
                 or (r.order_key is not None and len(r.order_key) > KEY_MAX)):  # _too_long, inlined: every result
             out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
             continue
@@ -279,6 +279,9 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         if number is None:
             out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number: "
                        f"{number_problem(r.value, exponent=exponent)}", "non-numeric value", now)
+            continue
+        if len(r.value) > RAW_MAX:  # a number, but not one to keep whole (checked after why it is not one)
+            out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
             continue
         try:
             value = catalog.to_canonical(analyte, number, r.unit, factor)

@@ -87,8 +87,8 @@ def test_a_record_is_kept_with_every_text_whole_or_quarantined_never_shortened(
         value="0" * zeros + "5.1", unit=unit, observed_at=datetime(2026, 11, 25, 8, tzinfo=UTC),
         status="retracted" if retracted else "final", order_key=None if order is None else "o" * order)
     out = prepare([record], CTX, (str, str))
-    fits = (key <= 255 and (order or 0) <= 255 and len(code) <= 32 and zeros + 3 <= 64 and len(unit) <= 64)
-    if not fits:
+    keys_fit = key <= 255 and (order or 0) <= 255 and len(code) <= 32 and len(unit) <= 64
+    if not keys_fit or (not retracted and zeros + 3 > 64):  # a retraction keeps no value
         assert out.report.quarantined == 1 and out.report.reasons == {"too long": 1}
     elif retracted:
         assert out.retractions == [(record.source_key, record.order_key)]
