@@ -178,7 +178,7 @@ async def mllp(engine, ctx, messages: int) -> int:  # type: ignore[no-untyped-de
         with Session(engine) as s:
             return receive_hl7(s, text, ctx=ctx, channel="mllp")
 
-    listener = Listener(handle)
+    listener = Listener(handle, now=lambda: ctx.now)
     port = await listener.start("127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -406,32 +407,38 @@ def quarantine_replay(ctx: typer.Context) -> None:
 def mllp(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="TCP port (default: setting mllp.port)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: setting mllp.port; 0: any free port)")] = None,
 ) -> None:
-    """HL7 v2 MLLP listener: stores each message, ingests it, then ACKs (AA, or AE with the reason)."""
+    """HL7 v2 MLLP listener: stores each message, ingests it, then ACKs (AA, or AE/AR with the reason)."""
     import asyncio
     import signal
 
     from monitor.ingest.mllp import Listener
-    from monitor.services.inbound import receive_hl7
+    from monitor.services.inbound import receive_hl7, reconcile
 
     a = the(ctx)
     a.engine  # noqa: B018  (migrate before listening)
+    port = a.settings.mllp.port if port is None else port
 
     base = a.ingest_context()  # its mapping and screening memo serves every message
+    with a.session() as s:
+        left = reconcile(s, ctx=replace(base, now=a.now()), channel="mllp")
+    if left:
+        out.print(f"processed {left} messages an earlier run left unfinished")
 
     def handle(text: str) -> str:
         with a.session() as s:
             return receive_hl7(s, text, ctx=replace(base, now=a.now()), channel="mllp")
 
     async def serve() -> None:
-        listener = Listener(handle)
-        bound = await listener.start(host, port or a.settings.mllp.port)
-        out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
+        listener = Listener(handle, now=a.now)
+        bound = await listener.start(host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
+        sys.stdout.flush()
         await stop.wait()
         await listener.close()
         out.print("MLLP listener stopped")
@@ -439,7 +446,7 @@ def mllp(
     try:
         asyncio.run(serve())
     except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port or a.settings.mllp.port}: {e.strerror}") from None
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 @app.command()

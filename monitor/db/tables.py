@@ -167,17 +167,33 @@ class HeldResult(ResultColumns, table=True):
 
 
 class Quarantine(SQLModel, table=True):
-    """A record that could not be stored exactly: kept whole with the reason."""
+    """A record that could not be stored exactly: kept whole with the reason.
+
+    Its raw text is the texts of its `parts` (QuarantinePart ids, in order), then `raw`: what it
+    shares with other records of its message is stored once (services/quarantine_rows.py)."""
 
     id: int | None = Field(default=None, primary_key=True)
-    record_key: str = Field(max_length=64, unique=True)  # hash of format + raw record
+    record_key: str = Field(max_length=64, unique=True)  # hash of format + whole raw record
     format: str = Field(max_length=16)
     origin: str = Field(max_length=255)  # file name and line, or feed
-    raw: str = Field(sa_type=Text)
-    reason: str = Field(sa_type=Text)
-    status: str = Field(default="open", max_length=16, index=True)  # open, replayed
+    parts: list[int] | None = Field(default=None, sa_column=Column(JSON))
+    raw: str = Field(sa_type=Text)  # the record's own text, after its parts
+    reason: str = Field(sa_type=Text)  # the last reason it could not be stored
+    status: str = Field(default="open", max_length=16, index=True)  # open, replayed, requarantined
     created_at: datetime = instant()
     resolved_at: datetime | None = instant(default=None)
+    attempts: int = Field(default=1, sa_column_kwargs={"server_default": "1"})  # deliveries and replays that failed
+    last_tried_at: datetime = instant()
+
+
+class QuarantinePart(SQLModel, table=True):
+    """Raw text that quarantined records share (an HL7 message's MSH, PID and OBR segments, the
+    times a FHIR report's members inherit), stored once however many records point to it."""
+
+    __tablename__ = "quarantine_part"
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64, unique=True)  # sha256 of the text
+    text: str = Field(sa_type=Text)
 
 
 class InboundMessage(SQLModel, table=True):
@@ -189,7 +205,10 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime = instant()
     control_id: str | None = Field(default=None, max_length=64)
     raw: str = Field(sa_type=Text)
-    status: str = Field(default="received", max_length=16, index=True)  # received, processed, rejected
+    #: sha256 of `raw`, while the message is unfinished (received, failed): the same message sent
+    #: again is the same row, not another.
+    digest: str | None = Field(default=None, max_length=64, unique=True)
+    status: str = Field(default="received", max_length=16, index=True)  # received, processed, rejected, failed
     ack_code: str | None = Field(default=None, max_length=2)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 log = logging.getLogger(__name__)
@@ -31,40 +34,93 @@ def decode(payload: bytes) -> str:
         return payload.decode("latin-1")
 
 
-def _fields(text: str) -> list[str]:
+STANDARD = "|^~\\&"  # field separator and encoding characters of an ACK to a message without usable ones
+TRIGGER = re.compile(r"[A-Z0-9]{3}")  # an HL7 trigger event (R01)
+MSA_TEXT_MAX = 80  # MSA-3 is an ST of 80 characters (HL7 v2.5.1); ERR-8 carries the whole reason
+ERR_TEXT_MAX = 1000
+#: HL7 table 0357 (message error condition codes) for ERR-3.
+SEGMENT_SEQUENCE = "100^Segment sequence error"
+INTERNAL = "207^Application internal error"
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A message's MSH as an ACK needs it: the separators to answer in, and its fields, each already
+    written in those separators (fields[n] is MSH-n; fields[0] is "MSH")."""
+
+    seps: str  # field separator, then component, repetition, escape and subcomponent characters
+    fields: list[str]
+
+    def at(self, number: int) -> str:
+        return self.fields[number] if len(self.fields) > number else ""
+
+    def escape(self, text: str) -> str:
+        return escape(text, self.seps)
+
+
+def _header(text: str) -> _Header:
+    """The MSH of `text`. With broken encoding characters its fields are still split on its field
+    separator, and escaped into the standard separators the ACK then uses."""
     msh = text.lstrip("\ufeff\r\n").split("\r", 1)[0].split("\n", 1)[0]
     if not msh.startswith("MSH") or len(msh) < 4:
-        return []
-    return [msh[:3], *msh[4:].split(msh[3])]  # MSH-1 is the separator itself: fields[i] is MSH-(i+1)
+        return _Header(STANDARD, [])
+    sep = msh[3]
+    raw = ["MSH", sep, *(" ".join(f.splitlines()) for f in msh[4:].split(sep))]  # no MLLP framing byte in an ACK
+    seps = sep + raw[2][:4]
+    if len(set(seps)) == 5 and not any(c.isalnum() or c.isspace() for c in seps):
+        return _Header(seps, raw)
+    return _Header(STANDARD, ["MSH", "|", STANDARD[1:], *(escape(f, STANDARD) for f in raw[3:])])
+
+
+def escape(text: str, seps: str = STANDARD) -> str:
+    """Text as an HL7 field value (v2.5.1 §2.7): escape, field, component, repetition and
+    subcomponent characters as \\E\\ \\F\\ \\S\\ \\R\\ \\T\\ (with the message's own escape character);
+    line breaks become spaces."""
+    field, comp, rep, esc, sub = list(seps)
+    out = text.replace(esc, f"{esc}E{esc}")
+    for char, name in ((field, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
+        out = out.replace(char, f"{esc}{name}{esc}")
+    return " ".join(out.splitlines())
 
 
 def control_id(text: str) -> str | None:
-    f = _fields(text)
-    return f[9] if len(f) > 9 and f[9] else None
+    """MSH-10 as written in the message, or None."""
+    return _header(text).at(10) or None
 
 
-def ack(text: str, code: str, reason: str = "", *, now: datetime) -> str:
-    """An ACK for `text` built from its MSH alone, so even a broken message gets one."""
-    f = _fields(text)
-    sep = text.lstrip("\ufeff\r\n")[3] if f else "|"
-    enc = f[1][:4] if len(f) > 1 and f[1] else "^~\\&"
+def message_type(header: _Header) -> str:
+    """`ACK^<trigger>^ACK` with the trigger event of the message's MSH-9, or `ACK` without one."""
+    comp = header.seps[1]
+    trigger = (header.at(9).split(header.seps[2], 1)[0].split(comp) + ["", ""])[1].strip().upper()
+    return comp.join(("ACK", trigger, "ACK")) if TRIGGER.fullmatch(trigger) else "ACK"
 
-    def at(i: int) -> str:
-        return f[i] if len(f) > i else ""
 
-    stamp = now.strftime("%Y%m%d%H%M%S%z")
-    msh = sep.join(["MSH", enc, at(4), at(5), at(2), at(3), stamp, "", "ACK", f"ACK{stamp}", at(10) or "P",
-                    at(11) or "2.5.1"])
-    text_reason = reason.replace(sep, " ").replace("\r", " ")[:200]
-    msa = sep.join(["MSA", code, at(9), text_reason])
-    return f"{msh}\r{msa}\r"
+def ack(text: str, code: str, reason: str = "", *, now: datetime, error: str = INTERNAL) -> str:
+    """An ACK for `text` built from its MSH alone, so even a broken message gets one. MSH-3 to 6 are
+    the message's sender and receiver swapped, MSH-9 `ACK^<trigger>^ACK`, MSH-10 unique to this ACK
+    (20 characters), MSH-11 and 12 the message's; MSA-2 is the message's MSH-10. An AE or AR says
+    why in MSA-3 (the first 80 characters) and in an ERR segment (ERR-3 `error`, a code of HL7 table
+    0357; ERR-8 the reason), escaped in the ACK's separators."""
+    h = _header(text)
+    sep, comp = h.seps[0], h.seps[1]
+    reason = " ".join(reason.split()) or ("" if code == "AA" else "the message was not accepted")  # one line
+    msh = sep.join(["MSH", h.seps[1:], h.at(5), h.at(6), h.at(3), h.at(4), now.strftime("%Y%m%d%H%M%S%z"), "",
+                    message_type(h), uuid.uuid4().hex[:20].upper(), h.at(11) or "P", h.at(12) or "2.5.1"])
+    segments = [msh, sep.join(["MSA", code, h.at(10), h.escape(reason[:MSA_TEXT_MAX])])]
+    if code != "AA":
+        segments.append(sep.join(["ERR", "", "", error.replace("^", comp) + f"{comp}HL70357", "E", "", "", "",
+                                  h.escape(reason[:ERR_TEXT_MAX])]))
+    return "\r".join(segments) + "\r"
 
 
 class Listener:
-    """`await Listener(handle).start(host, port)`; `handle(text) -> ack text` may block."""
+    """`await Listener(handle, now=...).start(host, port)`; `handle(text) -> ack text` may block.
 
-    def __init__(self, handle: Callable[[str], str]) -> None:
-        self.handle = handle
+    Every frame is answered and the connection stays open: a frame too large to keep gets an AR
+    (its bytes are dropped up to its end), and so does a message `handle` failed on (it raised)."""
+
+    def __init__(self, handle: Callable[[str], str], *, now: Callable[[], datetime]) -> None:
+        self.handle, self.now = handle, now
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -77,28 +133,74 @@ class Listener:
             await self.server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        buffer = bytearray()
+        frames = Frames()
         try:
             while chunk := await reader.read(65536):
-                buffer += chunk
-                while (start := buffer.find(START)) >= 0 and (end := buffer.find(END, start)) >= 0:
-                    payload = bytes(buffer[start + 1:end])
-                    del buffer[:end + 2]
-                    reply = await asyncio.to_thread(self.handle, decode(payload))
-                    writer.write(frame(reply))
+                for payload in frames.feed(chunk):
+                    writer.write(frame(await self._answer(payload)))
                     await writer.drain()
-                if buffer.find(START) < 0:
-                    buffer.clear()  # bytes outside any frame carry no message
-                if len(buffer) > MAX_FRAME:
-                    log.warning("MLLP frame over %s bytes refused; closing the connection", MAX_FRAME)
-                    break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            if buffer:
-                log.info("MLLP connection closed with %s bytes of an unfinished frame discarded", len(buffer))
+            if frames.buffer:
+                log.info("MLLP connection closed with %s bytes of an unfinished frame discarded", len(frames.buffer))
             writer.close()
             try:
                 await writer.wait_closed()
             except ConnectionError:
                 pass
+
+    async def _answer(self, payload: bytes | TooLarge) -> str:
+        if isinstance(payload, TooLarge):
+            log.warning("MLLP frame over %s bytes refused with AR", MAX_FRAME)
+            return ack(decode(payload.head), "AR", f"the frame is over {MAX_FRAME} bytes and was not read; send "
+                       "the results in smaller messages", now=self.now())
+        text = decode(payload)
+        try:
+            return await asyncio.to_thread(self.handle, text)
+        except Exception as e:  # the sender is told to try again later, and the next frame is read
+            log.error("MLLP message not handled (%s); answered AR", type(e).__name__)
+            return ack(text, "AR", "the message could not be stored (internal error); send it again later",
+                       now=self.now())
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A frame over `MAX_FRAME` bytes: only its first bytes are kept, to answer it."""
+
+    head: bytes
+
+
+class Frames:
+    """MLLP frames out of a byte stream, fed as it arrives."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.skipping = False  # inside a frame too large to keep: dropping its bytes up to its end
+
+    def feed(self, chunk: bytes) -> list[bytes | TooLarge]:
+        self.buffer += chunk
+        found: list[bytes | TooLarge] = []
+        while True:
+            if self.skipping:
+                end = self.buffer.find(END)
+                if end < 0:
+                    del self.buffer[:max(0, len(self.buffer) - len(END) + 1)]  # keep a split FS CR
+                    return found
+                del self.buffer[:end + len(END)]
+                self.skipping = False
+            start = self.buffer.find(START)
+            if start < 0:
+                self.buffer.clear()  # bytes outside any frame carry no message
+                return found
+            end = self.buffer.find(END, start)
+            if end >= 0:
+                found.append(bytes(self.buffer[start + 1:end]))
+                del self.buffer[:end + len(END)]
+            elif len(self.buffer) - start > MAX_FRAME:
+                found.append(TooLarge(bytes(self.buffer[start + 1:start + 1 + 65536])))
+                del self.buffer[:start + 1]
+                self.skipping = True
+            else:
+                del self.buffer[:start]
+                return found

@@ -25,7 +25,6 @@ from monitor.db.tables import (
     JobRun,
     OverduePanelRow,
     PhaseEpisode,
-    Quarantine,
 )
 from monitor.db.upsert import insert_ignore
 from monitor.domain.items import Flag
@@ -33,6 +32,7 @@ from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
 from monitor.protocols import Library
+from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
 
 log = logging.getLogger(__name__)
@@ -259,10 +259,10 @@ def expire_held(session: Session, *, today: date, now: datetime) -> int:
     """Held results past their hold move to quarantine (with the reason), never silently away."""
     expired = session.exec(select(HeldResult).where(col(HeldResult.expires_on) < today)).all()
     rows = [{"record_key": record_key("held", h.source_key), "format": "held", "origin": h.source_key[:255],
-             "raw": h.model_dump_json(exclude={"id"}), "status": "open", "created_at": now,
+             "parts": [], "raw": h.model_dump_json(exclude={"id"}), "at": now,
              "reason": f"held until {h.expires_on} and no enrollment arrived for this MRN; "
                        "enroll the patient, then replay"} for h in expired]
-    insert_ignore(session, Quarantine, rows, ["record_key"])
+    keep(session, rows, {})
     if expired:
         session.execute(delete(HeldResult).where(col(HeldResult.id).in_([h.id for h in expired])))
     return len(expired)

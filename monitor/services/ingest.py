@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import HeldResult, LabResult, Patient, Quarantine
-from monitor.db.upsert import bulk_insert_ignore, insert_ignore, may_hold_any, select_in, temporal_encoders
+from monitor.db.tables import HeldResult, LabResult, Patient
+from monitor.db.upsert import bulk_insert_ignore, may_hold_any, select_in, temporal_encoders
 from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
@@ -39,6 +39,7 @@ from monitor.services.prepare import (
     batches,
     read_batches,
 )
+from monitor.services.quarantine_rows import keep
 from monitor.services.review import mark_patients
 from monitor.services.worker import fewer_collections, in_worker
 
@@ -67,8 +68,7 @@ class _Store:
         self.batch, self.report = batch, batch.report
         self._store(batch.pending)
         self._retract(batch.retractions)
-        new = insert_ignore(self.session, Quarantine, batch.quarantine, ["record_key"])
-        self.report.already_quarantined += len(batch.quarantine) - len(new)
+        self.report.already_quarantined += keep(self.session, batch.quarantine, batch.parts)
 
     def commit(self) -> int:
         """Commit what was stored, with the review marks it needs; evaluate at once the patients
@@ -135,7 +135,7 @@ class _Store:
         new_results: list[tuple[Any, ...]] = []
         new_held: list[tuple[Any, ...]] = []
         day = temporal_encoders(s)[1]
-        expires = day(self.ctx.today + timedelta(days=self.ctx.hold_days))  # held from arrival, not collection
+        expires = day(_expiry(self.ctx.today, self.ctx.hold_days))  # held from arrival, not collection
         touched, later = self.touched, date.max
         # Results of this batch are remembered for the rest of it only if one can come again in it.
         track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
@@ -219,6 +219,14 @@ class _Known:
     id: int | None = None
     batch: list[tuple[Any, ...]] | None = None
     index: int = 0
+
+
+def _expiry(today: date, hold_days: int) -> date:
+    """`hold_days` after `today`; past the end of the calendar (a huge `ingest.hold_days`), its last day."""
+    try:
+        return today + timedelta(days=hold_days)
+    except OverflowError:
+        return date.max if hold_days > 0 else date.min
 
 
 def _earliest(into: dict[int, date], patient_id: int, day: date) -> None:

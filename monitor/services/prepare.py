@@ -4,6 +4,7 @@ without the database. Cheap to pickle, so a large file can be prepared in a work
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProbl
 from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
     EXPONENT_FORMATS,
+    IncomingResult,
     RawSource,
     ReadOptions,
     Record,
@@ -28,6 +30,7 @@ from monitor.ingest.records import (
     raw_text,
     record_key,
 )
+from monitor.ingest.shared_parts import shared_parts
 from monitor.ingest.units import ucum_factor
 
 if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it starts faster without
@@ -35,6 +38,12 @@ if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it st
 
 BATCH = 10000
 MRN_MAX = 64
+#: The widths of the result columns a record's texts go into (db/tables.py ResultColumns). A longer
+#: text is quarantined, never shortened: two keys cut to the same first 255 characters would make
+#: two results one (a duplicate, stored nowhere).
+KEY_MAX = 255  # source_key, order_key
+CODE_MAX = 32
+RAW_MAX = 64  # raw_value, raw_unit
 SCREENED = ("final", "corrected")  # statuses of results graded for a critical band at ingestion
 
 
@@ -137,25 +146,34 @@ class Prepared:
 
     size: int  # records read
     report: IngestReport = field(default_factory=IngestReport)
+    #: Quarantine rows; "parts" holds digests of `parts` (services/quarantine_rows.py stores them).
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     retractions: list[tuple[str, str | None]] = field(default_factory=list)  # (source key, order key) to withdraw
     pending: list[Pending] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)  # raw text the quarantined records share, by digest
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
         self.report.quarantined += 1
         self.report.reasons[kind] += 1
+        shared, own = shared_parts(fmt, raw)
         self.quarantine.append({
-            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255], "raw": raw,
-            "reason": reason, "status": "open", "created_at": now,
+            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255],
+            "parts": [self._part(text) for text in shared], "raw": own, "reason": reason, "at": now,
         })
+
+    def _part(self, text: str) -> str:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.parts.setdefault(digest, text)  # held once, however many records of the batch share it
+        return digest
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Pickled (to or from a worker process) as plain tuples: a NamedTuple pickles at half the
         speed."""
-        return self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending))
+        return (self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending)),
+                self.parts)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.size, self.report, self.quarantine, self.retractions, pending = state
+        self.size, self.report, self.quarantine, self.retractions, pending, self.parts = state
         new = tuple.__new__  # what Pending._make does, without its per-row call overhead
         self.pending = [new(Pending, p) for p in pending]
 
@@ -207,6 +225,19 @@ def _date_problem(at: datetime, on: date | None, ctx: Context) -> str:
     return problem
 
 
+def _too_long(r: IncomingResult) -> str:
+    """Why one of the record's texts cannot be stored whole, or ""."""
+    for what, text, most in (("source key", r.source_key, KEY_MAX), ("order key", r.order_key or "", KEY_MAX),
+                             ("test code", r.code, CODE_MAX), ("value", r.value, RAW_MAX), ("unit", r.unit, RAW_MAX)):
+        if len(text) > most:
+            return (f"its {what} is {len(text)} characters; at most {most} are stored, and a shortened {what} "
+                    f"could be another result's: have the sender shorten it (a CSV source_id, a FHIR id)"
+                    if what.endswith("key") else
+                    f"its {what} is {len(text)} characters; at most {most} are stored, and monitor keeps it "
+                    "whole or not at all: check the record with the lab")
+    return ""
+
+
 def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
     out = Prepared(len(chunk))
@@ -222,8 +253,12 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
         if isinstance(r, Unreadable):
             out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
+        if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.unit) > RAW_MAX
+                or (r.order_key is not None and len(r.order_key) > KEY_MAX)):  # _too_long, inlined: every result
+            out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
+            continue
         if r.status == "retracted":
-            out.retractions.append((r.source_key[:255], r.order_key))
+            out.retractions.append((r.source_key, r.order_key))
             continue
         if len(r.mrn) > MRN_MAX:
             out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
@@ -245,6 +280,9 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, f"{analyte.key} value {r.value!r} is not a number: "
                        f"{number_problem(r.value, exponent=exponent)}", "non-numeric value", now)
             continue
+        if len(r.value) > RAW_MAX:  # a number, but not one to keep whole (checked after why it is not one)
+            out.reject(r.format, r.origin, r.raw, _too_long(r), "too long", now)
+            continue
         try:
             value = catalog.to_canonical(analyte, number, r.unit, factor)
         except UnitProblem as e:
@@ -261,7 +299,7 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, _date_problem(r.observed_at, on, ctx), "collection date", now)
             continue
         out.pending.append(Pending(
-            r.source_key[:255], r.format.split("-")[-1], analyte.key, r.code[:32], r.value[:64], r.unit[:64],
+            r.source_key, r.format.split("-")[-1], analyte.key, r.code, r.value, r.unit,
             value, analyte.unit, r.status, at(r.observed_at), day(on), received_at, ref_low, ref_high,
             r.order_key, on, r.status in SCREENED and outside_range,
             r.mrn, r.format, r.origin, r.raw_source,

@@ -10,12 +10,13 @@ from datetime import date, datetime
 from sqlmodel import Session, col, func, select
 
 from monitor.db.tables import LabResult, Patient, Quarantine, ResultColumns
-from monitor.db.upsert import insert_ignore
+from monitor.db.upsert import insert_ignore, select_in
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
 from monitor.ingest.records import Record, Skipped, Unreadable, record_key
 from monitor.services.audit import audit
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context
+from monitor.services.quarantine_rows import raw_texts
 from monitor.services.review import mark_patients
 
 
@@ -25,20 +26,21 @@ class ReplayReport:
     still_quarantined: int = 0
 
 
-def _record(q: Quarantine, ctx: Context) -> Record:
+def _record(q: Quarantine, raw: str, ctx: Context) -> Record:
+    """The record quarantined as `q`, read again from its whole raw text."""
     options = ctx.read_options
     if q.format == "hl7":
-        return hl7_reader.from_raw(q.raw, q.origin, options, ctx.catalog)
+        return hl7_reader.from_raw(raw, q.origin, options, ctx.catalog)
     if q.format == "fhir":
-        return fhir_reader.from_raw(q.raw, q.origin, options, ctx.catalog)
+        return fhir_reader.from_raw(raw, q.origin, options, ctx.catalog)
     if q.format in ("csv", "synthea-csv"):
         try:
-            row = json.loads(q.raw)
+            row = json.loads(raw)
         except ValueError:
             row = None
         if isinstance(row, dict):
             return csv_reader.from_quarantine(q.format, row, q.origin, ctx.clinic_zone, ctx.catalog)
-    return Unreadable(q.format, q.origin, q.raw, q.reason)
+    return Unreadable(q.format, q.origin, raw, q.reason)
 
 
 class _ExpiredHeld(ResultColumns):
@@ -67,7 +69,8 @@ PAGE = 1000
 def replay(session: Session, ctx: Context, *, actor: str, now: datetime,
            progress: Callable[[int, int], None] | None = None) -> ReplayReport:
     """Ingest every open quarantined record again, `PAGE` at a time in quarantine order. Each ends
-    `replayed` or `requarantined` (a fresh row then carries today's reason). Records quarantined
+    `replayed`, or stays `open` with its row updated (attempts, last reason, last tried), or (read
+    again as another text) `requarantined`, the row of that text carrying it. Records quarantined
     during the replay wait for the next one. `progress(done, total)` after each page."""
     report = ReplayReport()
     is_open = col(Quarantine.status) == "open"
@@ -81,6 +84,8 @@ def replay(session: Session, ctx: Context, *, actor: str, now: datetime,
         for q, status in zip(page, _replay_page(session, ctx, page), strict=True):
             if status != "open":
                 q.status, q.resolved_at = status, now
+            elif q.format == "held":  # the others' rows were updated as they failed again
+                q.attempts, q.last_tried_at = q.attempts + 1, ctx.now
             report.replayed += status == "replayed"
             report.still_quarantined += status != "replayed"
         session.commit()
@@ -94,20 +99,23 @@ def replay(session: Session, ctx: Context, *, actor: str, now: datetime,
 
 
 def _replay_page(session: Session, ctx: Context, page: Sequence[Quarantine]) -> list[str]:
-    """Each record's new status: `replayed` (stored, held, a duplicate or ignored this time),
-    `requarantined` (a fresh row has it), or still `open` (an expired held result whose patient
-    is not enrolled yet)."""
+    """Each record's new status: `replayed` (stored, held, a duplicate or ignored this time), still
+    `open` (it failed again: its row now says so; or an expired held result whose patient is not
+    enrolled yet), or `requarantined` (it now reads as another text, whose row has it)."""
     outcomes = {q.id: "replayed" if _replay_held(session, q) else "open" for q in page if q.format == "held"}
     others = [q for q in page if q.format != "held"]
-    for q in others:  # free each record's key, so that if it fails again a fresh row carries today's reason
-        q.record_key = f"replayed:{q.id}"
-    session.flush()
-    records = [_record(q, ctx) for q in others]
-    # A record quarantined again gets the row key of its raw text (Prepared.reject).
+    records = [_record(q, raw, ctx) for q, raw in zip(others, raw_texts(session, others), strict=True)]
+    # A record that fails again lands on the row of its raw text (quarantine_rows.keep): its attempts grow.
     keys = [None if isinstance(r, Skipped) else record_key(r.format, r.raw) for r in records]
+    before = _attempts(session, keys)
     ingest_records(session, records, ctx)
-    again = set(session.exec(select(Quarantine.record_key).where(
-        col(Quarantine.record_key).in_([k for k in keys if k is not None]), col(Quarantine.status) == "open")))
-    outcomes.update((q.id, "requarantined" if key in again else "replayed")
-                    for q, key in zip(others, keys, strict=True))
+    after = _attempts(session, keys)
+    for q, key in zip(others, keys, strict=True):
+        failed = key is not None and after.get(key, 0) > before.get(key, 0)
+        outcomes[q.id] = "replayed" if not failed else "open" if key == q.record_key else "requarantined"
     return [outcomes[q.id] for q in page]
+
+
+def _attempts(session: Session, keys: Sequence[str | None]) -> dict[str, int]:
+    wanted = {k for k in keys if k is not None}
+    return dict(select_in(session, Quarantine, ("record_key", "attempts"), "record_key", wanted)) if wanted else {}

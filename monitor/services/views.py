@@ -19,6 +19,7 @@ from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.audit import audit
 from monitor.services.lookup import active_enrollment, find_patient
+from monitor.services.quarantine_rows import raw_texts
 
 RESULTS_SHOWN = timedelta(days=366)
 
@@ -144,5 +145,8 @@ def quarantine_list(session: Session, *, status: str = "open") -> list[dict[str,
     query = select(Quarantine).order_by(col(Quarantine.id))
     if status != "all":
         query = query.where(Quarantine.status == status)
+    rows = session.exec(query).all()
     return [{"id": q.id, "format": q.format, "origin": q.origin, "reason": q.reason, "status": q.status,
-             "created_at": q.created_at.isoformat(), "raw": q.raw} for q in session.exec(query).all()]
+             "created_at": q.created_at.isoformat(), "attempts": q.attempts,
+             "last_tried_at": q.last_tried_at.isoformat(), "raw": raw}
+            for q, raw in zip(rows, raw_texts(session, rows), strict=True)]

@@ -41,7 +41,7 @@ def handler(engine: Engine):  # type: ignore[no-untyped-def]
 
 
 async def exchange(engine: Engine, payload: bytes, expect_acks: int) -> list[str]:
-    listener = Listener(handler(engine))
+    listener = Listener(handler(engine), now=lambda: NOW)
     port = await listener.start("127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -27,7 +27,7 @@ CODES = {"WBC": ("6690-2", "10*9/L"), "NEUT": ("751-8", "10*9/L"), "LYMPH": ("73
 
 def result(value: str, analyte: str = "WBC", fmt: str = "csv") -> IncomingResult:
     code, unit = CODES[analyte]
-    return IncomingResult(format=fmt, source_key=f"k:{value}", origin="t:2", raw_source="{}", mrn="M1",
+    return IncomingResult(format=fmt, source_key="k:1", origin="t:2", raw_source="{}", mrn="M1",
                           code=code, value=value, unit=unit, observed_at=AT)
 
 
