@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.domain.dates import DateRange
 from monitor.domain.errors import UserError
 from monitor.paths import config_dir
+from monitor.tomlfile import first_problem, read_toml
 
 
 class Section(BaseModel):
@@ -83,7 +83,7 @@ class Smtp(Section):
     host: str = "localhost"
     port: int = 25
     username: str = ""
-    password: str = ""
+    password: SecretStr = SecretStr("")  # never printed: str() and repr() show ********
     security: Literal["none", "starttls", "ssl"] = "none"
     sender: str = "monitor@localhost"
 
@@ -97,7 +97,7 @@ class Mllp(Section):
 
 
 class Web(Section):
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")  # never printed
 
 
 class Settings(BaseSettings):
@@ -138,32 +138,19 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"config file {path} not found; check --config or MONITOR_CONFIG") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"config file {path} is not valid TOML: {e}") from None
-
-
 def load_settings(config: Path | None = None) -> Settings:
     """Defaults from the packaged monitor.toml, then the site file, then the environment."""
-    data = _toml(config_dir() / "monitor.toml")
+    data = read_toml(config_dir() / "monitor.toml")
     site = config or (Path(os.environ["MONITOR_CONFIG"]) if os.environ.get("MONITOR_CONFIG") else None)
     if site is not None:
-        data = _merge(data, _toml(site))
+        data = _merge(data, read_toml(site, hint="; check --config or MONITOR_CONFIG"))
     shorthand = os.environ.get("MONITOR_DATABASE_URL")
     if shorthand and not os.environ.get("MONITOR_DATABASE__URL"):
         data = _merge(data, {"database": {"url": shorthand}})
     try:
         return Settings(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, what = first_problem(e)
         origin = f" in {site}" if site else ""
-        raise UserError(
-            f"setting {where}{origin}: {first['msg']} "
-            f"(or set MONITOR_{where.upper().replace('.', '__')})"
-        ) from None
+        variable = f"MONITOR_{where.upper().replace('.', '__')}"
+        raise UserError(f"setting {where}{origin}: {what} (or set {variable})") from None

@@ -5,12 +5,11 @@ Errors name the file and the key, e.g. `aih-azathioprine.toml: thresholds[2].bel
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -59,29 +58,17 @@ from monitor.protocol_schema import (
     StageIn,
     StepIn,
 )
+from monitor.tomlfile import first_problem, read_toml
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ProtocolError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ProtocolError(f"{path}: not valid TOML: {e}") from None
-
-
 def _validated(model: type[M], path: Path) -> M:
     try:
-        return model.model_validate(_read(path))
+        return model.model_validate(read_toml(path, ProtocolError))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"])
-        raise ProtocolError(
-            f"{path.name}: {where.replace('.[', '[')}: {first['msg']} (fix it in {path})"
-        ) from None
+        where, what = first_problem(e)
+        raise ProtocolError(f"{path.name}: {where}: {what} (fix it in {path})") from None
 
 
 def _analyte(key: str, a: AnalyteIn) -> Analyte:

@@ -91,3 +91,4 @@ def test_no_domain_module_reads_the_clock(path: Path) -> None:
 def test_the_domain_modules_are_all_checked() -> None:
     names = {p.stem for p in DOMAIN_FILES}
     assert {"analytes", "protocol", "snapshot", "items", "plan", "schedule", "dosing", "thresholds"} <= names
+
