@@ -45,36 +45,8 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
     meds: dict[int, list[s.Medication]] = defaultdict(list)
     for m in session.exec(select(MedicationRecord).where(col(MedicationRecord.patient_id).in_(pids))):
         meds[m.patient_id].append(s.Medication(m.drug, m.started_on, m.stopped_on))
-    # Results from BASELINE_WINDOW before the enrollment start: the values from before an exposure that
-    # began at or after enrollment. An exposure already under way at enrollment has none here, and the
-    # domain never takes an on-drug value for one (domain/exposure.py BEFORE_RECORDS): ULN grading.
-    results: dict[int, list[s.Result]] = defaultdict(list)
-    rows = session.execute(
-        sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
-               col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high),
-               col(LabResult.observed_at))
-        .where(col(LabResult.patient_id).in_(pids),
-               col(LabResult.observed_on) >= min(e.start_on for e in enrollments) - BASELINE_WINDOW,
-               col(LabResult.observed_on) <= today, col(LabResult.status) != "retracted")
-        .order_by(col(LabResult.observed_on), col(LabResult.id))
-    )
-    for rid, pid, analyte, value, observed_on, status, low, high, at in rows:
-        assert rid is not None
-        results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high, at))
-    acknowledged: dict[int, dict[str, str]] = defaultdict(dict)
-    open_flags: dict[int, list[s.OpenFlag]] = defaultdict(list)
-    flags = session.execute(
-        sa_select(col(FlagRow.enrollment_id), col(FlagRow.key), col(FlagRow.kind), col(FlagRow.severity),
-                  col(FlagRow.status), col(FlagRow.observed_on), col(FlagRow.value), col(FlagRow.result_id),
-                  col(LabResult.value), col(LabResult.status), col(FlagRow.rule_id))
-        .outerjoin(LabResult, col(LabResult.id) == FlagRow.result_id)
-        .where(col(FlagRow.enrollment_id).in_(ids), col(FlagRow.status).in_(("open", "acknowledged"))))
-    for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status, rule_id in flags:
-        if status == "acknowledged":
-            acknowledged[eid][key] = severity
-        else:
-            open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,
-                                              now_status == "retracted", rule_id))
+    results = _results(session, pids, since=min(e.start_on for e in enrollments) - BASELINE_WINDOW, today=today)
+    acknowledged, open_flags = _flags(session, ids)
     sexes: dict[int, str | None] = {pid: sex for pid, sex in session.execute(
         sa_select(col(Patient.id), col(Patient.sex)).where(col(Patient.id).in_(pids)))}
     overrides: dict[int, list[s.Override]] = defaultdict(list)
@@ -94,3 +66,43 @@ def load_snapshots(session: Session, enrollments: Sequence[Enrollment], *, today
             open_flags=tuple(open_flags[e.id]), sex=sexes.get(pid),
         )
     return snapshots
+
+
+def _results(session: Session, pids: list[int], *, since: date, today: date) -> dict[int, list[s.Result]]:
+    """The patients' results from `since` to today, not retracted, in date order.
+
+    Results from BASELINE_WINDOW before the enrollment start: the values from before an exposure that
+    began at or after enrollment. An exposure already under way at enrollment has none here, and the
+    domain never takes an on-drug value for one (domain/exposure.py BEFORE_RECORDS): ULN grading."""
+    results: dict[int, list[s.Result]] = defaultdict(list)
+    rows = session.execute(
+        sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
+                  col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high),
+                  col(LabResult.observed_at))
+        .where(col(LabResult.patient_id).in_(pids), col(LabResult.observed_on) >= since,
+               col(LabResult.observed_on) <= today, col(LabResult.status) != "retracted")
+        .order_by(col(LabResult.observed_on), col(LabResult.id)))
+    for rid, pid, analyte, value, observed_on, status, low, high, at in rows:
+        assert rid is not None
+        results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high, at))
+    return results
+
+
+def _flags(session: Session, ids: list[int | None]) -> tuple[dict[int, dict[str, str]], dict[int, list[s.OpenFlag]]]:
+    """The enrollments' acknowledged flags (key -> severity acknowledged) and open flags, each open one
+    with its result as it is now (another value: corrected; retracted)."""
+    acknowledged: dict[int, dict[str, str]] = defaultdict(dict)
+    open_flags: dict[int, list[s.OpenFlag]] = defaultdict(list)
+    flags = session.execute(
+        sa_select(col(FlagRow.enrollment_id), col(FlagRow.key), col(FlagRow.kind), col(FlagRow.severity),
+                  col(FlagRow.status), col(FlagRow.observed_on), col(FlagRow.value), col(FlagRow.result_id),
+                  col(LabResult.value), col(LabResult.status), col(FlagRow.rule_id))
+        .outerjoin(LabResult, col(LabResult.id) == FlagRow.result_id)
+        .where(col(FlagRow.enrollment_id).in_(ids), col(FlagRow.status).in_(("open", "acknowledged"))))
+    for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status, rule_id in flags:
+        if status == "acknowledged":
+            acknowledged[eid][key] = severity
+        else:
+            open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,
+                                              now_status == "retracted", rule_id))
+    return acknowledged, open_flags

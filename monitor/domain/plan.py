@@ -65,6 +65,30 @@ def course(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> 
 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
+    """Everything one enrollment needs on `today`, from what is known about it (`snapshot`) and its
+    protocol; pure: the same input always gives the same plan.
+
+    In order:
+    1. Where the patient is: the phases, with the automatic changes due by today (first dose →
+       induction; complete response → maintenance); what stands between azathioprine and the patient
+       (TPMT/NUDT15, the bilirubin gate, interacting drugs: `drug_state`); its doses by date, planned
+       by the induction table or recorded; and each unbroken exposure to it (`course`).
+    2. Flags from results: protocol thresholds and CTCAE grades (each graded against the baseline of
+       the current exposure, or the nadir in AIH induction), trends, rises, nadir rises, patterns of
+       results, AIH response and relapse, interacting drugs, dose-change reminders, the infection
+       screen. One flag per kind, analyte and specimen; open flags whose result was corrected or
+       retracted are judged again (updated, or resolved with the why).
+    3. Holds: a critical flag, or one of a rule whose action withholds the drug, holds every pending
+       start and step-up until a clinician acknowledges it (or a correction resolves it).
+    4. Dose steps (the induction table, the maintenance target), then due draws: the drug-safety
+       clock, the disease clock, the baseline draw, counts after a stop, and the extra draws flags
+       and drugs ask for (repeat counts, relapse confirmation, weekly counts), merged per panel; and
+       the panels whose latest required draw is unmet.
+    5. Proposals a clinician confirms (withdrawal when eligible, re-induction after a relapse).
+    6. The next review date: the earliest day any of this can change without new input.
+
+    Every item carries its `rule_id` and a one-line `why` naming the rule and its source.
+    """
     protocol = protocol.for_sex(snapshot.sex)  # fallback reference ranges (CLINICAL.md §9.3)
     now = course(snapshot, protocol, today=today)
     snapshot, state, timeline, exp = now.snapshot, now.state, now.timeline, now.exposure
