@@ -351,7 +351,7 @@ def test_the_aih_pattern_applies_in_maintenance_phases_on_the_drug(snap: Snapsho
     assert bool(kinds(evaluate(snap, AIH, today=day(20)).flags, "vod_nrh_suspicion")) is flagged
 
 
-# --- the loader refuses broken entries (monitor/protocols.py, monitor/protocol_schema.py) ---------------------
+# --- the loader refuses broken entries (monitor/protocols/, monitor/protocols/schema.py) ---------------------
 
 BROKEN = [
     pytest.param('analyte = "BILI"\nphases = ["induction", "reinduction"]',

@@ -1,4 +1,4 @@
-"""The protocol loader rejects a bad file with one line naming the file and the key (monitor/protocols.py).
+"""The protocol loader rejects a bad file with one line naming the file and the key (monitor/protocols/).
 
 Each test copies the packaged config/ into tmp_path, keeps only the AIH protocol (other protocols are
 tested by their own authors) and breaks one thing in the protocol or in the safety profile it names.
