@@ -204,6 +204,7 @@ def ingest(
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
     a = the(ctx)
     choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
+    accounted = True
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
         with a.session() as s, progress_bar(path.name) as bar:
@@ -213,7 +214,9 @@ def ingest(
                 bar.advance(task, n)
 
             report = ingest_file(s, kind, path, a.ingest_context(), progress=advance)
-        show_ingest(str(path), report)
+        accounted = show_ingest(str(path), report) and accounted
+    if not accounted:
+        raise typer.Exit(1)
 
 
 @app.command()
