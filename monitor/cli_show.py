@@ -69,7 +69,7 @@ def show_plan_source(run: dict[str, Any] | None, day: date, *, caption: bool) ->
 def show_ingest(name: str, report: IngestReport) -> bool:
     """The outcome of one file; False (with a warning on stderr) when the outcomes do not add up to
     the records its reader saw: a record unaccounted for is a bug, never silence."""
-    out.print(f"{name}: {report.counts()}; {report.seen} records seen")
+    out.print(f"{name}: {report.counts()}; records seen: {report.seen}")
     if report.critical_flags:
         out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
     if report.already_quarantined:

@@ -276,8 +276,10 @@ def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,
                 if progress is not None:
                     progress(batch.size)
         except UnreadableFile as stop:  # the file stopped early: keep what came before it, and say so
+            if not report.seen:
+                raise  # refused whole (a header): nothing was read
             report.critical_flags += store.commit()
-            raise UnreadableFile(f"{stop}; committed from the {report.seen:,} records before it: {report.counts()}; "
+            raise UnreadableFile(f"{stop}; committed before it: {report.counts()}; records seen: {report.seen:,}; "
                                  "fix the file and ingest it again (what was committed counts as duplicate)"
                                  ) from None
         report.critical_flags += store.commit()
