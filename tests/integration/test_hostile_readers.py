@@ -12,7 +12,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from monitor.db.tables import HeldResult, LabResult, Quarantine
-from monitor.ingest import fhir_reader
+from monitor.ingest import fhir_reader, hl7_reader
 from monitor.ingest.csv_reader import CELL_MAX, CELL_READ_MAX
 from monitor.ingest.files import detect, read_file
 from monitor.ingest.hl7_reader import read_text
@@ -43,6 +43,8 @@ from monitor.services.prepare import ESCAPED, IngestReport
 from tests.conftest import EXTERNAL
 from tests.functional.cli import Ran, run
 from tests.integration import LONDON, dump_tables, ingest_context
+from tests.integration.test_csv_ingest import expected_for
+from tests.integration.test_hl7_reader import assert_only_records, mutate
 
 pytestmark = pytest.mark.usefixtures("db_url")  # the CLI under test uses the test database
 
@@ -499,38 +501,34 @@ def test_every_record_seen_in_any_file_ends_as_exactly_one_outcome_and_nothing_r
 
 
 # --- the reader features, on the synthetic fixtures (no ../shared needed) -----------------------
+# One synthetic file per feature the tests on ../shared/data/external cover (SOURCES.md there lists
+# them): tests/fixtures/{hl7,fhir,csv}, written for monitor, no patient data.
+
+ALL_FIXTURES = sorted(p for p in FIXTURES.glob("*/*") if p.suffix in (".hl7", ".er7", ".json", ".csv"))
 
 
 def fixture(kind: str, name: str) -> Path:
     return FIXTURES / kind / name
 
 
+def read(kind: str, name: str, options: ReadOptions = OPTIONS) -> list[Record]:
+    return list(read_file(kind, fixture(kind, name), options, CATALOG))
+
+
 def kinds(records: Iterable[Record]) -> dict[str, int]:
     return dict(Counter(type(r).__name__ for r in records))
 
 
-def results(records: Iterable[Record]) -> dict[str, IncomingResult]:
+def by_code(records: Iterable[Record]) -> dict[str, IncomingResult]:
     return {r.code: r for r in records if isinstance(r, IncomingResult)}
 
 
-def unreadable(records: Iterable[Record]) -> list[Unreadable]:
-    return [r for r in records if isinstance(r, Unreadable)]
+def reasons(records: Iterable[Record]) -> list[str]:
+    return [r.reason for r in records if isinstance(r, Skipped | Unreadable)]
 
 
-def held_codes(session: Session) -> set[str]:
-    return {h.code for h in rows(session, HeldResult)}
-
-
-def hl7_records(name: str, options: ReadOptions = OPTIONS) -> list[Record]:
-    return list(read_file("hl7", fixture("hl7", name), options, CATALOG))
-
-
-def assert_in(text: str, *parts: str) -> None:
-    for part in parts:
-        assert part in text, (part, text)
-
-
-ALL_FIXTURES = sorted(p for p in FIXTURES.glob("*/*") if p.suffix in (".hl7", ".er7", ".json", ".csv"))
+def tz(hours: int) -> timezone:
+    return timezone(timedelta(hours=hours))
 
 
 @pytest.mark.parametrize("path", ALL_FIXTURES, ids=[p.name for p in ALL_FIXTURES])
@@ -547,4 +545,255 @@ def test_every_fixture_ingests_with_exit_0_and_again_as_duplicates_only(capsys: 
 
 
 def test_the_fixtures_cover_every_reader() -> None:
-    assert {p.parent.name for p in ALL_FIXTURES} == {"csv", "fhir", "hl7"} and len(ALL_FIXTURES) >= 20
+    assert Counter(p.parent.name for p in ALL_FIXTURES) == {"hl7": 12, "fhir": 7, "csv": 3}
+
+
+# HL7 v2 -----------------------------------------------------------------------------------------
+
+def test_an_lri_cbc_with_a_bom_and_lf_lines_gives_a_record_per_obx_in_cells_per_microlitre() -> None:
+    records = read("hl7", "01-cbc-lri-bom-lf.hl7")
+    assert kinds(records) == {"IncomingResult": 8, "Skipped": 2}  # 2 % whose absolute counts were sent
+    wbc = by_code(records)["26464-8"]
+    assert (wbc.value, wbc.unit, wbc.ref_low, wbc.ref_high) == ("6400", "{cells}/uL", 4300, 10800)  # "4300 to 10800"
+    assert (wbc.mrn, wbc.status, wbc.observed_at) == ("SYN1001", "final", datetime(2025, 8, 11, 7, 15, tzinfo=tz(-5)))
+    assert wbc.source_key == "hl7:SYNTH LAB APP/SYNTH LAB|SYN-LRI-001|1|1"  # sender, MSH-10, OBR group, OBX-1
+    assert wbc.origin == "01-cbc-lri-bom-lf.hl7:message 1:OBX 1"
+    assert [line[:3] for line in wbc.raw.replace("\n", "").split("\r")] == ["MSH", "PID", "OBR", "OBX", "ZMK"]
+    assert by_code(records)["30400-6"].value == "not detected"  # CWE text: the catalog decides
+    assert reasons(records) == ["26511-6: neutrophils as a % of leukocytes; its absolute count (NEUT) was sent",
+                                "26478-8: lymphocytes as a % of leukocytes; its absolute count (LYMPH) was sent"]
+
+
+def test_a_preliminary_report_skips_pending_obx_and_its_final_update_comes_under_its_own_keys() -> None:
+    preliminary, final = read("hl7", "02-cbc-preliminary.hl7"), read("hl7", "03-cbc-final.hl7")
+    assert kinds(preliminary) == {"Skipped": 2, "IncomingResult": 2, "Unreadable": 2}
+    assert [r.origin[-5:] for r in preliminary if isinstance(r, Skipped)] == ["OBX 1", "OBX 6"]
+    assert all("pending (result status I)" in why for why in reasons(preliminary) if "OBX" in why)
+    assert {r.status for r in preliminary if isinstance(r, IncomingResult)} == {"preliminary"}
+    assert by_code(preliminary)["718-7"].observed_at == datetime(2014, 10, 6, 6, 27, tzinfo=tz(7))
+    # the differential's OBR group has no WBC: its % give no absolute count, and say so
+    assert [why for why in reasons(final)] == [why for why in reasons(preliminary) if "no WBC" in why] != []
+    assert all("in its OBR group" in why for why in reasons(final))
+    assert {r.status for r in final if isinstance(r, IncomingResult)} == {"final"}
+    keys = [{r.source_key for r in records if isinstance(r, IncomingResult)} for records in (preliminary, final)]
+    assert not keys[0] & keys[1]
+
+
+def test_a_structured_numeric_value_an_underscore_range_and_the_obr_time_are_read() -> None:
+    [glucose] = read("hl7", "04-glucose-structured-numeric.hl7")  # CRLF between segments
+    assert isinstance(glucose, IncomingResult)
+    assert (glucose.code, glucose.value, glucose.unit, glucose.ref_low, glucose.ref_high) == (
+        "1554-5", "182", "mg/dl", 70, 105)
+    assert glucose.mrn == "555-44-0001"  # the only PID-3 identifier, untyped
+    assert glucose.observed_at == datetime(2002, 2, 15, 7, 30, tzinfo=tz(6))  # OBR-7: no OBX-14
+
+
+def test_a_kitchen_sink_message_accounts_for_every_obx() -> None:
+    records = read("hl7", "05-kitchen-sink.hl7")
+    assert kinds(records) == {"Skipped": 4, "IncomingResult": 1}
+    why = reasons(records)
+    assert "RP" in why[0] and "ED" in why[1] and "status O" in why[2] and "pending" in why[3]  # 27~25 is pending
+    culture = by_code(records)["625-4"]
+    assert (culture.value, culture.status, culture.mrn) == ("Salmonella", "preliminary", "14")  # the PI identifier
+    assert culture.observed_at == datetime(2012, 3, 1, 12, tzinfo=LONDON)  # a bare date is local noon
+
+
+def test_five_encoding_characters_and_text_results_are_read() -> None:
+    records = read("hl7", "06-five-encoding-characters.hl7")
+    assert kinds(records) == {"IncomingResult": 4}
+    a1c = by_code(records)["55454-3"]
+    assert (a1c.value, a1c.unit, a1c.ref_low, a1c.ref_high) == ("5.8", "mg/dL", 0.0, 5.6)  # "0.0 - 5.6 "
+    assert [r.value for r in records[1:] if isinstance(r, IncomingResult)] == ["Reactive", "Reactive", "Non-Reactive"]
+
+
+def test_a_loinc_alternate_wins_over_the_local_code_and_a_repeated_group_does_not_collide() -> None:
+    records = read("hl7", "07-local-codes-with-loinc-alternates.hl7")
+    assert kinds(records) == {"IncomingResult": 8}
+    codes = by_code(records)
+    assert (codes["6690-2"].value, codes["6690-2"].unit) == ("5.8", "THOU/uL") and "WBC" not in codes
+    assert codes["CRP"].value == "< 1" and "GAP" in codes  # no LOINC: the local code is kept
+    assert codes["6690-2"].observed_at == datetime(2010, 6, 4, 11, 44, tzinfo=LONDON)
+    assert len({r.source_key for r in records if isinstance(r, IncomingResult)}) == 8
+
+
+def test_absolute_counts_derived_from_a_percent_differential_are_held_in_the_canonical_unit(session: Session) -> None:
+    records = read("hl7", "08-cbc-percent-differential.hl7")
+    assert kinds(records) == {"IncomingResult": 7}  # each % read as its derived count; monocyte % is not one
+    derived = {r.code: (r.value, r.unit) for r in records if isinstance(r, IncomingResult) and "#abs" in r.source_key}
+    assert derived == {"751-8": ("3.52", "/nl"), "731-0": ("1.92", "/nl"), "711-2": ("0.256", "/nl")}
+    assert "derived: neutrophils = WBC 6.4 /nl x 55 % / 100" in by_code(records)["751-8"].raw
+    assert by_code(records)["plt"].value == "205"  # no LOINC: the local code
+    ingest(session, fixture("hl7", "08-cbc-percent-differential.hl7"))
+    held = {h.analyte: (h.value, h.unit) for h in rows(session, HeldResult) if h.source_key.endswith("#abs")}
+    assert held == {"NEUT": (3.52, "10*9/L"), "LYMPH": (1.92, "10*9/L"), "EOS": (0.256, "10*9/L")}
+
+
+def test_cr_only_separators_and_local_codes_are_read() -> None:
+    records = read("hl7", "09-cr-only-separators.hl7")
+    assert kinds(records) == {"IncomingResult": 4}
+    assert (by_code(records)["2160-0"].value, by_code(records)["84295"].value) == ("1.1", "141")
+    assert {r.mrn for r in records if isinstance(r, IncomingResult)} == {"4223199999"}
+
+
+def test_a_stream_of_an_adt_then_an_oru_ignores_the_adt_and_reads_the_oru() -> None:
+    adt, *results = read("hl7", "10-adt-then-oru.hl7")
+    assert adt == Skipped("10-adt-then-oru.hl7:message 1", "ADT^A40 message is not a lab result (ORU)")
+    assert [(r.origin.split(":", 1)[1], r.code) for r in results if isinstance(r, IncomingResult)] == [
+        ("message 2:OBX 1", "6690-2"), ("message 2:OBX 2", "777-3")]
+
+
+def test_a_corrected_result_keeps_its_status_and_its_text_reference_range() -> None:
+    [lead] = read("hl7", "11-corrected-lead.er7")
+    assert isinstance(lead, IncomingResult)
+    assert (lead.value, lead.unit, lead.status, lead.ref_low, lead.ref_high) == ("25", "ug/dl", "corrected", None, 10)
+    assert lead.observed_at == datetime(2008, 8, 15, 10, 30, tzinfo=tz(-7))
+
+
+def test_a_batch_is_read_message_by_message_and_a_broken_header_quarantines_only_its_message() -> None:
+    records = read("hl7", "12-batch-with-broken-header.hl7")
+    assert kinds(records) == {"IncomingResult": 2, "Unreadable": 1}
+    broken = records[2]
+    assert isinstance(broken, Unreadable) and broken.origin == "12-batch-with-broken-header.hl7:message 2"
+    assert "encoding characters '^~&'" in broken.reason and broken.raw.startswith("MSH|^~&|SYNTHLAB")
+    assert "BTS" not in broken.raw and "FTS" not in broken.raw
+    codes = by_code(records)
+    assert (codes["10368-9"].value, codes["10368-9"].ref_high) == ("50", 10)  # a LOINC version in OBX-3
+    assert (codes["625-4"].value, codes["625-4"].status) == ("Campylobacter jejuni", "preliminary")
+    assert codes["625-4"].mrn == "36363699"  # the MR identifier, not the SS one
+
+
+def test_every_hl7_fixture_record_reads_again_from_its_raw_under_its_key() -> None:
+    for path in FIXTURES.glob("hl7/*"):
+        for record in read_file("hl7", path, OPTIONS, CATALOG):
+            if isinstance(record, IncomingResult | Unreadable):
+                again = hl7_reader.from_raw(record.raw, record.origin, OPTIONS, CATALOG)
+                assert again == record, path.name
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True)
+@given(data=st.data())
+def test_mutated_fixture_messages_never_raise_and_yield_only_records(data: st.DataObject) -> None:
+    text = data.draw(st.sampled_from([p.read_text(encoding="utf-8-sig") for p in sorted(FIXTURES.glob("hl7/*"))]))
+    for _ in range(data.draw(st.integers(1, 4))):
+        text = mutate(data, text)
+    assert_only_records(list(read_text(text, "mutated.hl7", OPTIONS, CATALOG)))
+
+
+# FHIR R4 ----------------------------------------------------------------------------------------
+
+def patient(pid: str, mrn: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": mrn}]}
+
+
+def load(name: str) -> Any:
+    return json.loads(fixture("fhir", name).read_text(encoding="utf-8"))
+
+
+def test_a_report_over_panels_reads_each_member_once_and_needs_its_patient_for_an_mrn(session: Session) -> None:
+    name = "01-report-with-panels.json"
+    alone = read("fhir", name)
+    assert kinds(alone) == {"Unreadable": 9, "Skipped": 1}  # the patient is not in the file
+    assert set(reasons(alone)) == {"no MRN identifier for the subject", "not a quantity"}
+    records = list(fhir_reader.read_json(load(name), name, OPTIONS, CATALOG,
+                                         references={"Patient/pt1": patient("pt1", "PANEL-1")}))
+    assert kinds(records) == {"IncomingResult": 8, "Skipped": 2}  # 770-8 (its count was sent), urine text
+    got = {r.origin.rsplit(":", 1)[1]: r for r in records if isinstance(r, IncomingResult)}
+    assert {r.observed_at for r in got.values()} == {datetime(2015, 8, 16, 6, 40, 17, tzinfo=UTC)}  # inherited
+    assert {r.mrn for r in got.values()} == {"PANEL-1"} and got["h1"].source_key == "fhir:h1"
+    assert (got["h2"].value, got["h2"].unit) == ("250", "10*9/L")  # the UCUM code, not display x10*9/L
+    assert (got["h3"].ref_low, got["h3"].ref_high) == (4.0, 11.0)
+    assert (got["c1"].unit, got["c1"].ref_high, got["c2"].unit) == ("U/L", 45.0, "umol/L")  # no system
+    assert got["c3"].value == "<5"  # the comparator kept: quarantined as not a number
+    report = ingest_records(session, records, context())
+    assert (report.held, report.ignored, report.quarantined) == (6, 3, 1)  # sodium is not monitored
+    assert report.reasons == {"non-numeric value": 1}
+
+
+def test_an_observation_timed_by_its_effective_period_keeps_its_ucum_unit() -> None:
+    name = "02-observation-effective-period.json"
+    [alone] = read("fhir", name)
+    assert isinstance(alone, Unreadable) and alone.reason == "no MRN identifier for the subject"
+    [hb] = fhir_reader.read_json(load(name), name, OPTIONS, CATALOG, references={"Patient/f1": patient("f1", "NL-9")})
+    assert isinstance(hb, IncomingResult)
+    assert (hb.value, hb.unit, hb.mrn, hb.ref_low, hb.ref_high) == ("7.2", "g/dL", "NL-9", 7.5, 10.0)
+    assert hb.observed_at == datetime(2013, 4, 2, 10, 30, 10, tzinfo=tz(1))
+    assert json.loads(hb.raw)["observation"]["id"] == "hb-period"
+
+
+def test_a_report_over_observations_in_other_files_skips_each_alone_and_reads_them_given_as_references() -> None:
+    name = "03-report-cross-file.json"
+    alone = read("fhir", name)
+    assert kinds(alone) == {"Skipped": 2} and set(reasons(alone)) == {"referenced Observation not in this file"}
+    assert alone[0].origin == f"{name}:cbc-report->Observation/cbc-wbc"
+    for other in ("04-observation-wbc.json", "05-observation-plt.json"):  # subject only by reference
+        [obs] = read("fhir", other)
+        assert isinstance(obs, Unreadable) and json.loads(obs.raw)["observation"] == load(other)
+    references = {"Patient/example": patient("example", "XF-1"), "Observation/cbc-wbc": load("04-observation-wbc.json"),
+                  "Observation/cbc-plt": load("05-observation-plt.json")}
+    joined = list(fhir_reader.read_json(load(name), name, OPTIONS, CATALOG, references=references))
+    assert [(r.code, r.value, r.unit, r.observed_at) for r in joined if isinstance(r, IncomingResult)] == [
+        ("6690-2", "10", "10*3/uL", datetime(2005, 7, 5, 12, tzinfo=LONDON)),
+        ("777-3", "200", "10*3/uL", datetime(2005, 7, 5, 12, tzinfo=LONDON))]
+
+
+def test_a_transaction_bundle_resolves_urn_uuid_references_to_its_patients_mrn(session: Session) -> None:
+    records = read("fhir", "06-transaction-urn-uuid.json")
+    assert kinds(records) == {"Skipped": 2, "IncomingResult": 5}  # a vital sign and a survey
+    assert {r.mrn for r in records if isinstance(r, IncomingResult)} == {"SYN-MRN-0006"}  # MR, not the SSN
+    assert by_code(records)["6690-2"].value == "6.959160433042363"
+    report = ingest(session, fixture("fhir", "06-transaction-urn-uuid.json"))
+    assert (report.held, report.ignored) == (4, 3)  # cholesterol is not monitored
+    held = {h.analyte: (h.value, h.unit) for h in rows(session, HeldResult)}
+    assert held == {"WBC": (6.95916, "10*9/L"), "PLT": (283.215801, "10*9/L"), "ALT": (24.568124, "U/L"),
+                    "BILI": (10.501619, "umol/L")}
+
+
+def test_a_bundle_of_bundles_fixture_is_read_bundle_by_bundle() -> None:
+    records = read("fhir", "07-bundle-of-bundles.json")
+    assert [(r.mrn, r.code, r.value) for r in records if isinstance(r, IncomingResult)] == [
+        ("NEST-1", "6690-2", "5.2"), ("NEST-1", "751-8", "2.6"), ("NEST-1", "777-3", "181"),
+        ("NEST-2", "6690-2", "6.2"), ("NEST-2", "751-8", "3.1"), ("NEST-2", "777-3", "182"),
+        ("NEST-1", "6690-2", "7.2"), ("NEST-1", "751-8", "3.6"), ("NEST-1", "777-3", "183")]
+
+
+# CSV --------------------------------------------------------------------------------------------
+
+def test_a_synthea_export_is_held_ignored_or_quarantined_as_the_analyte_config_says(session: Session) -> None:
+    path = fixture("csv", "synthea-observations.csv")
+    expected = expected_for(path)
+    report = ingest(session, path)
+    assert report.seen == expected.rows == 19
+    assert (report.held, report.ignored, report.quarantined) == (
+        expected.outcomes["held"], expected.outcomes["ignored"], expected.outcomes["quarantined"]) == (10, 8, 1)
+    held = sorted((h.mrn, h.analyte, round(h.value, 4), h.raw_value, h.raw_unit) for h in rows(session, HeldResult))
+    assert held == sorted((p, a, round(v, 4), raw, unit) for p, a, v, raw, unit in expected.held)
+    assert {("WBC", "10*9/L"), ("BILI", "umol/L")} <= {(h.analyte, h.unit) for h in rows(session, HeldResult)}
+
+
+def test_a_synthea_patient_list_is_skipped_row_by_row() -> None:
+    records = read("csv", "synthea-patients.csv")
+    assert kinds(records) == {"Skipped": 2} and set(reasons(records)) == {
+        "a patient list (Synthea patients export), not lab results"}
+
+
+def test_enrolling_a_synthea_patient_attaches_their_held_results(capsys: pytest.CaptureFixture[str],
+                                                                 session: Session) -> None:
+    r = run(capsys, "ingest", str(fixture("csv", "synthea-observations.csv")))
+    assert r.code == 0 and counts(r.out)["held"] == 10, r.err
+    enroll(capsys, "7f3c0000-0000-4000-8000-000000000002")
+    attached = rows(session, LabResult)
+    assert sorted(a.analyte for a in attached) == ["AST", "PLT", "WBC"]
+    assert len(rows(session, HeldResult)) == 7
+
+
+def test_the_monitor_csv_format_reads_every_optional_column(capsys: pytest.CaptureFixture[str],
+                                                            session: Session) -> None:
+    records = read("csv", "monitor-format.csv")  # a BOM, CRLF, a blank line, column names in any case
+    assert kinds(records) == {"IncomingResult": 6}
+    enroll(capsys, "CSV0001")
+    report = ingest(session, fixture("csv", "monitor-format.csv"))
+    assert (report.seen, report.stored, report.held) == (6, 4, 2)
+    stored = {r.analyte: (r.value, r.status, r.ref_low, r.ref_high) for r in rows(session, LabResult)}
+    assert stored == {"WBC": (5.0, "final", 4.0, 11.0), "NEUT": (3.0, "final", None, None),  # from 60 % of WBC 5.0
+                      "PLT": (250.0, "preliminary", 150.0, 400.0), "ALT": (31.0, "final", None, 45.0)}
+    assert {h.analyte: h.value for h in rows(session, HeldResult)} == {"BILI": 20.524749, "CREAT": 88.0}
