@@ -318,12 +318,14 @@ def _text_problem(obs: Json) -> str:
     return ""
 
 
-def _walk(doc: object) -> Iterator[tuple[str, object]]:
-    """Every value in a JSON document (keys as values too), with its path (`entry[0].resource`),
-    without recursion."""
+def _walk(doc: object, skip: set[int] | None = None) -> Iterator[tuple[str, object]]:
+    """Every value in a JSON document (keys as values too), parents first, with its path
+    (`entry[0].resource`), without recursion; a part in `skip` (by id) is left out with all in it."""
     stack: list[tuple[str, object]] = [("", doc)]
     while stack:
         path, v = stack.pop()
+        if skip and id(v) in skip:
+            continue
         yield path, v
         if isinstance(v, dict):
             stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in reversed(v.items()))
@@ -445,14 +447,8 @@ def _whole(part: Json, scope: _Scope, place: str) -> Iterator[Record]:
 def _strays(doc: object, scope: _Scope) -> Iterator[Record]:
     """The Observations (results, not panels) that no bundle entry, report or panel led to, each
     quarantined where it is: their patient, time and identity would be guesses."""
-    stack: list[tuple[str, object]] = [("", doc)]
-    while stack:
-        path, v = stack.pop()
-        if isinstance(v, list):
-            stack.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
-        if not isinstance(v, dict) or id(v) in scope.whole:
-            continue
-        if (v.get("resourceType") == "Observation" and id(v) not in scope.seen
+    for path, v in _walk(doc, scope.whole):
+        if (isinstance(v, dict) and v.get("resourceType") == "Observation" and id(v) not in scope.seen
                 and (not _list(v.get("hasMember")) or _has_value(v))):
             scope.seen.add(id(v))
             scope.tally.seen += 1
@@ -460,7 +456,6 @@ def _strays(doc: object, scope: _Scope) -> Iterator[Record]:
                              f"an Observation at {path or 'the top of the document'} that no bundle entry, report "
                              "or panel lists, so its patient, time and identity are unknown; have the sender "
                              "list it as a bundle entry or a report's result")
-        stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in reversed(v.items()))
 
 
 def read_json(data: object, origin: str, options: ReadOptions, catalog: Catalog, *,
@@ -478,9 +473,9 @@ def read_json(data: object, origin: str, options: ReadOptions, catalog: Catalog,
     scope = _Scope(origin, options, catalog, references=dict(references or {}), tally=tally or Tally())
     doc = _dict(data)
     kind = doc.get("resourceType")
-    if _depth(data) > MAX_DEPTH or not isinstance(kind, str):
+    deep = _depth(data) > MAX_DEPTH
+    if deep or not isinstance(kind, str):
         scope.tally.seen += 1
-        deep = _depth(data) > MAX_DEPTH
         yield Unreadable(FORMAT, origin, "" if deep else _dumps(data),
                          f"JSON nested more than {MAX_DEPTH} levels deep (not kept)" if deep
                          else "not a FHIR resource (no resourceType)")
