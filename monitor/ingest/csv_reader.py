@@ -60,8 +60,12 @@ def sniff(header: list[str]) -> str | None:
 
 def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
     """One CSV row (keys lower-cased) as a record. Used for files and for quarantine replay."""
-    if problem := _cell_problem(row):
-        return Unreadable(fmt, origin, _raw(row), problem)
+    problem = _cell_problem(row)
+    return Unreadable(fmt, origin, _raw(row), problem) if problem else _record(fmt, row, origin, zone)
+
+
+def _record(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
+    """`from_row` for a row whose cells are known to be plain text (`_plain`)."""
     if fmt == "synthea-csv":
         category = row.get("category", "").strip()
         if category != "laboratory":
@@ -97,8 +101,7 @@ def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Reco
 def _cell_problem(row: dict[str, str]) -> str:
     """Why a row's cells cannot be read as they are (a NUL, a byte that is not UTF-8, a cell longer
     than `CELL_MAX`), naming the column, or ""."""
-    text = "".join(row.values())
-    if len(text) <= CELL_MAX and not unstorable(text):
+    if _plain("".join(row.values())):
         return ""
     for column, cell in row.items():
         if len(cell) > CELL_MAX:
@@ -108,6 +111,12 @@ def _cell_problem(row: dict[str, str]) -> str:
             return (f"cell {column!r} has {bad}; export the file as UTF-8 text without NUL characters, "
                     "then ingest it again")
     return ""
+
+
+def _plain(text: str) -> bool:
+    """Text of a row's cells that is plainly fine: ASCII, no NUL, no cell can be too long (nearly
+    every row, so checked without a regex)."""
+    return len(text) <= CELL_MAX and text.isascii() and "\x00" not in text
 
 
 def from_quarantine(fmt: str, data: dict[str, Any], origin: str, zone: ZoneInfo, catalog: Catalog) -> Record:
@@ -158,7 +167,8 @@ def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tal
     at: tuple[str, datetime] | None = None
     try:
         for row in reader:
-            if not "".join(row).strip():
+            line = "".join(row)
+            if not line.strip():
                 continue
             tally.seen += 1
             origin = f"{name}:{reader.line_num}"
@@ -168,7 +178,8 @@ def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tal
             if len(row) != len(keys):
                 yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {len(keys)}")
                 continue
-            record = from_row(fmt, dict(zip(keys, row, strict=True)), origin, zone)
+            cells = dict(zip(keys, row, strict=True))
+            record = (_record if _plain(line) else from_row)(fmt, cells, origin, zone)
             if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != at:
                 yield from with_absolute_counts(draw, catalog, _derived, DRAW)
                 draw, at = [], (record.mrn, record.observed_at)

@@ -129,7 +129,7 @@ class _Msg:
     dirty: bool  # it holds a NUL, or a byte that was not text in its character set
 
 
-@lru_cache(maxsize=64)  # asked for every message of a file
+@lru_cache(maxsize=64)
 def codec_for(charset: str) -> str | None:
     """The Python codec of an HL7 character set (MSH-18 or the `hl7_encoding` setting), or None
     when monitor cannot read it: unknown, or not writing HL7's separators and digits as ASCII does
@@ -221,7 +221,9 @@ def _read_message(segments: list[str], name: str, n: int, options: ReadOptions, 
     segments are decoded again in the message's character set first."""
     where = f"{name}:message {n}" if n else f"{name}:before message 1"
     seps = _encoding(segments[0]) if n else None
-    charset, codec = _charset(segments[0], seps, options) if seps else ("", None)
+    segs = [_split(segment, seps) for segment in segments] if seps else []
+    charset, codec = _charset(segs[0].fields[18].split(seps.rep, 1)[0].strip(), options.hl7_encoding) if seps else (
+        "", None)
     codec = codec if recode else "utf-8"  # text that is not from a file is decoded already
     if problem := _whole_message_problem(segments, n, seps, charset, codec):
         tally.seen += 1
@@ -229,8 +231,8 @@ def _read_message(segments: list[str], name: str, n: int, options: ReadOptions, 
     assert seps is not None and codec is not None
     if codec != "utf-8" and not all(s.isascii() for s in segments):
         segments = [s.encode("utf-8", "surrogateescape").decode(codec, "surrogateescape") for s in segments]
+        segs = [_split(segment, seps) for segment in segments]
     text = "\r".join(segments)
-    segs = [_split(segment, seps) for segment in segments]
     before = tally.seen
     try:
         return list(_read_parsed(segs, text, seps, where, options, catalog, charset, tally))
@@ -253,14 +255,13 @@ def _whole_message_problem(segments: list[str], n: int, seps: _Seps | None, char
     return ""
 
 
-def _charset(msh: str, s: _Seps, options: ReadOptions) -> tuple[str, str | None]:
-    """The message's character set, saying where it comes from (MSH-18, else the setting), and its
-    Python codec (None if monitor cannot read it)."""
-    declared = _split(msh, s).fields[18].split(s.rep, 1)[0].strip()
+@lru_cache(maxsize=64)  # asked for every message of a file
+def _charset(declared: str, setting: str) -> tuple[str, str | None]:
+    """A message's character set (MSH-18 `declared`, else the `hl7_encoding` setting), saying where
+    it comes from, and its Python codec (None if monitor cannot read it)."""
     if declared:
         return f"{declared!r} (MSH-18)", codec_for(declared)
-    return (f"{options.hl7_encoding!r} (setting ingest.hl7_encoding, as MSH-18 is empty)",
-            codec_for(options.hl7_encoding))
+    return f"{setting!r} (setting ingest.hl7_encoding, as MSH-18 is empty)", codec_for(setting)
 
 
 def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: ReadOptions,
