@@ -39,7 +39,7 @@ from monitor.protocols import load_catalog
 from monitor.services import ingest as service
 from monitor.services import prepare, quarantine
 from monitor.services.ingest import ingest_file, ingest_records
-from monitor.services.prepare import ESCAPED, IngestReport
+from monitor.services.prepare import ESCAPED, Context, IngestReport
 from tests.conftest import EXTERNAL
 from tests.functional.cli import Ran, run
 from tests.integration import LONDON, dump_tables, ingest_context
@@ -56,13 +56,13 @@ HEADER = "mrn,collected_at,code,value,unit"
 MSH = "MSH|^~\\&|LAB|NORTH|MON|CLINIC|20260105093000||{kind}|{control}|P|2.5.1||||||{charset}"
 
 
-def context() -> Any:
+def context() -> Context:
     return ingest_context(NOW)
 
 
-def ingest(session: Session, path: Path, options: ReadOptions = OPTIONS) -> IngestReport:
+def ingest(session: Session, path: Path) -> IngestReport:
     """`ingest_file` as `monitor ingest` runs it, asserting the accounting: one outcome per record seen."""
-    report = ingest_file(session, detect(path), path, ingest_context(NOW, options=options))
+    report = ingest_file(session, detect(path), path, context())
     assert report.total == report.seen, report
     return report
 
@@ -84,17 +84,15 @@ def counts(out: str) -> dict[str, int]:
     return {word: int(n) for n, word in (part.split() for part in outcomes.split(", "))} | {"seen": int(seen)}
 
 
-def enroll(capsys: pytest.CaptureFixture[str], *mrns: str) -> None:
-    for mrn in mrns:
-        r = run(capsys, "enroll", "--mrn", mrn, "--protocol", "aih-azathioprine", "--start", "2026-01-05",
-                "--weight-kg", "72", "--tpmt", "normal")
-        assert r.code == 0, r.err
+def enroll(capsys: pytest.CaptureFixture[str], mrn: str) -> None:
+    r = run(capsys, "enroll", "--mrn", mrn, "--protocol", "aih-azathioprine", "--start", "2026-01-05",
+            "--weight-kg", "72", "--tpmt", "normal")
+    assert r.code == 0, r.err
 
 
-def oru(control: str, mrn: str, obx: Iterable[str], *, kind: str = "ORU^R01", charset: str = "",
-        pid_name: str = "DOE^JANE") -> str:
-    head = [MSH.format(kind=kind, control=control, charset=charset).rstrip("|"), f"PID|1||{mrn}^^^NORTH^MR||{pid_name}",
-            "OBR|1||F-" + control + "|58410-2^CBC^LN|||20260105083000"]
+def oru(control: str, mrn: str, obx: Iterable[str], *, kind: str = "ORU^R01", charset: str = "") -> str:
+    head = [MSH.format(kind=kind, control=control, charset=charset).rstrip("|"), f"PID|1||{mrn}^^^NORTH^MR||DOE^JANE",
+            f"OBR|1||F-{control}|58410-2^CBC^LN|||20260105083000"]
     return "\r".join([*head, *obx]) + "\r"
 
 
@@ -283,7 +281,7 @@ def test_an_hl7_encoding_setting_monitor_cannot_read_is_refused_in_one_line(
 
 def test_a_message_in_a_character_set_monitor_cannot_read_is_quarantined_whole(session: Session,
                                                                              tmp_path: Path) -> None:
-    path = tmp_path / "ebcdic.hl7"
+    path = tmp_path / "utf16.hl7"
     path.write_text(oru("C1", "A1", [obx(1), obx(2)], charset="UNICODE UTF-16") + oru("C2", "A2", [obx(1)]))
     report = ingest(session, path)
     assert (report.seen, report.held, report.quarantined) == (2, 1, 1)
@@ -312,7 +310,8 @@ def test_a_file_that_stops_early_keeps_what_came_before_and_says_what_that_was(
 @pytest.mark.parametrize("column", ["mrn", "collected_at", "code", "value", "unit", "source_id"])
 def test_a_nul_in_any_csv_cell_quarantines_its_row_and_keeps_every_other(session: Session, tmp_path: Path,
                                                                          column: str) -> None:
-    """Before: on PostgreSQL a traceback with nothing stored (SQLite kept the NUL in a result)."""
+    """Before: a NUL in the MRN or the source id was a traceback on PostgreSQL with nothing stored
+    (SQLite held a result under it); in another cell the row was quarantined for that cell's value."""
     cells = {"mrn": "N1", "collected_at": "2026-01-30", "code": "777-3", "value": "250", "unit": "10*9/L",
              "source_id": "id-2"}
     bad = ",".join(cell + "\x00" if name == column else cell for name, cell in cells.items())
