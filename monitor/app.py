@@ -17,6 +17,8 @@ from monitor import clock
 from monitor.config import Settings, load_settings
 from monitor.db.migrate import require_existing, upgrade_to_head
 from monitor.db.session import make_engine
+from monitor.domain.errors import UserError
+from monitor.ingest.hl7_reader import codec_for
 from monitor.ingest.records import ReadOptions
 from monitor.protocols import Library, packaged_library
 from monitor.services.prepare import Context
@@ -72,7 +74,12 @@ class App:
 
     def read_options(self) -> ReadOptions:
         i = self.settings.ingest
-        return ReadOptions(lab_zone=ZoneInfo(i.lab_timezone), mrn_type=i.mrn_type, mrn_authority=i.mrn_authority)
+        if codec_for(i.hl7_encoding) is None:
+            raise UserError(f"setting ingest.hl7_encoding {i.hl7_encoding!r} is not a character set monitor reads; "
+                            "use an HL7 table 0211 name such as UNICODE UTF-8 or 8859/1 "
+                            "(or set MONITOR_INGEST__HL7_ENCODING)")
+        return ReadOptions(lab_zone=ZoneInfo(i.lab_timezone), mrn_type=i.mrn_type, mrn_authority=i.mrn_authority,
+                           hl7_encoding=i.hl7_encoding)
 
     @property
     def actor(self) -> str:

@@ -208,6 +208,7 @@ def ingest(
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
     a = the(ctx)
     choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
+    accounted = True
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
         with a.session() as s, progress_bar(path.name) as bar:
@@ -217,7 +218,9 @@ def ingest(
                 bar.advance(task, n)
 
             report = ingest_file(s, kind, path, a.ingest_context(), progress=advance)
-        show_ingest(str(path), report)
+        accounted = show_ingest(str(path), report) and accounted
+    if not accounted:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -431,7 +434,7 @@ def mllp(
             return receive_hl7(s, text, ctx=replace(base, now=a.now()), channel="mllp")
 
     async def serve() -> None:
-        listener = Listener(handle, now=a.now)
+        listener = Listener(handle, now=a.now, charset=a.settings.ingest.hl7_encoding)
         bound = await listener.start(host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -93,13 +93,17 @@ def show_plan_source(run: dict[str, Any] | None, day: date, *, caption: bool) ->
                   "to bring the plan up to date", markup=False)
 
 
-def show_ingest(name: str, report: IngestReport) -> None:
-    out.print(f"{name}: {report.stored} stored, {report.duplicate} duplicate, {report.corrected} corrected, "
-              f"{report.retracted} retracted, "
-              f"{report.held} held, {report.quarantined} quarantined, {report.ignored} ignored")
+def show_ingest(name: str, report: IngestReport) -> bool:
+    """The outcome of one file; False (with a warning on stderr) when the outcomes do not add up to
+    the records its reader saw: a record unaccounted for is a bug, never silence."""
+    out.print(f"{name}: {report.counts()}; records seen: {report.seen}")
     if report.critical_flags:
         out.print(f"  [bold red]{report.critical_flags} critical flags raised now[/] (see `monitor flags`)")
     if report.already_quarantined:
         out.print(f"  ({report.already_quarantined} of the quarantined were already in quarantine)")
     for reason, count in sorted(report.reasons.items()):
         out.print(f"  quarantined {count}: {reason}")
+    if report.total != report.seen:
+        err.print(f"monitor: warning: {name}: {report.seen} records seen but {report.total} accounted for; this "
+                  "is a bug in monitor: please report it (ingesting the file again is safe)", markup=False)
+    return report.total == report.seen

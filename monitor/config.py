@@ -69,6 +69,7 @@ class Ingest(Section):
     lab_timezone: str = "Europe/London"
     mrn_type: str = "MR"
     mrn_authority: str = ""
+    hl7_encoding: str = "UNICODE UTF-8"  # checked where it is used (App.read_options)
 
     _zone = field_validator("lab_timezone")(known_zone)
 

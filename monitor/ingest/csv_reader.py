@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -13,18 +14,20 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from monitor.domain.analytes import Catalog
-from monitor.ingest.differential import Derivation, with_absolute_counts
+from monitor.ingest.differential import Derivation, derived_from, with_absolute_counts
 from monitor.ingest.records import (
     IncomingResult,
     RawSource,
     Record,
     Skipped,
+    Tally,
     Unreadable,
     UnreadableFile,
     open_text,
     parse_number,
     parse_when,
     raw_text,
+    unstorable,
 )
 
 MONITOR_COLUMNS = {"mrn", "collected_at", "code", "value", "unit"}
@@ -36,6 +39,12 @@ STATUS = {"f": "final", "p": "preliminary", "c": "corrected", "": "final",
 PATIENT_LIST_COLUMNS = {"id", "birthdate", "gender"}  # Synthea patients.csv: people, not results
 #: Where a %-differential's WBC must be (ingest/differential.py): rows of one draw come together.
 DRAW = "in the rows next to it with the same MRN and collection time"
+#: The longest cell of a lab row (the csv module's own default limit): a longer one, usually a quote
+#: never closed that ran on over the rows after it, quarantines its row.
+CELL_MAX = 131_072
+#: The longest cell read at all: at a longer one the csv module stops, and so does the file (what
+#: came before it is committed and the error says so).
+CELL_READ_MAX = 1_048_576
 
 
 def sniff(header: list[str]) -> str | None:
@@ -51,6 +60,12 @@ def sniff(header: list[str]) -> str | None:
 
 def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
     """One CSV row (keys lower-cased) as a record. Used for files and for quarantine replay."""
+    problem = _cell_problem(row)
+    return Unreadable(fmt, origin, _raw(row), problem) if problem else _record(fmt, row, origin, zone)
+
+
+def _record(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
+    """`from_row` for a row whose cells are known to be plain text (`_plain`)."""
     if fmt == "synthea-csv":
         category = row.get("category", "").strip()
         if category != "laboratory":
@@ -83,6 +98,27 @@ def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Reco
     )
 
 
+def _cell_problem(row: dict[str, str]) -> str:
+    """Why a row's cells cannot be read as they are (a NUL, a byte that is not UTF-8, a cell longer
+    than `CELL_MAX`), naming the column, or ""."""
+    if _plain("".join(row.values())):
+        return ""
+    for column, cell in row.items():
+        if len(cell) > CELL_MAX:
+            return (f"cell {column!r} has {len(cell):,} characters, more than the {CELL_MAX:,} a lab CSV cell "
+                    "may have (a quote that is never closed?); fix the file and ingest it again")
+        if bad := unstorable(cell):
+            return (f"cell {column!r} has {bad}; export the file as UTF-8 text without NUL characters, "
+                    "then ingest it again")
+    return ""
+
+
+def _plain(text: str) -> bool:
+    """Text of a row's cells that is plainly fine: ASCII, no NUL, no cell can be too long (nearly
+    every row, so checked without a regex)."""
+    return len(text) <= CELL_MAX and text.isascii() and "\x00" not in text
+
+
 def from_quarantine(fmt: str, data: dict[str, Any], origin: str, zone: ZoneInfo, catalog: Catalog) -> Record:
     """A record this reader produced, read again from its quarantined JSON: a row, or the two rows
     a count was derived from."""
@@ -90,10 +126,10 @@ def from_quarantine(fmt: str, data: dict[str, Any], origin: str, zone: ZoneInfo,
     if not isinstance(rows, list):
         return from_row(fmt, data, origin, zone)
     parts: list[Record] = [from_row(fmt, row, origin, zone) for row in rows if isinstance(row, dict)]
-    derived = with_absolute_counts(parts, catalog, _derived, DRAW)[len(parts):]
-    if len(derived) != 1 or not isinstance(derived[0], IncomingResult):
+    derived = derived_from(parts, catalog, _derived, DRAW)
+    if derived is None:
         return Unreadable(fmt, origin, json.dumps(data, sort_keys=True), "the derived count's rows no longer read")
-    return replace(derived[0], origin=origin)
+    return replace(derived, origin=origin)
 
 
 def _derived(d: Derivation) -> IncomingResult:
@@ -113,42 +149,76 @@ def _raw(row: dict[str, str]) -> str:
     return "{" + ", ".join(f"{_json(k)}: {_json(v)}" for k, v in sorted(row.items())) + "}"
 
 
-def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog) -> Iterator[Record]:
-    """Records from an open CSV file, one per data row, then the counts derived from the
-    %-differentials of each draw (neighbouring rows with the same MRN and collection time).
+def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tally | None = None,
+         ) -> Iterator[Record]:
+    """Records from an open CSV file, one per data row (each counted in `tally`), a %-differential
+    replaced by the count derived from the WBC of its draw (neighbouring rows with the same MRN and
+    collection time).
 
     Raises:
-        UnreadableFile: no header, or a header that is neither format.
+        UnreadableFile: no header, a header that is neither format or names a column twice; or,
+            after the records before it, a cell longer than `CELL_READ_MAX`.
     """
+    csv.field_size_limit(CELL_READ_MAX)  # process-wide; cells up to CELL_MAX are lab data, longer are quarantined
     reader = csv.reader(stream)
-    header = next(reader, None)
+    keys, fmt = _header(next(reader, None), name)
+    tally = tally or Tally()
+    draw: list[Record] = []
+    at: tuple[str, datetime] | None = None
+    try:
+        for row in reader:
+            line = "".join(row)
+            if not line.strip():
+                continue
+            tally.seen += 1
+            origin = f"{name}:{reader.line_num}"
+            if fmt == "patient-list":
+                yield Skipped(origin, "a patient list (Synthea patients export), not lab results")
+                continue
+            if len(row) != len(keys):
+                yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {len(keys)}")
+                continue
+            cells = dict(zip(keys, row, strict=True))
+            record = (_record if _plain(line) else from_row)(fmt, cells, origin, zone)
+            if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != at:
+                yield from with_absolute_counts(draw, catalog, _derived, DRAW)
+                draw, at = [], (record.mrn, record.observed_at)
+            draw.append(record)
+    except csv.Error as e:  # the rows before it are read; the file stops here
+        yield from with_absolute_counts(draw, catalog, _derived, DRAW)
+        raise UnreadableFile(f"{name}: line {reader.line_num}: {_stopped(e)}") from None
+    yield from with_absolute_counts(draw, catalog, _derived, DRAW)
+
+
+def _header(header: list[str] | None, name: str) -> tuple[list[str], str]:
+    """The column keys (lower case; an unnamed column by its position) and the format.
+
+    Raises:
+        UnreadableFile: no header, neither format, or a column named twice (which one is meant?).
+    """
     fmt = sniff(header or [])
     if header is None or fmt is None:
         raise UnreadableFile(
             f"{name}: not a lab CSV; the header needs the columns "
             f"{', '.join(sorted(MONITOR_COLUMNS))} (or a Synthea observations export)"
         )
-    keys = [h.strip().lower() for h in header]
-    draw: list[Record] = []
-    at: tuple[str, datetime] | None = None
-    for row in reader:
-        origin = f"{name}:{reader.line_num}"
-        if fmt == "patient-list":
-            yield Skipped(origin, "a patient list (Synthea patients export), not lab results")
-            continue
-        if not "".join(row).strip():
-            continue
-        if len(row) != len(keys):
-            yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {len(keys)}")
-            continue
-        record = from_row(fmt, dict(zip(keys, row, strict=True)), origin, zone)
-        if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != at:
-            yield from with_absolute_counts(draw, catalog, _derived, DRAW)
-            draw, at = [], (record.mrn, record.observed_at)
-        draw.append(record)
-    yield from with_absolute_counts(draw, catalog, _derived, DRAW)
+    keys = [h.strip().lower() or f"column {i}" for i, h in enumerate(header, 1)]
+    twice = [key for key, n in Counter(keys).items() if n > 1]
+    if twice:
+        at = [i for i, key in enumerate(keys, 1) if key == twice[0]]
+        raise UnreadableFile(f"{name}: the header names the column {twice[0]!r} more than once (columns "
+                             f"{', '.join(map(str, at))}), so its cells are ambiguous; rename or remove all but "
+                             "one, then ingest the file again (nothing was read)")
+    return keys, fmt
 
 
-def read_file(path: Path, zone: ZoneInfo, catalog: Catalog) -> Iterator[Record]:
-    with open_text(path, newline="", fix="export the file as UTF-8 CSV") as stream:
-        yield from read(stream, path.name, zone, catalog)
+def _stopped(e: csv.Error) -> str:
+    if "field larger than field limit" in str(e):
+        return (f"a cell is longer than {CELL_READ_MAX:,} characters (a quote that is never closed?), so "
+                "reading stopped there")
+    return f"reading stopped there: the csv module cannot read on ({e})"
+
+
+def read_file(path: Path, zone: ZoneInfo, catalog: Catalog, tally: Tally | None = None) -> Iterator[Record]:
+    with open_text(path, newline="") as stream:
+        yield from read(stream, path.name, zone, catalog, tally)

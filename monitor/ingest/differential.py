@@ -2,11 +2,13 @@
 
 The protocols' rules read absolute counts (BSR: neutrophils below 1.6 × 10⁹/L), and a lab may send
 neutrophils only as a % (770-8). With a WBC in the same draw the count is derived, WBC × % / 100 in
-the WBC's unit (CLINICAL.md §9.1), and the % is counted `ignored`; so is a % whose absolute count
-the lab sent. A % that gives no count (no WBC in its draw, not a number, not in %) is quarantined
-with the reason. Which codes are %-differentials is config/analytes.toml [differential]. Each
-reader says what a draw is (an HL7 OBR group, a FHIR report or panel, neighbouring CSV rows) and
-how a derived record is keyed and kept for replay (`derive`).
+the WBC's unit (CLINICAL.md §9.1), and takes the place of the % (one record in, one outcome out:
+the % is accounted for as its count, stored or held). A % whose absolute count the lab sent, or
+that another % of the same cell line already gave, is counted `ignored`. A % that gives no count
+(no WBC in its draw, not a number, not in %) is quarantined with the reason. Which codes are
+%-differentials is config/analytes.toml [differential]. Each reader says what a draw is (an HL7 OBR
+group, a FHIR report or panel, neighbouring CSV rows) and how a derived record is keyed and kept
+for replay (`derive`).
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ class Derivation:
 
 def with_absolute_counts(records: list[Record], catalog: Catalog, derive: Callable[[Derivation], IncomingResult],
                          draw: str) -> list[Record]:
-    """The records of one draw with each %-differential replaced: by a `Skipped` (counted ignored)
-    when its absolute count was sent or is derived (`derive` makes the derived record, added at the
-    end), else by an `Unreadable` saying why not. `draw` says what a draw is, for that reason."""
+    """The records of one draw with each %-differential replaced: by its derived absolute count
+    (`derive` makes the record), by a `Skipped` (counted ignored) when its absolute count was sent
+    or derived from another %, else by an `Unreadable` saying why not. `draw` says what a draw is,
+    for that reason. As many records come out as went in."""
     percents = [r for r in records if isinstance(r, IncomingResult) and r.status != "retracted"
                 and catalog.count_for_percent(r.code) is not None]
     if not percents:
@@ -75,7 +78,6 @@ def with_absolute_counts(records: list[Record], catalog: Catalog, derive: Callab
     results = [r for r in records if isinstance(r, IncomingResult)]
     counted = {a.key: "was sent" for r in results if (a := catalog.analyte_for(r.code)) is not None}
     replaced: dict[int, Record] = {}
-    derived: list[IncomingResult] = []
     for pct in percents:
         count = catalog.count_for_percent(pct.code)
         assert count is not None
@@ -85,11 +87,21 @@ def with_absolute_counts(records: list[Record], catalog: Catalog, derive: Callab
             if wbc is None or problem:
                 replaced[id(pct)] = Unreadable(pct.format, pct.origin, pct.raw, problem)
                 continue
-            derived.append(derive(Derivation(pct, wbc, count)))
+            replaced[id(pct)] = derive(Derivation(pct, wbc, count))
             counted[count.key] = f"is derived from {pct.code} and the WBC"
+            continue
         replaced[id(pct)] = Skipped(pct.origin, f"{pct.code}: {_cells(count)} as a % of leukocytes; its "
                                     f"absolute count ({count.key}) {counted[count.key]}")
-    return [replaced.get(id(r), r) for r in records] + derived
+    return [replaced.get(id(r), r) for r in records]
+
+
+def derived_from(parts: list[Record], catalog: Catalog, derive: Callable[[Derivation], IncomingResult],
+                 draw: str) -> Record | None:
+    """The one count derived from `parts` (a WBC and a %, read again for quarantine replay), or
+    None when they no longer give exactly one."""
+    derived = [r for r, part in zip(with_absolute_counts(parts, catalog, derive, draw), parts, strict=True)
+               if r is not part and isinstance(r, IncomingResult)]
+    return derived[0] if len(derived) == 1 else None
 
 
 def _cells(count: Analyte) -> str:

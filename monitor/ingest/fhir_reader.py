@@ -1,10 +1,13 @@
 """FHIR R4 JSON lab files (an Observation, a DiagnosticReport or a Bundle) as records.
 
 Plain dict walking (ECOSYSTEM §5.2); malformed input becomes records, never exceptions. Report
-`result` and panel `hasMember` references are followed within the file (fullUrl, Type/id,
-#contained) or the caller's `references`; members inherit subject and time and are read once.
-The patient is the subject's MRN identifier, never guessed from a reference id. `raw` is a JSON
-envelope (observation, MRN, inherited times, source key) that `from_raw` reads again for replay.
+`result` and panel `hasMember` references are followed within the bundle (fullUrl, Type/id,
+#contained), then the bundles around it, then the caller's `references`; members inherit subject
+and time and are read once. A bundle's entries may be bundles (a collection of reports), read the
+same way. An Observation found anywhere else in the document (a place no bundle entry, report or
+panel lists) is quarantined where it is, never guessed at and never dropped. The patient is the
+subject's MRN identifier, never guessed from a reference id. `raw` is a JSON envelope
+(observation, MRN, inherited times, source key) that `from_raw` reads again for replay.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from monitor.domain.analytes import Catalog, normalise_unit
-from monitor.ingest.differential import Derivation, with_absolute_counts
+from monitor.ingest.differential import Derivation, derived_from, with_absolute_counts
 from monitor.ingest.records import (
     IncomingResult,
     ReadOptions,
     Record,
     Skipped,
+    Tally,
     Unreadable,
     UnreadableFile,
     parse_number,
     parse_when,
     underflows,
+    unstorable,
 )
 
 Json = dict[str, Any]
@@ -44,19 +49,32 @@ FHIR_ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?")
 NO_TARGET = "referenced Observation not in this file"
 DRAW = "in its report or panel"  # where a %-differential's WBC must be (ingest/differential.py)
+#: JSON nested deeper than this is not a FHIR lab file (a bundle of bundles of reports with
+#: contained panels is about 20 levels): refused before it is read, so no walk runs out of stack.
+MAX_DEPTH = 100
 
 
 @dataclass
 class _Scope:
-    """One file: its name, reader settings and what references can point to."""
+    """One bundle (or a lone resource) of a file: its name, reader settings and what references
+    can point to; a nested bundle's scope falls back to the one around it (`parent`)."""
 
     name: str
     options: ReadOptions
     catalog: Catalog  # which codes are monitored, and which are %-differentials
     index: dict[str, Json] = field(default_factory=dict)  # fullUrl or Type/id -> resource
-    entry: dict[int, tuple[int, str]] = field(default_factory=dict)  # id(resource) -> (index, fullUrl)
-    seen: set[int] = field(default_factory=set)  # id() of Observations already read
+    entry: dict[int, tuple[str, str]] = field(default_factory=dict)  # id(resource) -> (entry path, fullUrl)
+    seen: set[int] = field(default_factory=set)  # id() of Observations already read (the whole file)
     references: dict[str, Any] = field(default_factory=dict)  # the caller's, after the file's own
+    tally: Tally = field(default_factory=Tally)  # records seen (the whole file)
+    whole: set[int] = field(default_factory=set)  # id() of parts kept whole as one record (the whole file)
+    parent: _Scope | None = None
+    place: str = ""  # where the bundle is: "" or "entry 3/"
+
+    def nested(self, place: str) -> _Scope:
+        """The scope of a bundle inside this one, at entry path `place`."""
+        return _Scope(self.name, self.options, self.catalog, seen=self.seen, tally=self.tally, whole=self.whole,
+                      parent=self, place=f"{place}/")
 
     def add(self, key: str, res: object) -> None:
         if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
@@ -152,7 +170,7 @@ def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tu
     if contained:
         local = rid or hashlib.sha256(_dumps(res).encode()).hexdigest()[:32]
         return f"{ctx.owner[0]}#{local}", f"{ctx.owner[1]}#{local}"
-    position, full_url = scope.entry.get(id(res), (None, ""))
+    position, full_url = scope.entry.get(id(res), ("", ""))
     if rid:
         # One key per Observation id: a new version (amended, corrected, cancelled) lands on the
         # same key and takes the service's correction or retraction path.
@@ -161,8 +179,7 @@ def _identity(res: Json, scope: _Scope, ctx: _Context, *, contained: bool) -> tu
         key = f"fhir:{full_url}"
     else:
         key = f"fhir:sha256:{hashlib.sha256(_dumps(res).encode()).hexdigest()[:32]}"
-    place = rid or (f"entry {position}" if position is not None else key)
-    return key, f"{scope.name}:{place}"
+    return key, f"{scope.name}:{rid or position or key}"
 
 
 def _resolve(ref: object, scope: _Scope, ctx: _Context) -> Json | None:
@@ -175,7 +192,7 @@ def _resolve(ref: object, scope: _Scope, ctx: _Context) -> Json | None:
     if found is None:  # absolute or versioned URL: match on Type/id
         parts = ref.split("/_history/")[0].rstrip("/").split("/")
         found = scope.index.get("/".join(parts[-2:])) if len(parts) >= 2 else None
-    return found
+    return found if found is not None or scope.parent is None else _resolve(ref, scope.parent, ctx)
 
 
 def _pick_mrn(identifiers: list[Any], options: ReadOptions) -> str | None:
@@ -244,6 +261,8 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
         envelope = {"context": context, "key": key, "mrn": mrn, "observation": obs}
         return Unreadable(FORMAT, origin, _dumps(envelope), reason)
 
+    if problem := _text_problem(obs):
+        return bad(problem)
     status = STATUS.get(_str(obs.get("status")))
     if status is None:
         if obs.get("status") == "registered":
@@ -290,6 +309,43 @@ def _read(obs: Json, ctx: _Context, scope: _Scope, key: str, origin: str, mrn: s
     )
 
 
+def _text_problem(obs: Json) -> str:
+    """Why an Observation's text cannot be kept as it is (a NUL or a lone surrogate: a byte that
+    was not UTF-8, or a JSON `\\udc00` escape), or ""."""
+    for path, v in _walk(obs):
+        if isinstance(v, str) and (bad := unstorable(v)):
+            return f"{path or 'the Observation'} has {bad}; have the sender write it as UTF-8 JSON without it"
+    return ""
+
+
+def _walk(doc: object, skip: set[int] | None = None) -> Iterator[tuple[str, object]]:
+    """Every value in a JSON document (keys as values too), parents first, with its path
+    (`entry[0].resource`), without recursion; a part in `skip` (by id) is left out with all in it."""
+    stack: list[tuple[str, object]] = [("", doc)]
+    while stack:
+        path, v = stack.pop()
+        if skip and id(v) in skip:
+            continue
+        yield path, v
+        if isinstance(v, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in reversed(v.items()))
+            stack.extend((path, k) for k in v)
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+
+
+def _depth(doc: object) -> int:
+    """How deep a JSON document nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        if children:
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in children)
+    return deepest
+
+
 def _derived(d: Derivation) -> IncomingResult:
     """A count derived from a % and the WBC of its report or panel, kept with both for replay."""
     raw = _dumps({"derived": d.note, "derived_from": [_loads(d.wbc.raw), _loads(d.percent.raw)]})
@@ -330,9 +386,11 @@ def _leaves(res: Json, parent: _Context, scope: _Scope, *, contained: bool) -> I
 
 
 def _group(root: Json, scope: _Scope) -> Iterator[Record]:
-    """Records for one report, panel or Observation, then any derived absolute counts."""
+    """Records for one report, panel or Observation (each counted seen), the % of a draw replaced
+    by their derived absolute counts."""
     records: list[Record] = []
     for leaf in _leaves(root, _Context(), scope, contained=False):
+        scope.tally.seen += 1
         if isinstance(leaf, Skipped):
             records.append(leaf)
             continue
@@ -346,16 +404,19 @@ def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
     for i, entry in enumerate(_list(doc.get("entry"))):
         res = _dict(_dict(entry).get("resource"))
         if not isinstance(res.get("resourceType"), str):
-            yield Skipped(f"{scope.name}:entry {i}", "bundle entry without a resource")
+            scope.tally.seen += 1
+            yield Skipped(f"{scope.name}:{scope.place}entry {i}", "bundle entry without a resource")
             continue
-        scope.entry[id(res)] = (i, _str(_dict(entry).get("fullUrl")))
+        scope.entry[id(res)] = (f"{scope.place}entry {i}", _str(_dict(entry).get("fullUrl")))
         scope.add(scope.entry[id(res)][1], res)
         resources.append(res)
-    for ref, other in scope.references.items():
-        scope.add(ref, other)
+    if scope.parent is None:
+        for ref, other in scope.references.items():
+            scope.add(ref, other)
     members = {id(t) for r in resources for m in _list(r.get("hasMember"))
                if (t := _resolve(_dict(m).get("reference"), scope, _Context(container=r))) is not None}
-    # Reports first, then top-level panels and single Observations, then anything left (cycles).
+    # Reports first, then top-level panels and single Observations, then anything left (cycles),
+    # then the bundles among the entries.
     for res in resources:
         if res["resourceType"] == "DiagnosticReport":
             yield from _group(res, scope)
@@ -364,33 +425,76 @@ def _bundle(doc: Json, scope: _Scope) -> Iterator[Record]:
             if (res["resourceType"] == "Observation" and id(res) not in scope.seen
                     and (pass_ or id(res) not in members)):
                 yield from _group(res, scope)
+    for res in resources:
+        if res["resourceType"] == "Bundle":
+            place = scope.entry[id(res)][0]
+            yield from _whole(res, scope, place) if _bundle_problem(res) else _bundle(res, scope.nested(place))
+
+
+def _bundle_problem(doc: Json) -> str:
+    if doc.get("type") in BUNDLE_TYPES:
+        return ""
+    return f"bundle type {_show(doc.get('type'))} is not read; send one of {', '.join(BUNDLE_TYPES)}"
+
+
+def _whole(part: Json, scope: _Scope, place: str) -> Iterator[Record]:
+    """A part of the document that cannot be read, quarantined whole as one record."""
+    scope.whole.add(id(part))
+    scope.tally.seen += 1
+    yield Unreadable(FORMAT, f"{scope.name}:{place}" if place else scope.name, _dumps(part), _bundle_problem(part))
+
+
+def _strays(doc: object, scope: _Scope) -> Iterator[Record]:
+    """The Observations (results, not panels) that no bundle entry, report or panel led to, each
+    quarantined where it is: their patient, time and identity would be guesses."""
+    for path, v in _walk(doc, scope.whole):
+        if (isinstance(v, dict) and v.get("resourceType") == "Observation" and id(v) not in scope.seen
+                and (not _list(v.get("hasMember")) or _has_value(v))):
+            scope.seen.add(id(v))
+            scope.tally.seen += 1
+            yield Unreadable(FORMAT, f"{scope.name}:{path or 'document'}", _dumps({"observation": v}),
+                             f"an Observation at {path or 'the top of the document'} that no bundle entry, report "
+                             "or panel lists, so its patient, time and identity are unknown; have the sender "
+                             "list it as a bundle entry or a report's result")
 
 
 def read_json(data: object, origin: str, options: ReadOptions, catalog: Catalog, *,
-              references: dict[str, dict[str, Any]] | None = None) -> Iterator[Record]:
-    """Records from one parsed FHIR document; `origin` names it (usually the file name).
+              references: dict[str, dict[str, Any]] | None = None, tally: Tally | None = None) -> Iterator[Record]:
+    """Records from one parsed FHIR document; `origin` names it (usually the file name). Each is
+    counted in `tally`: an Observation (in a bundle at any depth, a report, a panel, or anywhere else,
+    where it is quarantined), a reference or bundle entry that leads to none, or the document whole
+    when it cannot be read.
 
     `references` holds resources from elsewhere (a Patient, the Observations a report points
     to), keyed by reference (`Patient/x`) or fullUrl. A non-quantity value is yielded (to be
     quarantined) only if the catalog monitors its code. Never raises: malformed input becomes
     Unreadable records.
     """
-    scope = _Scope(origin, options, catalog, references=dict(references or {}))
+    scope = _Scope(origin, options, catalog, references=dict(references or {}), tally=tally or Tally())
     doc = _dict(data)
     kind = doc.get("resourceType")
-    if not isinstance(kind, str):
-        yield Unreadable(FORMAT, origin, _dumps(data), "not a FHIR resource (no resourceType)")
-    elif kind == "Bundle" and doc.get("type") not in BUNDLE_TYPES:
-        yield Unreadable(FORMAT, origin, _dumps(doc), f"bundle type {_show(doc.get('type'))} is not read; "
-                         f"send one of {', '.join(BUNDLE_TYPES)}")
-    elif kind == "Bundle":
-        yield from _bundle(doc, scope)
+    deep = _depth(data) > MAX_DEPTH
+    if deep or not isinstance(kind, str):
+        scope.tally.seen += 1
+        yield Unreadable(FORMAT, origin, "" if deep else _dumps(data),
+                         f"JSON nested more than {MAX_DEPTH} levels deep (not kept)" if deep
+                         else "not a FHIR resource (no resourceType)")
+        return
+    before = scope.tally.seen
+    yield from _document(doc, kind, scope)
+    yield from _strays(doc, scope)
+    if scope.tally.seen == before:
+        scope.tally.seen += 1
+        yield Skipped(origin, f"a {kind[:40]} resource holds no lab result")
+
+
+def _document(doc: Json, kind: str, scope: _Scope) -> Iterator[Record]:
+    if kind == "Bundle":
+        yield from _whole(doc, scope, "") if _bundle_problem(doc) else _bundle(doc, scope)
     elif kind in ("Observation", "DiagnosticReport"):
         for ref, other in scope.references.items():
             scope.add(ref, other)
         yield from _group(doc, scope)
-    else:
-        yield Skipped(origin, f"a {kind[:40]} resource holds no lab result")
 
 
 def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> Record:
@@ -401,10 +505,10 @@ def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> R
         envelope = {}
     parts = [from_raw(_dumps(p), origin, options, catalog) for p in _list(envelope.get("derived_from"))]
     if parts:
-        derived = with_absolute_counts(parts, catalog, _derived, DRAW)[len(parts):]
-        if len(derived) != 1 or not isinstance(derived[0], IncomingResult):
+        derived = derived_from(parts, catalog, _derived, DRAW)
+        if derived is None:
             return Unreadable(FORMAT, origin, raw, "the derived count's sources no longer read")
-        return replace(derived[0], origin=origin)
+        return replace(derived, origin=origin)
     obs, context, key = envelope.get("observation"), _dict(envelope.get("context")), envelope.get("key")
     if not isinstance(obs, dict) or not isinstance(key, str):
         return Unreadable(FORMAT, origin, raw, "not a record of the FHIR reader")
@@ -414,24 +518,26 @@ def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> R
     return _read(obs, ctx, scope, key, origin, mrn if isinstance(mrn, str) else None)
 
 
-def read_file(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    """Records from a FHIR JSON file.
+def read_file(path: Path, options: ReadOptions, catalog: Catalog, tally: Tally | None = None) -> Iterator[Record]:
+    """Records from a FHIR JSON file. A byte that is not UTF-8 inside a JSON string does not stop
+    it: the Observation that holds it is quarantined (`_text_problem`).
 
     Raises:
-        UnreadableFile: missing, not UTF-8, not JSON, or not a FHIR resource.
+        UnreadableFile: missing, not JSON, nested deeper than `MAX_DEPTH`, or not a FHIR resource.
     """
     try:
         data = path.read_bytes()
     except OSError as e:
         raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
     try:
-        doc = _loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise UnreadableFile(f"{path}: not UTF-8 text; FHIR JSON must be UTF-8") from None
+        doc = _loads(data.decode("utf-8-sig", "surrogateescape"))
     except (ValueError, RecursionError) as e:
         why = (str(e) or "nested too deeply").splitlines()[0]
         raise UnreadableFile(f"{path}: not JSON ({why})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise UnreadableFile(f"{path}: not a FHIR resource (no resourceType); send an Observation, "
                              "DiagnosticReport or Bundle as JSON")
-    yield from read_json(doc, path.name, options, catalog)
+    if _depth(doc) > MAX_DEPTH:
+        raise UnreadableFile(f"{path}: JSON nested more than {MAX_DEPTH} levels deep; a FHIR lab file is far "
+                             "shallower: check what was sent")
+    yield from read_json(doc, path.name, options, catalog, tally=tally)

@@ -7,16 +7,17 @@ from pathlib import Path
 
 from monitor.domain.analytes import Catalog
 from monitor.ingest import csv_reader, fhir_reader, hl7_reader
-from monitor.ingest.records import ReadOptions, Record, UnreadableFile
+from monitor.ingest.records import ReadOptions, Record, Tally, UnreadableFile
 
 
-def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    """The records of a file in one of the formats `detect` names."""
+def read_file(kind: str, path: Path, options: ReadOptions, catalog: Catalog, tally: Tally | None = None,
+              ) -> Iterator[Record]:
+    """The records of a file in one of the formats `detect` names, each counted in `tally`."""
     if kind == "hl7":
-        return hl7_reader.read_file(path, options, catalog)
+        return hl7_reader.read_file(path, options, catalog, tally)
     if kind == "fhir":
-        return fhir_reader.read_file(path, options, catalog)
-    return csv_reader.read_file(path, options.lab_zone, catalog)
+        return fhir_reader.read_file(path, options, catalog, tally)
+    return csv_reader.read_file(path, options.lab_zone, catalog, tally)
 
 
 def detect(path: Path) -> str:

@@ -2,8 +2,10 @@
 
 A non-empty, non-pending OBX value is an `IncomingResult` whatever its value type (text too): the
 service's catalog alone decides monitored, ignored or unknown, so no possible monitored result is
-dropped here. Skipped: pending or not-done results, empty values, ED/RP, non-ORU messages.
-Unreadable: messages that cannot be split safely, OBX that cannot be stored exactly.
+dropped here. Skipped: pending or not-done results, empty values, ED/RP, messages of a known type
+other than ORU. Unreadable: messages that cannot be split safely or whose type MSH-9 is not an HL7
+message type (quarantined whole), OBX that cannot be stored exactly or whose text holds a NUL or a
+byte that is not text in the message's character set (MSH-18, else the `hl7_encoding` setting).
 
 The `raw` of an OBX record is its MSH, PID, OBR and OBX as received plus a `ZMK` line that is not
 part of the message: the record's source key, so `from_raw` can re-read the quarantined text exactly.
@@ -11,6 +13,7 @@ part of the message: the record's source key, so `from_raw` can re-read the quar
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections import Counter
@@ -31,10 +34,12 @@ from monitor.ingest.records import (
     ReadOptions,
     Record,
     Skipped,
+    Tally,
     Unreadable,
     UnreadableFile,
     open_text,
     parse_number,
+    unstorable,
 )
 
 FORMAT = "hl7"
@@ -52,6 +57,22 @@ NOT_A_VALUE = {"ED": "value type ED (a document) is not a lab value",
                "RP": "value type RP (a reference pointer) is not a lab value"}
 CODED = ("CE", "CWE", "CNE", "CF")
 ONE_VALUE = ("NM", "SN", "ST")
+#: HL7 message types (MSH-9.1; table 0076, v2.3-v2.8). One of these other than ORU is not a lab
+#: result and is counted ignored; anything else is a damaged header, and the message is quarantined.
+MESSAGE_TYPES = frozenset("""
+    ACK ADR ADT BAR BPS BRP BRT BTS CCF CCI CCM CCQ CCR CCU CNQ CQU CRM CSU DBC DBU DEL DFT DOC DPR DSR
+    EAC EAN EAR EDR EHC EQQ ERP ESR ESU INR INU LSR LSU MDM MFD MFK MFN MFQ MFR NMD NMQ NMR OMB OMD OMG
+    OMI OML OMN OMP OMQ OMS OPL OPR OPU ORA ORB ORD ORF ORG ORI ORL ORM ORN ORP ORQ ORR ORS ORU ORX OSM
+    OSQ OSR OSU OUL PEX PGL PIN PMU PPG PPP PPR PPT PPV PRR PTR QBP QCK QCN QRY QSB QSX QVR RAR RAS RCI
+    RCL RDE RDR RDS RDY REF RER RGR RGV ROR RPA RPI RPL RPR RQA RQC RQI RQP RRA RRD RRE RRG RRI RSP RTB
+    SDR SIU SLR SMD SPQ SQM SQR SRM SRR SSR SSU STC STI SUR TBR TCR TCU UDM VQQ VXQ VXR VXU VXX
+""".split())
+#: HL7 character sets (MSH-18, table 0211) monitor reads, as Python codecs. Another name is read if
+#: Python knows it and it writes HL7's structure as ASCII does (`codec_for`).
+CHARSETS = {"ASCII": "ascii", "ISO IR6": "ascii", "UNICODE UTF-8": "utf-8", "8859/1": "latin-1",
+            **{f"8859/{n}": f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 15)},
+            "GB 18030-2000": "gb18030", "KS X 1001": "euc_kr", "BIG-5": "big5"}
+STRUCTURE = "MSHPIDOBROBX|^~\\&#\r\n 0123456789."
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 TAIL = r"(?:\s+\S.*)?"  # a unit after the numbers: "<10 ug/dl"
@@ -104,24 +125,46 @@ class _Msg:
     mrn_problem: str
     sent_at: str  # MSH-7
     catalog: Catalog  # which codes are %-differentials
+    charset: str  # the character set it was read in, and from where: for a quarantine reason
+    dirty: bool  # it holds a NUL, or a byte that was not text in its character set
 
 
-def read_text(text: str, origin: str, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    """Records from HL7 text: one message, a batch, or several messages one after another."""
-    yield from _read_lines(LINE_BREAK.split(text), origin, options, catalog)
+@lru_cache(maxsize=64)
+def codec_for(charset: str) -> str | None:
+    """The Python codec of an HL7 character set (MSH-18 or the `hl7_encoding` setting), or None
+    when monitor cannot read it: unknown, or not writing HL7's separators and digits as ASCII does
+    (UTF-16, EBCDIC), so a message in it cannot be split into segments."""
+    name = CHARSETS.get(" ".join(charset.split()).upper())
+    if name is None:
+        try:
+            name = codecs.lookup(charset.strip()).name
+        except (LookupError, ValueError):
+            return None
+    try:
+        return name if STRUCTURE.encode(name) == STRUCTURE.encode("ascii") else None
+    except UnicodeError:
+        return None
 
 
-def read_file(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    """Records from an HL7 file, read message by message (the file is checked now, read lazily).
+def read_text(text: str, origin: str, options: ReadOptions, catalog: Catalog, tally: Tally | None = None,
+              ) -> Iterator[Record]:
+    """Records from HL7 text (already decoded): one message, a batch, or several messages one after
+    another; each record counted in `tally`."""
+    yield from _read_lines(LINE_BREAK.split(text), origin, options, catalog, tally or Tally(), recode=False)
+
+
+def read_file(path: Path, options: ReadOptions, catalog: Catalog, tally: Tally | None = None) -> Iterator[Record]:
+    """Records from an HL7 file, read message by message (the file is checked now, read lazily),
+    each message in its own character set (MSH-18, else `options.hl7_encoding`).
 
     Raises:
-        UnreadableFile: missing, not UTF-8, or not HL7 (no MSH, FHS or BHS first).
+        UnreadableFile: missing, or not HL7 (no MSH, FHS or BHS first).
     """
     with _open(path) as stream:
         first = next((s for s in (line.strip(STRIP) for line in stream) if s), "")
     if first[:3] not in ("MSH", "FHS", "BHS"):
         raise UnreadableFile(f"{path}: not an HL7 v2 file; it must start with an MSH, FHS or BHS segment")
-    return _read_stream(path, options, catalog)
+    return _read_stream(path, options, catalog, tally or Tally())
 
 
 def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> Record:
@@ -147,57 +190,96 @@ def from_raw(raw: str, origin: str, options: ReadOptions, catalog: Catalog) -> R
 
 
 def _open(path: Path) -> AbstractContextManager[TextIO]:
-    return open_text(path, newline=None, fix="export the HL7 file as UTF-8")  # None: CR, LF, CRLF end a line
+    return open_text(path, newline=None)  # None: CR, LF, CRLF end a line
 
 
-def _read_stream(path: Path, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
+def _read_stream(path: Path, options: ReadOptions, catalog: Catalog, tally: Tally) -> Iterator[Record]:
     with _open(path) as stream:
-        yield from _read_lines(stream, path.name, options, catalog)
+        yield from _read_lines(stream, path.name, options, catalog, tally, recode=True)
 
 
-def _read_lines(lines: Iterable[str], name: str, options: ReadOptions, catalog: Catalog) -> Iterator[Record]:
-    """Group segments into messages (dropping batch envelopes) and read each message whole."""
+def _read_lines(lines: Iterable[str], name: str, options: ReadOptions, catalog: Catalog, tally: Tally, *,
+                recode: bool) -> Iterator[Record]:
+    """Group segments into messages (dropping batch envelopes) and read each message whole. With
+    `recode`, the lines are a file's bytes read as UTF-8 (a byte that is not UTF-8 as a lone
+    surrogate), and each message is decoded again in its own character set."""
     current: list[str] = []
     n = 0
     for segment in (line.strip(STRIP) for line in chain(lines, ["MSH"])):  # the sentinel flushes the last
         if segment.startswith("MSH") and current:
-            yield from _read_message(current, name, n, options, catalog)
+            yield from _read_message(current, name, n, options, catalog, tally, recode)
             current = []
         n += segment.startswith("MSH")
         if segment and segment[:3] not in ENVELOPE:
             current.append(segment)
 
 
-def _read_message(segments: list[str], name: str, n: int, options: ReadOptions, catalog: Catalog) -> list[Record]:
-    where, text = (f"{name}:message {n}" if n else f"{name}:before message 1"), "\r".join(segments)
-    if n == 0:
-        return [Unreadable(FORMAT, where, text, "segments before the first MSH header")]
-    seps = _encoding(segments[0])
-    if seps is None:
-        shown = segments[0][4:].split(segments[0][3:4] or "|")[0]
-        why = f"MSH-2 encoding characters {shown!r} are broken (4 or 5 distinct symbols such as ^~\\& are "
-        return [Unreadable(FORMAT, where, text, why + "needed), so the message cannot be split safely")]
-    segs = [_split(segment, seps) for segment in segments]
+def _read_message(segments: list[str], name: str, n: int, options: ReadOptions, catalog: Catalog, tally: Tally,
+                  recode: bool) -> list[Record]:
+    """The records of one message: one per OBX (each counted in `tally`), or the whole message as
+    one record (counted once) when it cannot be read as a result message. With `recode`, the
+    segments are decoded again in the message's character set first."""
+    where = f"{name}:message {n}" if n else f"{name}:before message 1"
+    seps = _encoding(segments[0]) if n else None
+    segs = [_split(segment, seps) for segment in segments] if seps else []
+    charset, codec = _charset(segs[0].fields[18].split(seps.rep, 1)[0].strip(), options.hl7_encoding) if seps else (
+        "", None)
+    codec = codec if recode else "utf-8"  # text that is not from a file is decoded already
+    if problem := _whole_message_problem(segments, n, seps, charset, codec):
+        tally.seen += 1
+        return [Unreadable(FORMAT, where, "\r".join(segments), problem)]
+    assert seps is not None and codec is not None
+    if codec != "utf-8" and not all(s.isascii() for s in segments):
+        segments = [s.encode("utf-8", "surrogateescape").decode(codec, "surrogateescape") for s in segments]
+        segs = [_split(segment, seps) for segment in segments]
+    text = "\r".join(segments)
+    before = tally.seen
     try:
-        return list(_read_parsed(segs, text, seps, where, options, catalog))
+        return list(_read_parsed(segs, text, seps, where, options, catalog, charset, tally))
     except Exception as e:  # a reader bug must not lose the message: quarantine it whole
+        tally.seen = before + 1
         return [Unreadable(FORMAT, where, text, f"{INTERNAL}: {type(e).__name__}: {e}")]
 
 
+def _whole_message_problem(segments: list[str], n: int, seps: _Seps | None, charset: str, codec: str | None) -> str:
+    """Why a message cannot be split into its OBX (it is quarantined whole), or ""."""
+    if n == 0:
+        return "segments before the first MSH header"
+    if seps is None:
+        shown = segments[0][4:].split(segments[0][3:4] or "|")[0]
+        return (f"MSH-2 encoding characters {shown!r} are broken (4 or 5 distinct symbols such as ^~\\& are "
+                "needed), so the message cannot be split safely")
+    if codec is None:
+        return (f"its character set, {charset}, is not one monitor reads; have the lab send UNICODE UTF-8 or "
+                "8859/1 (HL7 table 0211) and say so in MSH-18")
+    return ""
+
+
+@lru_cache(maxsize=64)  # asked for every message of a file
+def _charset(declared: str, setting: str) -> tuple[str, str | None]:
+    """A message's character set (MSH-18 `declared`, else the `hl7_encoding` setting), saying where
+    it comes from, and its Python codec (None if monitor cannot read it)."""
+    if declared:
+        return f"{declared!r} (MSH-18)", codec_for(declared)
+    return f"{setting!r} (setting ingest.hl7_encoding, as MSH-18 is empty)", codec_for(setting)
+
+
 def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: ReadOptions,
-                 catalog: Catalog) -> Iterator[Record]:
+                 catalog: Catalog, charset: str, tally: Tally) -> Iterator[Record]:
     msh = segs[0]
     kind = "^".join(_part(msh.fields[9], seps, i).upper() for i in (1, 2))
     if not kind.startswith("ORU^"):
-        yield Skipped(where, f"{kind} message is not a lab result (ORU)")
+        tally.seen += 1
+        yield _not_a_result(kind, msh, seps, where, text)
         return
     pid = next((s for s in segs if s.name == "PID"), None)
     mrn, problem = _mrn(pid, seps, options)
     sender = "/".join(_part(msh.fields[i], seps, 1) or _part(msh.fields[i], seps, 2) for i in (3, 4))
     # no MSH-10: the message's content names it
-    control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:20]
+    control = _part(msh.fields[10], seps, 1) or "sha256:" + hashlib.sha256(
+        text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
     m = _Msg(seps, options, [msh.raw] + ([pid.raw] if pid else []), mrn, problem, _part(msh.fields[7], seps, 1),
-             catalog)
+             catalog, charset, bool(unstorable(text)))
     groups: list[tuple[_Seg | None, list[tuple[str, Record, _Seg]]]] = [(None, [])]  # per OBR
     k = 0
     seen: set[str] = set()
@@ -213,10 +295,35 @@ def _read_parsed(segs: list[_Seg], text: str, seps: _Seps, where: str, options: 
             key = _key(f"hl7:{sender}|{control}|{len(groups) - 1}|{obx_key}")
             groups[-1][1].append(_read_obx(seg, groups[-1][0], key, f"{where}:OBX {k}", m))
     _link(groups, sender, seps)
+    tally.seen += k or 1
     for obr, group in groups:
         yield from with_absolute_counts([r for _, r, _ in group], m.catalog, partial(_derived, group, m, obr), DRAW)
     if k == 0:
         yield Skipped(where, f"{kind} message has no OBX")
+
+
+def _not_a_result(kind: str, msh: _Seg, s: _Seps, where: str, text: str) -> Record:
+    """A message that is not ORU: ignored if MSH-9 names another HL7 message type, else (a damaged
+    header: it may be a result message) quarantined whole."""
+    code = kind.split("^", 1)[0]
+    if code in MESSAGE_TYPES:
+        return Skipped(where, f"{kind} message is not a lab result (ORU)")
+    shown = msh.fields[9].split(s.rep, 1)[0][:20]
+    return Unreadable(FORMAT, where, text, f"MSH-9 message type {shown!r} is not an HL7 message type, so what the "
+                      "message holds is unknown (a lab result is ORU^R01); have the lab send it again with a valid "
+                      "MSH-9, then ingest it again")
+
+
+def _text_problem(raw: str, m: _Msg) -> str:
+    """Why a record's text cannot be kept as it is (a NUL, or a byte that is not text in the
+    message's character set), naming the segment, or ""."""
+    for line in raw.split("\r"):
+        if bad := unstorable(line):
+            if bad.endswith("NUL character"):
+                return f"segment {line[:3]!r} has {bad}; have the lab send it without, then ingest it again"
+            return (f"segment {line[:3]!r} has {bad}, {m.charset}; have the lab give its character set in "
+                    "MSH-18, or set ingest.hl7_encoding (e.g. 8859/1), then ingest the file again")
+    return ""
 
 
 def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tuple[str, Record, _Seg]:
@@ -224,6 +331,8 @@ def _read_obx(obx: _Seg, obr: _Seg | None, key: str, origin: str, m: _Msg) -> tu
     f = obx.fields
     code = _code(f[3], s)
     raw = "\r".join([*m.head, *([obr.raw] if obr else []), obx.raw, f"{REPLAY}{s.field}{_escape(key, s)}"])
+    if m.dirty and (problem := _text_problem(raw, m)):
+        return code, Unreadable(FORMAT, origin, raw, problem), obx
     flag = _part(f[11], s, 1).upper()
     vtype = _part(f[2], s, 1).upper()
     reps = f[5].split(s.rep)
@@ -376,7 +485,7 @@ def _range(text: str) -> tuple[float | None, float | None]:
 
 def _key(key: str) -> str:
     """Source keys fit the 255-character column: a longer one is replaced by its digest."""
-    return key if len(key) <= 255 else "hl7:sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key if len(key) <= 255 else "hl7:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _unescape(text: str, s: _Seps) -> str:

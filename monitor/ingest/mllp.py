@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.ingest.hl7_reader import codec_for
+
 log = logging.getLogger(__name__)
 
 START, END = b"\x0b", b"\x1c\x0d"
@@ -26,12 +28,22 @@ def frame(text: str) -> bytes:
     return START + text.encode("utf-8") + END
 
 
-def decode(payload: bytes) -> str:
-    """HL7 v2 is ASCII by default; senders use UTF-8 or Latin-1 for names."""
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return payload.decode("latin-1")
+def decode(payload: bytes, charset: str = "UNICODE UTF-8") -> str:
+    """A message as text in the character set its MSH-18 names, else `charset` (the setting
+    ingest.hl7_encoding), as the HL7 file reader reads it. A byte that is not text in it is kept as
+    a lone surrogate (`surrogateescape`), so the reader quarantines the record that holds it and
+    the raw message is still kept; a character set monitor cannot read falls back to Latin-1."""
+    codec = codec_for(msh18(payload) or charset) or "latin-1"
+    return payload.decode(codec, errors="surrogateescape")
+
+
+def msh18(payload: bytes) -> str:
+    """MSH-18 (character set) of a message's header, read as ASCII ("" when there is none)."""
+    header = payload.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not header.startswith(b"MSH") or len(header) < 4:
+        return ""
+    fields = header.split(header[3:4])
+    return fields[17].decode("ascii", errors="replace").strip() if len(fields) > 17 else ""
 
 
 STANDARD = "|^~\\&"  # field separator and encoding characters of an ACK to a message without usable ones
@@ -119,8 +131,9 @@ class Listener:
     Every frame is answered and the connection stays open: a frame too large to keep gets an AR
     (its bytes are dropped up to its end), and so does a message `handle` failed on (it raised)."""
 
-    def __init__(self, handle: Callable[[str], str], *, now: Callable[[], datetime]) -> None:
-        self.handle, self.now = handle, now
+    def __init__(self, handle: Callable[[str], str], *, now: Callable[[], datetime],
+                 charset: str = "UNICODE UTF-8") -> None:
+        self.handle, self.now, self.charset = handle, now, charset
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -153,9 +166,9 @@ class Listener:
     async def _answer(self, payload: bytes | TooLarge) -> str:
         if isinstance(payload, TooLarge):
             log.warning("MLLP frame over %s bytes refused with AR", MAX_FRAME)
-            return ack(decode(payload.head), "AR", f"the frame is over {MAX_FRAME} bytes and was not read; send "
-                       "the results in smaller messages", now=self.now())
-        text = decode(payload)
+            return ack(decode(payload.head, self.charset), "AR", f"the frame is over {MAX_FRAME} bytes and was not "
+                       "read; send the results in smaller messages", now=self.now())
+        text = decode(payload, self.charset)
         try:
             return await asyncio.to_thread(self.handle, text)
         except Exception as e:  # the sender is told to try again later, and the next frame is read

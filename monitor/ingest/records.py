@@ -27,6 +27,7 @@ class ReadOptions:
     lab_zone: ZoneInfo  # collection times without an offset are read in this zone
     mrn_type: str = "MR"  # HL7 PID-3.5 / FHIR identifier.type code that marks the MRN
     mrn_authority: str = ""  # HL7 PID-3.4 assigning authority / FHIR identifier.system; empty: any
+    hl7_encoding: str = "UNICODE UTF-8"  # character set of an HL7 file's messages whose MSH-18 is empty
 
 
 #: A record's text as received, or how to build it: (a module-level function, its argument), both
@@ -83,19 +84,67 @@ class Unreadable:
 Record = IncomingResult | Skipped | Unreadable
 
 
+@dataclass
+class Tally:
+    """What a reader saw in its input, counted where it finds each record: a CSV data row, an OBX,
+    an Observation, or a message or document it cannot split into those. Every one ends as exactly
+    one outcome of the ingest report (stored, duplicate, ... ignored): `IngestReport.seen`."""
+
+    seen: int = 0
+
+
 @contextmanager
-def open_text(path: Path, *, newline: str | None, fix: str) -> Iterator[TextIO]:
-    """A UTF-8 text file (a BOM allowed); an unopenable or non-UTF-8 file is an UnreadableFile
-    whose message ends with `fix`, also when the bad bytes come to light while reading."""
+def open_text(path: Path, *, newline: str | None) -> Iterator[TextIO]:
+    """A UTF-8 text file (a BOM allowed). A byte that is not UTF-8 does not stop it: it reads as a
+    lone surrogate (U+DC80-U+DCFF, Python's "surrogateescape"), so the record that holds it can be
+    quarantined with the byte shown (`unstorable`, `storable_text`) while the others are read.
+
+    Raises:
+        UnreadableFile: the file cannot be opened.
+    """
     try:
-        stream = path.open(encoding="utf-8-sig", newline=newline)
+        stream = path.open(encoding="utf-8-sig", errors="surrogateescape", newline=newline)
     except OSError as e:
         raise UnreadableFile(f"{path}: cannot open ({e.strerror})") from None
     with stream:
-        try:
-            yield stream
-        except UnicodeDecodeError:
-            raise UnreadableFile(f"{path}: not UTF-8 text; {fix}") from None
+        yield stream
+
+
+#: What a database cannot keep in text: NUL (PostgreSQL refuses it) and lone surrogates (no UTF-8
+#: for them): the bytes a decoder could not read, kept by "surrogateescape", or a JSON `\udc00`.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(text: str) -> str:
+    """What in `text` a database cannot store as text, for a quarantine reason: "" when nothing,
+    else e.g. "a NUL character" or "byte 0xFF, which is not text in its character set"."""
+    if "\x00" not in text and text.isascii():
+        return ""
+    found = UNSTORABLE.search(text)
+    if found is None:
+        return ""
+    char = ord(found[0])
+    if char == 0:
+        return "a NUL character"
+    if 0xDC80 <= char <= 0xDCFF:
+        return f"byte 0x{char - 0xDC00:02X}, which is not text in its character set"
+    return f"a lone surrogate U+{char:04X}, which is not a character"
+
+
+def storable_text(text: str) -> str:
+    """`text` as a database can keep it: NUL written as `\\x00`, each byte that was not text in
+    its character set (a lone surrogate U+DC80-U+DCFF) as `\\xNN`, any other lone surrogate as
+    `\\uNNNN`. Text without them is returned as it is. For raw records kept in quarantine and raw
+    messages kept as received: what was there stays visible, and is never mistaken for clean text."""
+    if "\x00" not in text and (text.isascii() or UNSTORABLE.search(text) is None):
+        return text
+    return UNSTORABLE.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = ord(found[0])
+    return f"\\x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else (
+        "\\x00" if char == 0 else f"\\u{char:04x}")
 
 
 def record_key(format: str, raw: str) -> str:

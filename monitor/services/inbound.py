@@ -14,7 +14,7 @@ from monitor.db.tables import InboundMessage
 from monitor.db.upsert import insert_ignore
 from monitor.ingest.hl7_reader import read_text
 from monitor.ingest.mllp import SEGMENT_SEQUENCE, ack, control_id
-from monitor.ingest.records import Unreadable
+from monitor.ingest.records import Unreadable, storable_text
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import Context
 
@@ -57,7 +57,7 @@ def _store(session: Session, text: str, ctx: Context, channel: str, *, status: s
            ack_code: str | None = None) -> _Message:
     """The message's row, committed: the unfinished row of the same text if there is one, else a new one."""
     digest = hashlib.sha256(text.encode()).hexdigest() if status in UNFINISHED else None
-    cid, raw = control_id(text), _storable(text)
+    cid, raw = control_id(text), storable_text(text)
     row = {"channel": channel, "received_at": ctx.now, "raw": raw, "status": status, "ack_code": ack_code,
            "detail": {}, "digest": digest, "control_id": cid if cid and len(cid) <= CONTROL_ID_MAX else None}
     new = insert_ignore(session, InboundMessage, [row], ["digest"])
@@ -73,12 +73,6 @@ class _Message:
     id: int
     channel: str
     raw: str
-
-
-def _storable(text: str) -> str:
-    """`text` as a database text column holds it: PostgreSQL refuses NUL characters, so each is kept
-    as U+2400 (SYMBOL FOR NULL). (A private stand-in for the readers' `storable_text`.)"""
-    return text.replace("\x00", "\u2400")
 
 
 def process(session: Session, message: _Message, ctx: Context) -> str:

@@ -27,6 +27,7 @@ from monitor.domain.thresholds import ctcae_grade
 from monitor.ingest.files import read_file
 from monitor.ingest.records import (
     Record,
+    UnreadableFile,
 )
 from monitor.services.daily import evaluate_patients
 from monitor.services.prepare import (
@@ -261,7 +262,7 @@ def ingest_file(
     """
     read = partial(read_file, kind, path, ctx.read_options, ctx.catalog)
     if path.stat().st_size < WORKER_MIN_BYTES:
-        return ingest_records(session, read(), ctx, progress=progress)
+        return _commit(session, read_batches(read, ctx, temporal_encoders(session)), ctx, progress)
     worker = partial(read_batches, read, replace(ctx, library=None, memo={}), temporal_encoders(session))
     return _commit(session, in_worker(worker), ctx, progress)
 
@@ -272,14 +273,22 @@ def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,
     store = _Store(session, ctx)
     since = 0  # records since the last commit
     with fewer_collections():
-        for batch in prepared:
-            store.run(batch)
-            report.add(batch.report)
-            since += batch.size
-            if since >= COMMIT_EVERY:
-                report.critical_flags += store.commit()
-                since = 0
-            if progress is not None:
-                progress(batch.size)
+        try:
+            for batch in prepared:
+                store.run(batch)
+                report.add(batch.report)
+                since += batch.size
+                if since >= COMMIT_EVERY:
+                    report.critical_flags += store.commit()
+                    since = 0
+                if progress is not None:
+                    progress(batch.size)
+        except UnreadableFile as stop:  # the file stopped early: keep what came before it, and say so
+            if not report.seen:
+                raise  # refused whole (a header): nothing was read
+            report.critical_flags += store.commit()
+            raise UnreadableFile(f"{stop}; committed before it: {report.counts()}; records seen: {report.seen:,}; "
+                                 "fix the file and ingest it again (what was committed counts as duplicate)"
+                                 ) from None
         report.critical_flags += store.commit()
     return report

@@ -24,11 +24,14 @@ from monitor.ingest.records import (
     ReadOptions,
     Record,
     Skipped,
+    Tally,
     Unreadable,
+    UnreadableFile,
     number_problem,
     parse_number,
     raw_text,
     record_key,
+    storable_text,
 )
 from monitor.ingest.shared_parts import shared_parts
 from monitor.ingest.units import ucum_factor
@@ -49,6 +52,9 @@ SCREENED = ("final", "corrected")  # statuses of results graded for a critical b
 
 #: What becomes of a record: exactly one of these.
 OUTCOMES = ("stored", "duplicate", "corrected", "retracted", "held", "ignored", "quarantined")
+#: The format of a quarantined record whose raw text had to be escaped to be kept (a NUL, bytes
+#: that were not text): what is kept is not what was received, so it is never read again by replay.
+ESCAPED = "escaped"
 
 
 @dataclass
@@ -62,6 +68,9 @@ class IngestReport:
     quarantined: int = 0
     critical_flags: int = 0  # critical flags raised during ingestion
     already_quarantined: int = 0  # of `quarantined`, records that were there from an earlier run
+    #: Records the readers saw (a CSV data row, an OBX, an Observation, a message or document read
+    #: whole: `records.Tally`); each ends as exactly one outcome, so `total` equals it.
+    seen: int = 0
     reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason (no values)
 
     @property
@@ -69,13 +78,18 @@ class IngestReport:
         return sum(getattr(self, name) for name in OUTCOMES)
 
     def add(self, other: IngestReport) -> None:
-        for name in (*OUTCOMES, "already_quarantined", "critical_flags"):
+        for name in (*OUTCOMES, "already_quarantined", "critical_flags", "seen"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons.update(other.reasons)
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in (*OUTCOMES, "already_quarantined", "critical_flags")} | {
-            "quarantine_reasons": dict(self.reasons)}
+        return {name: getattr(self, name) for name in (*OUTCOMES, "already_quarantined", "critical_flags", "seen")
+                } | {"quarantine_reasons": dict(self.reasons)}
+
+    def counts(self) -> str:
+        """The outcomes in words: `5 stored, 0 duplicate, ..., 2 ignored` (no patient data)."""
+        return (f"{self.stored} stored, {self.duplicate} duplicate, {self.corrected} corrected, {self.retracted} "
+                f"retracted, {self.held} held, {self.quarantined} quarantined, {self.ignored} ignored")
 
 
 @dataclass(frozen=True)
@@ -153,12 +167,15 @@ class Prepared:
     parts: dict[str, str] = field(default_factory=dict)  # raw text the quarantined records share, by digest
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
+        """Quarantine a record: its text kept as the database can store it (`storable_text`)."""
         self.report.quarantined += 1
         self.report.reasons[kind] += 1
-        shared, own = shared_parts(fmt, raw)
+        kept = storable_text(raw)
+        fmt = fmt if kept is raw else ESCAPED
+        shared, own = shared_parts(fmt, kept)
         self.quarantine.append({
-            "record_key": record_key(fmt, raw), "format": fmt, "origin": origin[:255],
-            "parts": [self._part(text) for text in shared], "raw": own, "reason": reason, "at": now,
+            "record_key": record_key(fmt, kept), "format": fmt, "origin": storable_text(origin)[:255],
+            "parts": [self._part(text) for text in shared], "raw": own, "reason": storable_text(reason), "at": now,
         })
 
     def _part(self, text: str) -> str:
@@ -307,14 +324,36 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     return out
 
 
-def batches(records: Iterable[Record], ctx: Context, encoders: Encoders) -> Iterator[Prepared]:
-    """`prepare` a stream of records `BATCH` at a time."""
+def batches(records: Iterable[Record], ctx: Context, encoders: Encoders, tally: Tally | None = None,
+            ) -> Iterator[Prepared]:
+    """`prepare` a stream of records `BATCH` at a time, each batch's report with the records its
+    reader saw meanwhile (`tally`; without one, the batch's records). When the reader stops early
+    (UnreadableFile), the records it read before stopping are prepared first, then it is raised."""
     it = iter(records)
-    while chunk := list(islice(it, BATCH)):
-        yield prepare(chunk, ctx, encoders)
+    counted = 0  # of tally.seen, in the batches so far
+    while True:
+        chunk: list[Record] = []
+        try:
+            chunk.extend(islice(it, BATCH))
+        except UnreadableFile:
+            yield _seen(prepare(chunk, ctx, encoders), tally, counted)
+            raise
+        batch = _seen(prepare(chunk, ctx, encoders), tally, counted)
+        counted += batch.report.seen
+        if chunk or batch.report.seen:  # a reader that saw records and gave none: the report will say so
+            yield batch
+        if len(chunk) < BATCH:
+            return
 
 
-def read_batches(read: Callable[[], Iterable[Record]], ctx: Context, encoders: Encoders) -> Iterator[Prepared]:
-    """`batches` of what `read()` reads: what a worker process runs for `ingest_file` (this module
-    and the readers import quickly; the database layer's engine is not imported there)."""
-    return batches(read(), ctx, encoders)
+def _seen(batch: Prepared, tally: Tally | None, counted: int) -> Prepared:
+    batch.report.seen = batch.size if tally is None else tally.seen - counted
+    return batch
+
+
+def read_batches(read: Callable[[Tally], Iterable[Record]], ctx: Context, encoders: Encoders) -> Iterator[Prepared]:
+    """`batches` of what `read` reads, counting what it sees: what a worker process runs for
+    `ingest_file` (this module and the readers import quickly; the database layer's engine is not
+    imported there)."""
+    tally = Tally()
+    return batches(read(tally), ctx, encoders, tally)

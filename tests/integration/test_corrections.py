@@ -37,7 +37,7 @@ def observation(status: str, value: float, version: str) -> dict[str, Any]:
 def counts(session: Session, records: Iterable[Record]) -> dict[str, int]:
     """The non-zero counts of ingesting `records` (critical results evaluated at once)."""
     report = ingest_records(session, records, ingest_context(NOW, library=packaged_library(), options=OPTIONS))
-    return {k: v for k, v in report.as_dict().items() if isinstance(v, int) and v}
+    return {k: v for k, v in report.as_dict().items() if isinstance(v, int) and v and k != "seen"}
 
 
 def ingest(session: Session, resource: dict[str, Any]) -> dict[str, int]:

@@ -157,7 +157,7 @@ def test_file_07_prefers_the_loinc_alternate_over_the_local_code(external: Path)
 
 def test_file_08_derives_absolute_counts_from_the_percent_differential(external: Path) -> None:
     records = read(external, FILES[7])
-    assert kinds(records) == {"IncomingResult": 14, "Skipped": 3}  # each % is counted once its count is derived
+    assert kinds(records) == {"IncomingResult": 14}  # each % is read as the count derived from it
     derived = {r.code: r for r in results(records) if r.source_key.endswith("#abs")}
     assert {code: (r.value, r.unit) for code, r in derived.items()} == {
         "751-8": ("4.76", "/nl"), "731-0": ("1.4", "/nl"), "711-2": ("0.21", "/nl")}
@@ -177,7 +177,7 @@ def test_file_09_reads_cr_only_separators(external: Path) -> None:
 
 def test_file_10_skips_the_adt_message_of_a_concatenated_stream(external: Path) -> None:
     records = read(external, FILES[9])
-    assert kinds(records) == {"Skipped": 4, "IncomingResult": 14}
+    assert kinds(records) == {"Skipped": 1, "IncomingResult": 14}  # each % read as its derived count
     adt = records[0]
     assert isinstance(adt, Skipped) and adt.origin == f"{FILES[9]}:message 1" and "ADT^A40" in adt.reason
     alone = read(external, FILES[7])  # the same ORU on its own
@@ -429,21 +429,18 @@ def test_a_missing_file_or_a_file_that_is_not_hl7_is_unreadable(tmp_path: Path) 
     (tmp_path / "labs.csv").write_text("mrn,code\nA1,6690-2\n")
     with pytest.raises(UnreadableFile, match="not an HL7"):
         read_file(tmp_path / "labs.csv", OPTIONS, CATALOG)
-    (tmp_path / "latin.hl7").write_bytes(b"MSH|^~\\&|L\xe9B\r")
-    with pytest.raises(UnreadableFile, match="not UTF-8"):
-        list(read_file(tmp_path / "latin.hl7", OPTIONS, CATALOG))
 
 
 def test_a_file_is_read_message_by_message(tmp_path: Path) -> None:
-    """The first message's records arrive before a bad byte far into the second message is read."""
+    """The first message's records arrive before the second message is read (a byte that is not
+    UTF-8 there no longer stops the file: tests/integration/test_hostile_readers.py)."""
     second = HEAD.replace("CTRL1", "CTRL2") + "NTE|1||padding\r" * 20_000
     path = tmp_path / "stream.hl7"
     path.write_bytes((HEAD + "OBX|1|NM|1742-6^ALT^LN||27|U/L|||||F\r" + second).encode() + b"NTE|1||\xff\r")
     records = read_file(path, OPTIONS, CATALOG)
     first = next(records)
     assert isinstance(first, IncomingResult) and first.origin == "stream.hl7:message 1:OBX 1"
-    with pytest.raises(UnreadableFile, match="not UTF-8"):
-        next(records)
+    assert [r.origin for r in records] == ["stream.hl7:message 2"]  # no OBX: one record, the message
 
 
 # --- mutated input ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from monitor.db.tables import FlagRow, HeldResult, LabResult, Quarantine
+from monitor.ingest.csv_reader import CELL_READ_MAX
 from monitor.ingest.records import ReadOptions, UnreadableFile
 from monitor.protocols import packaged_library
 from monitor.services import ingest as service
@@ -25,6 +26,8 @@ from tests.integration import ingest_context
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 OPTIONS = ReadOptions(lab_zone=LONDON)
+#: A row the csv module cannot read past: a cell longer than it reads at all (a quote never closed).
+ENDLESS = b'WRK000,2026-01-05,6690-2,"5' + b"9" * CELL_READ_MAX + b'",10*9/L,F\n'
 
 
 def workers() -> list[int]:
@@ -102,17 +105,18 @@ def test_a_file_prepared_in_the_worker_ends_exactly_as_one_ingested_in_process(
 def test_a_file_that_turns_out_unreadable_in_the_worker_raises_the_same_clear_error_here(
         session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = lab_file(tmp_path / "labs.csv", 10)
-    path.write_bytes(path.read_bytes() + b"WRK000,2026-01-05,6690-2,5,10\xff9/L,F\n")  # not UTF-8
+    path.write_bytes(path.read_bytes() + ENDLESS)
     monkeypatch.setattr(service, "WORKER_MIN_BYTES", 0)
-    with pytest.raises(UnreadableFile, match="not UTF-8 text; export the file as UTF-8"):
+    with pytest.raises(UnreadableFile, match=f"labs.csv: line 39: a cell is longer than {CELL_READ_MAX:,} "):
         ingest(session, path)
     assert workers() == []
 
 
 def test_a_file_that_fails_midway_keeps_what_was_committed_and_the_fixed_file_completes_it(
         session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commits come every COMMIT_EVERY records: a bad byte late in a file loses only the work
-    since the last one; the fixed file, sent again, ends exactly as if it had been good at first."""
+    """A file that stops midway (a cell the csv module cannot read past) keeps every record before
+    that line, committed, and says what it kept; the fixed file, sent again, ends exactly as if it
+    had been good at first."""
     library = packaged_library()
     for n in range(5):
         enroll(session, library, EnrollmentRequest(f"WRK{n:03d}", "aih-azathioprine", date(2026, 1, 5), 70,
@@ -120,16 +124,18 @@ def test_a_file_that_fails_midway_keeps_what_was_committed_and_the_fixed_file_co
     session.commit()
     path = lab_file(tmp_path / "labs.csv", 700)
     good = path.read_bytes()
-    path.write_bytes(good + b"WRK000,2026-01-05,6690-2,5,10\xff9/L,F\n")  # not UTF-8, after ~2,000 rows
+    lines = good.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:1051]) + ENDLESS + b"".join(lines[1051:]))  # after 1,050 rows
     monkeypatch.setattr(service, "WORKER_MIN_BYTES", len(good) * 2)  # in this process, with small batches
     monkeypatch.setattr(prepare, "BATCH", 100)
     monkeypatch.setattr(service, "COMMIT_EVERY", 500)
 
-    with pytest.raises(UnreadableFile):
+    with pytest.raises(UnreadableFile, match="line 1052: .* committed before it: .*; records seen: 1,050; ") as stop:
         ingest(session, path)
+    assert "\n" not in str(stop.value)
     session.rollback()
     kept = len(session.exec(select(LabResult)).all())
-    assert kept > 0
+    assert kept == 750  # every row before the stop of the five enrolled patients (5 of every 7 draws)
 
     path.write_bytes(good)
     again = ingest(session, path)

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from monitor.db.tables import HeldResult, InboundMessage, Quarantine
 from monitor.ingest import mllp
-from monitor.ingest.mllp import END, START, Listener, ack, frame
+from monitor.ingest.mllp import END, START, Listener, ack, decode, frame
 from monitor.ingest.records import ReadOptions
 from monitor.services.inbound import receive_hl7
 from tests.integration import LONDON, ingest_context
@@ -270,3 +270,20 @@ def test_messages_a_crash_left_received_are_processed_once_when_the_listener_sta
 
 async def _sends(port: int, payloads: list[bytes]) -> list[list[str]]:
     return [await _send(port, payloads)]
+
+
+@pytest.mark.parametrize(("msh18", "encoded"), [
+    pytest.param("8859/1", "MÜLLER".encode("latin-1"), id="Latin-1 named in MSH-18"),
+    pytest.param("UNICODE UTF-8", "MÜLLER".encode(), id="UTF-8 named in MSH-18"),
+    pytest.param("", "MÜLLER".encode(), id="no MSH-18: the ingest.hl7_encoding setting (UTF-8)"),
+])
+def test_a_message_over_mllp_is_read_in_the_character_set_its_msh18_names(msh18: str, encoded: bytes) -> None:
+    # As the HL7 file reader does (MSH-18, else ingest.hl7_encoding): the same bytes read the same way by either.
+    header = f"MSH|^~\\&|LAB|HOSP|MON|CLINIC|20260227090000||ORU^R01|C1|P|2.5.1||||||{msh18}".encode()  # MSH-18
+    payload = header + b"\rPID|1||A1^^^HOSP^MR||" + encoded + b"\r"
+    assert "MÜLLER" in decode(payload)
+
+
+def test_a_byte_that_is_not_text_in_its_character_set_is_kept_for_the_reader_to_quarantine() -> None:
+    payload = b"MSH|^~\\&|LAB|HOSP|MON|CLINIC|20260227090000||ORU^R01|C1|P|2.5.1\rPID|1||A1^^^HOSP^MR||M\xffLLER\r"
+    assert "M\udcffLLER" in decode(payload)  # surrogateescape: the reader's mark for a byte that is not text
