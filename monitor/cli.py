@@ -217,7 +217,7 @@ def ingest(
             def advance(n: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.advance(task, n)
 
-            report = ingest_file(s, kind, path, a.ingest_context(), progress=advance)
+            report = ingest_file(s, kind, path, a.ingest_context(), progress=advance, actor=a.actor)
         accounted = show_ingest(str(path), report) and accounted
     if not accounted:
         raise typer.Exit(1)
@@ -234,7 +234,7 @@ def run(
     today = day_or_today(a, on)
     with a.session() as s, progress_bar("evaluating") as bar:
         task = bar.add_task("evaluating", total=None)
-        report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full,
+        report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full, actor=a.actor,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "

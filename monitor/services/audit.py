@@ -9,6 +9,9 @@ from sqlmodel import Session
 
 from monitor.db.tables import AuditEvent
 
+#: The actor of what the product does by itself (a daily run, a lab file ingested by a job).
+SYSTEM = "monitor"
+
 
 def audit(session: Session, *, actor: str, action: str, entity: str, entity_id: int | None,
           now: datetime, **detail: Any) -> None:

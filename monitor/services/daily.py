@@ -32,6 +32,7 @@ from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
 from monitor.protocols import Library
+from monitor.services.audit import SYSTEM, audit
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
 
@@ -354,7 +355,7 @@ def _due(session: Session, today: date, *, full: bool) -> list[int]:
 
 def run_daily(session: Session, library: Library, *, today: date, now: datetime,
               clock: Callable[[], datetime] | None = None, full: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> RunReport:
+              progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM) -> RunReport:
     """Evaluate every active enrollment whose review date has come (`full`: all of them), a batch
     at a time, each batch committed.
 
@@ -377,6 +378,8 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
                 progress(min(start + BATCH, len(ids)), len(ids))
         report.held_expired = expire_held(session, today=today, now=now)
         finish(session, "daily", key, mine, report, started=now, finished=read_clock())
+        audit(session, actor=actor, action="daily_cycle", entity="job_run", entity_id=mine, now=read_clock(),
+              **{k: v for k, v in report.as_dict().items() if k != "failed_enrollments"})
         session.commit()
     except BaseException as error:
         _record_failure(session, mine, error, at=read_clock())

@@ -29,6 +29,7 @@ from monitor.ingest.records import (
     Record,
     UnreadableFile,
 )
+from monitor.services.audit import SYSTEM, audit
 from monitor.services.daily import evaluate_patients
 from monitor.services.prepare import (
     COLUMNS,
@@ -253,18 +254,25 @@ def ingest_file(
     ctx: Context,
     *,
     progress: Callable[[int], None] | None = None,
+    actor: str = SYSTEM,
 ) -> IngestReport:
     """`ingest_records` for a lab file of a `monitor.ingest.files` kind. A large file is read and
-    prepared in a worker process while this one stores, batch by batch, in the file's order.
+    prepared in a worker process while this one stores, batch by batch, in the file's order. The
+    audit trail gets one event for the file: its kind and counts (never its name or contents).
 
     Raises:
         UnreadableFile: the file cannot be read (raised here, whichever process found it).
     """
     read = partial(read_file, kind, path, ctx.read_options, ctx.catalog)
     if path.stat().st_size < WORKER_MIN_BYTES:
-        return _commit(session, read_batches(read, ctx, temporal_encoders(session)), ctx, progress)
-    worker = partial(read_batches, read, replace(ctx, library=None, memo={}), temporal_encoders(session))
-    return _commit(session, in_worker(worker), ctx, progress)
+        report = _commit(session, read_batches(read, ctx, temporal_encoders(session)), ctx, progress)
+    else:
+        worker = partial(read_batches, read, replace(ctx, library=None, memo={}), temporal_encoders(session))
+        report = _commit(session, in_worker(worker), ctx, progress)
+    audit(session, actor=actor, action="ingest", entity="file", entity_id=None, now=ctx.now, format=kind,
+          **{k: v for k, v in report.as_dict().items() if isinstance(v, int)})
+    session.commit()
+    return report
 
 
 def _commit(session: Session, prepared: Iterable[Prepared], ctx: Context,

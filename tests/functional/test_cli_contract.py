@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from monitor.db.tables import (
+    AuditEvent,
     DoseEvent,
     Enrollment,
     GenotypeRecord,
@@ -236,23 +237,28 @@ def clinic(db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 
 
 @pytest.mark.usefixtures("clinic")
-def test_running_the_daily_cycle_twice_on_one_date_changes_no_row_but_the_job_run(
+def test_running_the_daily_cycle_twice_on_one_date_changes_no_row_but_the_job_run_and_the_audit(
         capsys: pytest.CaptureFixture[str], engine: Engine) -> None:
     first = run(capsys, "run", "--date", DAY)
     assert first.code == 0, first.err
     assert "5 evaluated, 0 failed" in first.out
-    before = dump_tables(engine, exclude=("job_run",))
+    bookkeeping = ("job_run", "audit_event")
+    before = dump_tables(engine, exclude=bookkeeping)
     assert before["due_draw"] and before["dose_step"] and before["flag"]
 
     second = run(capsys, "run", "--date", DAY)
     assert second.code == 0, second.err
-    assert dump_tables(engine, exclude=("job_run",)) == before
+    assert dump_tables(engine, exclude=bookkeeping) == before
     full = run(capsys, "run", "--date", DAY, "--full")
     assert full.code == 0, full.err
-    assert dump_tables(engine, exclude=("job_run",)) == before
+    assert dump_tables(engine, exclude=bookkeeping) == before
     with Session(engine) as s:
         [job] = s.exec(select(JobRun)).all()
         assert (job.job_name, job.run_key, job.status) == ("daily", DAY, "done")
+        # Each run leaves one audit event (decision 9): its counts, by internal ids only; the runs after the
+        # first found the day done, so they name no job_run of their own.
+        runs = s.exec(select(AuditEvent).where(AuditEvent.action == "daily_cycle")).all()
+        assert [(r.detail["evaluated"], r.entity_id) for r in runs] == [(5, job.id), (0, None), (5, None)]
 
 
 @pytest.mark.usefixtures("clinic")

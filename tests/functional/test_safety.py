@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
-from monitor.db.tables import Enrollment, FlagRow, LabResult
+from monitor.db.tables import AuditEvent, Enrollment, FlagRow, LabResult
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader, hl7_reader
 from monitor.ingest.records import ReadOptions
@@ -352,3 +352,16 @@ def test_piped_tables_are_whole_rows_that_grep_finds(capsys: pytest.CaptureFixtu
     out = run(capsys, "overdue", "--date", "2026-02-16").out
     [cbc] = [line for line in out.splitlines() if "nurse@example.org" in line and "\tCBC\t" in line]
     assert cbc.split("\t")[:3] == ["W2", "CBC", "2026-01-12"]
+
+
+def test_ingesting_a_file_leaves_one_audit_event_with_its_counts_and_no_patient_data(
+        capsys: pytest.CaptureFixture[str], clinic: Clinic, engine: Engine, tmp_path: Path) -> None:
+    # Decision 9 (every write leaves an audit row): ingestion writes one summary event per file.
+    clinic.enroll("A9", start=d("2026-01-05"), phase=Phase.MAINTENANCE)
+    labs = tmp_path / "smith-labs.csv"
+    labs.write_text("mrn,collected_at,code,value,unit\nA9,2026-02-02T09:00,6690-2,3.3,10*9/L\n", encoding="utf-8")
+    assert run(capsys, "ingest", str(labs)).code == 0
+    with Session(engine) as s:
+        [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "ingest")).all()
+    assert (event.entity, event.detail["format"], event.detail["stored"], event.detail["seen"]) == ("file", "csv", 1, 1)
+    assert "A9" not in str(event.detail) and "smith" not in str(event.detail) and "3.3" not in str(event.detail)
