@@ -423,7 +423,7 @@ def mllp(
     a.engine  # noqa: B018  (migrate before listening)
     port = a.settings.mllp.port if port is None else port
 
-    base = a.ingest_context()  # its mapping and screening memo serves every message
+    base = a.ingest_context()  # its code mappings and critical screens, worked out once, serve every message
     with a.session() as s:
         left = reconcile(s, ctx=replace(base, now=a.now()), channel="mllp")
     if left:

@@ -21,7 +21,6 @@ from sqlmodel import Session, col, select
 
 from monitor.db.tables import HeldResult, LabResult, Patient
 from monitor.db.upsert import bulk_insert_ignore, may_hold_any, select_in, temporal_encoders
-from monitor.domain.protocol import MonitoringProtocol
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
 from monitor.ingest.files import read_file
@@ -29,6 +28,7 @@ from monitor.ingest.records import (
     Record,
     UnreadableFile,
 )
+from monitor.ingest.worker import fewer_collections, in_worker
 from monitor.services.audit import SYSTEM, audit
 from monitor.services.daily import evaluate_patients
 from monitor.services.prepare import (
@@ -43,7 +43,6 @@ from monitor.services.prepare import (
 )
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import mark_patients
-from monitor.services.worker import fewer_collections, in_worker
 
 #: Files at least this big are read and prepared in a worker process while this one writes to
 #: the database (two cores: about twice the throughput). Smaller ones are not worth its start-up.
@@ -64,7 +63,7 @@ class _Store:
         self.report = self.batch.report
         self.critical: set[int] = set()  # patients to evaluate now: a result in a critical band, corrected or retracted
         self.touched: dict[int, date] = {}  # patients with new input, and from which day
-        self.graders: dict[str, list[MonitoringProtocol]] = ctx.memo.setdefault("graders", {})
+        self.graders = ctx.graders
 
     def run(self, batch: Prepared) -> None:
         self.batch, self.report = batch, batch.report
@@ -267,7 +266,8 @@ def ingest_file(
     if path.stat().st_size < WORKER_MIN_BYTES:
         report = _commit(session, read_batches(read, ctx, temporal_encoders(session)), ctx, progress)
     else:
-        worker = partial(read_batches, read, replace(ctx, library=None, memo={}), temporal_encoders(session))
+        fresh = replace(ctx, library=None, mappings={}, graders={})  # what the worker needs, and no more
+        worker = partial(read_batches, read, fresh, temporal_encoders(session))
         report = _commit(session, in_worker(worker), ctx, progress)
     audit(session, actor=actor, action="ingest", entity="file", entity_id=None, now=ctx.now, format=kind,
           **{k: v for k, v in report.as_dict().items() if isinstance(v, int)})

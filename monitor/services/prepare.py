@@ -37,6 +37,7 @@ from monitor.ingest.shared_parts import shared_parts
 from monitor.ingest.units import ucum_factor
 
 if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it starts faster without
+    from monitor.domain.protocol import MonitoringProtocol
     from monitor.protocols import Library
 
 BATCH = 10000
@@ -105,8 +106,10 @@ class Context:
     options: ReadOptions | None = None
     #: How far from today a collection time may be (settings `[dates]`).
     dates: DateRange = DateRange()
-    #: What each (code, unit) maps to and each analyte's critical screen, worked out once.
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: What each (code, unit) maps to, worked out once (one context serves every MLLP message).
+    mappings: dict[tuple[str, str], CodeMapping] = field(default_factory=dict, compare=False, repr=False)
+    #: Per analyte, the protocols whose grading screens it for a critical band at ingestion.
+    graders: dict[str, list[MonitoringProtocol]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def today(self) -> date:
@@ -196,7 +199,7 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class _Mapping:
+class CodeMapping:
     """What a (code, unit) pair means: an analyte and factor, ignored, or the reason to quarantine."""
 
     analyte: Analyte | None = None
@@ -206,18 +209,18 @@ class _Mapping:
     kind: str = ""
 
 
-def _mapping(catalog: Catalog, code: str, unit: str) -> _Mapping:
+def _mapping(catalog: Catalog, code: str, unit: str) -> CodeMapping:
     analyte = catalog.analyte_for(code)
     if analyte is None:
         if catalog.ignored_reason(code) is not None:
-            return _Mapping(ignored=True)
-        return _Mapping(problem=f"code {code!r} is not mapped to a monitored analyte; add it to "
+            return CodeMapping(ignored=True)
+        return CodeMapping(problem=f"code {code!r} is not mapped to a monitored analyte; add it to "
                         "config/analytes.toml (local_codes or not_monitored), then replay", kind="unmapped code")
     try:
-        return _Mapping(analyte, catalog.conversion(analyte, unit).factor)
+        return CodeMapping(analyte, catalog.conversion(analyte, unit).factor)
     except UnitProblem as e:
         factor = ucum_factor(unit, analyte.unit)  # valid UCUM of the same dimension converts too
-        return _Mapping(analyte, factor) if factor is not None else _Mapping(problem=str(e), kind="unit")
+        return CodeMapping(analyte, factor) if factor is not None else CodeMapping(problem=str(e), kind="unit")
 
 
 @lru_cache(maxsize=8192)
@@ -258,7 +261,7 @@ def _too_long(r: IncomingResult) -> str:
 def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
     out = Prepared(len(chunk))
-    mappings: dict[tuple[str, str], _Mapping] = ctx.memo.setdefault("mappings", {})
+    mappings = ctx.mappings
     catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
     at, day = encoders
     received_at = at(now)

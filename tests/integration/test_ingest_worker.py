@@ -16,11 +16,11 @@ from sqlmodel import Session, select
 from monitor.db.tables import FlagRow, HeldResult, LabResult, Quarantine
 from monitor.ingest.csv_reader import CELL_READ_MAX
 from monitor.ingest.records import ReadOptions, UnreadableFile
+from monitor.ingest.worker import in_worker
 from monitor.protocols import packaged_library
 from monitor.services import ingest as service
 from monitor.services import prepare
 from monitor.services.patients import EnrollmentRequest, enroll
-from monitor.services.worker import in_worker
 from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
@@ -39,7 +39,7 @@ def workers() -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and b"monitor.services.worker" in cmdline:
+        if int(fields[1]) == os.getpid() and b"monitor.ingest.worker" in cmdline:
             found.append(int(stat.parent.name))
     return found
 

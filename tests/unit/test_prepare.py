@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.ingest.records import IncomingResult
+from monitor.ingest.worker import fewer_collections
 from monitor.services.prepare import Context, prepare
-from monitor.services.worker import fewer_collections
 from tests.unit.builders import CATALOG
 
 AT = datetime(2026, 1, 30, 9, tzinfo=UTC)

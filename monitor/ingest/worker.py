@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
-ENTRY = "from monitor.services.worker import serve; serve()"
+ENTRY = "from monitor.ingest.worker import serve; serve()"
 
 
 @contextmanager
