@@ -265,7 +265,7 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         with open(outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml", "wb", opener=owner_only) as eml:
             eml.write(bytes(msg))
 
-    severities = Counter(f["severity"] for d in digests for f in d.flags)
+    severities = Counter(f.severity for d in digests for f in d.flags)
     phases = Counter(p.phase.value for p in people)
     overdue = sum(len(d.overdue) for d in digests)
     elapsed = time.perf_counter() - started
