@@ -47,7 +47,7 @@ CREATES_A_DATABASE = frozenset({"init", "enroll", "demo"})
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
 
 
-def the(ctx: typer.Context) -> App:
+def app_of(ctx: typer.Context) -> App:
     obj = ctx.find_root().obj
     assert isinstance(obj, App)
     return obj
@@ -82,7 +82,7 @@ def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Site settings TOML (or MONITOR_CONFIG)")] = None,
 ) -> None:
-    a = the(ctx)  # made by main, which names its database if it fails
+    a = app_of(ctx)  # made by main, which names its database if it fails
     a.config, a.may_create = config, ctx.invoked_subcommand in CREATES_A_DATABASE
     ctx.call_on_close(a.close)
 
@@ -90,7 +90,7 @@ def root(
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create or migrate the database; load and validate every protocol."""
-    a = the(ctx)
+    a = app_of(ctx)
     a.engine  # noqa: B018  (migrates)
     out.print(f"database ready: {a.engine.url.render_as_string(hide_password=True)}")
     classes = sum(1 for entry in a.library.drug_list.entries.values() if entry.members)
@@ -118,7 +118,7 @@ def enroll(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Bulk: a cohort CSV (all rows or none)")] = None,
 ) -> None:
     """Enroll a patient, or a clinic's existing cohort with --csv."""
-    a = the(ctx)
+    a = app_of(ctx)
     today, now = a.today(), a.now()
     if csv_path is not None:
         requests = read_enrollments(csv_path, a.library, today=today, dates=a.settings.dates.range)
@@ -161,7 +161,7 @@ def record(
     ] = False,
 ) -> None:
     """Record dated clinical events: doses, weight, drugs started and stopped, TPMT/NUDT15 results."""
-    a = the(ctx)
+    a = app_of(ctx)
     doses = []
     for item in dose or []:
         drug, sep, mg = item.partition("=")
@@ -191,7 +191,7 @@ def phase(
     by: Annotated[str | None, typer.Option(help="Confirming clinician (default: your user name)")] = None,
 ) -> None:
     """A clinician confirms a phase change (e.g. withdrawal, reinduction)."""
-    a = the(ctx)
+    a = app_of(ctx)
     with a.session() as s:
         e = patients.change_phase(s, mrn, to, on=day_or_today(a, on), reason=reason, by=by or a.actor,
                                   today=a.today(), now=a.now(), dates=a.settings.dates.range)
@@ -206,7 +206,7 @@ def ingest(
     fmt: Annotated[str, typer.Option("--format", help="auto, csv, hl7 or fhir")] = "auto",
 ) -> None:
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
-    a = the(ctx)
+    a = app_of(ctx)
     choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
     accounted = True
     for path in paths:
@@ -230,7 +230,7 @@ def run(
     full: Annotated[bool, typer.Option("--full", help="Evaluate every enrollment, not only those due")] = False,
 ) -> None:
     """The daily cycle once for a local date. Idempotent."""
-    a = the(ctx)
+    a = app_of(ctx)
     today = day_or_today(a, on)
     with a.session() as s, progress_bar("evaluating") as bar:
         task = bar.add_task("evaluating", total=None)
@@ -257,7 +257,7 @@ def patient(
     on: DateOpt = None,
 ) -> None:
     """One patient: phase, due draws, dose steps, open flags, proposals, medications, recent results."""
-    a = the(ctx)
+    a = app_of(ctx)
     choose(fmt, "--format", "text", "json")
     day = day_or_today(a, on)
     with a.session() as s:
@@ -293,7 +293,7 @@ def overdue(
     coordinator: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Every patient and panel whose latest required draw is unmet (missed included), worst first."""
-    a = the(ctx)
+    a = app_of(ctx)
     choose(fmt, "--format", "table", "csv", "json")
     day = day_or_today(a, on)
     with a.session() as s:
@@ -323,7 +323,7 @@ def flags(
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """The flag worklist, critical first."""
-    a = the(ctx)
+    a = app_of(ctx)
     choose(fmt, "--format", "table", "json")
     with a.session() as s:
         rows = views.flags(s, status=status)
@@ -346,7 +346,7 @@ def override(
     by: Annotated[str | None, typer.Option(help="Clinician (default: your user name)")] = None,
 ) -> None:
     """Set a patient-specific threshold for one protocol rule, with the reason."""
-    a = the(ctx)
+    a = app_of(ctx)
     with a.session() as s:
         patients.set_override(s, a.library, mrn, rule, below=below, above=above, reason=reason, by=by or a.actor,
                               today=a.today(), now=a.now())
@@ -363,7 +363,7 @@ def ack(
     by: Annotated[str | None, typer.Option(help="Who (default: your user name)")] = None,
 ) -> None:
     """Acknowledge a flag."""
-    a = the(ctx)
+    a = app_of(ctx)
     with a.session() as s:
         acknowledge(s, flag_id, reason=reason, by=by or a.actor, today=a.today(), now=a.now())
         s.commit()
@@ -383,7 +383,7 @@ def quarantine_list(
     status: Annotated[str, typer.Option(help="open or all")] = "open",
 ) -> None:
     """Quarantined records with their reasons."""
-    a = the(ctx)
+    a = app_of(ctx)
     choose(fmt, "--format", "table", "json")
     choose(status, "--status", "open", "all")
     with a.session() as s:
@@ -398,7 +398,7 @@ def quarantine_list(
 @quarantine_app.command("replay")
 def quarantine_replay(ctx: typer.Context) -> None:
     """Try every open quarantined record again (after fixing a mapping or enrolling a patient)."""
-    a = the(ctx)
+    a = app_of(ctx)
     with a.session() as s, progress_bar("replaying") as bar:
         task = bar.add_task("replaying", total=None)
         report = replay(s, a.ingest_context(), actor=a.actor, now=a.now(),
@@ -419,7 +419,7 @@ def mllp(
     from monitor.ingest.mllp import Listener
     from monitor.services.inbound import receive_hl7, reconcile
 
-    a = the(ctx)
+    a = app_of(ctx)
     a.engine  # noqa: B018  (migrate before listening)
     port = a.settings.mllp.port if port is None else port
 
@@ -462,7 +462,7 @@ def demo(
     """Quick start: a synthetic cohort on a fresh SQLite file, the daily cycle, digests as .eml."""
     from monitor.demo import run_demo
 
-    a = the(ctx)
+    a = app_of(ctx)
     run_demo(a, directory, size=n, today=day_or_today(a, on), console=out)
 
 

@@ -24,6 +24,7 @@ from sqlmodel import Session
 from monitor.app import App
 from monitor.config import Database
 from monitor.domain.analytes import Analyte, Catalog
+from monitor.domain.digest import Digest
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import dose_timeline, planned_slots
@@ -34,6 +35,7 @@ from monitor.services import daily, flags, patients, views
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_file
+from monitor.services.prepare import IngestReport
 
 PROTOCOL = "aih-azathioprine"
 #: The file that makes a folder the demo's: only in such a folder (or a new one) does the demo write.
@@ -228,21 +230,9 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     fresh(directory)
     a.settings = a.settings.model_copy(
         update={"database": Database(url=f"sqlite:///{(directory / 'monitor.db').resolve()}")})
-    protocol = a.library.get(PROTOCOL)
     people = cohort(size, today, rng)
+    write_files(a, directory, people, today, rng)
     now = a.now()
-
-    with open(directory / "cohort.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
-        w = csv.writer(f)
-        w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site", "phase"])
-        for p in people:
-            w.writerow([p.mrn, PROTOCOL, p.start, p.weight, "normal", "normal", p.coordinator, p.site,
-                        enrollment_phase(p).value])
-    with open(directory / "labs.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
-        w = csv.writer(f)
-        w.writerow(["mrn", "collected_at", "code", "value", "unit"])
-        w.writerows(lab_rows(people, protocol, a.library.catalog, today, rng))
-
     with a.session() as s:
         for req in read_enrollments(directory / "cohort.csv", a.library, today=today):
             patients.enroll(s, a.library, req, today=today, now=now, actor="demo")
@@ -255,7 +245,27 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
         report = daily.run_daily(s, a.library, today=today, now=now, clock=a.now)
         handled_at_the_time(s, people, today=today, now=now)
         digests = build_digests(s, today=today)
+    outbox = write_outbox(a, directory, digests, today=today, now=now)
+    summarise(console, directory, people, ingested, report, digests, outbox=outbox, today=today,
+              seconds=time.perf_counter() - started)
 
+
+def write_files(a: App, directory: Path, people: list[Person], today: date, rng: random.Random) -> None:
+    """The cohort and its labs as a clinic would have them: the CLI's CSV files."""
+    with open(directory / "cohort.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site", "phase"])
+        for p in people:
+            w.writerow([p.mrn, PROTOCOL, p.start, p.weight, "normal", "normal", p.coordinator, p.site,
+                        enrollment_phase(p).value])
+    with open(directory / "labs.csv", "w", newline="", encoding="utf-8", opener=owner_only) as f:
+        w = csv.writer(f)
+        w.writerow(["mrn", "collected_at", "code", "value", "unit"])
+        w.writerows(lab_rows(people, a.library.get(PROTOCOL), a.library.catalog, today, rng))
+
+
+def write_outbox(a: App, directory: Path, digests: list[Digest], *, today: date, now: datetime) -> Path:
+    """Each coordinator's digest as an .eml file (readable by its owner only)."""
     outbox = directory / "outbox"
     outbox.mkdir(mode=OWNER_ONLY_FOLDER)
     for d in digests:
@@ -264,12 +274,15 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                       now=now)
         with open(outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml", "wb", opener=owner_only) as eml:
             eml.write(bytes(msg))
+    return outbox
 
+
+def summarise(console: Console, directory: Path, people: list[Person], ingested: IngestReport,
+              report: daily.RunReport, digests: list[Digest], *, outbox: Path, today: date, seconds: float) -> None:
     severities = Counter(f.severity for d in digests for f in d.flags)
     phases = Counter(p.phase.value for p in people)
     overdue = sum(len(d.overdue) for d in digests)
-    elapsed = time.perf_counter() - started
-    console.print(f"[bold]monitor demo[/] for {today} in {directory}/ ({elapsed:.1f} s)")
+    console.print(f"[bold]monitor demo[/] for {today} in {directory}/ ({seconds:.1f} s)")
     console.print(f"  {len(people)} synthetic patients: "
                   + ", ".join(f"{n} {ph}" for ph, n in sorted(phases.items())))
     console.print(f"  labs: {ingested.stored} results stored, {ingested.held} held (MRN not enrolled), "

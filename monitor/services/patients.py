@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from sqlalchemy import delete, insert, literal
@@ -195,69 +195,104 @@ def record(session: Session, library: Library, mrn: str, events: Events, *, on: 
     """Record dated clinical events; returns a line per event written. Re-recording is a no-op.
 
     Drug names are stored as their generic names (config/drugs.toml), so a brand or a synonym
-    triggers the same interaction rules; an unknown name is refused unless `events.unlisted`."""
+    triggers the same interaction rules; an unknown name is refused unless `events.unlisted`.
+    Everything is checked before anything is written."""
     if events.empty():
         raise UserError("nothing to record; give --dose, --weight-kg, --med-start, --med-stop, "
                         "--tpmt or --nudt15")
     check_date(on, "--date", today=today, dates=dates)
+    _check_events(events)
     events = with_generic_names(events, library.drug_list)
     named = (*(drug for drug, _ in events.doses), *events.med_start, *events.med_stop)
     unlisted = {drug for drug in named if library.drug_list.canonical(drug) is None}
-
-    def unchecked(drug: str) -> str:
-        return " (unlisted: interactions not checked)" if drug in unlisted else ""
-
     patient = find_patient(session, mrn)
-    pid = patient.id
-    assert pid is not None
-    done: list[str] = []
+    assert patient.id is not None
+    writing = _Writing(session, patient.id, on, unlisted)
+    writing.doses(events.doses)
+    writing.weight(events.weight_kg)
+    writing.started(events.med_start)
+    writing.stopped(events.med_stop, library.drug_list, mrn)
+    writing.genotypes(events)
+    if writing.inserted or session.new or session.dirty:  # re-recording the same events is not new input
+        mark_patients(session, {patient.id: min(on, today)})
+    audit(session, actor=actor, action="record", entity="patient", entity_id=patient.id, now=now,
+          events=len(writing.done), unlisted=len(unlisted))
+    return writing.done
+
+
+def _check_events(events: Events) -> None:
+    """Doses, weight and genotypes in range, before anything is written."""
     for drug, mg in events.doses:
         if not 0 <= mg <= 1000:
             raise UserError(f"dose {drug}={mg:g} mg is outside 0-1000 mg")
-        existing = session.exec(select(DoseEvent).where(
-            DoseEvent.patient_id == pid, DoseEvent.drug == drug, DoseEvent.on == on)).first()
+    if events.weight_kg is not None and not WEIGHT_KG[0] <= events.weight_kg <= WEIGHT_KG[1]:
+        raise UserError(f"weight {events.weight_kg:g} kg is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
+    for gene, status in (("tpmt", events.tpmt), ("nudt15", events.nudt15)):
+        if status is not None and status not in GENOTYPES:
+            raise UserError(f"{gene} {status!r} must be one of {', '.join(GENOTYPES)}")
+
+
+@dataclass
+class _Writing:
+    """One `record`'s writes for one patient on one day, and a line for each."""
+
+    session: Session
+    pid: int
+    on: date
+    unlisted: set[str]
+    done: list[str] = field(default_factory=list)
+    inserted: int = 0  # rows insert_ignore added (the session does not see them)
+
+    def _unchecked(self, drug: str) -> str:
+        return " (unlisted: interactions not checked)" if drug in self.unlisted else ""
+
+    def doses(self, doses: tuple[tuple[str, float], ...]) -> None:
+        for drug, mg in doses:
+            existing = self.session.exec(select(DoseEvent).where(
+                DoseEvent.patient_id == self.pid, DoseEvent.drug == drug, DoseEvent.on == self.on)).first()
+            if existing is None:
+                self.session.add(DoseEvent(patient_id=self.pid, drug=drug, dose_mg=mg, on=self.on))
+            elif existing.dose_mg != mg:
+                existing.dose_mg = mg
+            self.done.append(f"dose {drug} {mg:g} mg/day from {self.on}{self._unchecked(drug)}")
+
+    def weight(self, kg: float | None) -> None:
+        if kg is None:
+            return
+        existing = self.session.exec(select(WeightRecord).where(
+            WeightRecord.patient_id == self.pid, WeightRecord.on == self.on)).first()
         if existing is None:
-            session.add(DoseEvent(patient_id=pid, drug=drug, dose_mg=mg, on=on))
-        elif existing.dose_mg != mg:
-            existing.dose_mg = mg
-        done.append(f"dose {drug} {mg:g} mg/day from {on}{unchecked(drug)}")
-    if events.weight_kg is not None:
-        if not WEIGHT_KG[0] <= events.weight_kg <= WEIGHT_KG[1]:
-            raise UserError(f"weight {events.weight_kg:g} kg is outside {WEIGHT_KG[0]:g}-{WEIGHT_KG[1]:g} kg")
-        existing_w = session.exec(select(WeightRecord).where(
-            WeightRecord.patient_id == pid, WeightRecord.on == on)).first()
-        if existing_w is None:
-            session.add(WeightRecord(patient_id=pid, on=on, kg=events.weight_kg))
-        elif existing_w.kg != events.weight_kg:
-            existing_w.kg = events.weight_kg
-        done.append(f"weight {events.weight_kg:g} kg on {on}")
-    inserted = 0  # rows insert_ignore added (the session does not see them)
-    for drug in events.med_start:
-        inserted += len(insert_ignore(session, MedicationRecord, [{"patient_id": pid, "drug": drug, "started_on": on}],
-                                      ["patient_id", "drug", "started_on"]))
-        done.append(f"started {drug} on {on}{unchecked(drug)}")
-    for drug in events.med_stop:
-        taking = [m for m in session.exec(select(MedicationRecord).where(
-            MedicationRecord.patient_id == pid, col(MedicationRecord.stopped_on).is_(None)))
-            if library.drug_list.generic(m.drug) == drug]
-        if not taking:
-            raise UserError(f"{drug} is not recorded as started for MRN {mrn!r}")
-        for med in taking:
-            med.stopped_on = on
-        done.append(f"stopped {drug} on {on}")
-    for gene, status in (("TPMT", events.tpmt), ("NUDT15", events.nudt15)):
-        if status is None:
-            continue
-        if status not in GENOTYPES:
-            raise UserError(f"{gene.lower()} {status!r} must be one of {', '.join(GENOTYPES)}")
-        inserted += len(insert_ignore(session, GenotypeRecord, [{"patient_id": pid, "gene": gene, "status": status,
-                                                                 "on": on}], ["patient_id", "gene", "on"]))
-        done.append(f"{gene} {status} on {on}")
-    if inserted or session.new or session.dirty:  # re-recording the same events is not new input
-        mark_patients(session, {pid: min(on, today)})
-    audit(session, actor=actor, action="record", entity="patient", entity_id=pid, now=now,
-          events=len(done), unlisted=len(unlisted))
-    return done
+            self.session.add(WeightRecord(patient_id=self.pid, on=self.on, kg=kg))
+        elif existing.kg != kg:
+            existing.kg = kg
+        self.done.append(f"weight {kg:g} kg on {self.on}")
+
+    def started(self, drugs: tuple[str, ...]) -> None:
+        for drug in drugs:
+            self.inserted += len(insert_ignore(
+                self.session, MedicationRecord, [{"patient_id": self.pid, "drug": drug, "started_on": self.on}],
+                ["patient_id", "drug", "started_on"]))
+            self.done.append(f"started {drug} on {self.on}{self._unchecked(drug)}")
+
+    def stopped(self, drugs: tuple[str, ...], drug_list: DrugVocabulary, mrn: str) -> None:
+        for drug in drugs:
+            taking = [m for m in self.session.exec(select(MedicationRecord).where(
+                MedicationRecord.patient_id == self.pid, col(MedicationRecord.stopped_on).is_(None)))
+                if drug_list.generic(m.drug) == drug]
+            if not taking:
+                raise UserError(f"{drug} is not recorded as started for MRN {mrn!r}")
+            for med in taking:
+                med.stopped_on = self.on
+            self.done.append(f"stopped {drug} on {self.on}")
+
+    def genotypes(self, events: Events) -> None:
+        for gene, status in (("TPMT", events.tpmt), ("NUDT15", events.nudt15)):
+            if status is None:
+                continue
+            self.inserted += len(insert_ignore(
+                self.session, GenotypeRecord, [{"patient_id": self.pid, "gene": gene, "status": status, "on": self.on}],
+                ["patient_id", "gene", "on"]))
+            self.done.append(f"{gene} {status} on {self.on}")
 
 
 def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str, by: str, today: date,
