@@ -301,9 +301,9 @@ def test_the_incremental_daily_cycle_writes_the_same_rows_as_a_full_one_every_da
     for offset in range(days):
         day = FIRST_DAY + timedelta(days=offset)
         todays = events.get(day, [])
-        for i, event in enumerate(e for e in todays if isinstance(e, Ingest) and e.early):
+        for i, early in enumerate(e for e in todays if isinstance(e, Ingest) and e.early):
             for clinic in (incremental, full):
-                clinic.apply(day, event, moment(day, 5, i))
+                clinic.apply(day, early, moment(day, 5, i))
         for clinic in (incremental, full):
             clinic.run(day)
         got, want = incremental.rows(), full.rows()

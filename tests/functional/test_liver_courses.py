@@ -80,14 +80,14 @@ def test_a_rise_from_the_induction_nadir_after_azathioprine_starts_is_critical_a
         ("bilirubin_rise", "BILI", "critical"),
         ("rise_from_nadir", "ALT", "action"), ("rise_from_nadir", "AST", "action"),
         ("rise_from_nadir", "BILI", "action")}
-    alt = flag(view, "transaminase_rise", "ALT", "2026-02-23")
-    assert alt["rule_id"] == "aih-azathioprine/ctcae-5.0/ALT/grade-3"
-    assert "vs baseline ALT 60 U/L on 2026-02-09 (the nadir since induction started on 2026-01-12)" in alt["why"]
+    alt_flag = flag(view, "transaminase_rise", "ALT", "2026-02-23")
+    assert alt_flag["rule_id"] == "aih-azathioprine/ctcae-5.0/ALT/grade-3"
+    assert "vs baseline ALT 60 U/L on 2026-02-09 (the nadir since induction started on 2026-01-12)" in alt_flag["why"]
     nadir = flag(view, "rise_from_nadir", "ALT", "2026-02-23")
     assert nadir["rule_id"] == "aih-azathioprine/nadir/ALT"
     assert "nadir 60 U/L on 2026-02-09" in nadir["why"] and "EASL 2015" in nadir["why"]
-    bili = flag(view, "rise_from_nadir", "BILI", "2026-02-23")
-    assert "nadir 14 umol/L on 2026-02-16" in bili["why"]
+    bili_flag = flag(view, "rise_from_nadir", "BILI", "2026-02-23")
+    assert "nadir 14 umol/L on 2026-02-16" in bili_flag["why"]
     # A critical flag holds azathioprine pending review until a clinician acknowledges it (§4.7).
     assert "held" in {s["status"] for s in view["dose_steps"] if s["drug"] == "azathioprine"}
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import AuditEvent, Enrollment, FlagRow, LabResult
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader, hl7_reader
@@ -110,7 +111,7 @@ def test_a_result_ingested_while_the_cycle_evaluates_its_patient_is_evaluated_by
     clinic.normal_labs(mrn, d("2026-01-05"))
     clinic.run(d("2026-01-05"))
     clinic.normal_labs(mrn, d("2026-01-12"))
-    real = daily.load_snapshots
+    real = load_snapshots
 
     def interleaved(session: Session, enrollments: Any, *, today: date) -> Any:
         snapshots = real(session, enrollments, today=today)
@@ -140,7 +141,7 @@ def test_an_enrollment_that_cannot_be_loaded_is_counted_and_skipped_and_the_othe
     clinic.enroll("B3002", start=d("2026-01-05"), phase=Phase.MAINTENANCE)
     clinic.labs("B3002", d("2026-01-20"), WBC=3.0)
     with clinic.session() as s:
-        s.execute(update(Enrollment).where(Enrollment.id == 1).values(start_on=date(1, 1, 1)))  # B3001
+        s.execute(update(Enrollment).where(col(Enrollment.id) == 1).values(start_on=date(1, 1, 1)))  # B3001
         s.commit()
     report = clinic_run_allowing_failures(clinic, d("2026-01-21"))
     assert (report.evaluated, report.failed, report.failed_ids) == (1, 1, [1])
@@ -198,9 +199,9 @@ def test_a_critical_count_corrected_to_normal_resolves_its_flag_and_releases_the
     assert again.corrected == 1
     clinic.run(d("2026-02-04"))
     assert clinic.flags(mrn, status="open") == []  # the leukopenia and the 6.5 -> 1.4 rapid fall
-    resolved = {f["kind"]: f for f in clinic.flags(mrn, status="resolved")}
-    assert set(resolved) == {"leukopenia", "rapid_fall"}
-    resolved = resolved["leukopenia"]
+    by_kind = {f["kind"]: f for f in clinic.flags(mrn, status="resolved")}
+    assert set(by_kind) == {"leukopenia", "rapid_fall"}
+    resolved = by_kind["leukopenia"]
     assert resolved["id"] == critical["id"]
     assert resolved["resolution"] == ("leukopenia: WBC of 2026-02-02 was corrected from 1.4 to 4.9 10*9/L, "
                                       "which no longer meets the rule")

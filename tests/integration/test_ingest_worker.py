@@ -4,6 +4,7 @@ errors raised here as one clear message, and no worker left behind."""
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ def test_the_worker_reports_its_errors_and_never_outlives_the_consumer() -> None
     with pytest.raises(KeyError, match="a reader bug"):
         next(items)
     endless = in_worker(_forever)
+    assert isinstance(endless, Generator)
     assert next(endless) == 1
     endless.close()  # the consumer stops early: the worker is stopped too
     assert workers() == []

@@ -49,7 +49,7 @@ def table(drug: str, found: list[DoseStep]) -> list[tuple[date, float]]:
 
 
 def test_the_60_kg_induction_lists_every_prednisolone_step_on_its_week() -> None:
-    expected = [(week_starts(p.values[0]), p.values[1]) for p in PREDNISOLONE_60KG]
+    expected = [(week_starts(int(str(p.values[0]))), p.values[1]) for p in PREDNISOLONE_60KG]
     assert table("prednisolone", steps(60)) == expected
 
 
@@ -421,6 +421,7 @@ GENETIC_FACTORS = [
 def test_an_intermediate_metaboliser_gets_a_reduced_maintenance_target_in_whole_tablets(
     tpmt: str, nudt15: str, weight_kg: float, dose_mg: float, note: str | None
 ) -> None:
+    assert PROTOCOL.genetics is not None
     assert (PROTOCOL.genetics.intermediate_factor, PROTOCOL.genetics.both_intermediate_factor) == (0.5, 0.35)
     genes = tuple(g for g in genotyped(tpmt, nudt15) if g.status != "unknown")
     step = target_step(snapshot(phase=Phase.MAINTENANCE, weight_kg=weight_kg, genotypes=genes), START)

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from _pytest.mark.structures import ParameterSet
 
 from monitor.domain.exposure import exposure
 from monitor.domain.items import Flag
@@ -35,13 +36,13 @@ def kinds(flags: tuple[Flag, ...] | list[Flag], *wanted: str) -> list[Flag]:
 
 # --- the action tier below CTCAE grade 3 (CLINICAL.md §4.5 [V] cut points, §4.7 tiers) ------------------
 
-def _boundaries() -> list[object]:
+def _boundaries() -> list[ParameterSet]:
     """(protocol, threshold id, value, breaches?) at, just above and just below each new cut."""
     cuts = [("ctcae5-g2/bilirubin-above-1.5-uln", 31.5, "above", "CTCAE5 G2 BILI>1.5xULN(31.5)"),
             ("ctcae5-g2/alp-above-2.5-uln", 325, "above", "CTCAE5 G2 ALP>2.5xULN(325)"),
             ("ctcae5-g2/haemoglobin-below-100", 100, "below", "CTCAE5 G2 HGB<100"),
             (None, 60, "below", "eGFR<60")]
-    rows: list[object] = []
+    rows: list[ParameterSet] = []
     for protocol in PROTOCOLS:
         for threshold_id, cut, direction, name in cuts:
             tid = threshold_id or EGFR_ID[protocol]
@@ -69,7 +70,7 @@ def test_the_action_tier_breaches_only_strictly_past_its_cut(protocol_id: str, t
 def test_every_action_tier_and_egfr_threshold_of_the_other_protocols_has_boundary_rows(
         protocol: MonitoringProtocol) -> None:
     new = {t.id for t in protocol.thresholds if t.source == "CTCAE5-G2" or t.analyte == "EGFR"}
-    assert new == {p.values[1] for p in BOUNDARIES if p.values[0] == protocol.id}  # type: ignore[attr-defined]
+    assert new == {p.values[1] for p in BOUNDARIES if p.values[0] == protocol.id}
 
 
 @pytest.mark.parametrize(("protocol", "analyte", "value", "kind", "rule"), [

@@ -7,7 +7,8 @@ from datetime import date
 
 import pytest
 
-from monitor.domain.phases import add_months, treatment_start
+from monitor.domain.items import Proposal
+from monitor.domain.phases import PhaseChange, add_months, treatment_start
 from monitor.domain.plan import Plan
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import DoseEvent, PhaseEpisode, Result, Snapshot
@@ -312,6 +313,7 @@ def test_every_proposal_and_phase_change_explains_itself() -> None:
     ]
     for snap, today in snaps:
         p = plan(snap, today)
-        for item in (*p.proposals, *p.phase_changes):
+        items: list[Proposal | PhaseChange] = [*p.proposals, *p.phase_changes]
+        for item in items:
             assert item.rule_id.startswith(RULE)
             assert item.why.strip()

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import Phase as Stage
 from hypothesis import strategies as st
 
+from monitor.domain.items import DoseStep, DueDraw, Flag, Proposal
+from monitor.domain.phases import PhaseChange
 from monitor.domain.plan import IDLE_REVIEW, Plan, evaluate
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import (
@@ -36,7 +38,7 @@ SETTINGS = settings(max_examples=80, deadline=None, database=None, derandomize=T
                     phases=[Stage.explicit, Stage.reuse, Stage.generate],
                     suppress_health_check=[HealthCheck.too_slow])
 
-DOSES = {
+DOSES: dict[str, list[float]] = {
     "azathioprine": [0, 25, 50, 75, 100, 125, 150, 200],
     "prednisolone": [0, 5, 7.5, 10, 12.5, 15, 20, 30, 40, 60],
 }
@@ -145,7 +147,9 @@ def cases(draw: st.DrawFn) -> tuple[Snapshot, date]:
 def assert_well_formed(plan: Plan, today: date) -> None:
     assert plan.as_of == today
     assert plan.next_review_on > today
-    for item in (*plan.draws, *plan.dose_steps, *plan.flags, *plan.proposals, *plan.phase_changes):
+    items: list[DueDraw | DoseStep | Flag | Proposal | PhaseChange] = [
+        *plan.draws, *plan.dose_steps, *plan.flags, *plan.proposals, *plan.phase_changes]
+    for item in items:
         assert item.rule_id.strip(), item
         assert item.why.strip(), item
         assert item.rule_id.startswith(f"{PROTOCOL.id}/"), item
@@ -188,8 +192,10 @@ def test_evaluate_never_raises_explains_everything_and_holds_still_until_next_re
 
     # A clinician acknowledges every flag that holds the drug (critical ones and, since the clinical-safety issue
     # item 5, those of a rule whose action withholds it): the plan is still well formed and still holds still.
-    critical = {f.key: f.severity for f in plan.flags if f.severity == "critical" or PROTOCOL.withholding(f.rule_id)}
-    if critical and data.draw(st.booleans(), label="acknowledge the critical flags"):
+    critical: dict[str, str] = {f.key: f.severity for f in plan.flags
+                                if f.severity == "critical" or PROTOCOL.withholding(f.rule_id)}
+    acknowledge = data.draw(st.booleans(), label="acknowledge the critical flags")
+    if critical and acknowledge:
         acked = replace(snap, acknowledged=critical)
         plan = evaluate(acked, PROTOCOL, today=today)
         assert_well_formed(plan, today)

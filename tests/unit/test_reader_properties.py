@@ -115,7 +115,8 @@ def fhir_observation(draw: st.DrawFn, n: int) -> dict[str, Any]:
 def fhir_file(draw: st.DrawFn) -> bytes:
     observations = [fhir_observation(draw, n) for n in range(draw(st.integers(0, 5)))]
     doc: Any = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": o} for o in observations]}
-    if observations and draw(st.booleans()):  # a panel chain, and a stray in a contained list
+    chained = draw(st.booleans())
+    if observations and chained:  # a panel chain, and a stray in a contained list
         observations[0]["hasMember"] = [{"reference": f"Observation/{o['id']}"} for o in observations[1:]]
         observations[-1]["contained"] = [fhir_observation(draw, 99)]
     for _ in range(draw(st.integers(0, 45))):  # nesting: bundles of bundles, some of a type not read
