@@ -23,6 +23,7 @@ from monitor.db.tables import (
 )
 from monitor.domain import snapshot as s
 from monitor.domain.exposure import BASELINE_WINDOW
+from monitor.domain.items import FlagStatus
 from monitor.domain.protocol import Phase
 
 
@@ -98,9 +99,10 @@ def _flags(session: Session, ids: list[int | None]) -> tuple[dict[int, dict[str,
                   col(FlagRow.status), col(FlagRow.observed_on), col(FlagRow.value), col(FlagRow.result_id),
                   col(LabResult.value), col(LabResult.status), col(FlagRow.rule_id))
         .outerjoin(LabResult, col(LabResult.id) == FlagRow.result_id)
-        .where(col(FlagRow.enrollment_id).in_(ids), col(FlagRow.status).in_(("open", "acknowledged"))))
+        .where(col(FlagRow.enrollment_id).in_(ids),
+               col(FlagRow.status).in_((FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED))))
     for eid, key, kind, severity, status, observed_on, value, result_id, now_value, now_status, rule_id in flags:
-        if status == "acknowledged":
+        if status == FlagStatus.ACKNOWLEDGED:
             acknowledged[eid][key] = severity
         else:
             open_flags[eid].append(s.OpenFlag(key, kind, severity, observed_on, value, result_id, now_value,

@@ -27,7 +27,7 @@ from monitor.db.tables import (
     PhaseEpisode,
 )
 from monitor.db.upsert import insert_ignore
-from monitor.domain.items import Flag
+from monitor.domain.items import Flag, FlagStatus
 from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
@@ -113,8 +113,8 @@ def _flag_values(f: Flag) -> dict[str, Any]:
 
 def _reopens(row: FlagRow, flag: Flag) -> bool:
     """A resolved flag met again (its result corrected back), or an acknowledged one now worse."""
-    return row.status == "resolved" or (
-        row.status == "acknowledged" and Severity(flag.severity).rank > Severity(row.severity).rank)
+    return row.status == FlagStatus.RESOLVED or (
+        row.status == FlagStatus.ACKNOWLEDGED and Severity(flag.severity).rank > Severity(row.severity).rank)
 
 
 def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], *,
@@ -122,7 +122,7 @@ def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], 
     """Flags by key: new ones added, changed ones updated (a corrected result), resolved ones
     closed with the why. Returns (rows changed, ids raised or re-opened, how many resolved)."""
     stored = {row.key: row for row in rows}
-    fresh = [{**_flag_values(f), "enrollment_id": eid, "key": f.key, "status": "open", "raised_at": now}
+    fresh = [{**_flag_values(f), "enrollment_id": eid, "key": f.key, "status": FlagStatus.OPEN, "raised_at": now}
              for f in plan.flags if f.key not in stored]
     raised = insert_ignore(session, FlagRow, fresh, ["enrollment_id", "key"])
     changed = len(raised)
@@ -131,7 +131,7 @@ def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], 
         if row is None:
             continue
         if _reopens(row, f):
-            row.status, row.raised_at = "open", now
+            row.status, row.raised_at = FlagStatus.OPEN, now
             row.acknowledged_at = row.acknowledged_by = row.ack_reason = row.resolved_at = row.resolution = None
             assert row.id is not None
             raised.append(row.id)
@@ -141,8 +141,8 @@ def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], 
     resolved = 0
     for r in plan.resolved:
         row = stored.get(r.key)
-        if row is not None and row.status == "open":
-            row.status, row.resolved_at, row.resolution = "resolved", now, r.why
+        if row is not None and row.status == FlagStatus.OPEN:
+            row.status, row.resolved_at, row.resolution = FlagStatus.RESOLVED, now, r.why
             resolved += 1
     return changed + resolved, raised, resolved
 

@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, OverduePanelRow, Patient
 from monitor.domain.digest import UNASSIGNED, Digest, DueLine, FlagLine, OverdueLine, StepLine
+from monitor.domain.items import FlagStatus
 
 
 def build_digests(session: Session, *, today: date) -> list[Digest]:
@@ -25,7 +26,7 @@ def build_digests(session: Session, *, today: date) -> list[Digest]:
         assert eid is not None
         who[eid] = (coordinator, mrn, phase)
         of(coordinator)
-    for f in session.exec(select(FlagRow).where(FlagRow.status == "open")).all():
+    for f in session.exec(select(FlagRow).where(FlagRow.status == FlagStatus.OPEN)).all():
         coordinator, mrn, _ = who.get(f.enrollment_id, (None, "?", ""))
         assert f.id is not None
         of(coordinator).flags.append(FlagLine(f.id, mrn, f.severity, f.kind, "" if f.value is None else f"{f.value:g}",

@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from monitor.db.tables import FlagRow
 from monitor.domain.errors import NotFound, UserError
+from monitor.domain.items import FlagStatus
 from monitor.services.audit import audit
 from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.review import mark_enrollment
@@ -22,9 +23,9 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: 
     flag = session.get(FlagRow, flag_id)
     if flag is None:
         raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
-    if flag.status == "acknowledged":
+    if flag.status == FlagStatus.ACKNOWLEDGED:
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
-    flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = "acknowledged", now, by, reason
+    flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = FlagStatus.ACKNOWLEDGED, now, by, reason
     # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
     mark_enrollment(session, flag.enrollment_id, today)
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)

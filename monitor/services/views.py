@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
 from monitor.domain.errors import UserError
-from monitor.domain.items import OverduePanel
+from monitor.domain.items import FlagStatus, OverduePanel
 from monitor.domain.plan import course, evaluate
 from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
 from monitor.domain.snapshot import Result, Snapshot
@@ -61,7 +61,8 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     plan = evaluate(snapshot, protocol, today=today)
     current = course(snapshot, protocol, today=today)
     phase = current.snapshot.phase_on(today)
-    flags = session.exec(select(FlagRow).where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == "open")
+    flags = session.exec(select(FlagRow)
+                         .where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == FlagStatus.OPEN)
                          .order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id).desc())).all()
     rows = session.exec(select(LabResult).where(
         LabResult.patient_id == patient.id, col(LabResult.observed_on) >= today - RESULTS_SHOWN,
@@ -130,7 +131,7 @@ def overdue(session: Session, *, today: date, site: str | None = None,
 
 
 def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
-    if status not in ("open", "acknowledged", "resolved", "all"):
+    if status not in (*FlagStatus, "all"):
         raise UserError(f"--status {status!r} must be open, acknowledged, resolved or all")
     query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id))
