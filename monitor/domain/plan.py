@@ -45,7 +45,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Course:
+class Standing:
     """Where the patient is today: the phases with today's automatic changes, what stands between
     the anchor drug and the patient, its planned and recorded doses, and its exposure."""
 
@@ -56,12 +56,12 @@ class Course:
     exposure: Exposure
 
 
-def course(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Course:
+def standing(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Standing:
     snapshot, phase_changes = effective_phases(snapshot, protocol, today=today)
     drug = protocol.safety.anchor_drug
     state = drug_state(snapshot, protocol, today=today)  # genetics, the bilirubin gate, interactions
     timeline = dose_timeline(snapshot, protocol, drug, planned=state.never is None and state.held is None)
-    return Course(snapshot, phase_changes, state, timeline, exposure(snapshot, protocol, timeline))
+    return Standing(snapshot, phase_changes, state, timeline, exposure(snapshot, protocol, timeline))
 
 
 def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> Plan:
@@ -72,7 +72,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     1. Where the patient is: the phases, with the automatic changes due by today (first dose →
        induction; complete response → maintenance); what stands between azathioprine and the patient
        (TPMT/NUDT15, the bilirubin gate, interacting drugs: `drug_state`); its doses by date, planned
-       by the induction table or recorded; and each unbroken exposure to it (`course`).
+       by the induction table or recorded; and each unbroken exposure to it (`standing`).
     2. Flags from results: protocol thresholds and CTCAE grades (each graded against the baseline of
        the current exposure, or the nadir in AIH induction), trends, rises, nadir rises, patterns of
        results, AIH response and relapse, interacting drugs, dose-change reminders, the infection
@@ -90,7 +90,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     Every item carries its `rule_id` and a one-line `why` naming the rule and its source.
     """
     protocol = protocol.for_sex(snapshot.sex)  # fallback reference ranges (CLINICAL.md §9.3)
-    now = course(snapshot, protocol, today=today)
+    now = standing(snapshot, protocol, today=today)
     snapshot, state, timeline, exp = now.snapshot, now.state, now.timeline, now.exposure
     drug = protocol.safety.anchor_drug
     base = Baselines(snapshot, protocol, exp)

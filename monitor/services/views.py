@@ -12,7 +12,7 @@ from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
 from monitor.domain.errors import UserError
 from monitor.domain.items import FlagStatus, OverduePanel
-from monitor.domain.plan import course, evaluate
+from monitor.domain.plan import evaluate, standing
 from monitor.domain.protocol import MOST_SEVERE_FIRST, MonitoringProtocol
 from monitor.domain.snapshot import Result, Snapshot
 from monitor.domain.thresholds import Baselines, ctcae_grade
@@ -59,7 +59,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
     protocol = library.get(enrollment.protocol_id).for_sex(snapshot.sex)  # grades below use the patient's ranges
     plan = evaluate(snapshot, protocol, today=today)
-    current = course(snapshot, protocol, today=today)
+    current = standing(snapshot, protocol, today=today)
     phase = current.snapshot.phase_on(today)
     flags = session.exec(select(FlagRow)
                          .where(FlagRow.enrollment_id == enrollment.id, FlagRow.status == FlagStatus.OPEN)
