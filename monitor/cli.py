@@ -229,19 +229,23 @@ def run(
     on: DateOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Evaluate every enrollment, not only those due")] = False,
 ) -> None:
-    """The daily cycle once for a local date. Idempotent."""
+    """The daily cycle once for a local date, shared with any daemon working on it. Idempotent."""
     a = app_of(ctx)
     today = day_or_today(a, on)
     with a.session() as s, progress_bar("evaluating") as bar:
         task = bar.add_task("evaluating", total=None)
         report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full, actor=a.actor,
+                                 retry_failed=True, batch=a.settings.daemon.batch_size,
+                                 lease=a.settings.daemon.claim_lease,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
               f"{report.flags_resolved} flags resolved, {report.held_expired} held results expired to quarantine")
     if report.requeued:
-        out.print(f"  {report.requeued} enrollments had new input while they were evaluated: "
-                  "they stay due and are evaluated again by the next run")
+        out.print(f"  {report.requeued} enrollments had new input while they were evaluated: evaluated again")
+    if report.left:
+        out.print(f"  {report.left} due enrollments are being evaluated by another process (a daemon): "
+                  "it completes the day; `monitor status` shows its progress")
     if report.failed:
         ids = ", ".join(map(str, report.failed_ids[:20])) + (" ..." if report.failed > 20 else "")
         err.print(f"{report.failed} enrollments could not be evaluated (enrollment ids {ids}; the error of each "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +46,13 @@ class Clinic(Section):
 
 class Daemon(Section):
     run_at: str = "06:30"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    claim_lease_seconds: int = Field(default=600, ge=30, le=86_400)
+    ping_url: str = ""
+
+    @property
+    def claim_lease(self) -> timedelta:
+        return timedelta(seconds=self.claim_lease_seconds)
 
     @field_validator("run_at")
     @classmethod

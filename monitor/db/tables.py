@@ -54,6 +54,11 @@ class Enrollment(SQLModel, table=True):
     # the daily cycle writes its review date only if this is what it read (services/review.py).
     revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = instant()
+    # The daily cycle's claim (services/runs.py): which process evaluates it now, until when; and
+    # the day its evaluation last failed (it is not tried again by that day's cycle).
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = instant(default=None)
+    failed_on: date | None = None
 
 
 class PhaseEpisode(SQLModel, table=True):
@@ -289,6 +294,17 @@ class JobRun(SQLModel, table=True):
     lease_until: datetime = instant()
     finished_at: datetime | None = instant(default=None)
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class DaemonHeartbeat(SQLModel, table=True):
+    """One row per running (or recently stopped) `monitor daemon`, beaten every minute."""
+
+    __tablename__ = "daemon_heartbeat"
+    owner: str = Field(max_length=128, primary_key=True)  # host:pid
+    started_at: datetime = instant()
+    beat_at: datetime = instant()
+    state: str = Field(max_length=32)  # idle, running the daily cycle, stopping, stopped
+    mllp_port: int | None = None
 
 
 class AuditEvent(SQLModel, table=True):

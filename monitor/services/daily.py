@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -12,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -22,7 +20,6 @@ from monitor.db.tables import (
     Enrollment,
     FlagRow,
     HeldResult,
-    JobRun,
     OverduePanelRow,
     PhaseEpisode,
 )
@@ -32,6 +29,7 @@ from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
 from monitor.protocols import Library
+from monitor.services import runs
 from monitor.services.audit import SYSTEM, audit
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
@@ -40,7 +38,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 AUTOMATIC = "monitor (automatic rule)"
-LEASE = timedelta(minutes=30)
 
 
 @dataclass
@@ -55,6 +52,10 @@ class RunReport:
     requeued: int = 0  # new input arrived while evaluating: left due for the next run
     new_flag_ids: list[int] = field(default_factory=list)  # raised or re-opened
     failed_ids: list[int] = field(default_factory=list)  # enrollments that could not be evaluated
+    run_id: int | None = None  # the day's job_run row
+    done: bool = False  # the day's cycle is complete
+    left: int = 0  # due enrollments left when this process finished (other processes hold them)
+    stopped: bool = False  # told to stop before the day was done
 
     def add(self, other: RunReport) -> None:
         for name in ("evaluated", "failed", "flags_raised", "flags_resolved", "rows_changed", "requeued"):
@@ -62,15 +63,15 @@ class RunReport:
         self.new_flag_ids += other.new_flag_ids
         self.failed_ids += other.failed_ids
 
+    def counts(self) -> dict[str, int]:
+        """What a committed batch adds to the day's row (its failures are counted as they are marked)."""
+        return {name: getattr(self, name) for name in runs.COUNTS if name != "failed"}
+
     def as_dict(self) -> dict[str, Any]:
         return {"date": self.run_on.isoformat(), "evaluated": self.evaluated, "failed": self.failed,
                 "flags_raised": self.flags_raised, "flags_resolved": self.flags_resolved,
                 "rows_changed": self.rows_changed, "held_expired": self.held_expired, "requeued": self.requeued,
                 "failed_enrollments": self.failed_ids[:100]}
-
-
-def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _sync(session: Session, model: Any, eid: int, rows: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
@@ -223,13 +224,16 @@ def _evaluate(session: Session, library: Library, ids: Sequence[int], report: Ru
 
 
 def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,
-                         today: date, now: datetime) -> None:
-    """Evaluate these enrollments and write their plans, committed together. If the batch fails
-    anywhere (loading, evaluating, writing), it is rolled back and each enrollment is tried alone:
-    one that fails is logged by id, counted and skipped; the others are written."""
+                         today: date, now: datetime, on_commit: Callable[[RunReport], None] | None = None) -> None:
+    """Evaluate these enrollments and write their plans, committed together (with what
+    `on_commit(counts)` adds to the transaction). If the batch fails anywhere (loading,
+    evaluating, writing), it is rolled back and each enrollment is tried alone: one that fails is
+    logged by id, counted and skipped; the others are written."""
     part = RunReport(run_on=today)
     try:
         _evaluate(session, library, ids, part, today=today, now=now)
+        if on_commit is not None:
+            on_commit(part)
         session.commit()
     except Exception as e:
         session.rollback()
@@ -237,7 +241,7 @@ def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int],
             _failed(report, ids[0], e)
             return
         for eid in ids:
-            evaluate_enrollments(session, library, [eid], report, today=today, now=now)
+            evaluate_enrollments(session, library, [eid], report, today=today, now=now, on_commit=on_commit)
         return
     report.add(part)
 
@@ -269,119 +273,138 @@ def expire_held(session: Session, *, today: date, now: datetime) -> int:
     return len(expired)
 
 
-def _slot(session: Session, job: str, key: str) -> JobRun | None:
-    return session.exec(select(JobRun).where(col(JobRun.job_name) == job, col(JobRun.run_key) == key)
-                        .execution_options(populate_existing=True)).first()
+def _close_day(session: Session, report: RunReport, *, today: date, now: datetime, finished: datetime) -> None:
+    """The day is done when nothing due is left; the process that finds so closes its row (and
+    expires held results, once a day). Otherwise other processes hold what is left."""
+    assert report.run_id is not None
+
+    def closing() -> dict[str, int]:
+        report.held_expired = expire_held(session, today=today, now=now)
+        return {"held_expired": report.held_expired}
+
+    report.done = runs.complete(session, report.run_id, today=today, finished=finished, closing=closing)
+    if not report.done:
+        report.left = runs.due_count(session, today=today)
 
 
-def _new_run(session: Session, job: str, key: str, *, now: datetime, **values: Any) -> int | None:
-    """Insert a run into the (job, day) slot: its id, or None when the slot is taken."""
-    row = {"job_name": job, "run_key": key, "owner": owner(), "status": "running", "started_at": now,
-           "lease_until": now + LEASE, "stats": {}, **values}
-    inserted = insert_ignore(session, JobRun, [row], ["job_name", "run_key"])
-    return inserted[0] if inserted else None
+@dataclass
+class _Cycle:
+    """One process's part in a day's cycle (run_daily)."""
 
+    session: Session
+    library: Library
+    report: RunReport
+    now: datetime
+    clock: Callable[[], datetime]
+    by: str
+    batch: int
+    lease: timedelta
+    stop: Callable[[], bool]
+    progress: Callable[[int, int], None] | None
+    total: int
 
-def _move_aside(session: Session, row: JobRun, reason: str, *, now: datetime) -> bool:
-    """Close an earlier run that did not finish and free the day's slot for the next: a failed run
-    keeps its own reason; a running one becomes `abandoned` with `reason`. Its key becomes
-    `date#id`. False when another process changed the row first."""
-    status, why = ("failed", row.stats.get("reason", reason)) if row.status == "failed" else ("abandoned", reason)
-    closed = session.execute(
-        update(JobRun).where(col(JobRun.id) == row.id, col(JobRun.status) == row.status)
-        .values(status=status, run_key=f"{row.run_key}#{row.id}", finished_at=row.finished_at or now,
-                stats={**row.stats, "reason": why}))
-    return bool(closed.rowcount)  # type: ignore[attr-defined]
+    @property
+    def run_id(self) -> int:
+        assert self.report.run_id is not None
+        return self.report.run_id
 
+    def count(self, counts: dict[str, int]) -> None:
+        """Add counts to the day's row, in the current transaction; the run's lease is renewed."""
+        runs.add_batch(self.session, self.run_id, counts, by=self.by, lease_until=self.clock() + self.lease)
 
-def claim(session: Session, job: str, key: str, *, now: datetime) -> int | None:
-    """Take the (job, day) slot: the id of this run's row, for the one caller that got it. A run
-    that failed, or whose lease lapsed (its process died), is first closed with the reason. None
-    when the day is done or another run's lease is still alive."""
-    mine = _new_run(session, job, key, now=now)
-    earlier = None if mine is not None else _slot(session, job, key)
-    if earlier is None or not (earlier.status == "failed"
-                               or (earlier.status == "running" and earlier.lease_until < now)):
-        return mine
-    lapsed = f"its lease lapsed at {earlier.lease_until.isoformat()}; taken over by {owner()} at {now.isoformat()}"
-    return _new_run(session, job, key, now=now) if _move_aside(session, earlier, lapsed, now=now) else None
+    def one_pass(self, *, full: bool) -> bool:
+        """Claim and evaluate batches in id order until none is left to claim; whether any was."""
+        s, today, cursor, claimed = self.session, self.report.run_on, 0, False
+        while not self.stop():
+            ids = runs.claim(s, today=today, now=self.clock(), by=self.by, lease=self.lease, after=cursor,
+                             limit=self.batch, full=full)
+            s.commit()
+            if not ids:
+                break
+            claimed, cursor = True, ids[-1]
+            before = len(self.report.failed_ids)
+            evaluate_enrollments(s, self.library, ids, self.report, today=today, now=self.now,
+                                 on_commit=lambda part: self.count(part.counts()))
+            if failed := self.report.failed_ids[before:]:
+                runs.mark_failed(s, failed, today=today)
+                self.count({"failed": len(failed)})
+                s.commit()
+            log.debug("daily cycle %s: %s evaluated enrollments %s", today, self.by, ids)
+            if self.progress is not None:
+                done = self.report.evaluated + self.report.failed
+                self.progress(done, max(done, self.total))
+        return claimed
 
+    def close_day(self) -> None:
+        """The day is done when nothing due is left; the process that finds so closes its row (and
+        expires held results, once a day). Otherwise other processes hold what is left."""
+        s, report = self.session, self.report
 
-def finish(session: Session, job: str, key: str, mine: int | None, report: RunReport, *, started: datetime,
-           finished: datetime) -> None:
-    """Record the day's run done, with when it really finished. A run that could not claim the day
-    (another's lease was alive) and completed it closes that run's row, then records its own; a
-    day already done keeps its record."""
-    stats = report.as_dict()
-    if mine is not None:
-        session.execute(update(JobRun).where(col(JobRun.id) == mine, col(JobRun.status) == "running")
-                        .values(status="done", finished_at=finished, stats=stats))
-        return
-    earlier = _slot(session, job, key)
-    still = f"still running when {owner()} completed the day at {finished.isoformat()}"
-    if earlier is None or (earlier.status != "done" and _move_aside(session, earlier, still, now=finished)):
-        _new_run(session, job, key, now=started, status="done", finished_at=finished, stats=stats)
+        def closing() -> dict[str, int]:
+            report.held_expired = expire_held(s, today=report.run_on, now=self.now)
+            return {"held_expired": report.held_expired}
 
+        report.done = runs.complete(s, self.run_id, today=report.run_on, finished=self.clock(), closing=closing)
+        if not report.done:
+            report.left = runs.due_count(s, today=report.run_on)
 
-def _record_failure(session: Session, mine: int | None, error: BaseException, *, at: datetime) -> None:
-    """Mark this run's row failed with the error's type (never its message: it may hold patient
-    data). A database that cannot take even that leaves the row running, for a later run to close."""
-    if mine is None:
-        return
-    try:
-        session.rollback()
-        reason = f"stopped by {type(error).__name__}"
-        session.execute(update(JobRun).where(col(JobRun.id) == mine, col(JobRun.status) == "running")
-                        .values(status="failed", finished_at=at, stats={"reason": reason}))
-        session.commit()
-    except Exception as e:
-        log.warning("daily run %s could not be marked failed: %s", mine, type(e).__name__)
-
-
-def _renew(session: Session, mine: int | None, *, until: datetime) -> None:
-    """Keep this run's lease while it works, so a long run is never taken for a dead one."""
-    if mine is not None:
-        session.execute(update(JobRun).where(col(JobRun.id) == mine).values(lease_until=until))
-        session.commit()
-
-
-def _due(session: Session, today: date, *, full: bool) -> list[int]:
-    query = select(Enrollment.id).where(Enrollment.status == "active")
-    if not full:
-        # Due for review, or last evaluated for a later day than this run's (a backdated run).
-        query = query.where(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
-    return [i for i in session.exec(query.order_by(col(Enrollment.id))).all() if i is not None]
+    def leave(self, status: str, reason: str) -> None:
+        """Stop before the day is done: this process's claims released, the row saying why."""
+        runs.release(self.session, by=self.by)
+        runs.leave(self.session, self.run_id, status, reason, at=self.clock())
 
 
 def run_daily(session: Session, library: Library, *, today: date, now: datetime,
               clock: Callable[[], datetime] | None = None, full: bool = False,
-              progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM) -> RunReport:
-    """Evaluate every active enrollment whose review date has come (`full`: all of them), a batch
-    at a time, each batch committed.
+              progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM, by: str | None = None,
+              batch: int = BATCH, lease: timedelta = runs.LEASE, stop: Callable[[], bool] | None = None,
+              retry_failed: bool = False) -> RunReport:
+    """Take part in the day's cycle: claim due enrollments (`full`: every active one) a batch at a
+    time, evaluate them and write their plans, each batch committed with its counts on the day's
+    `job_run` row, until none is left to claim; then close the day if nothing due is left.
 
-    Idempotent: a second run the same day finds nothing due and changes no row.
-
-    The day's `job_run` row starts at `now` and says how the run ended: done when `clock` (the
-    entry point's; without one, `now`) says it finished, or failed with the error's type.
+    Several processes may do this at once (services/runs.py): each enrollment is evaluated by one.
+    Idempotent: a second run the same day finds nothing due and changes no row. `stop()` is asked
+    before each batch (a daemon told to stop leaves after the batch it is on); `retry_failed`
+    tries again the enrollments whose evaluation failed earlier today. `clock` is the entry
+    point's (claims, leases and when the run finished); without one, `now`.
     """
-    read_clock = clock or (lambda: now)
+    by = by or runs.owner()
     report = RunReport(run_on=today)
-    ids = _due(session, today, full=full)
-    key = today.isoformat()
-    mine = claim(session, "daily", key, now=now)
+    if retry_failed:
+        runs.retry_failed(session, today=today)
+    total = runs.due_count(session, today=today, full=full)
+    report.run_id = runs.join(session, "daily", today.isoformat(), now=now, by=by, lease=lease).id
     session.commit()
+    cycle = _Cycle(session, library, report, now, clock or (lambda: now), by, batch, lease,
+                   stop or (lambda: False), progress, total)
     try:
-        for start in range(0, len(ids), BATCH):
-            evaluate_enrollments(session, library, ids[start:start + BATCH], report, today=today, now=now)
-            _renew(session, mine, until=read_clock() + LEASE)
-            if progress is not None:
-                progress(min(start + BATCH, len(ids)), len(ids))
-        report.held_expired = expire_held(session, today=today, now=now)
-        finish(session, "daily", key, mine, report, started=now, finished=read_clock())
-        audit(session, actor=actor, action="daily_cycle", entity="job_run", entity_id=mine, now=read_clock(),
-              **{k: v for k, v in report.as_dict().items() if k != "failed_enrollments"})
+        # Later passes find what became due again while this one worked (new input) or what a
+        # process that died had claimed, until a pass finds nothing.
+        scope = full
+        while cycle.one_pass(full=scope) and not cycle.stop():
+            scope = False
+        if cycle.stop():
+            report.stopped = True
+            cycle.leave("stopped", f"{by} was told to stop at {cycle.clock().isoformat()}")
+        else:
+            cycle.close_day()
+        audit(session, actor=actor, action="daily_cycle", entity="job_run", entity_id=report.run_id,
+              now=cycle.clock(), **{k: v for k, v in report.as_dict().items() if k != "failed_enrollments"})
         session.commit()
     except BaseException as error:
-        _record_failure(session, mine, error, at=read_clock())
+        _left_by(cycle, error)
         raise
     return report
+
+
+def _left_by(cycle: _Cycle, error: BaseException) -> None:
+    """Record that this process stopped on an error, with its type (never its message: it may hold
+    patient data). A database that cannot take even that leaves the row running, for a later
+    run to resume when its lease lapses."""
+    try:
+        cycle.session.rollback()
+        cycle.leave("failed", f"stopped by {type(error).__name__}")
+        cycle.session.commit()
+    except Exception as e:
+        log.warning("daily run %s could not be marked failed: %s", cycle.run_id, type(e).__name__)

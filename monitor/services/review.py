@@ -43,7 +43,7 @@ _ONE = (update(Enrollment).where(col(Enrollment.id) == bindparam("eid"))
 _SETTLE = (update(Enrollment)
            .where(col(Enrollment.id) == bindparam("eid"), col(Enrollment.revision) == bindparam("seen"))
            .values(next_review_on=bindparam("next_review_on", type_=Date),
-                   last_evaluated_on=bindparam("evaluated_on", type_=Date))
+                   last_evaluated_on=bindparam("evaluated_on", type_=Date), claimed_by=None, claimed_until=None)
            .execution_options(synchronize_session=False))  # no ORM object is read after it
 
 
@@ -63,8 +63,9 @@ def mark_enrollment(session: Session, enrollment_id: int, day: date) -> None:
 
 
 def settle(session: Session, enrollment_id: int, *, seen: int, next_review_on: date, evaluated_on: date) -> bool:
-    """Write the review date a plan computed, unless new input arrived since its revision `seen`
-    was read (then the enrollment stays due: False)."""
+    """Write the review date a plan computed, and end the daily cycle's claim on the enrollment,
+    unless new input arrived since its revision `seen` was read (then the enrollment stays due,
+    and claimed, for the next pass: False)."""
     done = session.execute(_SETTLE, {"eid": enrollment_id, "seen": seen, "next_review_on": next_review_on,
                                      "evaluated_on": evaluated_on})
     return bool(done.rowcount)  # type: ignore[attr-defined]

@@ -255,10 +255,11 @@ def test_running_the_daily_cycle_twice_on_one_date_changes_no_row_but_the_job_ru
     with Session(engine) as s:
         [job] = s.exec(select(JobRun)).all()
         assert (job.job_name, job.run_key, job.status) == ("daily", DAY, "done")
-        # Each run leaves one audit event (decision 9): its counts, by internal ids only; the runs after the
-        # first found the day done, so they name no job_run of their own.
+        # Each run leaves one audit event (decision 9): its counts, by internal ids only, and the day's
+        # job_run it took part in; the row counts every evaluation of the day.
         runs = s.exec(select(AuditEvent).where(AuditEvent.action == "daily_cycle")).all()
-        assert [(r.detail["evaluated"], r.entity_id) for r in runs] == [(5, job.id), (0, None), (5, None)]
+        assert [(r.detail["evaluated"], r.entity_id) for r in runs] == [(5, job.id), (0, job.id), (5, job.id)]
+        assert (job.stats["evaluated"], job.stats["failed"]) == (10, 0)
 
 
 @pytest.mark.usefixtures("clinic")

@@ -100,35 +100,37 @@ def test_the_overdue_list_is_worst_first_and_a_late_result_takes_the_patient_off
 
 # --- 2. A daily run concurrent with ingestion keeps the review mark -----------------------------
 
-def test_a_result_ingested_while_the_cycle_evaluates_its_patient_is_evaluated_by_the_next_run(
+def test_a_result_ingested_while_the_cycle_evaluates_its_patient_is_evaluated_again_before_the_run_ends(
         clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
     # The cycle reads the enrollment and its snapshot; before it writes the plan, an ingestion
     # commits WBC 3.0 (BSR 2017 action flag) and marks the patient for review. The cycle must not
-    # overwrite that mark with the review date computed from the older data.
+    # overwrite that mark with the review date computed from the older data: the enrollment stays
+    # due, and the run's next pass evaluates it with the new result.
     mrn = "R2001"
     clinic.enroll(mrn, start=d("2025-06-02"), phase=Phase.MAINTENANCE, on=d("2026-01-05"))
     clinic.record(mrn, d("2026-01-05"), doses={"azathioprine": 100})
     clinic.normal_labs(mrn, d("2026-01-05"))
     clinic.run(d("2026-01-05"))
     clinic.normal_labs(mrn, d("2026-01-12"))
-    real = load_snapshots
+    real, seen = load_snapshots, []
 
     def interleaved(session: Session, enrollments: Any, *, today: date) -> Any:
         snapshots = real(session, enrollments, today=today)
-        clinic.labs(mrn, d("2026-01-13"), WBC=3.0, NEUT=2.1, PLT=200)  # committed by another session
+        if not seen:
+            seen.append(snapshots)
+            assert not [f for f in clinic.flags(mrn) if f["kind"] == "leukopenia"]
+            clinic.labs(mrn, d("2026-01-13"), WBC=3.0, NEUT=2.1, PLT=200)  # committed by another session
         return snapshots
 
     monkeypatch.setattr(daily, "load_snapshots", interleaved)
     report = clinic.run(d("2026-01-13"))
     monkeypatch.undo()
-    assert (report.evaluated, report.requeued) == (1, 1)
-    with clinic.session() as s:
-        [e] = s.exec(select(Enrollment)).all()
-        assert e.next_review_on <= d("2026-01-13")  # still due: the racing input was kept
-    assert not [f for f in clinic.flags(mrn) if f["kind"] == "leukopenia"]
-    clinic.run(d("2026-01-14"))
+    assert (report.evaluated, report.requeued, report.done) == (2, 1, True)
     [flag] = [f for f in clinic.flags(mrn) if f["kind"] == "leukopenia"]
     assert (flag["severity"], flag["value"]) == ("action", 3.0)
+    with clinic.session() as s:
+        [e] = s.exec(select(Enrollment)).all()
+        assert e.next_review_on > d("2026-01-13") and e.claimed_by is None
 
 
 # --- 3. One bad enrollment never stops the others ----------------------------------------------

@@ -11,27 +11,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, select
 
 from alembic import command
 from monitor.db.migrate import alembic_config, upgrade_to_head
 from monitor.db.session import make_engine
-from monitor.db.tables import JobRun, Patient
-from monitor.protocols import Library, packaged_library
-from monitor.services import daily, patients
+from monitor.db.tables import Patient
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import Ran, run
 from tests.functional.test_hostile_users import enroll
+from tests.processes import all_at_once
 
 PROTOCOL = "aih-azathioprine"
 PASSWORD = "s3cret-pw"
@@ -209,34 +206,6 @@ def test_the_mllp_listener_never_prints_the_raw_message_when_the_database_refuse
 
 # --- commands started together migrate one at a time ---------------------------------------------
 
-#: A real `monitor` process that imports everything, says it is ready, waits for the word, then runs.
-TOGETHER = """import pathlib, sys, time
-from monitor.cli import main
-pathlib.Path(sys.argv[1]).touch()
-while not pathlib.Path(sys.argv[2]).exists():
-    time.sleep(0.002)
-raise SystemExit(main(sys.argv[3:]))
-"""
-
-
-def all_at_once(url: str, folder: Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
-    """Run each command in its own `monitor` process, all released at the same instant."""
-    go = folder / "go"
-    env = {**os.environ, "MONITOR_DATABASE_URL": url}
-    started = [subprocess.Popen([sys.executable, "-c", TOGETHER, str(folder / f"ready{n}"), str(go), *command],
-                                cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for n, command in enumerate(commands)]
-    deadline = time.monotonic() + 120
-    while not all((folder / f"ready{n}").exists() for n in range(len(commands))) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    go.touch()
-    done = []
-    for process in started:
-        out, err = process.communicate(timeout=180)
-        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
-    return done
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database never migrated: a new SQLite file, or a new PostgreSQL database."""
@@ -272,101 +241,3 @@ def test_four_commands_started_together_on_a_new_or_old_database_all_succeed_and
             assert sorted(s.exec(select(Patient.mrn)).all()) == ["R1", "R2"]
     finally:
         engine.dispose()
-
-
-# --- the daily run's own record --------------------------------------------------------------------
-
-DAY = date(2026, 3, 2)
-AT_0630 = datetime(2026, 3, 2, 6, 30, tzinfo=UTC)
-
-
-class Ticking:
-    """A clock for a service: each reading a second after the one before, from `start`."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start, self.readings = start, 0
-
-    def __call__(self) -> datetime:
-        self.readings += 1
-        return self.start + timedelta(seconds=self.readings)
-
-
-def a_clinic(engine: Engine) -> Library:
-    """Two enrolled patients, due for review."""
-    library = packaged_library()
-    with Session(engine, expire_on_commit=False) as s:
-        for mrn in ("J1", "J2"):
-            request = patients.EnrollmentRequest(mrn=mrn, protocol=PROTOCOL, start_on=date(2026, 1, 5), weight_kg=70,
-                                                 tpmt="normal", nudt15="normal")
-            patients.enroll(s, library, request, today=DAY, now=AT_0630, actor="test")
-        s.commit()
-    return library
-
-
-def daily_rows(engine: Engine) -> list[JobRun]:
-    with Session(engine) as s:
-        return list(s.exec(select(JobRun).order_by(col(JobRun.id))).all())
-
-
-def run_at(engine: Engine, library: Library, at: datetime, **kw: Any) -> daily.RunReport:
-    with Session(engine, expire_on_commit=False) as s:
-        return daily.run_daily(s, library, today=DAY, now=at, clock=Ticking(at), **kw)
-
-
-def dies_holding_the_day(engine: Engine, at: datetime) -> None:
-    """A run that claimed the day and was then killed (power cut, kill -9): it never finishes."""
-    with Session(engine) as s:
-        assert daily.claim(s, "daily", DAY.isoformat(), now=at) is not None
-        s.commit()
-
-
-def test_the_daily_run_records_when_it_really_finished(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
-    run_at(engine, a_clinic(engine), AT_0630)
-    [row] = daily_rows(engine)
-    assert (row.status, row.run_key, row.started_at) == ("done", DAY.isoformat(), AT_0630)
-    assert row.finished_at is not None and row.finished_at > row.started_at
-    assert run(capsys, "run", "--date", "2026-03-03").code == 0  # the real clock, through the entry point
-    [_, today] = daily_rows(engine)
-    assert today.finished_at is not None and today.finished_at > today.started_at
-
-
-def test_a_run_that_died_holding_the_day_is_closed_as_abandoned_by_the_run_that_completes_the_day(
-        engine: Engine) -> None:
-    library = a_clinic(engine)
-    dies_holding_the_day(engine, AT_0630)
-    run_at(engine, library, AT_0630 + timedelta(minutes=10))  # its lease has not lapsed: it cannot claim the day
-    dead, done = daily_rows(engine)
-    assert (dead.status, dead.run_key) == ("abandoned", f"{DAY.isoformat()}#{dead.id}")
-    assert (done.status, done.run_key, done.started_at) == ("done", DAY.isoformat(), AT_0630 + timedelta(minutes=10))
-    assert "still running" in dead.stats["reason"] and dead.finished_at == done.finished_at
-    assert done.stats["evaluated"] == 2
-
-
-def test_a_run_whose_lease_lapsed_is_closed_as_abandoned_when_a_later_run_takes_the_day_over(engine: Engine) -> None:
-    library = a_clinic(engine)
-    dies_holding_the_day(engine, AT_0630)
-    later = AT_0630 + daily.LEASE + timedelta(minutes=5)
-    run_at(engine, library, later)
-    dead, done = daily_rows(engine)
-    assert (dead.status, dead.run_key, dead.started_at) == ("abandoned", f"{DAY.isoformat()}#{dead.id}", AT_0630)
-    assert "lease lapsed" in dead.stats["reason"]
-    assert (done.status, done.run_key, done.started_at) == ("done", DAY.isoformat(), later)
-
-
-def test_a_run_stopped_by_an_error_is_marked_failed_with_its_type_and_kept_when_the_day_is_run_again(
-        engine: Engine) -> None:
-    library = a_clinic(engine)
-
-    def interrupted(done: int, total: int) -> None:
-        raise KeyboardInterrupt  # Ctrl-C after the first batch
-
-    with pytest.raises(KeyboardInterrupt):
-        run_at(engine, library, AT_0630, progress=interrupted)
-    [failed] = daily_rows(engine)
-    assert (failed.status, failed.stats["reason"]) == ("failed", "stopped by KeyboardInterrupt")
-    assert failed.finished_at is not None and failed.finished_at > failed.started_at
-    run_at(engine, library, AT_0630 + timedelta(minutes=5))
-    failed, done = daily_rows(engine)
-    assert (failed.status, failed.run_key, failed.stats["reason"]) == (
-        "failed", f"{DAY.isoformat()}#{failed.id}", "stopped by KeyboardInterrupt")
-    assert (done.status, done.run_key) == ("done", DAY.isoformat())
