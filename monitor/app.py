@@ -37,6 +37,10 @@ class App:
 
     @cached_property
     def library(self) -> Library:
+        return self.load_library()
+
+    def load_library(self) -> Library:
+        """The protocol files as they are now (ProtocolError when one is not valid)."""
         site = self.settings.protocols.directory
         return Library(Path(site)) if site else packaged_library()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +12,7 @@ import typer
 from rich.progress import Progress, TaskID
 from sqlalchemy.exc import DBAPIError
 
+from monitor import logs
 from monitor.app import App
 from monitor.cli_show import (
     emit_json,
@@ -21,6 +22,7 @@ from monitor.cli_show import (
     progress_bar,
     show_ingest,
     show_plan_source,
+    show_status,
     shown,
     table,
     write_csv,
@@ -29,6 +31,7 @@ from monitor.db.errors import explain
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
+from monitor.logs import FORMATS, LEVELS
 from monitor.services import checks, daily, patients, views
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.flags import acknowledge
@@ -45,6 +48,11 @@ app.add_typer(quarantine_app, name="quarantine")
 CREATES_A_DATABASE = frozenset({"init", "enroll", "demo"})
 
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
+LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text or json: one line per event on stderr")]
+
+
+def configure_logs(fmt: str, level: str = "info") -> None:
+    logs.configure(choose(fmt, "--log-format", *FORMATS), level)
 
 
 def app_of(ctx: typer.Context) -> App:
@@ -413,47 +421,69 @@ def quarantine_replay(ctx: typer.Context) -> None:
 @app.command()
 def mllp(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: setting mllp.host)")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: setting mllp.port; 0: any free port)")] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """HL7 v2 MLLP listener: stores each message, ingests it, then ACKs (AA, or AE/AR with the reason)."""
-    import asyncio
     import signal
 
-    from monitor.ingest.mllp import Listener
-    from monitor.services.inbound import receive_hl7, reconcile
+    from monitor.feed import Feed, serve_forever
 
+    configure_logs(log_format)
     a = app_of(ctx)
     a.engine  # noqa: B018  (migrate before listening)
+    host = a.settings.mllp.host if host is None else host
     port = a.settings.mllp.port if port is None else port
-
-    base = a.ingest_context()  # its code mappings and critical screens, worked out once, serve every message
-    with a.session() as s:
-        left = reconcile(s, ctx=replace(base, now=a.now()), channel="mllp")
-    if left:
+    feed = Feed(a)
+    if left := feed.reconcile():
         out.print(f"processed {left} messages an earlier run left unfinished")
 
-    def handle(text: str) -> str:
-        with a.session() as s:
-            return receive_hl7(s, text, ctx=replace(base, now=a.now()), channel="mllp")
-
-    async def serve() -> None:
-        listener = Listener(handle, now=a.now, charset=a.settings.ingest.hl7_encoding)
-        bound = await listener.start(host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    def started(bound: int) -> None:
         out.print(f"MLLP listening on {host}:{bound}; Ctrl-C or SIGTERM stops it")
         sys.stdout.flush()
-        await stop.wait()
-        await listener.close()
-        out.print("MLLP listener stopped")
 
-    try:
-        asyncio.run(serve())
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    def stop_on(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+    serve_forever(feed, host, port, started=started, stop_on=stop_on)
+    out.print("MLLP listener stopped")
+
+
+@app.command()
+def daemon(
+    ctx: typer.Context,
+    log_format: LogFormatOpt = "text",
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run unattended: the daily cycle every clinic day at daemon.run_at (caught up at start), a
+    heartbeat every minute, the MLLP listener when mllp.enabled. SIGTERM stops it cleanly."""
+    from monitor.daemon import Daemon
+
+    configure_logs(log_format, choose(log_level, "--log-level", *LEVELS))
+    a = app_of(ctx)
+    a.engine  # noqa: B018  (migrate before anything starts)
+    a.library  # noqa: B018  (protocol files valid, or exit 2 now)
+    raise typer.Exit(Daemon(a).run())
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Is the daily cycle running every day and a daemon alive? Exit 1 when not (for cron, Nagios,
+    a container health check)."""
+    from monitor.services.status import report
+
+    choose(fmt, "--format", "text", "json")
+    a = app_of(ctx)
+    with a.session() as s:
+        view = report(s, now=a.now(), zone=a.settings.clinic.zone)
+    emit_json(view) if fmt == "json" else show_status(view)
+    if not view["healthy"]:
+        raise typer.Exit(1)
 
 
 @app.command()

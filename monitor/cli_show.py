@@ -107,3 +107,23 @@ def show_ingest(name: str, report: IngestReport) -> bool:
         err.print(f"monitor: warning: {name}: {report.seen} records seen but {report.total} accounted for; this "
                   "is a bug in monitor: please report it (ingesting the file again is safe)", markup=False)
     return report.total == report.seen
+
+
+def show_status(view: dict[str, Any]) -> None:
+    """`monitor status` as text: the verdict first, then runs, the day in progress, daemons."""
+    out.print("healthy" if view["healthy"] else "UNHEALTHY: " + "; ".join(view["problems"]), markup=False)
+    table("daily cycles", ["date", "status", "started", "finished", "seconds", "evaluated", "failed", "by"],
+          [[r["date"], r["status"] + (f" ({r['reason']})" if r["reason"] else ""), r["started_at"], r["finished_at"],
+            r["seconds"], r["evaluated"], r["failed"], ", ".join(r["by"])] for r in view["runs"]])
+    p = view["in_progress"]
+    if p is not None:
+        out.print(f"{p['date']} {'in progress' if p['alive'] else 'not finished, no process working on it'}: "
+                  f"{p['evaluated']} evaluated, {p['left']} due left ({p['claimed']} being evaluated now), "
+                  f"{p['failed']} failed", markup=False)
+    table("daemons", ["daemon", "state", "started", "last heartbeat", "seconds ago", "MLLP port"],
+          [[d["owner"], d["state"], d["started_at"], d["beat_at"], d["seconds_since_beat"], d["mllp_port"]]
+           for d in view["daemons"]])
+    mllp = view["mllp_today"]
+    detail = ", ".join(f"{v} {k}" for k, v in mllp.items() if k != "messages")
+    out.print(f"MLLP messages today: {mllp['messages']}" + (f" ({detail})" if detail else ""), markup=False)
+    out.print(f"quarantine: {view['quarantine_open']} open records", markup=False)

@@ -47,8 +47,15 @@ class Clinic(Section):
 class Daemon(Section):
     run_at: str = "06:30"
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    claim_lease_seconds: int = Field(default=600, ge=30, le=86_400)
+    claim_lease_seconds: int = Field(default=600, ge=5, le=86_400)
     ping_url: str = ""
+
+    @field_validator("ping_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if value and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError("use an http:// or https:// URL, e.g. https://hc-ping.com/<uuid>, or leave it empty")
+        return value
 
     @property
     def claim_lease(self) -> timedelta:
@@ -102,7 +109,9 @@ class Digest(Section):
 
 
 class Mllp(Section):
-    port: int = 2575
+    enabled: bool = False  # the listener inside `monitor daemon`
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
 
 
 class Web(Section):

@@ -135,3 +135,19 @@ def external() -> Path:
     if not EXTERNAL.is_dir():
         need(f"{EXTERNAL} is missing (the shared folder sits beside the repository)")
     return EXTERNAL
+
+
+@pytest.fixture
+def second_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another migrated, empty database of the same kind as `db_url` (a clinic to compare with)."""
+    if make_url(db_url).get_backend_name() != "postgresql":
+        url = f"sqlite:///{tmp_path / 'second.db'}"
+        admin = None
+    else:
+        url, admin = create_database(os.environ.get("MONITOR_TEST_DATABASE_URL") or PG_DEFAULT)
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    engine.dispose()
+    yield url
+    if admin is not None:
+        drop_database(admin, url)

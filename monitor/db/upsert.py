@@ -25,6 +25,16 @@ def insert_ignore(
     return [row[0] for row in session.execute(stmt, list(rows)).all()]
 
 
+def upsert(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert the rows, or update every other column of the row with the same natural key."""
+    if not rows:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(model.__table__)  # type: ignore[attr-defined]
+    changed = {name: stmt.excluded[name] for name in rows[0] if name not in keys}
+    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changed), list(rows))
+
+
 def _driver(session: Session) -> tuple[Any, bool]:
     """The DBAPI connection of the session's transaction, and whether it is SQLite."""
     connection = session.connection()

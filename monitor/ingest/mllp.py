@@ -136,8 +136,9 @@ class Listener:
         self.handle, self.now, self.charset = handle, now, charset
         self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._client, host, port)
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen; the port bound. `reuse_port`: other processes (daemons) may listen on it too."""
+        self.server = await asyncio.start_server(self._client, host, port, reuse_port=reuse_port or None)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -6,8 +6,12 @@ import re
 import unicodedata
 from datetime import date
 
+from sqlmodel import Session, select
+
+from monitor.db.tables import Enrollment
 from monitor.domain.dates import DateRange
 from monitor.domain.errors import UserError
+from monitor.protocols import Library
 
 MRN_CHARS, NAME_CHARS, SITE_CHARS, ADDRESS_CHARS = 64, 200, 64, 200  # the widths of their columns (db/tables.py)
 ACTOR_CHARS = 200  # a clinician's name (--by): confirmed_by, set_by, acknowledged_by, audit actor
@@ -33,3 +37,12 @@ def check_text(value: str, what: str, width: int) -> None:
     if (not value or len(value) > width or value != value.strip()
             or any(unicodedata.category(c) in UNPRINTABLE for c in value)):
         raise UserError(f"{what} must be 1-{width} characters, with no control characters and no spaces at either end")
+
+
+def check_protocols(session: Session, library: Library) -> None:
+    """Protocol files about to replace the ones in use must still hold every protocol an active
+    enrollment follows (UserError naming the missing ones)."""
+    used = set(session.exec(select(Enrollment.protocol_id).where(Enrollment.status == "active").distinct()).all())
+    if missing := sorted(used - set(library.ids())):
+        raise UserError(f"protocols {', '.join(missing)} have active enrollments but are not in the new protocol "
+                        "files; put them back, or end those enrollments first")

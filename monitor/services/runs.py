@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Enrollment, JobRun
@@ -78,6 +78,18 @@ def join(session: Session, job: str, key: str, *, now: datetime, by: str, lease:
     return Joined(run.id or found.id, found.status)
 
 
+def wanted(session: Session, job: str, key: str, *, today: date, now: datetime, by: str) -> bool:
+    """Whether a daemon should take part in the (job, day) run now: it has not started, it stopped
+    or died (resume it), or it runs and has due enrollments nobody holds (help)."""
+    run = _slot(session, job, key)
+    if run is None or run.status in ("failed", "stopped"):
+        return True
+    if run.status == "done":
+        return False
+    return run.lease_until < now or bool(session.exec(
+        select(col(Enrollment.id)).where(*_due(today, full=False), _free(by, now)).limit(1)).first())
+
+
 def add_batch(session: Session, run_id: int, counts: Mapping[str, int], *, by: str, lease_until: datetime) -> None:
     """Add a batch's counts to the run, in the batch's transaction; the run stays alive."""
     run = _locked(session, run_id, lease_until=lease_until)
@@ -101,13 +113,17 @@ def _due(today: date, *, full: bool) -> list[ColumnElement[bool]]:
     return where
 
 
+def _free(by: str, now: datetime) -> ColumnElement[bool]:
+    """Held by no process, by this one, or by one whose claim lapsed."""
+    return or_(col(Enrollment.claimed_by).is_(None), col(Enrollment.claimed_by) == by,
+               col(Enrollment.claimed_until) < now)
+
+
 def claim(session: Session, *, today: date, now: datetime, by: str, lease: timedelta, after: int, limit: int,
           full: bool = False) -> list[int]:
     """Claim up to `limit` due enrollments with ids above `after` that no other process holds (or
     whose claim lapsed); their ids, ascending. Commit to make the claim visible."""
-    free = or_(col(Enrollment.claimed_by).is_(None), col(Enrollment.claimed_by) == by,
-               col(Enrollment.claimed_until) < now)
-    chosen = (select(col(Enrollment.id)).where(*_due(today, full=full), free, col(Enrollment.id) > after)
+    chosen = (select(col(Enrollment.id)).where(*_due(today, full=full), _free(by, now), col(Enrollment.id) > after)
               .order_by(col(Enrollment.id)).limit(limit).with_for_update(skip_locked=True))
     claimed = session.execute(update(Enrollment).where(col(Enrollment.id).in_(chosen))
                               .values(claimed_by=by, claimed_until=now + lease).returning(col(Enrollment.id))
@@ -172,8 +188,7 @@ def leave(session: Session, run_id: int, status: str, reason: str, *, at: dateti
         run.status, run.finished_at, run.stats = status, at, {**run.stats, "reason": reason}
 
 
-def claimed_elsewhere(session: Session, *, by: str, now: datetime) -> int:
-    """Enrollments another process holds a live claim on."""
+def claimed(session: Session, *, now: datetime) -> int:
+    """Enrollments some process holds a live claim on (it is evaluating them now)."""
     return int(session.exec(select(func.count()).select_from(Enrollment).where(
-        and_(col(Enrollment.claimed_by).is_not(None), col(Enrollment.claimed_by) != by,
-             col(Enrollment.claimed_until) >= now))).one())
+        col(Enrollment.claimed_by).is_not(None), col(Enrollment.claimed_until) >= now)).one())

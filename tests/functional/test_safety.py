@@ -112,7 +112,7 @@ def test_a_result_ingested_while_the_cycle_evaluates_its_patient_is_evaluated_ag
     clinic.normal_labs(mrn, d("2026-01-05"))
     clinic.run(d("2026-01-05"))
     clinic.normal_labs(mrn, d("2026-01-12"))
-    real, seen = load_snapshots, []
+    real, seen = load_snapshots, list[Any]()
 
     def interleaved(session: Session, enrollments: Any, *, today: date) -> Any:
         snapshots = real(session, enrollments, today=today)
