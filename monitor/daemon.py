@@ -177,9 +177,21 @@ class Daemon:
         while not self.stopping.is_set():
             if self.reload_asked.is_set():
                 self.reload()
-            self.tick()
-            self.wake.wait(timeout=60)
+            report = self.tick()
+            self.wake.wait(timeout=self.pause(report))
             self.wake.clear()
+
+    def pause(self, report: RunReport | None) -> float:
+        """Seconds until the next look (the scheduler wakes it every minute anyway): sooner when
+        the day's work left is held by another process whose claim lapses first (it may have died)."""
+        if report is None or not report.left:
+            return 60
+        try:
+            with self.app.session() as s:
+                lapse = runs.next_lapse(s, today=report.run_on, now=self.app.now())
+        except Exception:
+            return 60
+        return 60 if lapse is None else min(60, max(1, (lapse - self.app.now()).total_seconds() + 1))
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:

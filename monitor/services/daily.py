@@ -28,6 +28,7 @@ from monitor.domain.items import Flag, FlagStatus
 from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
+from monitor.logs import fields
 from monitor.protocols import Library
 from monitor.services import runs
 from monitor.services.audit import SYSTEM, audit
@@ -329,7 +330,8 @@ class _Cycle:
                 runs.mark_failed(s, failed, today=today)
                 self.count({"failed": len(failed)})
                 s.commit()
-            log.debug("daily cycle %s: %s evaluated enrollments %s", today, self.by, ids)
+            log.debug("daily cycle %s: %s evaluated enrollments %s", today, self.by, ids,
+                      extra=fields(event="batch", date=today, by=self.by, enrollment_ids=ids))
             if self.progress is not None:
                 done = self.report.evaluated + self.report.failed
                 self.progress(done, max(done, self.total))

@@ -192,3 +192,10 @@ def claimed(session: Session, *, now: datetime) -> int:
     """Enrollments some process holds a live claim on (it is evaluating them now)."""
     return int(session.exec(select(func.count()).select_from(Enrollment).where(
         col(Enrollment.claimed_by).is_not(None), col(Enrollment.claimed_until) >= now)).one())
+
+
+def next_lapse(session: Session, *, today: date, now: datetime) -> datetime | None:
+    """When the first live claim on a due enrollment lapses (a process that died leaves its batch
+    to be taken over then); None when there is none."""
+    return session.exec(select(func.min(col(Enrollment.claimed_until))).where(
+        *_due(today, full=False), col(Enrollment.claimed_until) >= now)).one()
