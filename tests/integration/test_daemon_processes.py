@@ -116,10 +116,11 @@ def all_evaluated_once(engine: Engine, ids: list[int]) -> None:
     assert (row.run_key, row.status, row.stats["evaluated"], row.stats["failed"]) == (
         today().isoformat(), "done", len(ids), 0)
     with Session(engine) as s:
-        rows = s.exec(select(Enrollment.id, Enrollment.last_evaluated_on, Enrollment.claimed_by)).all()
-        assert sorted(rows) == [(i, today(), None) for i in ids]
+        rows = s.exec(select(Enrollment)).all()
+        assert sorted((e.id, e.last_evaluated_on, e.claimed_by) for e in rows) == [(i, today(), None) for i in ids]
         keys = s.exec(select(func.count()).select_from(
-            select(DueDrawRow.enrollment_id, DueDrawRow.panel, DueDrawRow.due_on).distinct().subquery())).one()
+            select(col(DueDrawRow.enrollment_id), col(DueDrawRow.panel), col(DueDrawRow.due_on)).distinct()
+            .subquery())).one()
         assert s.exec(select(func.count()).select_from(DueDrawRow)).one() == keys > 0
 
 
@@ -222,7 +223,7 @@ def test_the_mllp_listener_inside_the_daemon_acks_every_message_while_a_long_cyc
     daemons.append(daemon)
     port = daemon.wait_for("started")["mllp_port"]
     daemon.wait_for("cycle_started")
-    acks = []
+    acks: list[str] = []
     with MLLPClient("127.0.0.1", port) as client:  # python-hl7's client, as a lab's interface engine
         while not any(e.get("event") == "cycle_finished" for e in daemon.events()):
             acks.append(client.send_message(oru(len(acks))).decode())
