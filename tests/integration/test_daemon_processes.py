@@ -124,6 +124,12 @@ def all_evaluated_once(engine: Engine, ids: list[int]) -> None:
         assert s.exec(select(func.count()).select_from(DueDrawRow)).one() == keys > 0
 
 
+def held(engine: Engine) -> int:
+    """Enrollments a daemon holds a claim on."""
+    with Session(engine) as s:
+        return s.exec(select(func.count()).select_from(Enrollment).where(col(Enrollment.claimed_by).is_not(None))).one()
+
+
 def postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
@@ -162,10 +168,14 @@ def test_a_daemon_killed_mid_cycle_is_taken_over_after_its_lease_with_nothing_co
     killed = Daemon(db_url, tmp_path, "killed", daemon__batch_size=5, daemon__claim_lease_seconds=5)
     daemons.append(killed)
     killed.wait_for("batch", count=3)
-    killed.stop(signal.SIGKILL)  # kill -9: no cleanup, its claim on the batch in hand stays
-    with Session(engine) as s:
-        held = s.exec(select(func.count()).select_from(Enrollment).where(col(Enrollment.claimed_by).is_not(None))).one()
-    assert held > 0
+    while True:  # caught holding a claim (not between two batches), then killed: no cleanup at all
+        killed.process.send_signal(signal.SIGSTOP)
+        if held(engine):
+            break
+        killed.process.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    killed.stop(signal.SIGKILL)
+    assert held(engine)
 
     heir = Daemon(db_url, tmp_path, "heir", daemon__batch_size=50, daemon__claim_lease_seconds=5)
     daemons.append(heir)
