@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -481,7 +482,11 @@ def status(
     a = app_of(ctx)
     with a.session() as s:
         view = report(s, now=a.now(), zone=a.settings.clinic.zone)
-    emit_json(view) if fmt == "json" else show_status(view)
+    try:
+        emit_json(view) if fmt == "json" else show_status(view)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `monitor status | head -1`: the reader left; the verdict still sets the exit code
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if not view["healthy"]:
         raise typer.Exit(1)
 

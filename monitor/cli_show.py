@@ -15,8 +15,17 @@ from rich.table import Table
 
 from monitor.services.prepare import IngestReport
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader left (`monitor status | head -1`): raise, as `print` does, so a command may
+        keep its own exit code (rich's own handler exits 1)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -177,9 +177,19 @@ class Daemon:
         while not self.stopping.is_set():
             if self.reload_asked.is_set():
                 self.reload()
-            report = self.tick()
+            report = self.look()
             self.wake.wait(timeout=self.pause(report))
             self.wake.clear()
+
+    def look(self) -> RunReport | None:
+        """`tick`, with a database that cannot be reached (restarting, network down) logged and
+        tried again at the next wake, never the end of the daemon."""
+        try:
+            return self.tick()
+        except Exception as e:
+            log.error("could not look at today's cycle (%s); trying again in a minute", type(e).__name__,
+                      extra=fields(event="tick_failed", error=type(e).__name__))
+            return None
 
     def pause(self, report: RunReport | None) -> float:
         """Seconds until the next look (the scheduler wakes it every minute anyway): sooner when

@@ -289,7 +289,7 @@ class JobRun(SQLModel, table=True):
     job_name: str = Field(max_length=64)
     run_key: str = Field(max_length=64)  # the local calendar date; `date#id` once moved aside unfinished
     owner: str = Field(max_length=128)
-    status: str = Field(max_length=16)  # running, done, failed, abandoned (stats["reason"] says why)
+    status: str = Field(max_length=16)  # running, done, failed, stopped (stats["reason"] says why)
     started_at: datetime = instant()
     lease_until: datetime = instant()
     finished_at: datetime | None = instant(default=None)

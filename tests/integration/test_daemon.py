@@ -4,6 +4,7 @@ dead-man's-switch ping, protocol reloads and `monitor status`. Real processes: t
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
@@ -16,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, text, update
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from monitor import logs
@@ -334,3 +336,53 @@ def test_status_exits_0_when_healthy_and_1_for_a_stale_run_or_a_silent_daemon(
         stale = run(capsys, "status")
     assert stale.code == 1 and stale.out.splitlines()[0] == (
         "UNHEALTHY: the last completed daily cycle (2026-03-05) finished 26 hours ago")
+
+
+@contextlib.contextmanager
+def unreachable(a: App) -> Iterator[None]:
+    """The daemon's database cannot be used for a while: PostgreSQL refuses connections to it (its
+    open ones cut), a SQLite file is replaced by one that is not a database."""
+    url = make_url(a.settings.database.url)
+    if url.get_backend_name() == "postgresql":
+        admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
+        name = url.database
+        def allow(on: bool) -> None:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(on).lower()}'))
+                if not on:
+                    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                      "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+        allow(False)
+        try:
+            yield
+        finally:
+            allow(True)
+            admin.dispose()
+    else:
+        path = Path(str(url.database))
+        kept = path.with_name(path.name + ".kept")
+        a.engine.dispose()
+        path.rename(kept)
+        path.write_bytes(b"not a database " * 512)
+        try:
+            yield
+        finally:
+            kept.replace(path)
+    a.engine.dispose()
+
+
+def test_a_database_that_cannot_be_reached_is_logged_and_the_daemon_carries_on_when_it_is_back(
+        db_url: str, engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    Clinic(engine).enroll("P1", start=d("2026-03-02"), phase=Phase.MAINTENANCE)
+    a = an_app(db_url)
+    daemon = Daemon(a)
+    with freeze_time(local("2026-03-05", "06:31")):
+        daemon.beat("idle")  # the database migrated and open, as in a daemon that has been running
+        with unreachable(a):
+            assert daemon.look() is None
+            daemon.beat("idle")
+        assert "could not look at today's cycle" in caplog.text
+        assert "heartbeat not written" in caplog.text
+        report = daemon.look()
+    assert report is not None and (report.done, report.evaluated) == (True, 1)
+    a.close()

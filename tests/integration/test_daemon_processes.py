@@ -241,3 +241,31 @@ def test_the_mllp_listener_inside_the_daemon_acks_every_message_while_a_long_cyc
     assert all(f"MSA|AA|CTRL{n}" in a for n, a in enumerate(acks)), acks[:2]
     assert daemon.stop() == 0
     assert "HELD1" not in daemon.text()  # no MRN in the log
+
+
+# --- monitor status beside a real daemon --------------------------------------------------------
+
+def status(url: str, *, read: int | None = None) -> tuple[int, str]:
+    """`monitor status`'s exit code and output; `read`: the reader takes that many bytes and leaves
+    (`monitor status | head -1`)."""
+    env = {**os.environ, "MONITOR_DATABASE_URL": url}
+    with subprocess.Popen([sys.executable, "-m", "monitor", "status"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        got = p.stdout.read(read) if read is not None else p.stdout.read()
+        p.stdout.close()
+        code, errors = p.wait(30), p.stderr.read().decode()
+    assert errors == ""
+    return code, got.decode()
+
+
+def test_status_is_healthy_beside_a_working_daemon_even_when_its_reader_leaves_early_and_not_once_it_stops(
+        db_url: str, engine: Engine, tmp_path: Path, daemons: list[Daemon]) -> None:
+    cohort(engine, 3)
+    daemons.append(d := Daemon(db_url, tmp_path, "a"))
+    d.wait_for("cycle_finished")
+    assert status(db_url)[0] == 0
+    assert [status(db_url, read=7) for _ in range(3)] == [(0, "healthy")] * 3
+    assert d.stop() == 0
+    code, out = status(db_url)
+    assert code == 1 and out.startswith("UNHEALTHY: ") and "stopped" in out.splitlines()[0]
