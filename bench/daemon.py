@@ -46,7 +46,8 @@ def monitor(*args: str, url: str, cwd: Path) -> None:
 
 def start_daemon(url: str, log: Path, cwd: Path, **settings: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    env |= {"MONITOR_DATABASE_URL": url, "MONITOR_DAEMON__RUN_AT": "00:00", "MONITOR_CLINIC__TIMEZONE": ZONE}
+    env |= {"MONITOR_DATABASE_URL": url, "MONITOR_DAEMON__RUN_AT": "00:00", "MONITOR_CLINIC__TIMEZONE": ZONE,
+            "MONITOR_DAEMON__WORKERS": "1"}  # daemons against daemons: no helper processes
     env |= {f"MONITOR_{k.upper()}": v for k, v in settings.items()}
     with log.open("w") as f:
         return subprocess.Popen([sys.executable, "-m", "monitor", "daemon", "--log-format", "json"], cwd=cwd, env=env,

@@ -33,11 +33,12 @@ from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
 from monitor.logs import FORMATS, LEVELS
-from monitor.services import checks, daily, patients, views
+from monitor.services import checks, daily, patients, runs, views
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.flags import acknowledge
 from monitor.services.ingest import ingest_file
 from monitor.services.quarantine import replay
+from monitor.workers import Stop, helpers, how_many
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Longitudinal monitoring scheduler for patients on azathioprine.")
@@ -237,21 +238,35 @@ def run(
     ctx: typer.Context,
     on: DateOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Evaluate every enrollment, not only those due")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, max=64,
+                                                help="Processes (default daemon.workers; 0: one per core)")] = None,
 ) -> None:
     """The daily cycle once for a local date, shared with any daemon working on it. Idempotent."""
     a = app_of(ctx)
     today = day_or_today(a, on)
-    with a.session() as s, progress_bar("evaluating") as bar:
+    d = a.settings.daemon
+    # SIGTERM, Ctrl-C: the batch in hand is committed and the claims released (not left to lapse).
+    with Stop().installed() as stop, a.session() as s, progress_bar("evaluating") as bar:
+        if full:
+            runs.make_due(s, today=today)
+            s.commit()
+        count = how_many(d.workers if workers is None else workers, runs.due_count(s, today=today), d.batch_size)
         task = bar.add_task("evaluating", total=None)
-        report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, full=full, actor=a.actor,
-                                 retry_failed=True, batch=a.settings.daemon.batch_size,
-                                 lease=a.settings.daemon.claim_lease,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with helpers(count - 1, today, config=a.config, stop=stop) as started:
+            report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, actor=a.actor,
+                                     retry_failed=True, batch=d.batch_size, lease=d.claim_lease, stop=stop.asked,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if started and not report.stopped:  # the day's counts, over every process that worked on it
+            report = daily.day_report(s, today=today)
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
               f"{report.flags_resolved} flags resolved, {report.held_expired} held results expired to quarantine")
     if report.requeued:
         out.print(f"  {report.requeued} enrollments had new input while they were evaluated: evaluated again")
+    if report.stopped:
+        err.print(f"stopped by a signal after the batch in hand: {report.left} due enrollments are left to the "
+                  "next run or a daemon", markup=False)
+        raise typer.Exit(1)
     if report.left:
         out.print(f"  {report.left} due enrollments are being evaluated by another process (a daemon): "
                   "it completes the day; `monitor status` shows its progress")

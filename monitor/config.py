@@ -48,6 +48,7 @@ class Daemon(Section):
     run_at: str = "06:30"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     claim_lease_seconds: int = Field(default=600, ge=5, le=86_400)
+    workers: int = Field(default=0, ge=0, le=64)  # processes on a large cycle; 0: one per CPU core
     ping_url: str = ""
 
     @field_validator("ping_url")

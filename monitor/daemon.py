@@ -50,6 +50,7 @@ from monitor.private import owner_only
 from monitor.services import daily, heartbeat, runs
 from monitor.services.checks import check_protocols
 from monitor.services.daily import RunReport
+from monitor.workers import Stop, helpers, how_many
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.reload_asked = threading.Event()
+        self.helpers = Stop()  # the processes helping with a large cycle, asked to stop with the daemon
         self.state = "starting"
         self.feed: Feed | None = None
         self.mllp: Background | None = None
@@ -103,9 +105,13 @@ class Daemon:
         d = self.app.settings.daemon
         try:
             with self.app.session() as s:
-                report = daily.run_daily(s, self.app.library, today=today, now=self.app.now(), clock=self.app.now,
-                                         actor=ACTOR, by=self.by, batch=d.batch_size, lease=d.claim_lease,
-                                         stop=self.stopping.is_set)
+                count = how_many(d.workers, runs.due_count(s, today=today), d.batch_size)
+                with helpers(count - 1, today, config=self.app.config, stop=self.helpers) as helping:
+                    report = daily.run_daily(s, self.app.library, today=today, now=self.app.now(),
+                                             clock=self.app.now, actor=ACTOR, by=self.by, batch=d.batch_size,
+                                             lease=d.claim_lease, stop=self.stopping.is_set)
+                if helping and not report.stopped:  # the day's counts, over this daemon and its helpers
+                    report = daily.day_report(s, today=today)
         except Exception as e:
             log.error("daily cycle %s stopped by %s; tried again in a minute", today, type(e).__name__,
                       extra=fields(event="cycle_failed", date=today, error=type(e).__name__))
@@ -211,6 +217,7 @@ class Daemon:
                 log.info("%s received: stopping after the batch in hand", signal.Signals(signum).name,
                          extra=fields(event="stopping", signal=signal.Signals(signum).name))
             self.stopping.set()
+            self.helpers.on_signal()
         self.wake.set()
 
     def run(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import DateTime
@@ -33,3 +34,19 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def read_instant(raw: datetime | str | None) -> datetime | None:
+    """A UTCDateTime column's value as the driver gives it (`type_coerce(column, String)`: SQLite's
+    text, PostgreSQL's aware datetime), as UTCDateTime reads it. For bulk reads: the results of one
+    draw share a collection time, parsed once."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return _parsed(raw)
+    return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

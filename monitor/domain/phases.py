@@ -13,8 +13,8 @@ from datetime import date
 
 from monitor.domain.items import Proposal
 from monitor.domain.protocol import MonitoringProtocol, Phase
-from monitor.domain.snapshot import PhaseEpisode, Result, Snapshot
-from monitor.domain.thresholds import FLAGGABLE, above_uln
+from monitor.domain.snapshot import FLAGGABLE, PhaseEpisode, Result, Snapshot
+from monitor.domain.thresholds import above_uln
 
 MAX_AUTOMATIC = 4  # baseline -> induction -> maintenance is the longest automatic chain
 

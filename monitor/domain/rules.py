@@ -15,12 +15,11 @@ from monitor.domain.phases import response_on
 from monitor.domain.protocol import Condition, Interaction, MonitoringProtocol, NadirRise, Pattern, Phase, Severity
 from monitor.domain.schedule import Timeline, anchor_changes, enrolled_before_treatment
 from monitor.domain.snapshot import Result, Snapshot
-from monitor.domain.thresholds import FLAGGABLE, above_uln, breaches, flag_from, nadir_before, reference_for
+from monitor.domain.thresholds import above_uln, breaches, flag_from, nadir_before, reference_for
 
 
 def _final(snapshot: Snapshot, analyte: str, today: date) -> list[Result]:
-    return sorted((r for r in snapshot.results if r.analyte == analyte and r.status in FLAGGABLE
-                   and r.observed_on <= today), key=lambda r: (r.observed_on, r.id))
+    return list(snapshot.finals(analyte, today))
 
 
 def _recent(protocol: MonitoringProtocol, result: Result, today: date) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 
 from monitor.domain.protocol import Phase
 
@@ -55,6 +58,26 @@ class Result:
     observed_at: datetime | None = None  # the specimen's collection time
 
 
+#: Results with these statuses raise flags; preliminary ones wait for the final value.
+FLAGGABLE = frozenset({"final", "corrected"})
+
+
+def in_order(result: Result) -> tuple[date, int]:
+    """Results in date order (the id breaks ties: the order they were stored)."""
+    return result.observed_on, result.id
+
+
+@dataclass(frozen=True)
+class Series:
+    """One analyte's final results in date order, and their dates (to cut it at a day)."""
+
+    results: tuple[Result, ...]
+    dates: tuple[date, ...]
+
+    def until(self, day: date) -> tuple[Result, ...]:
+        return self.results[:bisect.bisect_right(self.dates, day)]
+
+
 @dataclass(frozen=True)
 class Override:
     """A clinician's patient-specific threshold (e.g. benign ethnic neutropenia), with the reason."""
@@ -97,6 +120,20 @@ class Snapshot:
     acknowledged: Mapping[str, str] = field(default_factory=dict)
     open_flags: tuple[OpenFlag, ...] = ()
     sex: str | None = None  # F, M or U (the patient row); chooses the fallback reference ranges
+
+    @cached_property
+    def series(self) -> Mapping[str, Series]:
+        """Final results by analyte, in date order: worked out once, asked for by many rules."""
+        by_analyte: dict[str, list[Result]] = defaultdict(list)
+        for r in sorted(self.results, key=in_order):  # loaded in this order: one linear pass
+            if r.status in FLAGGABLE:
+                by_analyte[r.analyte].append(r)
+        return {a: Series(tuple(rs), tuple(r.observed_on for r in rs)) for a, rs in by_analyte.items()}
+
+    def finals(self, analyte: str, until: date) -> tuple[Result, ...]:
+        """`analyte`'s final (or corrected) results up to `until`, in date order."""
+        series = self.series.get(analyte)
+        return () if series is None else series.until(until)
 
     def phase_on(self, day: date) -> PhaseEpisode:
         current = self.phases[0]

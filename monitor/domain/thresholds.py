@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -12,24 +12,29 @@ from monitor.domain.analytes import Range
 from monitor.domain.exposure import BASELINE_WINDOW, BEFORE_RECORDS, Exposure, exposure
 from monitor.domain.items import Flag, specimen_time
 from monitor.domain.protocol import Condition, GradeTerm, MonitoringProtocol, Severity, Threshold
-from monitor.domain.snapshot import Override, Result, Snapshot
+from monitor.domain.snapshot import FLAGGABLE, Override, Result, Snapshot
 
-#: Results with these statuses raise flags; preliminary ones wait for the final value.
-FLAGGABLE = frozenset({"final", "corrected"})
+
+def _bounds(result: Result, protocol: MonitoringProtocol) -> tuple[float | None, float | None]:
+    """(low, high): the lab's own limits where the result carries them, else the protocol
+    fallback. Asked for every result of every evaluation: no Range built."""
+    low, high = result.ref_low, result.ref_high
+    if low is None or high is None:
+        fallback = protocol.reference_ranges.get(result.analyte)
+        if fallback is not None:
+            low = fallback.low if low is None else low
+            high = fallback.high if high is None else high
+    return low, high
 
 
 def reference_for(result: Result, protocol: MonitoringProtocol) -> Range:
     """The lab's own range where the result carries one, else the protocol fallback."""
-    fallback = protocol.reference_ranges.get(result.analyte, Range(None, None))
-    return Range(
-        result.ref_low if result.ref_low is not None else fallback.low,
-        result.ref_high if result.ref_high is not None else fallback.high,
-    )
+    return Range(*_bounds(result, protocol))
 
 
 def above_uln(result: Result, protocol: MonitoringProtocol) -> bool | None:
     """Whether the result is above its upper limit of normal (None: no ULN to judge by)."""
-    uln = reference_for(result, protocol).high
+    uln = _bounds(result, protocol)[1]
     return None if uln is None else result.value > uln
 
 
@@ -46,12 +51,11 @@ class Baseline:
 
 
 def in_range(result: Result, protocol: MonitoringProtocol) -> bool:
-    reference = reference_for(result, protocol)
-    return (reference.low is None or result.value >= reference.low) and \
-        (reference.high is None or result.value <= reference.high)
+    low, high = _bounds(result, protocol)
+    return (low is None or result.value >= low) and (high is None or result.value <= high)
 
 
-def nadir_before(results: list[Result], result: Result, since: date) -> Result | None:
+def nadir_before(results: Sequence[Result], result: Result, since: date) -> Result | None:
     """The lowest of `results` (final, in date order) of the result's analyte from `since` up to,
     not including, the result itself; the earliest of equals."""
     earlier = [r for r in results if r.analyte == result.analyte and since <= r.observed_on
@@ -71,9 +75,7 @@ class Baselines:
 
     def __init__(self, snapshot: Snapshot, protocol: MonitoringProtocol, exposure: Exposure) -> None:
         self.snapshot, self.protocol, self.exposure = snapshot, protocol, exposure
-        self.results: dict[str, list[Result]] = defaultdict(list)  # analyte -> final results in date order
-        for r in sorted((r for r in snapshot.results if r.status in FLAGGABLE), key=lambda r: (r.observed_on, r.id)):
-            self.results[r.analyte].append(r)
+        self.results = {a: s.results for a, s in snapshot.series.items()}  # analyte -> final results in date order
         # Worked out once per series: where each result stands, and whether it is in range.
         self.keys = {a: [(r.observed_on, r.id) for r in series] for a, series in self.results.items()}
         self.normal = {a: [in_range(r, protocol) for r in series] for a, series in self.results.items()}
@@ -81,7 +83,7 @@ class Baselines:
 
     def of(self, result: Result) -> Baseline | None:
         episode = self.snapshot.phase_on(result.observed_on)
-        series = self.results.get(result.analyte, [])
+        series = self.results.get(result.analyte, ())
         if episode.phase in self.nadir_phases.get(result.analyte, ()):
             nadir = nadir_before(series, result, episode.started_on)
             if nadir is not None:
@@ -251,8 +253,7 @@ def impairment_restarts(snapshot: Snapshot, protocol: MonitoringProtocol) -> lis
         if not t.restart_safety:
             continue
         was = False
-        for r in sorted((r for r in snapshot.results if r.analyte == t.analyte and r.status in FLAGGABLE),
-                        key=lambda r: (r.observed_on, r.id)):
+        for r in snapshot.series[t.analyte].results if t.analyte in snapshot.series else ():
             now = breaches(r, t, reference_for(r, protocol)) is not None
             if now and not was:
                 onsets.append((r.observed_on, f"{t.kind.replace('_', ' ')}: {r.analyte} {r.value:g} "

@@ -274,20 +274,6 @@ def expire_held(session: Session, *, today: date, now: datetime) -> int:
     return len(expired)
 
 
-def _close_day(session: Session, report: RunReport, *, today: date, now: datetime, finished: datetime) -> None:
-    """The day is done when nothing due is left; the process that finds so closes its row (and
-    expires held results, once a day). Otherwise other processes hold what is left."""
-    assert report.run_id is not None
-
-    def closing() -> dict[str, int]:
-        report.held_expired = expire_held(session, today=today, now=now)
-        return {"held_expired": report.held_expired}
-
-    report.done = runs.complete(session, report.run_id, today=today, finished=finished, closing=closing)
-    if not report.done:
-        report.left = runs.due_count(session, today=today)
-
-
 @dataclass
 class _Cycle:
     """One process's part in a day's cycle (run_daily)."""
@@ -313,12 +299,12 @@ class _Cycle:
         """Add counts to the day's row, in the current transaction; the run's lease is renewed."""
         runs.add_batch(self.session, self.run_id, counts, by=self.by, lease_until=self.clock() + self.lease)
 
-    def one_pass(self, *, full: bool) -> bool:
+    def one_pass(self) -> bool:
         """Claim and evaluate batches in id order until none is left to claim; whether any was."""
         s, today, cursor, claimed = self.session, self.report.run_on, 0, False
         while not self.stop():
             ids = runs.claim(s, today=today, now=self.clock(), by=self.by, lease=self.lease, after=cursor,
-                             limit=self.batch, full=full)
+                             limit=self.batch)
             s.commit()
             if not ids:
                 break
@@ -356,6 +342,18 @@ class _Cycle:
         runs.leave(self.session, self.run_id, status, reason, at=self.clock())
 
 
+def day_report(session: Session, *, today: date) -> RunReport:
+    """The day's cycle as its `job_run` row counts it, over every process that worked on it."""
+    row = runs.day(session, "daily", today.isoformat())
+    stats = row.stats if row is not None else {}
+    report = RunReport(run_on=today, **{name: stats.get(name, 0) for name in (*runs.COUNTS, "held_expired")})
+    report.failed_ids = runs.failed_ids(session, today=today)
+    report.failed = len(report.failed_ids)
+    report.run_id, report.done = (row.id, row.status == "done") if row is not None else (None, False)
+    report.left = 0 if report.done else runs.due_count(session, today=today)
+    return report
+
+
 def run_daily(session: Session, library: Library, *, today: date, now: datetime,
               clock: Callable[[], datetime] | None = None, full: bool = False,
               progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM, by: str | None = None,
@@ -375,7 +373,9 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
     report = RunReport(run_on=today)
     if retry_failed:
         runs.retry_failed(session, today=today)
-    total = runs.due_count(session, today=today, full=full)
+    if full:
+        runs.make_due(session, today=today)
+    total = runs.due_count(session, today=today)
     report.run_id = runs.join(session, "daily", today.isoformat(), now=now, by=by, lease=lease).id
     session.commit()
     cycle = _Cycle(session, library, report, now, clock or (lambda: now), by, batch, lease,
@@ -383,9 +383,8 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
     try:
         # Later passes find what became due again while this one worked (new input) or what a
         # process that died had claimed, until a pass finds nothing.
-        scope = full
-        while cycle.one_pass(full=scope) and not cycle.stop():
-            scope = False
+        while cycle.one_pass() and not cycle.stop():
+            pass
         if cycle.stop():
             report.stopped = True
             cycle.leave("stopped", f"{by} was told to stop at {cycle.clock().isoformat()}")

@@ -40,7 +40,8 @@ class Joined:
     found: str | None  # the status the day's row had (None: this process started the day)
 
 
-def _slot(session: Session, job: str, key: str) -> JobRun | None:
+def day(session: Session, job: str, key: str) -> JobRun | None:
+    """The (job, day) run's row, as committed."""
     return session.exec(select(JobRun).where(col(JobRun.job_name) == job, col(JobRun.run_key) == key)
                         .execution_options(populate_existing=True)).first()
 
@@ -65,7 +66,7 @@ def join(session: Session, job: str, key: str, *, now: datetime, by: str, lease:
         "lease_until": now + lease, "stats": {}}], ["job_name", "run_key"])
     if started:
         return Joined(started[0], None)
-    found = _slot(session, job, key)
+    found = day(session, job, key)
     assert found is not None and found.id is not None
     run = _locked(session, found.id)
     lapsed = run.status == "running" and run.lease_until < now
@@ -81,13 +82,13 @@ def join(session: Session, job: str, key: str, *, now: datetime, by: str, lease:
 def wanted(session: Session, job: str, key: str, *, today: date, now: datetime, by: str) -> bool:
     """Whether a daemon should take part in the (job, day) run now: it has not started, it stopped
     or died (resume it), or it runs and has due enrollments nobody holds (help)."""
-    run = _slot(session, job, key)
+    run = day(session, job, key)
     if run is None or run.status in ("failed", "stopped"):
         return True
     if run.status == "done":
         return False
     return run.lease_until < now or bool(session.exec(
-        select(col(Enrollment.id)).where(*_due(today, full=False), _free(by, now)).limit(1)).first())
+        select(col(Enrollment.id)).where(*_due(today), _free(by, now)).limit(1)).first())
 
 
 def add_batch(session: Session, run_id: int, counts: Mapping[str, int], *, by: str, lease_until: datetime) -> None:
@@ -102,15 +103,26 @@ def add_batch(session: Session, run_id: int, counts: Mapping[str, int], *, by: s
         run.status = "running"
 
 
-def _due(today: date, *, full: bool) -> list[ColumnElement[bool]]:
-    """Active enrollments whose review date has come (`full`: every active one), less those whose
-    evaluation failed today (counted once; tried again by the next day's cycle)."""
-    where = [col(Enrollment.status) == "active",
-             or_(col(Enrollment.failed_on).is_(None), col(Enrollment.failed_on) != today)]
-    if not full:
-        # Due for review, or last evaluated for a later day than this run's (a backdated run).
-        where.append(or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today))
-    return where
+def _active(today: date) -> list[ColumnElement[bool]]:
+    """Active enrollments, less those whose evaluation failed today (counted once; tried again by
+    the next day's cycle)."""
+    return [col(Enrollment.status) == "active",
+            or_(col(Enrollment.failed_on).is_(None), col(Enrollment.failed_on) != today)]
+
+
+def _due(today: date) -> list[ColumnElement[bool]]:
+    """Active enrollments whose review date has come, or last evaluated for a later day than this
+    run's (a backdated run)."""
+    return [*_active(today),
+            or_(col(Enrollment.next_review_on) <= today, col(Enrollment.last_evaluated_on) > today)]
+
+
+def make_due(session: Session, *, today: date) -> int:
+    """Every active enrollment due for review today (`monitor run --full`: a protocol changed):
+    the day's cycle then evaluates each once, whichever process claims it; how many."""
+    made = session.execute(update(Enrollment).where(*_active(today)).values(next_review_on=today)
+                           .execution_options(synchronize_session=False))
+    return int(made.rowcount)  # type: ignore[attr-defined]
 
 
 def _free(by: str, now: datetime) -> ColumnElement[bool]:
@@ -119,11 +131,11 @@ def _free(by: str, now: datetime) -> ColumnElement[bool]:
                col(Enrollment.claimed_until) < now)
 
 
-def claim(session: Session, *, today: date, now: datetime, by: str, lease: timedelta, after: int, limit: int,
-          full: bool = False) -> list[int]:
+def claim(session: Session, *, today: date, now: datetime, by: str, lease: timedelta, after: int,
+          limit: int) -> list[int]:
     """Claim up to `limit` due enrollments with ids above `after` that no other process holds (or
     whose claim lapsed); their ids, ascending. Commit to make the claim visible."""
-    chosen = (select(col(Enrollment.id)).where(*_due(today, full=full), _free(by, now), col(Enrollment.id) > after)
+    chosen = (select(col(Enrollment.id)).where(*_due(today), _free(by, now), col(Enrollment.id) > after)
               .order_by(col(Enrollment.id)).limit(limit).with_for_update(skip_locked=True))
     claimed = session.execute(update(Enrollment).where(col(Enrollment.id).in_(chosen))
                               .values(claimed_by=by, claimed_until=now + lease).returning(col(Enrollment.id))
@@ -153,8 +165,8 @@ def retry_failed(session: Session, *, today: date) -> int:
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
-def due_count(session: Session, *, today: date, full: bool = False) -> int:
-    return int(session.exec(select(func.count()).select_from(Enrollment).where(*_due(today, full=full))).one())
+def due_count(session: Session, *, today: date) -> int:
+    return int(session.exec(select(func.count()).select_from(Enrollment).where(*_due(today))).one())
 
 
 def failed_ids(session: Session, *, today: date) -> list[int]:
@@ -198,4 +210,4 @@ def next_lapse(session: Session, *, today: date, now: datetime) -> datetime | No
     """When the first live claim on a due enrollment lapses (a process that died leaves its batch
     to be taken over then); None when there is none."""
     return session.exec(select(func.min(col(Enrollment.claimed_until))).where(
-        *_due(today, full=False), col(Enrollment.claimed_until) >= now)).one()
+        *_due(today), col(Enrollment.claimed_until) >= now)).one()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -24,10 +26,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
+from monitor.db.tables import Enrollment, JobRun
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
@@ -317,6 +320,33 @@ def test_the_incremental_daily_cycle_writes_the_same_rows_as_a_full_one_every_da
     assert {r[3] for r in rows["due_draw"]} >= {"upcoming", "due", "overdue", "missed"}
     assert {r[4] for r in rows["dose_step"]} >= {"upcoming", "due", "done"}
     assert {r[4] for r in rows["flag"]} >= {"action", "critical"}
+
+
+def test_a_full_cycle_shared_by_three_processes_writes_the_rows_of_one_process(
+        engine: Engine, twin: Engine, twin_url: str) -> None:
+    # Two months of the scenario's clinic life in both databases, no cycle run; then the day's
+    # full cycle by one process in one, and by `monitor run --workers 3` (batches of 3) in the other.
+    library = packaged_library()
+    serial, shared = Clinic(engine, library, full=True), Clinic(twin, library, full=True)
+    events = scenario(0).events
+    last = FIRST_DAY + timedelta(days=60)
+    for offset in range(61):
+        day = FIRST_DAY + timedelta(days=offset)
+        for i, event in enumerate(events.get(day, [])):
+            for clinic in (serial, shared):
+                clinic.apply(day, event, moment(day, 9, i))
+    serial.run(last)
+    env = {**os.environ, "MONITOR_DATABASE_URL": twin_url, "MONITOR_DAEMON__BATCH_SIZE": "3"}
+    done = subprocess.run([sys.executable, "-m", "monitor", "run", "--date", last.isoformat(), "--full",
+                           "--workers", "3"], env=env, capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (0, "")
+    got, want = shared.rows(), serial.rows()
+    assert got == want, difference(last, want, got)
+    with Session(twin) as s:
+        [row] = s.exec(select(JobRun)).all()
+        active = len(s.exec(select(Enrollment.id).where(Enrollment.status == "active")).all())
+    assert (row.status, row.stats["evaluated"], sum(row.stats["by"].values())) == ("done", active, active)
+    assert f"daily cycle {last}: {active} evaluated, 0 failed" in done.stdout
 
 
 # --- the smallest cases: one patient, a few days ------------------------------------------------

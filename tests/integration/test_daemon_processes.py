@@ -56,7 +56,9 @@ class Daemon:
     def __init__(self, url: str, folder: Path, name: str, **settings: Any) -> None:
         self.log = folder / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-        env |= {"MONITOR_DATABASE_URL": url, "MONITOR_DAEMON__RUN_AT": "00:00", "MONITOR_CLINIC__TIMEZONE": LONDON}
+        # One process each (no helper processes): the tests count what each daemon evaluated.
+        env |= {"MONITOR_DATABASE_URL": url, "MONITOR_DAEMON__RUN_AT": "00:00", "MONITOR_CLINIC__TIMEZONE": LONDON,
+                "MONITOR_DAEMON__WORKERS": "1"}
         env |= {f"MONITOR_{key.upper()}": str(value) for key, value in settings.items()}
         with open(self.log, "w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "monitor", "daemon", "--log-format", "json",
