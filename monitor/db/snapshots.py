@@ -23,7 +23,7 @@ from monitor.db.tables import (
     ThresholdOverride,
     WeightRecord,
 )
-from monitor.db.types import read_instant
+from monitor.db.types import read_date, read_instant
 from monitor.domain import snapshot as s
 from monitor.domain.exposure import BASELINE_WINDOW
 from monitor.domain.items import FlagStatus
@@ -101,16 +101,20 @@ def _results(session: Session, pids: list[int], *, since: date, today: date) -> 
     began at or after enrollment. An exposure already under way at enrollment has none here, and the
     domain never takes an on-drug value for one (domain/exposure.py BEFORE_RECORDS): ULN grading."""
     results: dict[int, list[s.Result]] = defaultdict(list)
+    # The driver's values (no type processing per row): a draw's results share a day and a
+    # collection time, each parsed once (read_date, read_instant).
     rows = session.connection().execute(
         sa_select(col(LabResult.id), col(LabResult.patient_id), col(LabResult.analyte), col(LabResult.value),
-                  col(LabResult.observed_on), col(LabResult.status), col(LabResult.ref_low), col(LabResult.ref_high),
-                  type_coerce(col(LabResult.observed_at), String))  # parsed once per draw: read_instant
+                  type_coerce(col(LabResult.observed_on), String), col(LabResult.status), col(LabResult.ref_low),
+                  col(LabResult.ref_high), type_coerce(col(LabResult.observed_at), String))
         .where(col(LabResult.patient_id).in_(pids), col(LabResult.observed_on) >= since,
                col(LabResult.observed_on) <= today, col(LabResult.status) != "retracted")
-        .order_by(col(LabResult.observed_on), col(LabResult.id)))
+        .order_by(col(LabResult.observed_on), col(LabResult.id))).all()
+    result = s.Result
     for rid, pid, analyte, value, observed_on, status, low, high, at in rows:
-        assert rid is not None
-        results[pid].append(s.Result(rid, analyte, value, observed_on, status, low, high, read_instant(at)))
+        # a stored row has its id (typed optional by the model)
+        results[pid].append(result(rid, analyte, value, read_date(observed_on), status, low, high,  # type: ignore[arg-type]
+                                   read_instant(at)))
     return results
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -50,3 +50,14 @@ def read_instant(raw: datetime | str | None) -> datetime | None:
 @lru_cache(maxsize=4096)
 def _parsed(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def read_date(raw: date | str) -> date:
+    """A Date column's value as the driver gives it (`type_coerce(column, String)`: SQLite's text,
+    PostgreSQL's date), parsed once per distinct day."""
+    return _day(raw) if isinstance(raw, str) else raw
+
+
+@lru_cache(maxsize=8192)
+def _day(text: str) -> date:
+    return date.fromisoformat(text)

@@ -268,12 +268,11 @@ def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
     if timeline is None:
         timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
     slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra, restarts=restarts)
-    taken_on: dict[str, list[date]] = defaultdict(list)
+    days_taken: dict[str, set[date]] = defaultdict(set)  # a draw's results share their day
     for r in snapshot.results:
         if r.observed_on <= today:
-            taken_on[protocol.panels.get(r.analyte, "")].append(r.observed_on)
-    for days in taken_on.values():
-        days.sort()
+            days_taken[protocol.panels.get(r.analyte, "")].add(r.observed_on)
+    taken_on = {panel: sorted(days) for panel, days in days_taken.items()}
     draws: list[DueDraw] = []
     overdue: list[OverduePanel] = []
     changes: list[date] = []

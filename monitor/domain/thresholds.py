@@ -78,7 +78,7 @@ class Baselines:
         self.results = {a: s.results for a, s in snapshot.series.items()}  # analyte -> final results in date order
         # Worked out once per series: where each result stands, and whether it is in range.
         self.keys = {a: [(r.observed_on, r.id) for r in series] for a, series in self.results.items()}
-        self.normal = {a: [in_range(r, protocol) for r in series] for a, series in self.results.items()}
+        self.normal: dict[str, list[bool | None]] = {}  # whether each is in range, worked out when asked
         self.nadir_phases = {n.analyte: n.phases for n in protocol.nadir_rises}
 
     def of(self, result: Result) -> Baseline | None:
@@ -92,11 +92,14 @@ class Baselines:
         if began is None:
             return None
         since = self.exposure.since(began)
-        keys, normal = self.keys.get(result.analyte, []), self.normal.get(result.analyte, [])
+        keys = self.keys.get(result.analyte, [])
+        normal = self.normal.setdefault(result.analyte, [None] * len(series))
         own = bisect.bisect_right(keys, (result.observed_on, result.id))  # series[:own]: up to the result itself
         for i in range(own - 1, -1, -1):  # the last normal-range value since the exposure began
             if series[i].observed_on <= began:
                 break
+            if normal[i] is None:
+                normal[i] = in_range(series[i], self.protocol)
             if normal[i] and keys[i] != (result.observed_on, result.id):
                 return Baseline(series[i], f"the last normal-range value since {since}")
         if began == BEFORE_RECORDS:
