@@ -3,6 +3,11 @@ a process that stops or dies taken over (services/runs.py). On SQLite and Postgr
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,3 +194,31 @@ def test_two_full_runs_started_together_both_succeed_and_evaluate_each_enrollmen
     [row] = day_rows(engine)
     assert (row.status, row.stats["evaluated"], row.stats["failed"]) == ("done", 40, 0)
     assert sum(row.stats["by"].values()) == 40
+
+
+def test_monitor_run_with_helpers_stopped_by_sigterm_commits_its_batches_releases_every_claim_and_exits_1(
+        db_url: str, engine: Engine, tmp_path: Path) -> None:
+    a_clinic(engine, 400)
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_DAEMON__BATCH_SIZE": "5"}
+    with subprocess.Popen([sys.executable, "-m", "monitor", "run", "--date", DAY.isoformat(), "--full",
+                           "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as p:
+        deadline = time.monotonic() + 120
+        while len(working(engine)) < 2 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)  # until the process and its helper have each committed a batch
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "stopped by a signal after the batch in hand" in err
+    [row] = day_rows(engine)
+    done = [e for e in enrollments(engine) if e.last_evaluated_on == DAY]
+    assert row.status == "stopped" and row.stats["evaluated"] == len(done) < 400
+    assert len(row.stats["by"]) == 2  # the process and its helper, each stopped after its batch
+    assert sum(row.stats["by"].values()) == len(done)
+    assert [e.id for e in enrollments(engine) if e.claimed_by is not None] == []
+
+
+def working(engine: Engine) -> dict[str, int]:
+    """What each process has evaluated of the day so far."""
+    with Session(engine) as s:
+        row = s.exec(select(JobRun)).first()
+        return {} if row is None else dict(row.stats.get("by", {}))
