@@ -76,7 +76,8 @@ def enroll_cohort(session: Session, library: Library, rows: Sequence[CohortRow],
         if progress is not None:
             progress(min(start + CHUNK, len(todo)), len(todo))
     attached = attach_held(session, [req.mrn for req in todo])
-    writer.audit(todo, enrollments, patients, attached, actor=actor)
+    for start in range(0, len(todo), CHUNK):
+        writer.audit(todo[start:start + CHUNK], enrollments[start:start + CHUNK], patients, attached, actor=actor)
     report.enrolled, report.attached_results = len(todo), sum(attached.values())
     return report
 
@@ -103,7 +104,9 @@ def _clash_error(clashes: list[tuple[int, str]]) -> str:
     """One line: the first row whose MRN is enrolled otherwise, and the lines of any others."""
     (line, problem), others = clashes[0], [str(line) for line, _ in clashes[1:]]
     more = ""
-    if others:
+    if len(others) == 1:
+        more = f" (and 1 more row like it, line {others[0]})"
+    elif others:
         listed = ", ".join(others[:MAX_LINES_SHOWN]) + (" ..." if len(others) > MAX_LINES_SHOWN else "")
         more = f" (and {len(others)} more rows like it, lines {listed})"
     return f"line {line}: {problem}{more}; nothing enrolled"

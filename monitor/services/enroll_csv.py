@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Callable
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from monitor.domain.dates import DEFAULT_DATES, DateRange
@@ -22,11 +24,22 @@ PHASES = frozenset(p.value for p in Phase)
 PROGRESS_EVERY = 1000
 
 
+@lru_cache(maxsize=8192)
+def _date(value: str) -> date:
+    return date.fromisoformat(value)
+
+
 def _day(key: str, value: str) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        return _date(value) if value else None
     except ValueError:
         raise UserError(f"{key} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _shared(value: str) -> str | None:
+    """A cell many rows repeat (protocol, genotype, coordinator, site), stored once however many
+    rows have it: a cohort of 100,000 is held in memory whole until it is written."""
+    return sys.intern(value) if value else None
 
 
 def _row(cells: list[str]) -> EnrollmentRequest:
@@ -43,9 +56,9 @@ def _row(cells: list[str]) -> EnrollmentRequest:
     if phase not in PHASES:
         raise UserError(f"phase {phase!r} is not one of {', '.join(p.value for p in Phase)}")
     return EnrollmentRequest(
-        mrn=mrn, protocol=protocol, start_on=start_on, weight_kg=weight, phase=Phase(phase), name=name or None,
-        dob=_day("dob", dob), sex=sex or None, tpmt=tpmt or None, nudt15=nudt15 or None,
-        coordinator=coordinator or None, site=site or None,
+        mrn=mrn, protocol=sys.intern(protocol), start_on=start_on, weight_kg=weight, phase=Phase(phase),
+        name=name or None, dob=_day("dob", dob), sex=_shared(sex), tpmt=_shared(tpmt), nudt15=_shared(nudt15),
+        coordinator=_shared(coordinator), site=_shared(site),
     )
 
 
