@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,7 @@ from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
 from monitor.logs import FORMATS, LEVELS
 from monitor.services import checks, daily, patients, runs, views
+from monitor.services.cohort import enroll_cohort
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.flags import acknowledge
 from monitor.services.ingest import ingest_file
@@ -131,12 +133,7 @@ def enroll(
     a = app_of(ctx)
     today, now = a.today(), a.now()
     if csv_path is not None:
-        requests = read_enrollments(csv_path, a.library, today=today, dates=a.settings.dates.range)
-        with a.session() as s:
-            created = sum(patients.enroll(s, a.library, r, today=today, now=now, actor=a.actor,
-                                          dates=a.settings.dates.range)[1] for r in requests)
-            s.commit()
-        out.print(f"enrolled {created} patients ({len(requests) - created} already enrolled) from {csv_path}")
+        enroll_csv(a, csv_path)
         return
     missing = [o for o, v in (("--mrn", mrn), ("--protocol", protocol), ("--start", start),
                               ("--weight-kg", weight_kg)) if v is None]
@@ -153,6 +150,22 @@ def enroll(
         s.commit()
     verb = "enrolled" if created else "already enrolled:"
     out.print(f"{verb} {mrn} in {enrollment.protocol_id} ({enrollment.phase} from {enrollment.start_on})")
+
+
+def enroll_csv(a: App, path: Path) -> None:
+    """Every row checked (and listed by line if bad), then all enrolled in one transaction."""
+    started, today, now = time.perf_counter(), a.today(), a.now()
+    with progress_bar("checking rows") as bar:
+        task = bar.add_task("checking", total=None)
+        rows = read_enrollments(path, a.library, today=today, dates=a.settings.dates.range,
+                                progress=lambda done: bar.update(task, completed=done))
+    with a.session() as s, progress_bar("enrolling") as bar:
+        task = bar.add_task("enrolling", total=len(rows))
+        report = enroll_cohort(s, a.library, rows, today=today, now=now, actor=a.actor,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+        s.commit()
+    out.print(f"enrolled {report.enrolled} patients ({report.already_enrolled} already enrolled) and attached "
+              f"{report.attached_results} held results from {path} in {time.perf_counter() - started:.1f} s")
 
 
 @app.command()

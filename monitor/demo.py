@@ -32,6 +32,7 @@ from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.notify.render import message, render
 from monitor.private import OWNER_ONLY_FOLDER, owner_only
 from monitor.services import daily, flags, patients, views
+from monitor.services.cohort import enroll_cohort
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.ingest import ingest_file
@@ -234,8 +235,8 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     write_files(a, directory, people, today, rng)
     now = a.now()
     with a.session() as s:
-        for req in read_enrollments(directory / "cohort.csv", a.library, today=today):
-            patients.enroll(s, a.library, req, today=today, now=now, actor="demo")
+        enroll_cohort(s, a.library, read_enrollments(directory / "cohort.csv", a.library, today=today), today=today,
+                      now=now, actor="demo")
         for p in people:
             for phase, on in p.history:
                 patients.change_phase(s, p.mrn, phase, on=on, reason="demo history", by="demo", today=today,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from sqlalchemy import String, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlmodel import Session, SQLModel
 
 from monitor.db.encoding import Encoders, day_text, same, utc_text
@@ -56,10 +59,11 @@ def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequenc
     `temporal_encoders`. Returns how many rows were inserted."""
     if not rows:
         return 0
-    table = model.__table__.name  # type: ignore[attr-defined]
     raw, sqlite_ = _driver(session)
+    names = _names(session, columns)
     marks = ", ".join("?" if sqlite_ else "%s" for _ in columns)
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    sql = (f"INSERT INTO {_table(session, model)} ({names}) VALUES ({marks}) "
+           f"ON CONFLICT ({_names(session, keys)}) DO NOTHING")
     if not sqlite_:
         with raw.cursor() as cursor:
             cursor.executemany(sql, rows)
@@ -67,6 +71,33 @@ def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequenc
     before = raw.total_changes
     raw.executemany(sql, rows)
     return int(raw.total_changes - before)
+
+
+def bulk_insert(session: Session, model: type[SQLModel], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert rows that are all new (one that is not fails, as an INSERT would), in order, the
+    fastest way each database has: one executemany on SQLite, COPY on PostgreSQL (twice as fast
+    as anything with an INSERT there: bench/enroll.py). Values as for `bulk_insert_ignore`, plus
+    JSON as its text."""
+    if not rows:
+        return
+    raw, sqlite_ = _driver(session)
+    table, names = _table(session, model), _names(session, columns)
+    if sqlite_:
+        raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+        return
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _table(session: Session, model: type[SQLModel]) -> str:
+    return str(session.get_bind().dialect.identifier_preparer.quote(model.__table__.name))  # type: ignore[attr-defined]
+
+
+def _names(session: Session, columns: Sequence[str]) -> str:
+    """Column names as SQL: quoted where they need it (`on` is a keyword)."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    return ", ".join(quote(c) for c in columns)
 
 
 def select_in(session: Session, model: type[SQLModel], columns: Sequence[str], key: str,
@@ -97,3 +128,14 @@ def may_hold_any(session: Session, model: type[SQLModel], key: str, values: Coll
     table = model.__table__.name  # type: ignore[attr-defined]
     sql = f"SELECT 1 FROM {table} WHERE {key} BETWEEN ? AND ? LIMIT 1"
     return raw.execute(sql, (min(values), max(values))).fetchone() is not None
+
+
+def one_of(session: Session, values: Collection[str]) -> TextualSelect:
+    """The values as a one-column subquery for `column.in_(...)`, bound as one JSON array: a
+    cohort's 100,000 MRNs are more parameters than a statement may have."""
+    listed = json.dumps(list(values))
+    if session.get_bind().dialect.name == "postgresql":
+        sql = "SELECT json_array_elements_text(CAST(:listed AS json)) AS value"
+    else:
+        sql = "SELECT value FROM json_each(:listed)"
+    return text(sql).bindparams(listed=listed).columns(value=String)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, literal
+from sqlalchemy import delete, exists, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -21,11 +24,11 @@ from monitor.db.tables import (
     ThresholdOverride,
     WeightRecord,
 )
-from monitor.db.upsert import insert_ignore
+from monitor.db.upsert import insert_ignore, one_of
 from monitor.domain.dates import DEFAULT_DATES, DateRange
 from monitor.domain.drugs import DrugVocabulary, fold
 from monitor.domain.errors import UserError
-from monitor.domain.protocol import Phase
+from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.protocols import Library
 from monitor.services.audit import audit
 from monitor.services.checks import (
@@ -47,7 +50,7 @@ WEIGHT_KG = (2.0, 400.0)  # a weight outside this is a typing error, not a patie
 DRUG_NAME_CHARS = 64  # the width of the drug columns (db/tables.py)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnrollmentRequest:
     mrn: str
     protocol: str
@@ -85,17 +88,62 @@ def check_request(req: EnrollmentRequest, library: Library, *, today: date, date
         raise UserError(f"dob {req.dob} is after the start date {req.start_on}")
 
 
-def attach_held(session: Session, patient: Patient) -> int:
-    """Move results held for this MRN onto the patient (they are the baseline labs)."""
-    columns = [c for c in HeldResult.__table__.columns.keys()  # type: ignore[attr-defined]
-               if c not in ("id", "mrn", "expires_on")]
-    held = HeldResult.__table__  # type: ignore[attr-defined]
-    source = sa_select(*(held.c[c] for c in columns), literal(patient.id).label("patient_id")).where(
-        held.c.mrn == patient.mrn)
-    moved = session.execute(insert(LabResult.__table__).from_select(  # type: ignore[attr-defined]
-        [*columns, "patient_id"], source))
-    session.execute(delete(HeldResult).where(col(HeldResult.mrn) == patient.mrn))
-    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+def attach_held(session: Session, mrns: Collection[str]) -> Counter[int]:
+    """Move the results held for these MRNs onto their patients, just enrolled (they are the
+    baseline labs): one set-based statement however many patients. Returns how many each patient
+    got. Ids follow the enrollments' order, then the held results': as if attached one by one."""
+    if not mrns:
+        return Counter()
+    held, results = HeldResult.__table__, LabResult.__table__  # type: ignore[attr-defined]
+    columns = [c for c in held.columns.keys() if c not in ("id", "mrn", "expires_on")]
+    listed = held.c.mrn.in_(one_of(session, mrns))
+    source = (sa_select(*(held.c[c] for c in columns), col(Patient.id))
+              .join(Patient, col(Patient.mrn) == held.c.mrn)
+              .join(Enrollment, (col(Enrollment.patient_id) == Patient.id) & (col(Enrollment.status) == "active"))
+              .where(listed).order_by(col(Enrollment.id), held.c.id))
+    moved = session.execute(insert(results).from_select([*columns, "patient_id"], source)
+                            .returning(results.c.patient_id))
+    attached = Counter(patient_id for patient_id, in moved)
+    # Only what was moved: a result held for one of them since (another process) stays held.
+    session.execute(delete(held).where(listed, exists().where(results.c.source_key == held.c.source_key)))
+    return attached
+
+
+def new_patient(req: EnrollmentRequest, *, now: datetime) -> dict[str, Any]:
+    return {"mrn": req.mrn, "name": req.name, "dob": req.dob, "sex": req.sex, "created_at": now}
+
+
+def new_enrollment(req: EnrollmentRequest, protocol: MonitoringProtocol, patient_id: int, *, today: date,
+                   now: datetime) -> dict[str, Any]:
+    """An enrollment's columns: due for review at once (from its start, if that is in the future)."""
+    return {"patient_id": patient_id, "protocol_id": protocol.id, "protocol_version": protocol.version,
+            "phase": req.phase.value, "phase_since": req.start_on, "start_on": req.start_on,
+            "coordinator": req.coordinator, "site": req.site, "status": "active",
+            "next_review_on": min(today, req.start_on), "revision": 0, "created_at": now}
+
+
+def first_episode(req: EnrollmentRequest, enrollment_id: int) -> dict[str, Any]:
+    return {"enrollment_id": enrollment_id, "phase": req.phase.value, "started_on": req.start_on,
+            "reason": "enrollment"}
+
+
+def first_weight(req: EnrollmentRequest, patient_id: int) -> dict[str, Any]:
+    return {"patient_id": patient_id, "on": req.start_on, "kg": req.weight_kg}
+
+
+def known_genotypes(req: EnrollmentRequest, patient_id: int, *, today: date) -> list[dict[str, Any]]:
+    """The TPMT and NUDT15 statuses given (`unknown` is a status), dated at the start or today."""
+    return [{"patient_id": patient_id, "gene": gene, "status": status, "on": min(req.start_on, today)}
+            for gene, status in (("TPMT", req.tpmt), ("NUDT15", req.nudt15)) if status]
+
+
+def clash(req: EnrollmentRequest, protocol_id: str, start_on: date) -> str | None:
+    """Why `req` cannot be enrolled beside the patient's active enrollment (in `protocol_id` from
+    `start_on`), or None when it is that enrollment again (enrolling it again changes nothing)."""
+    if protocol_id == req.protocol and start_on == req.start_on:
+        return None
+    return (f"MRN {req.mrn!r} is already enrolled in {protocol_id} from {start_on}; "
+            "record a phase change with `monitor phase` instead")
 
 
 def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today: date, now: datetime,
@@ -103,12 +151,13 @@ def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today:
     """Enroll one patient (creating them if new). Returns (enrollment, created).
 
     Enrolling the same MRN in the same protocol from the same start date again changes nothing.
+    A cohort is enrolled by `services.cohort.enroll_cohort`, which writes the same rows.
     """
     check_request(req, library, today=today, dates=dates)
     protocol = library.get(req.protocol)
     patient = session.exec(select(Patient).where(Patient.mrn == req.mrn)).first()
     if patient is None:
-        patient = Patient(mrn=req.mrn, name=req.name, dob=req.dob, sex=req.sex, created_at=now)
+        patient = Patient(**new_patient(req, now=now))
         session.add(patient)
         session.flush()
     assert patient.id is not None
@@ -116,28 +165,17 @@ def enroll(session: Session, library: Library, req: EnrollmentRequest, *, today:
         select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
     ).first()
     if current is not None:
-        if current.protocol_id == req.protocol and current.start_on == req.start_on:
-            return current, False
-        raise UserError(
-            f"MRN {req.mrn!r} is already enrolled in {current.protocol_id} from {current.start_on}; "
-            "record a phase change with `monitor phase` instead"
-        )
-    enrollment = Enrollment(
-        patient_id=patient.id, protocol_id=protocol.id, protocol_version=protocol.version,
-        phase=req.phase.value, phase_since=req.start_on, start_on=req.start_on,
-        coordinator=req.coordinator, site=req.site, next_review_on=min(today, req.start_on), created_at=now,
-    )
+        if (problem := clash(req, current.protocol_id, current.start_on)) is not None:
+            raise UserError(problem)
+        return current, False
+    enrollment = Enrollment(**new_enrollment(req, protocol, patient.id, today=today, now=now))
     session.add(enrollment)
     session.flush()
     assert enrollment.id is not None
-    session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=req.phase.value, started_on=req.start_on,
-                             reason="enrollment"))
-    insert_ignore(session, WeightRecord, [{"patient_id": patient.id, "on": req.start_on,
-                                           "kg": req.weight_kg}], ["patient_id", "on"])
-    genotypes = [{"patient_id": patient.id, "gene": gene, "status": status, "on": min(req.start_on, today)}
-                 for gene, status in (("TPMT", req.tpmt), ("NUDT15", req.nudt15)) if status]
-    insert_ignore(session, GenotypeRecord, genotypes, ["patient_id", "gene", "on"])
-    attached = attach_held(session, patient)
+    session.add(PhaseEpisode(**first_episode(req, enrollment.id)))
+    insert_ignore(session, WeightRecord, [first_weight(req, patient.id)], ["patient_id", "on"])
+    insert_ignore(session, GenotypeRecord, known_genotypes(req, patient.id, today=today), ["patient_id", "gene", "on"])
+    attached = attach_held(session, [patient.mrn])[patient.id]
     session.flush()
     audit(session, actor=actor, action="enroll", entity="enrollment", entity_id=enrollment.id, now=now,
           protocol=protocol.id, attached_results=attached)

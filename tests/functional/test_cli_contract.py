@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -94,7 +95,8 @@ def test_a_valid_cohort_csv_enrolls_every_row_and_rerunning_it_changes_nothing(
                   f"C3,{PROTOCOL},2026-01-05,70,unknown,unknown,a@example.org,north,,1990-12-31,M")
     r = run(capsys, "enroll", "--csv", str(path))
     assert r.code == 0, r.err
-    assert "enrolled 3 patients" in r.out
+    assert re.fullmatch(rf"enrolled 3 patients \(0 already enrolled\) and attached 0 held results from {path} "
+                        r"in \d+\.\d s\n", r.out), r.out
     with Session(engine) as s:
         assert sorted(p.mrn for p in s.exec(select(Patient)).all()) == ["C1", "C2", "C3"]
         enrollments = {e.start_on.isoformat(): e for e in s.exec(select(Enrollment)).all()}
@@ -129,15 +131,19 @@ def test_a_cohort_csv_with_bad_rows_enrolls_nobody_and_names_every_bad_line(
     assert dump_tables(engine) == before
 
 
-def test_a_cohort_row_that_clashes_with_an_existing_enrollment_rolls_back_the_whole_file(
+def test_cohort_rows_that_clash_with_existing_enrollments_enroll_nobody_and_one_line_names_their_lines(
         capsys: pytest.CaptureFixture[str], engine: Engine, tmp_path: Path) -> None:
     enroll(capsys, "C2", "2025-09-01")
+    enroll(capsys, "C4", "2025-09-01")
     path = cohort(tmp_path,
                   f"C1,{PROTOCOL},2025-03-03,64,normal,normal,a@example.org,north,,,",
-                  f"C2,{PROTOCOL},2026-02-02,81,normal,normal,a@example.org,north,,,")  # other start
+                  f"C2,{PROTOCOL},2026-02-02,81,normal,normal,a@example.org,north,,,",  # line 3: other start
+                  f"C3,{PROTOCOL},2025-03-03,64,normal,normal,a@example.org,north,,,",
+                  "C4,ibd-azathioprine,2025-09-01,81,normal,normal,a@example.org,north,,,")  # line 5: other protocol
     before = dump_tables(engine)
-    r = run(capsys, "enroll", "--csv", str(path))
-    assert "C2" in one_line_error(r)
+    line = one_line_error(run(capsys, "enroll", "--csv", str(path)))
+    assert f"line 3: MRN 'C2' is already enrolled in {PROTOCOL} from 2025-09-01" in line
+    assert "`monitor phase`" in line and "1 more row like it, line 5" in line and "nothing enrolled" in line
     assert dump_tables(engine) == before
 
 
