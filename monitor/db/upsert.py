@@ -35,7 +35,7 @@ def upsert(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changed), list(rows))
 
 
-def _driver(session: Session) -> tuple[Any, bool]:
+def driver(session: Session) -> tuple[Any, bool]:
     """The DBAPI connection of the session's transaction, and whether it is SQLite."""
     connection = session.connection()
     raw = connection.connection.driver_connection
@@ -46,7 +46,7 @@ def _driver(session: Session) -> tuple[Any, bool]:
 def temporal_encoders(session: Session) -> Encoders:
     """How `bulk_insert_ignore` rows carry an aware instant and a date: as SQLAlchemy's types bind
     them (UTC text and ISO text on SQLite; the objects themselves on PostgreSQL)."""
-    return (utc_text, day_text) if _driver(session)[1] else (same, same)
+    return (utc_text, day_text) if driver(session)[1] else (same, same)
 
 
 def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequence[str],
@@ -57,7 +57,7 @@ def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequenc
     if not rows:
         return 0
     table = model.__table__.name  # type: ignore[attr-defined]
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     marks = ", ".join("?" if sqlite_ else "%s" for _ in columns)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({', '.join(keys)}) DO NOTHING"
     if not sqlite_:
@@ -77,7 +77,7 @@ def select_in(session: Session, model: type[SQLModel], columns: Sequence[str], k
     if not values:
         return []
     table = model.__table__.name  # type: ignore[attr-defined]
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     if sqlite_:
         sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(values))})"
         return list(raw.execute(sql, list(values)).fetchall())
@@ -91,7 +91,7 @@ def may_hold_any(session: Session, model: type[SQLModel], key: str, values: Coll
     of them can be there: one index probe instead of one per value. A time-ordered feed's keys
     (see csv_reader) are all past every stored key. Only SQLite compares text as Python does
     (by code point); on PostgreSQL, which sorts by the database's collation, it says True."""
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     if not values or not sqlite_:
         return bool(values)
     table = model.__table__.name  # type: ignore[attr-defined]
