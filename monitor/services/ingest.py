@@ -64,6 +64,7 @@ class _Store:
         self.critical: set[int] = set()  # patients to evaluate now: a result in a critical band, corrected or retracted
         self.touched: dict[int, date] = {}  # patients with new input, and from which day
         self.graders = ctx.graders
+        self.patients: dict[str, int] = {}  # patient ids by MRN (a patient is never deleted, an MRN never changes)
         #: Corrections of stored or held results (is it stored, its id) -> value, raw value, status;
         #: written together after each batch.
         self.fixes: dict[tuple[bool, int], tuple[float, str, str]] = {}
@@ -132,7 +133,9 @@ class _Store:
 
     def _store(self, pending: list[Pending]) -> None:
         s = self.session
-        patients: dict[str, int] = dict(select_in(s, Patient, ("mrn", "id"), "mrn", {p.mrn for p in pending}))
+        patients = self.patients
+        if unknown := {p.mrn for p in pending} - patients.keys():  # an MRN not enrolled is asked again each batch
+            patients.update(select_in(s, Patient, ("mrn", "id"), "mrn", unknown))
         known = self._known("source_key", [p.source_key for p in pending])
         orders = [p.order_key for p in pending if p.order_key is not None and p.source_key not in known]
         same_test = self._known("order_key", orders) if orders else {}
@@ -143,10 +146,10 @@ class _Store:
         touched, later = self.touched, date.max
         # Results of this batch are remembered for the rest of it only if one can come again in it.
         track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
-        for p in pending:
+        for i, p in enumerate(pending):
             previous = known.get(p.source_key) or (same_test.get(p.order_key) if p.order_key else None)
             if previous is not None:
-                self._again(p, previous, patients.get(p.mrn))
+                self._again(i, p, previous, patients.get(p.mrn))
                 continue
             patient_id = patients.get(p.mrn)
             row: tuple[Any, ...]
@@ -183,7 +186,7 @@ class _Store:
                          [(i, *change, received) for (stored, i), change in self.fixes.items() if stored is lab])
         self.fixes = {}
 
-    def _again(self, p: Pending, previous: _Known, patient_id: int | None) -> None:
+    def _again(self, i: int, p: Pending, previous: _Known, patient_id: int | None) -> None:
         """A result for a test received before (same source key, or same order and test): a
         duplicate, an update, or a conflict for quarantine.
 
@@ -197,7 +200,7 @@ class _Store:
             if previous.value == p.value:
                 self.report.duplicate += 1
             else:
-                self.batch.reject(p.format, p.origin, p.raw,
+                self.batch.reject(p.format, p.origin, self.batch.raw(i),
                                   f"conflicts with the {p.analyte} result already received for the same test; "
                                   "send it with status C (corrected) to correct it", "conflicting re-delivery",
                                   self.ctx.now)
