@@ -38,7 +38,7 @@ def upsert(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changed), list(rows))
 
 
-def _driver(session: Session) -> tuple[Any, bool]:
+def driver(session: Session) -> tuple[Any, bool]:
     """The DBAPI connection of the session's transaction, and whether it is SQLite."""
     connection = session.connection()
     raw = connection.connection.driver_connection
@@ -49,7 +49,7 @@ def _driver(session: Session) -> tuple[Any, bool]:
 def temporal_encoders(session: Session) -> Encoders:
     """How `bulk_insert_ignore` rows carry an aware instant and a date: as SQLAlchemy's types bind
     them (UTC text and ISO text on SQLite; the objects themselves on PostgreSQL)."""
-    return (utc_text, day_text) if _driver(session)[1] else (same, same)
+    return (utc_text, day_text) if driver(session)[1] else (same, same)
 
 
 def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequence[str],
@@ -59,7 +59,7 @@ def bulk_insert_ignore(session: Session, model: type[SQLModel], columns: Sequenc
     `temporal_encoders`. Returns how many rows were inserted."""
     if not rows:
         return 0
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     names = _names(session, columns)
     marks = ", ".join("?" if sqlite_ else "%s" for _ in columns)
     sql = (f"INSERT INTO {_table(session, model)} ({names}) VALUES ({marks}) "
@@ -80,7 +80,7 @@ def bulk_insert(session: Session, model: type[SQLModel], columns: Sequence[str],
     JSON as its text."""
     if not rows:
         return
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     table, names = _table(session, model), _names(session, columns)
     if sqlite_:
         raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
@@ -108,7 +108,7 @@ def select_in(session: Session, model: type[SQLModel], columns: Sequence[str], k
     if not values:
         return []
     table = model.__table__.name  # type: ignore[attr-defined]
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     if sqlite_:
         sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(values))})"
         return list(raw.execute(sql, list(values)).fetchall())
@@ -122,7 +122,7 @@ def may_hold_any(session: Session, model: type[SQLModel], key: str, values: Coll
     of them can be there: one index probe instead of one per value. A time-ordered feed's keys
     (see csv_reader) are all past every stored key. Only SQLite compares text as Python does
     (by code point); on PostgreSQL, which sorts by the database's collation, it says True."""
-    raw, sqlite_ = _driver(session)
+    raw, sqlite_ = driver(session)
     if not values or not sqlite_:
         return bool(values)
     table = model.__table__.name  # type: ignore[attr-defined]

@@ -19,6 +19,23 @@ def normalise_unit(unit: str) -> str:
     return folded.lower()
 
 
+def round6(value: float) -> float:
+    """`round(value, 6)`, without its cost (a correctly rounded decimal conversion, the dearest step
+    of preparing a result) when `value` has six decimals or fewer already, as a lab value has: then
+    the shortest decimal that reads as it (`repr`) is that rounding, and the value is returned as it
+    is. Exact for |value| < 1e9, where a double's spacing is far below 0.5e-6."""
+    text = repr(value)
+    dot = text.find(".")
+    if dot >= 0 and len(text) - dot <= 7 and "e" not in text and -1e9 < value < 1e9:
+        return value
+    return round(value, 6)
+
+
+#: The most codes a catalog remembers the %-differential of (`Catalog.count_for_percent`): a
+#: hostile file's endless distinct codes must not grow it without end.
+REMEMBERED_CODES = 4096
+
+
 @dataclass(frozen=True)
 class Range:
     low: float | None
@@ -70,6 +87,8 @@ class Catalog:
     #: count, derived as `leukocytes` × % / 100 (config/analytes.toml [differential]).
     percent: dict[str, str] = field(default_factory=dict)
     leukocytes: str | None = None
+    #: `count_for_percent` of each code asked about (asked for every record a reader reads).
+    _percent_of: dict[str, Analyte | None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def analyte_for(self, code: str) -> Analyte | None:
         key = self.codes.get(code.strip().lower())
@@ -77,8 +96,14 @@ class Catalog:
 
     def count_for_percent(self, code: str) -> Analyte | None:
         """The analyte whose absolute count a %-differential code gives, or None (not a %)."""
-        key = self.percent.get(code.strip().lower())
-        return self.analytes[key] if key else None
+        try:
+            return self._percent_of[code]
+        except KeyError:
+            key = self.percent.get(code.strip().lower())
+            found = self.analytes[key] if key else None
+            if len(self._percent_of) < REMEMBERED_CODES:
+                self._percent_of[code] = found
+            return found
 
     def ignored_reason(self, code: str) -> str | None:
         return self.ignored.get(code.strip().lower())
@@ -119,7 +144,7 @@ class Catalog:
                 "(config/analytes.toml zero_possible); a 0 is a placeholder or a result below the "
                 "limit of detection: check it with the lab"
             )
-        canonical = round(value * (factor if factor is not None else self.conversion(analyte, unit).factor), 6)
+        canonical = round6(value * (factor if factor is not None else self.conversion(analyte, unit).factor))
         low, high = analyte.plausible.low, analyte.plausible.high
         if canonical == 0 or (low is not None and canonical < low) or (high is not None and canonical > high):
             raise UnitProblem(

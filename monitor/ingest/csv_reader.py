@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,44 +59,71 @@ def sniff(header: list[str]) -> str | None:
     return None
 
 
+#: The cells a row of each format is read from, in the order `_layout` gives their places; a row
+#: always has the first four.
+CELLS = {"csv": ("mrn", "collected_at", "code", "value", "unit", "source_id", "ref_low", "ref_high", "status"),
+         "synthea-csv": ("patient", "date", "code", "value", "units", "category")}
+
+
 def from_row(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
     """One CSV row (keys lower-cased) as a record. Used for files and for quarantine replay."""
     problem = _cell_problem(row)
-    return Unreadable(fmt, origin, _raw(row), problem) if problem else _record(fmt, row, origin, zone)
+    if problem:
+        return Unreadable(fmt, origin, _raw(row), problem)
+    keys = tuple(row)
+    return _record(fmt, _layout(fmt, keys), keys, list(row.values()), origin, zone)
 
 
-def _record(fmt: str, row: dict[str, str], origin: str, zone: ZoneInfo) -> Record:
-    """`from_row` for a row whose cells are known to be plain text (`_plain`)."""
+@lru_cache(maxsize=64)
+def _layout(fmt: str, keys: tuple[str, ...]) -> tuple[int, ...]:
+    """Where each of the format's `CELLS` is in a row with these keys (-1: not there).
+
+    Raises:
+        KeyError: one of the first four is not there (a hand-edited quarantined row).
+    """
+    cells = CELLS[fmt]
+    for name in cells[:4]:
+        if name not in keys:
+            raise KeyError(name)
+    return tuple(keys.index(name) if name in keys else -1 for name in cells)
+
+
+def _record(fmt: str, at: tuple[int, ...], keys: tuple[str, ...], cells: list[str], origin: str,
+            zone: ZoneInfo) -> Record:
+    """`from_row` for a row whose cells are known to be plain text (`_plain`): its `keys` (lower
+    case) and `cells`, by position (`at`: their `_layout`; a dict a row cost more than the rest of
+    reading it)."""
+    raw: RawSource = (_raw_cells, (keys, cells))
     if fmt == "synthea-csv":
-        category = row.get("category", "").strip()
+        category = cells[at[5]].strip() if at[5] >= 0 else ""
         if category != "laboratory":
             return Skipped(origin, f"not a laboratory result (category {category or 'empty'!r})")
-        mrn, when, key_id = row["patient"].strip(), row["date"].strip(), None
-        unit, status, low, high = row.get("units", ""), "final", "", ""
+        mrn, when, key_id = cells[at[0]].strip(), cells[at[1]].strip(), ""
+        status, low, high = "final", "", ""
     else:
-        mrn, when, key_id = row["mrn"].strip(), row["collected_at"].strip(), row.get("source_id", "").strip()
-        unit, low, high = row.get("unit", ""), row.get("ref_low", ""), row.get("ref_high", "")
-        status = STATUS.get(row.get("status", "").strip().lower(), "")
+        mrn, when = cells[at[0]].strip(), cells[at[1]].strip()
+        key_id = cells[at[5]].strip() if at[5] >= 0 else ""
+        low, high = cells[at[6]] if at[6] >= 0 else "", cells[at[7]] if at[7] >= 0 else ""
+        sent = cells[at[8]] if at[8] >= 0 else ""
+        status = STATUS.get(sent.strip().lower(), "")
         if not status:
-            return Unreadable(fmt, origin, _raw(row), f"status {row.get('status')!r} is not F, P or C")
+            return Unreadable(fmt, origin, raw_text(raw), f"status {sent if at[8] >= 0 else None!r} is not F, P or C")
     if not mrn:
-        return Unreadable(fmt, origin, _raw(row), "no patient identifier")
+        return Unreadable(fmt, origin, raw_text(raw), "no patient identifier")
     try:
         observed_at = parse_when(when, zone)
     except ValueError:
-        return Unreadable(fmt, origin, _raw(row), f"collection time {when!r} is not an ISO date or date-time")
+        return Unreadable(fmt, origin, raw_text(raw), f"collection time {when!r} is not an ISO date or date-time")
     ref_low, ref_high = parse_number(low) if low else None, parse_number(high) if high else None
     if (ref_low is None and low.strip()) or (ref_high is None and high.strip()):
-        return Unreadable(fmt, origin, _raw(row), f"reference range {low!r}-{high!r} is not numeric")
-    code = row["code"].strip()
+        return Unreadable(fmt, origin, raw_text(raw), f"reference range {low!r}-{high!r} is not numeric")
+    code = cells[at[2]].strip()
     # The time leads the derived key: feeds arrive roughly in time order, so new keys land at the
     # end of the unique index instead of all over it (3x faster inserts at a million results).
     key = key_id or f"{when}|{mrn}|{code}"
-    return IncomingResult(
-        format=fmt, source_key=f"{fmt}:{key}", origin=origin, raw_source=(_raw, row), mrn=mrn, code=code,
-        value=row["value"].strip(), unit=unit.strip(), observed_at=observed_at, status=status,
-        ref_low=ref_low, ref_high=ref_high,
-    )
+    unit = cells[at[4]].strip() if at[4] >= 0 else ""
+    return IncomingResult(fmt, f"{fmt}:{key}", origin, raw, mrn, code, cells[at[3]].strip(), unit, observed_at, status,
+                          ref_low, ref_high)
 
 
 def _cell_problem(row: dict[str, str]) -> str:
@@ -146,7 +174,12 @@ def _derived_raw(parts: tuple[str, RawSource, RawSource]) -> str:
 def _raw(row: dict[str, str]) -> str:
     """A row as kept in quarantine: JSON that `from_row` reads again. The same text as
     `json.dumps(row, sort_keys=True)` (the quarantine's record key hashes it) at a third of the cost."""
-    return "{" + ", ".join(f"{_json(k)}: {_json(v)}" for k, v in sorted(row.items())) + "}"
+    return _raw_cells((tuple(row), list(row.values())))
+
+
+def _raw_cells(row: tuple[tuple[str, ...], list[str]]) -> str:
+    """`_raw` of a row given as its keys and its cells."""
+    return "{" + ", ".join(f"{_json(k)}: {_json(v)}" for k, v in sorted(zip(*row, strict=True))) + "}"
 
 
 def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tally | None = None,
@@ -162,27 +195,30 @@ def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tal
     csv.field_size_limit(CELL_READ_MAX)  # process-wide; cells up to CELL_MAX are lab data, longer are quarantined
     reader = csv.reader(stream)
     keys, fmt = _header(next(reader, None), name)
+    width, at = len(keys), _layout(fmt, keys) if fmt in CELLS else ()
     tally = tally or Tally()
     draw: list[Record] = []
-    at: tuple[str, datetime] | None = None
+    drawn: tuple[str, datetime] | None = None  # the patient and time of `draw`
     try:
         for row in reader:
             line = "".join(row)
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             tally.seen += 1
             origin = f"{name}:{reader.line_num}"
             if fmt == "patient-list":
                 yield Skipped(origin, "a patient list (Synthea patients export), not lab results")
                 continue
-            if len(row) != len(keys):
-                yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {len(keys)}")
+            if len(row) != width:
+                yield Unreadable(fmt, origin, json.dumps(row), f"{len(row)} cells; the header has {width}")
                 continue
-            cells = dict(zip(keys, row, strict=True))
-            record = (_record if _plain(line) else from_row)(fmt, cells, origin, zone)
-            if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != at:
+            if _plain(line):
+                record = _record(fmt, at, keys, row, origin, zone)
+            else:
+                record = from_row(fmt, dict(zip(keys, row, strict=True)), origin, zone)
+            if isinstance(record, IncomingResult) and (record.mrn, record.observed_at) != drawn:
                 yield from with_absolute_counts(draw, catalog, _derived, DRAW)
-                draw, at = [], (record.mrn, record.observed_at)
+                draw, drawn = [], (record.mrn, record.observed_at)
             draw.append(record)
     except csv.Error as e:  # the rows before it are read; the file stops here
         yield from with_absolute_counts(draw, catalog, _derived, DRAW)
@@ -190,7 +226,7 @@ def read(stream: TextIO, name: str, zone: ZoneInfo, catalog: Catalog, tally: Tal
     yield from with_absolute_counts(draw, catalog, _derived, DRAW)
 
 
-def _header(header: list[str] | None, name: str) -> tuple[list[str], str]:
+def _header(header: list[str] | None, name: str) -> tuple[tuple[str, ...], str]:
     """The column keys (lower case; an unnamed column by its position) and the format.
 
     Raises:
@@ -202,7 +238,7 @@ def _header(header: list[str] | None, name: str) -> tuple[list[str], str]:
             f"{name}: not a lab CSV; the header needs the columns "
             f"{', '.join(sorted(MONITOR_COLUMNS))} (or a Synthea observations export)"
         )
-    keys = [h.strip().lower() or f"column {i}" for i, h in enumerate(header, 1)]
+    keys = tuple(h.strip().lower() or f"column {i}" for i, h in enumerate(header, 1))
     twice = [key for key, n in Counter(keys).items() if n > 1]
     if twice:
         at = [i for i, key in enumerate(keys, 1) if key == twice[0]]

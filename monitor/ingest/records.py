@@ -187,7 +187,7 @@ def parse_number(text: str, *, exponent: bool = False) -> float | None:
     if not unsigned_decimal and (DECIMAL_WITH_EXPONENT if exponent else PLAIN_DECIMAL).fullmatch(text) is None:
         return None
     value = float(text)
-    return None if underflows(text, value) or abs(value) == INFINITY else value
+    return None if (value == 0 and underflows(text, value)) or abs(value) == INFINITY else value
 
 
 def underflows(text: str, value: float) -> bool:

@@ -16,11 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from monitor.db.staging import copy_new, stored_under, update_by_id
 from monitor.db.tables import HeldResult, LabResult, Patient
-from monitor.db.upsert import bulk_insert_ignore, may_hold_any, select_in, temporal_encoders
+from monitor.db.upsert import select_in, temporal_encoders
 from monitor.domain.snapshot import Result
 from monitor.domain.thresholds import ctcae_grade
 from monitor.ingest.files import read_file
@@ -64,6 +64,10 @@ class _Store:
         self.critical: set[int] = set()  # patients to evaluate now: a result in a critical band, corrected or retracted
         self.touched: dict[int, date] = {}  # patients with new input, and from which day
         self.graders = ctx.graders
+        self.patients: dict[str, int] = {}  # patient ids by MRN (a patient is never deleted, an MRN never changes)
+        #: Corrections of stored or held results (is it stored, its id) -> value, raw value, status;
+        #: written together after each batch.
+        self.fixes: dict[tuple[bool, int], tuple[float, str, str]] = {}
 
     def run(self, batch: Prepared) -> None:
         self.batch, self.report = batch, batch.report
@@ -129,7 +133,9 @@ class _Store:
 
     def _store(self, pending: list[Pending]) -> None:
         s = self.session
-        patients: dict[str, int] = dict(select_in(s, Patient, ("mrn", "id"), "mrn", {p.mrn for p in pending}))
+        patients = self.patients
+        if unknown := {p.mrn for p in pending} - patients.keys():  # an MRN not enrolled is asked again each batch
+            patients.update(select_in(s, Patient, ("mrn", "id"), "mrn", unknown))
         known = self._known("source_key", [p.source_key for p in pending])
         orders = [p.order_key for p in pending if p.order_key is not None and p.source_key not in known]
         same_test = self._known("order_key", orders) if orders else {}
@@ -140,10 +146,10 @@ class _Store:
         touched, later = self.touched, date.max
         # Results of this batch are remembered for the rest of it only if one can come again in it.
         track = bool(orders) or len({p.source_key for p in pending}) != len(pending)
-        for p in pending:
+        for i, p in enumerate(pending):
             previous = known.get(p.source_key) or (same_test.get(p.order_key) if p.order_key else None)
             if previous is not None:
-                self._again(p, previous, patients.get(p.mrn))
+                self._again(i, p, previous, patients.get(p.mrn))
                 continue
             patient_id = patients.get(p.mrn)
             row: tuple[Any, ...]
@@ -160,20 +166,27 @@ class _Store:
                 if p.order_key is not None:
                     same_test[p.order_key] = known[p.source_key]
             into.append(row)
-        self.report.stored += bulk_insert_ignore(s, LabResult, (*COLUMNS, "patient_id"), new_results, ["source_key"])
-        self.report.held += bulk_insert_ignore(s, HeldResult, (*COLUMNS, "mrn", "expires_on"), new_held, ["source_key"])
+        self._fix()
+        self.report.stored += copy_new(s, LabResult, (*COLUMNS, "patient_id"), new_results, ["source_key"])
+        self.report.held += copy_new(s, HeldResult, (*COLUMNS, "mrn", "expires_on"), new_held, ["source_key"])
 
     def _known(self, key: str, values: list[str]) -> dict[str, _Known]:
-        """Results already stored or held under these source keys or order keys."""
-        found: dict[str, _Known] = {}
-        for model in (HeldResult, LabResult):
-            if not may_hold_any(self.session, model, key, values):
-                continue
-            for k, i, v, st in select_in(self.session, model, (key, "id", "value", "status"), key, values):
-                found[k] = _Known(v, st, lab=model is LabResult, id=i)
-        return found
+        """Results already stored or held under these source keys or order keys (a stored one wins)."""
+        return {k: _Known(v, st, lab=model is LabResult, id=i)
+                for model, k, (i, v, st) in stored_under(self.session, (HeldResult, LabResult), key, values,
+                                                         ("id", "value", "status"))}
 
-    def _again(self, p: Pending, previous: _Known, patient_id: int | None) -> None:
+    def _fix(self) -> None:
+        """Write the batch's corrections of results received before it: one statement a table."""
+        if not self.fixes:
+            return
+        received = temporal_encoders(self.session)[0](self.ctx.now)
+        for lab, model in ((True, LabResult), (False, HeldResult)):
+            update_by_id(self.session, model, ("value", "raw_value", "status", "received_at"),
+                         [(i, *change, received) for (stored, i), change in self.fixes.items() if stored is lab])
+        self.fixes = {}
+
+    def _again(self, i: int, p: Pending, previous: _Known, patient_id: int | None) -> None:
         """A result for a test received before (same source key, or same order and test): a
         duplicate, an update, or a conflict for quarantine.
 
@@ -187,7 +200,7 @@ class _Store:
             if previous.value == p.value:
                 self.report.duplicate += 1
             else:
-                self.batch.reject(p.format, p.origin, p.raw,
+                self.batch.reject(p.format, p.origin, self.batch.raw(i),
                                   f"conflicts with the {p.analyte} result already received for the same test; "
                                   "send it with status C (corrected) to correct it", "conflicting re-delivery",
                                   self.ctx.now)
@@ -199,9 +212,8 @@ class _Store:
                 row[COLUMNS.index(name)] = value
             previous.batch[previous.index] = tuple(row)
         else:
-            table: Any = LabResult if previous.lab else HeldResult
-            self.session.execute(update(table).where(table.id == previous.id).values(**changes,
-                                                                                     received_at=self.ctx.now))
+            assert previous.id is not None
+            self.fixes[(previous.lab, previous.id)] = (p.value, p.raw_value, p.status)
         previous.value, previous.status = p.value, p.status
         self.report.corrected += 1
         if previous.lab and patient_id is not None:

@@ -5,6 +5,7 @@ without the database. Cheap to pickle, so a large file can be prepared in a work
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitor.db.encoding import Encoders
-from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProblem
+from monitor.domain.analytes import Analyte, Catalog, ImpossibleValue, UnitProblem, round6
 from monitor.domain.dates import DateRange
 from monitor.ingest.records import (
     EXPONENT_FORMATS,
@@ -25,7 +26,6 @@ from monitor.ingest.records import (
     Record,
     Skipped,
     Tally,
-    Unreadable,
     UnreadableFile,
     number_problem,
     parse_number,
@@ -146,11 +146,6 @@ class Pending(NamedTuple):
     mrn: str
     format: str
     origin: str
-    raw_source: RawSource
-
-    @property
-    def raw(self) -> str:
-        return raw_text(self.raw_source)
 
 
 COLUMNS = Pending._fields[:Pending._fields.index("on")]  # of lab_result and held_result
@@ -168,6 +163,16 @@ class Prepared:
     retractions: list[tuple[str, str | None]] = field(default_factory=list)  # (source key, order key) to withdraw
     pending: list[Pending] = field(default_factory=list)
     parts: dict[str, str] = field(default_factory=dict)  # raw text the quarantined records share, by digest
+    #: Where each pending result came from (`pending[i]`'s is `raws[i]`), needed only if the store
+    #: stage quarantines it; from a worker process, still pickled until then (`raw`).
+    raws: list[RawSource] | bytes = field(default_factory=list)
+
+    def raw(self, i: int) -> str:
+        """The raw text of `pending[i]`."""
+        if isinstance(self.raws, bytes):
+            self.raws = pickle.loads(self.raws)
+        assert isinstance(self.raws, list)
+        return raw_text(self.raws[i])
 
     def reject(self, fmt: str, origin: str, raw: str, reason: str, kind: str, now: datetime) -> None:
         """Quarantine a record: its text kept as the database can store it (`storable_text`)."""
@@ -188,12 +193,14 @@ class Prepared:
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Pickled (to or from a worker process) as plain tuples: a NamedTuple pickles at half the
-        speed."""
+        speed. The raw sources are pickled apart, and unpickled only when one is needed (a CSV row's
+        took a third of the time the store stage spent unpickling a batch)."""
+        raws = self.raws if isinstance(self.raws, bytes) else pickle.dumps(self.raws, pickle.HIGHEST_PROTOCOL)
         return (self.size, self.report, self.quarantine, self.retractions, list(map(tuple, self.pending)),
-                self.parts)
+                self.parts, raws)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.size, self.report, self.quarantine, self.retractions, pending, self.parts = state
+        self.size, self.report, self.quarantine, self.retractions, pending, self.parts, self.raws = state
         new = tuple.__new__  # what Pending._make does, without its per-row call overhead
         self.pending = [new(Pending, p) for p in pending]
 
@@ -260,18 +267,26 @@ def _too_long(r: IncomingResult) -> str:
 
 def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
     """Map, convert and check a batch of records; no database. Rejects go to `quarantine`."""
-    out = Prepared(len(chunk))
+    raws: list[RawSource] = []
+    out = Prepared(len(chunk), raws=raws)
     mappings = ctx.mappings
     catalog, zone, now = ctx.catalog, ctx.clinic_zone, ctx.now
     at, day = encoders
     received_at = at(now)
     earliest, latest = ctx.dates.window(ctx.today, result=True)
+    sources: dict[str, str] = {}  # format -> source column
+    # The results of one draw come together with one collection time: its date and encodings are
+    # worked out once (`last`: the time, its clinical date, its encoded time and date, or None).
+    last: tuple[datetime, date | None, Any, Any] | None = None
+    new = tuple.__new__  # what Pending(...) does, without its per-row call overhead
+    spelled: dict[tuple[str, str], tuple[str, str]] = {}
+    last_mrn = ""
     for r in chunk:
-        if isinstance(r, Skipped):
-            out.report.ignored += 1
-            continue
-        if isinstance(r, Unreadable):
-            out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
+        if not isinstance(r, IncomingResult):
+            if isinstance(r, Skipped):
+                out.report.ignored += 1
+            else:
+                out.reject(r.format, r.origin, r.raw, r.reason, "unreadable", now)
             continue
         if (len(r.source_key) > KEY_MAX or len(r.code) > CODE_MAX or len(r.unit) > RAW_MAX
                 or (r.order_key is not None and len(r.order_key) > KEY_MAX)):  # _too_long, inlined: every result
@@ -284,9 +299,10 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, f"patient identifier is {len(r.mrn)} characters; at most "
                        f"{MRN_MAX} are stored", "patient identifier", now)
             continue
-        m = mappings.get((r.code, r.unit))
+        spelling = (r.code, r.unit)
+        m = mappings.get(spelling)
         if m is None:
-            m = mappings[(r.code, r.unit)] = _mapping(catalog, r.code, r.unit)
+            m = mappings[spelling] = _mapping(catalog, r.code, r.unit)
         if m.analyte is None:
             if m.ignored:
                 out.report.ignored += 1
@@ -309,21 +325,30 @@ def prepare(chunk: list[Record], ctx: Context, encoders: Encoders) -> Prepared:
             out.reject(r.format, r.origin, r.raw, str(e),
                        "impossible value" if isinstance(e, ImpossibleValue) else "unit", now)
             continue
-        ref_low = None if r.ref_low is None else round(r.ref_low * factor, 6)
-        ref_high = None if r.ref_high is None else round(r.ref_high * factor, 6)
+        ref_low = None if r.ref_low is None else round6(r.ref_low * factor)
+        ref_high = None if r.ref_high is None else round6(r.ref_high * factor)
         low = analyte.reference.low if ref_low is None else ref_low  # the lab's range, else the catalog's
         high = analyte.reference.high if ref_high is None else ref_high
         outside_range = not (low is not None and high is not None and low <= value <= high)
-        on = _local_day(r.observed_at, zone)
+        if last is None or r.observed_at is not last[0]:
+            last = (r.observed_at, _local_day(r.observed_at, zone), None, None)
+        on = last[1]
         if on is None or not earliest <= on <= latest:
             out.reject(r.format, r.origin, r.raw, _date_problem(r.observed_at, on, ctx), "collection date", now)
             continue
-        out.pending.append(Pending(
-            r.source_key, r.format.split("-")[-1], analyte.key, r.code, r.value, r.unit,
-            value, analyte.unit, r.status, at(r.observed_at), day(on), received_at, ref_low, ref_high,
-            r.order_key, on, r.status in SCREENED and outside_range,
-            r.mrn, r.format, r.origin, r.raw_source,
-        ))
+        if last[2] is None:
+            last = (r.observed_at, on, at(r.observed_at), day(on))
+        source = sources.get(r.format) or sources.setdefault(r.format, r.format.split("-")[-1])
+        # One object for each code and unit spelling, and for the draw's MRN: pickled once a batch.
+        code, unit = spelled.setdefault(spelling, spelling)
+        mrn = r.mrn if r.mrn != last_mrn else last_mrn
+        out.pending.append(new(Pending, (
+            r.source_key, source, analyte.key, code, r.value, unit, value, analyte.unit, r.status, last[2],
+            last[3], received_at, ref_low, ref_high, r.order_key, on, r.status in SCREENED and outside_range,
+            mrn, r.format, r.origin,
+        )))
+        last_mrn = mrn
+        raws.append(r.raw_source)
     return out
 
 

@@ -5,13 +5,14 @@ Anything else is quarantined with the reason, never stored as a number Python's 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from math import copysign
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.domain.analytes import ImpossibleValue, UnitProblem
+from monitor.domain.analytes import ImpossibleValue, UnitProblem, round6
 from monitor.ingest.records import IncomingResult, parse_number
 from monitor.services.prepare import Context, Prepared, prepare
 from tests.unit.builders import CATALOG
@@ -164,3 +165,13 @@ def test_only_a_plain_ascii_decimal_is_stored_and_zero_only_when_sent_for_an_ana
     else:
         low = CATALOG.analytes[analyte].plausible.low
         assert low is not None and value >= low
+
+
+@given(st.floats(allow_nan=False) | st.integers(0, 9).flatmap(
+    lambda places: st.decimals(-10**10, 10**10, places=places, allow_nan=False, allow_infinity=False)).map(float))
+@settings(max_examples=3000)
+def test_a_value_is_rounded_to_six_decimals_exactly_as_round_does_it(value: float) -> None:
+    """`round6` skips `round(value, 6)` for a value with six decimals or fewer: the same double,
+    whatever the value (a lab's decimal, any double, beyond the range where it may skip)."""
+    rounded = round6(value)
+    assert rounded == round(value, 6) and copysign(1.0, rounded) == copysign(1.0, round(value, 6))
