@@ -151,14 +151,16 @@ def pipelined(port: int, messages: list[str], ready: threading.Barrier) -> Outco
     return Outcome(0, latencies, acks, [])
 
 
-def start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen([sys.executable, "-m", "monitor", "mllp", "--port", "0"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start_listener(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], int]:
+    with log.open("w") as errors:
+        process = subprocess.Popen([sys.executable, "-m", "monitor", "mllp", "--port", "0"], env=env,
+                                   stdout=subprocess.PIPE, stderr=errors, text=True)
     assert process.stdout is not None
     while line := process.stdout.readline():
         if found := re.search(r"MLLP listening on [\d.]+:(\d+)", line):
             return process, int(found[1])
-    raise RuntimeError("monitor mllp did not start")
+    process.wait()
+    raise RuntimeError(f"monitor mllp did not start (exit {process.returncode}): {log.read_text()[-2000:]}")
 
 
 def run_senders(port: int, senders: int, send: Callable[[int, list[str], threading.Barrier], Outcome],
@@ -206,6 +208,7 @@ class Copies:
 
     fresh: Callable[[], str]
     drop: Callable[[], None]
+    work: Path
 
 
 @contextmanager
@@ -218,7 +221,7 @@ def sqlite_copies(template: Path, work: Path) -> Iterator[Copies]:
         shutil.copy(template, target)
         return f"sqlite:///{target}"
 
-    yield Copies(fresh, lambda: None)
+    yield Copies(fresh, lambda: None, work)
 
 
 @contextmanager
@@ -242,7 +245,7 @@ def postgres_copies(server: str, work: Path, source: Path | None) -> Iterator[Co
             execute("CREATE DATABASE bench_mllp_run TEMPLATE bench_mllp_template")
             return url("bench_mllp_run")
 
-        yield Copies(fresh, lambda: execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)"))
+        yield Copies(fresh, lambda: execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)"), work)
     finally:
         execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)")
         execute("DROP DATABASE IF EXISTS bench_mllp_template WITH (FORCE)")
@@ -258,7 +261,7 @@ def scenario(copies: Copies, source: Path | None, senders: int, mode: str, n: in
     rates, p50s, p95s, maxes, checks = [], [], [], [], []
     for run in range(runs):
         url = copies.fresh()
-        process, port = start_listener(environment(url, source))
+        process, port = start_listener(environment(url, source), copies.work / "listener.log")
         try:
             messages = [message(i, f"B{senders}{mode[0]}{run}", date.today() - timedelta(days=1 + i % 30))
                         for i in range(n)]

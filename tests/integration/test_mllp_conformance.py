@@ -25,7 +25,7 @@ from monitor.db.tables import HeldResult, InboundMessage, Quarantine
 from monitor.ingest import mllp
 from monitor.ingest.mllp import END, START, Listener, ack, decode, frame
 from monitor.ingest.records import ReadOptions
-from monitor.services.inbound import receive_hl7
+from monitor.services.inbound import receive_messages
 from tests.integration import LONDON, ingest_context
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -46,11 +46,11 @@ def oru(n: int, *, mrn: str = "MLLP0001", code: str = "6690-2", extra: str = "")
 def handler(engine: Engine):  # type: ignore[no-untyped-def]
     ctx = ingest_context(NOW, options=ReadOptions(lab_zone=LONDON))
 
-    def handle(text: str) -> str:
+    def store(texts: list[str]) -> list[str]:
         with Session(engine, expire_on_commit=False) as s:
-            return receive_hl7(s, text, ctx=ctx, channel="mllp")
+            return receive_messages(s, texts, ctx=ctx, channel="mllp")
 
-    return handle
+    return store
 
 
 async def _read_acks(reader: asyncio.StreamReader, n: int) -> list[str]:
