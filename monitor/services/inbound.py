@@ -128,14 +128,21 @@ def _process(session: Session, message: _Message, ctx: Context, touched: dict[in
 
 
 def _in_one_transaction(session: Session, steps: Sequence[_Step], ctx: Context) -> list[str]:
-    """Run `steps` in one transaction, mark their patients for review, commit, then evaluate the
-    patients of critical results; the ACKs."""
-    _write_lock(session)
+    """Run `steps` in one transaction, mark their patients for review and commit; the ACKs. A
+    message with a critical result ends its transaction (the rest go on in the next): its patients
+    are evaluated once it is committed, seeing the messages before it and none after, exactly as
+    when each message is its own transaction."""
+    handled: list[_Handled] = []
     touched: dict[int, date] = {}
-    handled = [step(session, touched) for step in steps]
-    mark_patients(session, touched)  # once, in id order, as the daily cycle locks them (PostgreSQL)
-    session.commit()
-    _evaluate_critical(session, handled, ctx)
+    for n, step in enumerate(steps):
+        if not touched and (n == 0 or handled[-1].critical):
+            _write_lock(session)
+        handled.append(step(session, touched))
+        if handled[-1].critical or n == len(steps) - 1:
+            mark_patients(session, touched)  # once, in id order, as the daily cycle locks them (PostgreSQL)
+            session.commit()
+            touched = {}
+            _evaluate_critical(session, handled[-1], ctx)
     return [h.reply for h in handled]
 
 
@@ -205,25 +212,21 @@ def _mark(session: Session, message: _Message, status: str, ack_code: str, detai
                     {"message_id": message.id, "status": status, "ack_code": ack_code, "detail": detail})
 
 
-def _evaluate_critical(session: Session, handled: list[_Handled], ctx: Context) -> None:
-    """Evaluate now (each evaluation committed) the patients of the group's critical results,
-    message by message, and count the critical flags that raised in each message's detail. One
-    that cannot be evaluated is logged by id: its result is stored and its patient marked, so the
-    daily cycle evaluates it."""
-    if ctx.library is None:
+def _evaluate_critical(session: Session, handled: _Handled, ctx: Context) -> None:
+    """Evaluate now (committed) the patients of a message's critical results, and count the
+    critical flags that raised in its detail. If that fails, it is logged by message id: the
+    result is stored and its patient marked, so the daily cycle evaluates it."""
+    if ctx.library is None or not handled.critical or handled.message is None:
         return
-    for h in handled:
-        if not h.critical or h.message is None:
-            continue
-        try:
-            flags = evaluate_patients(session, ctx.library, h.critical, today=ctx.today, now=ctx.now)
-            if flags:
-                _mark(session, h.message, "processed", "AA", h.detail | {"critical_flags": flags})
-                session.commit()
-        except Exception as e:
-            session.rollback()
-            log.error("the patients of inbound message %s could not be evaluated now (%s); the daily cycle will",
-                      h.message.id, type(e).__name__)
+    try:
+        flags = evaluate_patients(session, ctx.library, handled.critical, today=ctx.today, now=ctx.now)
+        if flags:
+            _mark(session, handled.message, "processed", "AA", handled.detail | {"critical_flags": flags})
+            session.commit()
+    except Exception as e:
+        session.rollback()
+        log.error("the patients of inbound message %s could not be evaluated now (%s); the daily cycle will",
+                  handled.message.id, type(e).__name__)
 
 
 def reconcile(session: Session, *, ctx: Context, channel: str) -> int:

@@ -222,7 +222,7 @@ def test_one_bad_result_is_quarantined_and_the_rest_of_its_message_stored(engine
     assert count(engine, HeldResult) == 1 and count(engine, Quarantine) == 1
 
 
-def _start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
+def start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
     """`monitor mllp --port 0` in a real process: its port, and what it printed before listening."""
     process = subprocess.Popen([sys.executable, "-m", "monitor", "mllp", "--port", "0"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -235,7 +235,7 @@ def _start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, li
     return process, int(found[1]), lines
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
+def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
@@ -253,17 +253,17 @@ def test_messages_a_crash_left_received_are_processed_once_when_the_listener_sta
                                  status="received"))
         s.commit()
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url}
-    process, port, before = _start_listener(env)
+    process, port, before = start_listener(env)
     try:
         assert any("processed 3 messages" in line for line in before), before
         [[reply]] = asyncio.run(_sends(port, [frame(oru(9))]))
         assert code_of(checked(reply, oru(9))) == "AA"
     finally:
-        _stop(process)
+        stop(process)
     assert [s for s, _ in statuses(engine)] == ["processed"] * 4
     assert count(engine, HeldResult) == 4
-    process, _, before = _start_listener(env)
-    _stop(process)
+    process, _, before = start_listener(env)
+    stop(process)
     assert not any("processed" in line for line in before)
     assert count(engine, HeldResult) == 4 and count(engine, InboundMessage) == 4
 
