@@ -6,9 +6,10 @@ A clinic of 200 enrolled patients (`monitor init`, `monitor enroll --csv`) is ma
 template: a SQLite file, and with --postgres a database on that server. For each scenario and run
 a fresh copy gets its own `monitor mllp --port 0` process, and 1, 4 or 16 senders on their own
 sockets send `--messages` ORU^R01 messages between them (a CBC and an LFT panel, ten results, for
-an enrolled patient; every result new). A sender is either one at a time (python-hl7's
-MLLPClient: send, wait for the ACK, send the next) or pipelined (up to 32 frames written ahead of
-their ACKs, as an interface engine with a send window does). Measured: messages/s (first frame
+an enrolled patient, drawn today or yesterday as in a live feed; every result new). A sender is
+either one at a time (python-hl7's MLLPClient: send, wait for the ACK, send the next) or
+pipelined (up to 32 frames written ahead of their ACKs, as an interface engine with a send window
+does). Measured: messages/s (first frame
 sent to last ACK read), ACK latency p50/p95/max (frame written to its ACK read), and then, with the
 listener stopped, a count of the copy's rows: every message ACKed AA with its own MSH-10, stored
 once, and its ten results stored. Each figure is the median of the runs, with the spread
@@ -48,9 +49,10 @@ SENDERS = (1, 4, 16)
 WINDOW = 32  # frames a pipelining sender writes ahead of their ACKs
 START, END = b"\x0b", b"\x1c\x0d"
 #: A CBC and an LFT panel: LOINC code, unit, a typical (non-critical) value.
-CBC = [("6690-2", "10*9/L", 6.5), ("751-8", "10*9/L", 4.0), ("731-0", "10*9/L", 1.8), ("777-3", "10*9/L", 250),
+Panel = list[tuple[str, str, float]]
+CBC: Panel = [("6690-2", "10*9/L", 6.5), ("751-8", "10*9/L", 4.0), ("731-0", "10*9/L", 1.8), ("777-3", "10*9/L", 250),
        ("718-7", "g/L", 135)]
-LFT = [("1742-6", "U/L", 28), ("1920-8", "U/L", 26), ("6768-6", "U/L", 80), ("1975-2", "umol/L", 10),
+LFT: Panel = [("1742-6", "U/L", 28), ("1920-8", "U/L", 26), ("6768-6", "U/L", 80), ("1975-2", "umol/L", 10),
        ("1751-7", "g/L", 42)]
 RESULTS = len(CBC) + len(LFT)
 
@@ -60,8 +62,9 @@ def message(n: int, tag: str, day: date) -> str:
     when = day.strftime("%Y%m%d")
     control = f"{tag}{n:07d}"
     segments = [f"MSH|^~\\&|LABAPP|LABFAC|MONITOR|CLINIC|{when}0930||ORU^R01^ORU_R01|{control}|P|2.5.1",
-                f"PID|1||BENCH{n % PATIENTS:04d}^^^HOSP^MR||DOE^JANE", f"PV1|1|O"]
-    for p, (panel, name, tests) in enumerate((("58410-2", "CBC panel", CBC), ("24325-3", "Hepatic panel", LFT))):
+                f"PID|1||BENCH{n % PATIENTS:04d}^^^HOSP^MR||DOE^JANE", "PV1|1|O"]
+    panels: list[tuple[str, str, Panel]] = [("58410-2", "CBC panel", CBC), ("24325-3", "Hepatic panel", LFT)]
+    for p, (panel, name, tests) in enumerate(panels):
         segments.append(f"OBR|{p + 1}|{control}-{p}|{control}-{p}F|{panel}^{name}^LN|||{when}0800")
         segments += [f"OBX|{i + 1}|NM|{code}^^LN||{typical * (0.95 + (n % 7) / 70):.1f}|{unit}|||||F|||{when}0800"
                      for i, (code, unit, typical) in enumerate(tests)]
@@ -107,7 +110,8 @@ class Outcome:
 
 
 def one_at_a_time(port: int, messages: list[str], ready: threading.Barrier) -> Outcome:
-    latencies, acks = [], []
+    latencies: list[float] = []
+    acks: list[tuple[str, str]] = []
     with MLLPClient("127.0.0.1", port) as client:
         ready.wait()
         for m in messages:
@@ -124,7 +128,8 @@ def pipelined(port: int, messages: list[str], ready: threading.Barrier) -> Outco
     frames = [START + m.encode() + END for m in messages]
     sent_at = [0.0] * len(frames)
     window = threading.Semaphore(WINDOW)
-    latencies, acks = [], []
+    latencies: list[float] = []
+    acks: list[tuple[str, str]] = []
     with socket.create_connection(("127.0.0.1", port)) as sock:
         def write() -> None:
             for i, f in enumerate(frames):
@@ -263,7 +268,7 @@ def scenario(copies: Copies, source: Path | None, senders: int, mode: str, n: in
         url = copies.fresh()
         process, port = start_listener(environment(url, source), copies.work / "listener.log")
         try:
-            messages = [message(i, f"B{senders}{mode[0]}{run}", date.today() - timedelta(days=1 + i % 30))
+            messages = [message(i, f"B{senders}{mode[0]}{run}", date.today() - timedelta(days=i % 2))
                         for i in range(n)]
             outcome = run_senders(port, senders, send, messages)
         finally:
@@ -302,6 +307,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="run the monitor package in this folder (e.g. an export of main)")
     parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True, help="measure SQLite")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: the throwaway databases are dropped
     source = args.source.resolve() if args.source else None
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
              f"SQLite {sqlite3.sqlite_version}; {args.messages} messages of {RESULTS} results per scenario, "

@@ -140,9 +140,10 @@ class Listener:
     """`await Listener(store, now=...).start(host, port)`; `store(texts) -> ack texts` may block.
 
     Frames from every connection are stored a group at a time (`store` runs on a worker thread,
-    one group at a time): those that arrive while a group is being stored, or within `window` of
-    the first when several connections are open, are the next group. Each connection's ACKs go out
-    in the order of its frames, each when its group is committed, while its next frames are read.
+    one group at a time): those that arrive while a group is being stored are the next group, and
+    while fewer are waiting than connections are open, those that arrive within `window` too.
+    Each connection's ACKs go out in the order of its frames, each when its group is committed,
+    while its next frames are read.
     Every frame is answered and the connection stays open: a frame too large to keep gets an AR
     (its bytes are dropped up to its end), and so does every message of a group `store` failed on
     (it raised). A sender that closes its side still gets the ACKs of the frames it sent."""
@@ -230,7 +231,7 @@ class Listener:
     async def _store_groups(self) -> None:
         while True:
             await self.arrived.wait()
-            if self.window and self.connections > 1:
+            if self.window and len(self.waiting) < self.connections:  # others may be about to send
                 await asyncio.sleep(self.window)
             group, self.waiting = self.waiting[:GROUP_MAX], self.waiting[GROUP_MAX:]
             if not self.waiting:

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
@@ -226,7 +225,8 @@ def refusing_review_marks(engine: Engine) -> Iterator[None]:
         else:
             conn.execute(text("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no'; "
                               "END $$ LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON enrollment FOR EACH ROW EXECUTE FUNCTION refuse()"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON enrollment "
+                              "FOR EACH ROW EXECUTE FUNCTION refuse()"))
     yield
     with engine.begin() as conn:
         sqlite = conn.dialect.name == "sqlite"
@@ -301,7 +301,8 @@ def test_a_feed_stored_in_one_group_gives_exactly_the_rows_of_one_message_at_a_t
     of once per message (the daily cycle only compares it for a change)."""
     ctx = context(library=True)
 
-    def stored(groups: list[list[str]]) -> tuple[list[list[str]], dict[str, list[tuple[Any, ...]]], list[int]]:
+    def stored(groups: list[list[str]]) -> tuple[list[list[tuple[str, str]]], dict[str, list[tuple[Any, ...]]],
+                                                 list[int]]:
         empty_database(db_url)
         enrolled(engine, "CMP001", "CMP002", "CMP003")
         replies = []
@@ -315,7 +316,7 @@ def test_a_feed_stored_in_one_group_gives_exactly_the_rows_of_one_message_at_a_t
     feed = mixed_feed()
     one_by_one, alone, alone_revisions = stored([[m] for m in feed])
     [together], grouped, grouped_revisions = stored([feed])
-    assert [r for [r] in one_by_one] == together
+    assert [reply for replies in one_by_one for reply in replies] == together
     revision = [c.name for c in Enrollment.__table__.columns].index("revision")  # type: ignore[attr-defined]
     for dump in (alone, grouped):
         dump["enrollment"] = [row[:revision] + row[revision + 1:] for row in dump["enrollment"]]
