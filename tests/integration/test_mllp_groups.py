@@ -35,13 +35,15 @@ TODAY = date(2026, 11, 26)
 
 
 def oru(control: str, *, mrn: str = "GRP0001", value: str = "5.4", status: str = "F", code: str = "6690-2",
-        order: str = "") -> str:
-    """A synthetic ORU^R01 (v2.5.1) with one result (OBX-11 `status`) of order `order` (OBR-3)."""
+        order: str = "", extra: str = "") -> str:
+    """A synthetic ORU^R01 (v2.5.1) with one result (OBX-11 `status`) of order `order` (OBR-3),
+    and `extra` segments after it."""
     return "\r".join([
         f"MSH|^~\\&|LABAPP|LABFAC|MONAPP|MONFAC|20261125083000||ORU^R01^ORU_R01|{control}|P|2.5.1",
         f"PID|1||{mrn}^^^HOSP^MR||DOE^JANE",
         f"OBR|1||{order or control}|58410-2^CBC panel^LN|||20261125080000",
         f"OBX|1|NM|{code}^Leukocytes^LN||{value}|10*9/L|4.0-11.0|N|||{status}|||20261125080000",
+        *([extra] if extra else []),
     ]) + "\r"
 
 
@@ -177,15 +179,16 @@ def test_sixteen_concurrent_senders_are_all_acked_aa_after_their_group_commit_an
 
 
 @contextmanager
-def refusing_held_results_for(engine: Engine, mrn: str) -> Iterator[None]:
-    """A database that refuses the held results of one MRN (a real trigger, as a full disk or a
-    broken index would refuse a write)."""
+def refusing_held_platelets_for(engine: Engine, mrn: str) -> Iterator[None]:
+    """A database that refuses one MRN's held platelet counts (a real trigger, as a full disk or a
+    broken index would refuse a write): its message's leukocytes, written first, must go too."""
+    refused = f"NEW.mrn = '{mrn}' AND NEW.code = '777-3'"
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON held_result WHEN NEW.mrn = '{mrn}' "
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON held_result WHEN {refused} "
                               "BEGIN SELECT RAISE(ABORT, 'refused'); END"))
         else:
-            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.mrn = '{mrn}' THEN "
+            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {refused} THEN "
                               "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
             conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON held_result "
                               "FOR EACH ROW EXECUTE FUNCTION refuse()"))
@@ -198,9 +201,10 @@ def refusing_held_results_for(engine: Engine, mrn: str) -> Iterator[None]:
 
 
 def test_a_bad_message_in_a_group_gets_its_own_ar_and_the_others_of_its_group_aa(engine: Engine) -> None:
-    group = [oru("GOOD1"), oru("BAD1", mrn="REFUSED"), oru("GOOD2", mrn="GRP0002"), BROKEN, oru("GOOD3", mrn="GRP3")]
+    bad = oru("BAD1", mrn="REFUSED", extra="OBX|2|NM|777-3^Platelets^LN||250|10*9/L|||||F|||20261125080000")
+    group = [oru("GOOD1"), bad, oru("GOOD2", mrn="GRP0002"), BROKEN, oru("GOOD3", mrn="GRP3")]
     store = Store(engine, hold_first=1 + len(group))
-    with refusing_held_results_for(engine, "REFUSED"):
+    with refusing_held_platelets_for(engine, "REFUSED"):
         [replies] = serve(store, lambda port: pipelined(port, [oru("LEAD"), *group], first_alone=store))
     assert store.groups == [1, 5]  # the bad message shared its group with four others
     assert [msa(r) for r in replies] == [("AA", "LEAD"), ("AA", "GOOD1"), ("AR", "BAD1"), ("AA", "GOOD2"),
@@ -209,10 +213,10 @@ def test_a_bad_message_in_a_group_gets_its_own_ar_and_the_others_of_its_group_aa
     found = statuses(engine)
     assert found["BAD1"] == [("failed", "AR")] and found["BROKEN1"] == [("rejected", "AE")]
     assert all(found[c] == [("processed", "AA")] for c in ("LEAD", "GOOD1", "GOOD2", "GOOD3"))
-    assert count(engine, HeldResult) == 4
-    [[again]] = serve(Store(engine), lambda port: one_at_a_time(port, [oru("BAD1", mrn="REFUSED")]))
+    assert count(engine, HeldResult) == 4  # nothing of the bad message: its leukocytes were rolled back with it
+    [[again]] = serve(Store(engine), lambda port: one_at_a_time(port, [bad]))
     assert msa(again) == ("AA", "BAD1")  # the fault gone, the same row is processed
-    assert statuses(engine)["BAD1"] == [("processed", "AA")] and count(engine, HeldResult) == 5
+    assert statuses(engine)["BAD1"] == [("processed", "AA")] and count(engine, HeldResult) == 6
 
 
 @contextmanager
