@@ -156,7 +156,7 @@ def _in_one_transaction(session: Session, steps: Sequence[_Step], ctx: Context) 
     handled: list[_Handled] = []
     touched: dict[int, date] = {}
     for n, step in enumerate(steps):
-        if not touched and (n == 0 or handled[-1].critical):
+        if n == 0 or handled[-1].critical:
             _write_lock(session)
         handled.append(step(session, touched))
         if handled[-1].critical or n == len(steps) - 1:
