@@ -89,19 +89,23 @@ def receive_messages(session: Session, texts: Sequence[str], *, ctx: Context, ch
     message durable, and a critical result's patient is evaluated before it, as for a lone message.
     If the group cannot be committed, each of its messages is stored alone.
     """
+    replies: list[str] = []  # of the messages committed so far
     try:
-        return _in_one_transaction(session, [_receiving(text, ctx, channel) for text in texts], ctx)
+        _in_transactions(session, [_receiving(text, ctx, channel) for text in texts], ctx, replies)
+        return replies
     except StillLocked:
         session.rollback()
-        log.error("the database stayed locked; %s inbound messages answered AR", len(texts))
+        log.error("the database stayed locked; %s inbound messages answered AR", len(texts) - len(replies))
     except Exception as e:
         session.rollback()
-        if len(texts) > 1:
+        rest = texts[len(replies):]
+        if len(rest) > 1:
             log.warning("%s inbound messages could not be committed together (%s); each is stored alone",
-                        len(texts), type(e).__name__)
-            return [reply for text in texts for reply in receive_messages(session, [text], ctx=ctx, channel=channel)]
+                        len(rest), type(e).__name__)
+            return replies + [reply for text in rest for reply in receive_messages(session, [text], ctx=ctx,
+                                                                                      channel=channel)]
         log.error("an inbound message could not be stored (%s); answered AR", type(e).__name__)
-    return [ack(text, "AR", NOT_STORED, now=ctx.now) for text in texts]
+    return replies + [ack(text, "AR", NOT_STORED, now=ctx.now) for text in texts[len(replies):]]
 
 
 _Step = Callable[[Session, dict[int, date]], "_Handled"]
@@ -148,23 +152,23 @@ def _savepoint(session: Session, statement: str) -> None:
     raw.execute(statement)
 
 
-def _in_one_transaction(session: Session, steps: Sequence[_Step], ctx: Context) -> list[str]:
-    """Run `steps` in one transaction, mark their patients for review and commit; the ACKs. A
-    message with a critical result ends its transaction (the rest go on in the next): its patients
-    are evaluated once it is committed, seeing the messages before it and none after, exactly as
-    when each message is its own transaction."""
+def _in_transactions(session: Session, steps: Sequence[_Step], ctx: Context, replies: list[str]) -> None:
+    """Run `steps` in one transaction, mark their patients for review, commit, and add their ACKs
+    to `replies`. A message with a critical result ends its transaction (the rest go on in the
+    next): its patients are evaluated once it is committed, seeing the messages before it and none
+    after, exactly as when each message is its own transaction."""
     handled: list[_Handled] = []
     touched: dict[int, date] = {}
     for n, step in enumerate(steps):
-        if n == 0 or handled[-1].critical:
+        if not handled:
             _write_lock(session)
         handled.append(step(session, touched))
         if handled[-1].critical or n == len(steps) - 1:
             mark_patients(session, touched)  # once, in id order, as the daily cycle locks them (PostgreSQL)
             session.commit()
-            touched = {}
+            replies.extend(h.reply for h in handled)
             _evaluate_critical(session, handled[-1], ctx)
-    return [h.reply for h in handled]
+            handled, touched = [], {}
 
 
 def _write_lock(session: Session) -> None:
@@ -255,5 +259,5 @@ def reconcile(session: Session, *, ctx: Context, channel: str) -> int:
     session.rollback()  # the write transaction begins with its lock
     for message_id, raw in rows:
         assert message_id is not None
-        _in_one_transaction(session, [partial(_process, message=_Message(message_id, channel, raw), ctx=ctx)], ctx)
+        _in_transactions(session, [partial(_process, message=_Message(message_id, channel, raw), ctx=ctx)], ctx, [])
     return len(rows)

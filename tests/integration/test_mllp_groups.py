@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import Enrollment, HeldResult, InboundMessage, LabResult
+from monitor.db.tables import Enrollment, FlagRow, HeldResult, InboundMessage, LabResult
 from monitor.ingest.mllp import END, START, Listener, frame
 from monitor.ingest.records import ReadOptions
 from monitor.protocols import packaged_library
@@ -220,15 +220,17 @@ def test_a_bad_message_in_a_group_gets_its_own_ar_and_the_others_of_its_group_aa
 
 
 @contextmanager
-def refusing_review_marks(engine: Engine) -> Iterator[None]:
-    """A database that refuses to mark enrollments for review (a real trigger): a group with a
-    result for an enrolled patient cannot be committed."""
+def refusing_review_marks(engine: Engine, mrn: str) -> Iterator[None]:
+    """A database that refuses to mark one patient's enrollments for review (a real trigger): a
+    group with a result for that patient cannot be committed."""
+    refused = f"OLD.patient_id = (SELECT id FROM patient WHERE mrn = '{mrn}')"
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON enrollment BEGIN SELECT RAISE(ABORT, 'no'); END"))
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE UPDATE ON enrollment WHEN {refused} "
+                              "BEGIN SELECT RAISE(ABORT, 'no'); END"))
         else:
-            conn.execute(text("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no'; "
-                              "END $$ LANGUAGE plpgsql"))
+            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {refused} THEN "
+                              "RAISE EXCEPTION 'no'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
             conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON enrollment "
                               "FOR EACH ROW EXECUTE FUNCTION refuse()"))
     yield
@@ -249,14 +251,18 @@ def enrolled(engine: Engine, *mrns: str) -> None:
 
 
 def test_a_group_that_cannot_be_committed_is_stored_one_message_at_a_time(engine: Engine) -> None:
-    enrolled(engine, "ENR001")
-    texts = [oru("HELD1", mrn="NOTENR1"), oru("ENR1", mrn="ENR001"), oru("HELD2", mrn="NOTENR2")]
-    with refusing_review_marks(engine), Session(engine, expire_on_commit=False) as s:
-        replies = receive_messages(s, texts, ctx=context(), channel="mllp")
-    assert [msa(r) for r in replies] == [("AA", "HELD1"), ("AR", "ENR1"), ("AA", "HELD2")]
-    assert "send it again later" in replies[1]
-    assert statuses(engine) == {"HELD1": [("processed", "AA")], "HELD2": [("processed", "AA")]}
-    assert count(engine, HeldResult) == 2 and count(engine, LabResult) == 0
+    """The critical result is committed (and its patient evaluated) before the rest of its group
+    fails: it is not stored a second time; the rest are stored alone, and only the one that
+    cannot be is answered AR."""
+    enrolled(engine, "ENR000", "ENR001")
+    texts = [oru("CRIT0", mrn="ENR000", value="0.9"), oru("HELD1", mrn="NOTENR1"), oru("ENR1", mrn="ENR001"),
+             oru("HELD2", mrn="NOTENR2")]
+    with refusing_review_marks(engine, "ENR001"), Session(engine, expire_on_commit=False) as s:
+        replies = receive_messages(s, texts, ctx=context(library=True), channel="mllp")
+    assert [msa(r) for r in replies] == [("AA", "CRIT0"), ("AA", "HELD1"), ("AR", "ENR1"), ("AA", "HELD2")]
+    assert "send it again later" in replies[2]
+    assert statuses(engine) == {c: [("processed", "AA")] for c in ("CRIT0", "HELD1", "HELD2")}
+    assert count(engine, HeldResult) == 2 and count(engine, LabResult) == 1 and count(engine, FlagRow) >= 1
 
 
 def test_pipelined_frames_are_read_while_a_group_is_stored_and_acked_in_order(engine: Engine) -> None:
