@@ -54,6 +54,7 @@ ERR_TEXT_MAX = 1000
 #: HL7 table 0357 (message error condition codes) for ERR-3.
 SEGMENT_SEQUENCE = "100^Segment sequence error"
 INTERNAL = "207^Application internal error"
+NOT_STORED = "the message could not be stored (internal error); send it again later"
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,10 @@ class Listener:
     one group at a time): those that arrive while a group is being stored are the next group, and
     while fewer are waiting than connections are open, those that arrive within `window` too.
     Each connection's ACKs go out in the order of its frames, each when its group is committed,
-    while its next frames are read.
-    Every frame is answered and the connection stays open: a frame too large to keep gets an AR
-    (its bytes are dropped up to its end), and so does every message of a group `store` failed on
-    (it raised). A sender that closes its side still gets the ACKs of the frames it sent."""
+    while its next frames are read. Every frame is answered and the connection stays open: a
+    frame too large to keep gets an AR (its bytes are dropped up to its end), and so does every
+    message of a group `store` failed on (it raised). A sender that closes its side still gets the
+    ACKs of the frames it sent."""
 
     def __init__(self, store: Callable[[list[str]], list[str]], *, now: Callable[[], datetime],
                  charset: str = "UNICODE UTF-8", window: float = WINDOW) -> None:
@@ -244,8 +245,7 @@ class Listener:
                     raise RuntimeError(f"{len(texts)} messages stored, {len(replies)} ACKs")
             except Exception as e:  # the senders are told to try again later, and the next frames are read
                 log.error("MLLP messages not handled (%s); answered AR", type(e).__name__)
-                replies = [ack(text, "AR", "the message could not be stored (internal error); send it again later",
-                               now=self.now()) for text in texts]
+                replies = [ack(text, "AR", NOT_STORED, now=self.now()) for text in texts]
             for (_, reply), text in zip(group, replies, strict=True):
                 if not reply.done():  # done: its connection was cancelled
                     reply.set_result(text)

@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from monitor.db.tables import InboundMessage
 from monitor.ingest.hl7_reader import read_text
-from monitor.ingest.mllp import SEGMENT_SEQUENCE, ack, control_id
+from monitor.ingest.mllp import NOT_STORED, SEGMENT_SEQUENCE, ack, control_id
 from monitor.ingest.records import Unreadable, storable_text
 from monitor.services.daily import evaluate_patients
 from monitor.services.ingest import stage_records
@@ -42,7 +42,6 @@ CONTROL_ID_MAX = 64  # InboundMessage.control_id
 #: How often a group waits for SQLite's write lock (each wait is the busy timeout, 30 s) before
 #: its messages are answered AR: a daily cycle's batch holds the lock for seconds, not minutes.
 LOCK_TRIES = 10
-NOT_STORED = "the message could not be stored (internal error); send it again later"
 
 # Statements built once (a group runs them for every message): Core, on the session's connection.
 _TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
