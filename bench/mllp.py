@@ -1,6 +1,6 @@
 """The MLLP listener's throughput and ACK latency: real `monitor mllp` processes, real sockets.
 
-    python bench/mllp.py [--messages 2000] [--runs 3] [--postgres URL] [--source DIR]
+    python bench/mllp.py [--messages 2000] [--runs 3] [--postgres URL] [--no-sqlite] [--before DIR]
 
 A clinic of 200 enrolled patients (`monitor init`, `monitor enroll --csv`) is made once as a
 template: a SQLite file, and with --postgres a database on that server. For each scenario and run
@@ -9,12 +9,13 @@ sockets send `--messages` ORU^R01 messages between them (a CBC and an LFT panel,
 an enrolled patient, drawn today or yesterday as in a live feed; every result new). A sender is
 either one at a time (python-hl7's MLLPClient: send, wait for the ACK, send the next) or
 pipelined (up to 32 frames written ahead of their ACKs, as an interface engine with a send window
-does). Measured: messages/s (first frame
-sent to last ACK read), ACK latency p50/p95/max (frame written to its ACK read), and then, with the
-listener stopped, a count of the copy's rows: every message ACKed AA with its own MSH-10, stored
-once, and its ten results stored. Each figure is the median of the runs, with the spread
-(min–max) of messages/s. `--source DIR` runs the `monitor` package found in DIR (e.g. an export of
-main: `git archive main | tar -x -C DIR`) for before-and-after numbers. Prints Markdown.
+does). Measured: messages/s (first frame sent to last ACK read), ACK latency p50/p95/max (frame
+written to its ACK read), and then, with the listener stopped, a count of the copy's rows: every
+message ACKed AA with its own MSH-10, stored once, and its ten results stored. Each figure is the
+median of the runs, with the spread (min–max) of messages/s. `--before DIR` measures the `monitor`
+package found in DIR too (e.g. an export of main: `git archive main | tar -x -C DIR`), each run
+beside this checkout's, so that on a busy machine before and after see the same load. Prints
+Markdown.
 """
 
 from __future__ import annotations
@@ -89,14 +90,14 @@ def environment(url: str, source: Path | None) -> dict[str, str]:
     return env
 
 
-def make_clinic(url: str, work: Path, source: Path | None) -> None:
+def make_clinic(url: str, work: Path) -> None:
     cohort = work / "cohort.csv"
     with cohort.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["mrn", "protocol", "start", "weight_kg", "tpmt", "nudt15", "coordinator", "site"])
         w.writerows([f"BENCH{p:04d}", "aih-azathioprine", (date.today() - timedelta(days=90)).isoformat(), "70",
                      "normal", "normal", "nurse@example.org", "north"] for p in range(PATIENTS))
-    env = environment(url, source)
+    env = environment(url, None)  # both monitors share the schema: this checkout makes the clinic
     monitor("init", env=env)
     monitor("enroll", "--csv", str(cohort), env=env)
 
@@ -230,7 +231,7 @@ def sqlite_copies(template: Path, work: Path) -> Iterator[Copies]:
 
 
 @contextmanager
-def postgres_copies(server: str, work: Path, source: Path | None) -> Iterator[Copies]:
+def postgres_copies(server: str, work: Path) -> Iterator[Copies]:
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
 
     def execute(sql: str) -> None:
@@ -243,7 +244,7 @@ def postgres_copies(server: str, work: Path, source: Path | None) -> Iterator[Co
     execute("DROP DATABASE IF EXISTS bench_mllp_template WITH (FORCE)")
     execute("CREATE DATABASE bench_mllp_template")
     try:
-        make_clinic(url("bench_mllp_template"), work, source)
+        make_clinic(url("bench_mllp_template"), work)
 
         def fresh() -> str:
             execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)")
@@ -261,40 +262,62 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def scenario(copies: Copies, source: Path | None, senders: int, mode: str, n: int, runs: int) -> str:
-    send = one_at_a_time if mode == "one at a time" else pipelined
-    rates, p50s, p95s, maxes, checks = [], [], [], [], []
-    for run in range(runs):
-        url = copies.fresh()
-        process, port = start_listener(environment(url, source), copies.work / "listener.log")
-        try:
-            messages = [message(i, f"B{senders}{mode[0]}{run}", date.today() - timedelta(days=i % 2))
-                        for i in range(n)]
-            outcome = run_senders(port, senders, send, messages)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+@dataclass
+class Measured:
+    """One monitor's runs of one scenario."""
+
+    rates: list[float]
+    p50s: list[float]
+    p95s: list[float]
+    maxes: list[float]
+    checks: list[str]
+
+    def add(self, n: int, outcome: Outcome, check: str) -> None:
         ordered = sorted(outcome.latencies)
-        rates.append(n / outcome.seconds)
-        p50s.append(statistics.median(ordered))
-        p95s.append(ordered[max(0, round(0.95 * len(ordered)) - 1)])
-        maxes.append(ordered[-1])
-        acked = [code for code, _ in outcome.acks] == ["AA"] * n and [c for _, c in outcome.acks] == outcome.sent
-        checks.append(stored_once(url, n) if acked else "NO: not every ACK was AA for its own message")
-        copies.drop()
-    check = next((c for c in checks if c != "yes"), "yes")
-    return (f"| {senders} | {mode} | {n} | {statistics.median(rates):.0f} | {min(rates):.0f}–{max(rates):.0f} "
-            f"| {ms(statistics.median(p50s))} | {ms(statistics.median(p95s))} | {ms(statistics.median(maxes))} "
-            f"| {check} |")
+        self.rates.append(n / outcome.seconds)
+        self.p50s.append(statistics.median(ordered))
+        self.p95s.append(ordered[max(0, round(0.95 * len(ordered)) - 1)])
+        self.maxes.append(ordered[-1])
+        self.checks.append(check)
+
+    def row(self, label: str, senders: int, mode: str, n: int) -> str:
+        check = next((c for c in self.checks if c != "yes"), "yes")
+        return (f"| {label} | {senders} | {mode} | {n} | {statistics.median(self.rates):.0f} "
+                f"| {min(self.rates):.0f}–{max(self.rates):.0f} | {ms(statistics.median(self.p50s))} "
+                f"| {ms(statistics.median(self.p95s))} | {ms(statistics.median(self.maxes))} | {check} |")
 
 
-def table(copies: Copies, source: Path | None, n: int, runs: int) -> list[str]:
-    lines = ["| senders | sending | messages | messages/s (median) | spread | ACK p50 ms | ACK p95 ms | ACK max ms "
-             "| each stored once, AA |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+def measure(copies: Copies, source: Path | None, senders: int, mode: str, n: int, tag: str) -> tuple[Outcome, str]:
+    """One run: a fresh copy, its own listener, the senders; the outcome and the row count check."""
+    send = one_at_a_time if mode == "one at a time" else pipelined
+    url = copies.fresh()
+    process, port = start_listener(environment(url, source), copies.work / "listener.log")
+    try:
+        messages = [message(i, tag, date.today() - timedelta(days=i % 2)) for i in range(n)]
+        outcome = run_senders(port, senders, send, messages)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    acked = [code for code, _ in outcome.acks] == ["AA"] * n and [c for _, c in outcome.acks] == outcome.sent
+    check = stored_once(url, n) if acked else "NO: not every ACK was AA for its own message"
+    copies.drop()
+    return outcome, check
+
+
+def table(copies: Copies, sources: dict[str, Path | None], n: int, runs: int) -> list[str]:
+    """Every scenario, each monitor's runs interleaved (on a busy machine both see the same load)."""
+    lines = ["| monitor | senders | sending | messages | messages/s (median) | spread | ACK p50 ms | ACK p95 ms "
+             "| ACK max ms | each stored once, AA |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for senders in SENDERS:
         for mode in ("one at a time", "pipelined"):
-            lines.append(scenario(copies, source, senders, mode, n, runs))
-            print(lines[-1], file=sys.stderr, flush=True)
+            measured = {label: Measured([], [], [], [], []) for label in sources}
+            for run in range(runs):
+                for label, source in sources.items():
+                    measured[label].add(n, *measure(copies, source, senders, mode, n, f"B{senders}{mode[0]}{run}"))
+            for label, m in measured.items():
+                lines.append(m.row(label, senders, mode, n))
+                print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 
@@ -304,24 +327,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", metavar="URL", help="also on a throwaway database on this PostgreSQL server, "
                         "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--source", type=Path, help="run the monitor package in this folder (e.g. an export of main)")
+    parser.add_argument("--before", type=Path, metavar="DIR", help="also measure the monitor package in DIR (e.g. "
+                        "an export of main), each run beside this checkout's")
     parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True, help="measure SQLite")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: the throwaway databases are dropped
-    source = args.source.resolve() if args.source else None
+    sources: dict[str, Path | None] = {"this checkout": None}
+    if args.before:
+        sources = {"before": args.before.resolve(), "after": None}
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
              f"SQLite {sqlite3.sqlite_version}; {args.messages} messages of {RESULTS} results per scenario, "
-             f"{args.runs} runs" + (f"; monitor from {source}" if source else ""), ""]
+             f"{args.runs} runs" + (f"; before: monitor from {sources['before']}" if args.before else ""), ""]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.sqlite:
             template = work / "template.db"
-            make_clinic(f"sqlite:///{template}", work, source)
+            make_clinic(f"sqlite:///{template}", work)
             with sqlite_copies(template, work) as copies:
-                lines += ["SQLite:", "", *table(copies, source, args.messages, args.runs), ""]
+                lines += ["SQLite:", "", *table(copies, sources, args.messages, args.runs), ""]
         if args.postgres:
-            with postgres_copies(args.postgres, work, source) as copies:
-                lines += ["PostgreSQL:", "", *table(copies, source, args.messages, args.runs), ""]
+            with postgres_copies(args.postgres, work) as copies:
+                lines += ["PostgreSQL:", "", *table(copies, sources, args.messages, args.runs), ""]
     print("\n".join(lines))
 
 
