@@ -241,20 +241,21 @@ def postgres_copies(server: str, work: Path) -> Iterator[Copies]:
     def url(name: str) -> str:
         return make_url(server).set(database=name).render_as_string(hide_password=False)
 
-    execute("DROP DATABASE IF EXISTS bench_mllp_template WITH (FORCE)")
-    execute("CREATE DATABASE bench_mllp_template")
+    template, run = f"bench_mllp_{os.getpid()}_template", f"bench_mllp_{os.getpid()}_run"  # one bench, its own
+    execute(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+    execute(f"CREATE DATABASE {template}")
     try:
-        make_clinic(url("bench_mllp_template"), work)
+        make_clinic(url(template), work)
 
         def fresh() -> str:
-            execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)")
-            execute("CREATE DATABASE bench_mllp_run TEMPLATE bench_mllp_template")
-            return url("bench_mllp_run")
+            execute(f"DROP DATABASE IF EXISTS {run} WITH (FORCE)")
+            execute(f"CREATE DATABASE {run} TEMPLATE {template}")
+            return url(run)
 
-        yield Copies(fresh, lambda: execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)"), work)
+        yield Copies(fresh, lambda: execute(f"DROP DATABASE IF EXISTS {run} WITH (FORCE)"), work)
     finally:
-        execute("DROP DATABASE IF EXISTS bench_mllp_run WITH (FORCE)")
-        execute("DROP DATABASE IF EXISTS bench_mllp_template WITH (FORCE)")
+        execute(f"DROP DATABASE IF EXISTS {run} WITH (FORCE)")
+        execute(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
         admin.dispose()
 
 
