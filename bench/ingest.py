@@ -172,13 +172,13 @@ async def mllp(engine, ctx, messages: int) -> int:  # type: ignore[no-untyped-de
     from sqlmodel import Session
 
     from monitor.ingest.mllp import END, START, Listener, frame
-    from monitor.services.inbound import receive_hl7
+    from monitor.services.inbound import receive_messages
 
-    def handle(text: str) -> str:
+    def store(texts: list[str]) -> list[str]:
         with Session(engine) as s:
-            return receive_hl7(s, text, ctx=ctx, channel="mllp")
+            return receive_messages(s, texts, ctx=ctx, channel="mllp")
 
-    listener = Listener(handle, now=lambda: ctx.now)
+    listener = Listener(store, now=lambda: ctx.now)
     port = await listener.start("127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0

@@ -12,14 +12,14 @@ from dataclasses import replace
 from monitor.app import App
 from monitor.domain.errors import UserError
 from monitor.ingest.mllp import Listener
-from monitor.services.inbound import receive_hl7, reconcile
+from monitor.services.inbound import receive_messages, reconcile
 from monitor.services.prepare import Context
 
 log = logging.getLogger(__name__)
 
 
 class Feed:
-    """Stores, ingests and ACKs each message (`handle`, called on a worker thread per message)."""
+    """Stores, ingests and ACKs messages a group at a time (`store`, called on a worker thread)."""
 
     def __init__(self, a: App) -> None:
         self.app = a
@@ -37,12 +37,12 @@ class Feed:
         with self.app.session() as s:
             return reconcile(s, ctx=self.context(), channel="mllp")
 
-    def handle(self, text: str) -> str:
+    def store(self, texts: list[str]) -> list[str]:
         with self.app.session() as s:
-            return receive_hl7(s, text, ctx=self.context(), channel="mllp")
+            return receive_messages(s, texts, ctx=self.context(), channel="mllp")
 
     def listener(self) -> Listener:
-        return Listener(self.handle, now=self.app.now, charset=self.app.settings.ingest.hl7_encoding)
+        return Listener(self.store, now=self.app.now, charset=self.app.settings.ingest.hl7_encoding)
 
 
 async def listen(feed: Feed, host: str, port: int, *, reuse_port: bool = False) -> tuple[Listener, int]:

@@ -96,10 +96,9 @@ def migrated_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def db_url(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated, empty database; the CLI under test uses it too (MONITOR_DATABASE_URL)."""
-    engine = make_engine(migrated_url)
+def empty_database(url: str) -> None:
+    """Delete every row of a migrated database, its ids starting again from 1."""
+    engine = make_engine(url)
     with engine.begin() as conn:
         tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
         if conn.dialect.name == "postgresql":
@@ -110,6 +109,12 @@ def db_url(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             conn.execute(text("DELETE FROM sqlite_sequence")) if conn.execute(
                 text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first() else None
     engine.dispose()
+
+
+@pytest.fixture
+def db_url(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated, empty database; the CLI under test uses it too (MONITOR_DATABASE_URL)."""
+    empty_database(migrated_url)
     monkeypatch.setenv("MONITOR_DATABASE_URL", migrated_url)
     monkeypatch.delenv("MONITOR_DATABASE__URL", raising=False)
     monkeypatch.delenv("MONITOR_CONFIG", raising=False)

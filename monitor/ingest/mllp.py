@@ -1,9 +1,10 @@
 """MLLP (Minimal Lower Layer Protocol) framing and an asyncio listener for HL7 v2.
 
-A frame is <VT> message <FS><CR>. Each complete frame is handed to `handle` (run in a worker
-thread, one at a time per connection, so messages are stored in the order they arrived) and
-its return value is sent back framed as the acknowledgement. Bytes of an unfinished frame are
-discarded when the peer disconnects: nothing partial is ever handed on.
+A frame is <VT> message <FS><CR>. Complete frames, from every connection, are handed to `store`
+a group at a time (run in a worker thread, one group at a time, each connection's messages in the
+order they arrived); its return values are sent back framed as the acknowledgements, each
+connection's in the order of its frames. Bytes of an unfinished frame are discarded when the peer
+disconnects: nothing partial is ever handed on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ ERR_TEXT_MAX = 1000
 #: HL7 table 0357 (message error condition codes) for ERR-3.
 SEGMENT_SEQUENCE = "100^Segment sequence error"
 INTERNAL = "207^Application internal error"
+NOT_STORED = "the message could not be stored (internal error); send it again later"
 
 
 @dataclass(frozen=True)
@@ -125,57 +127,128 @@ def ack(text: str, code: str, reason: str = "", *, now: datetime, error: str = I
     return "\r".join(segments) + "\r"
 
 
+#: Messages one transaction stores at most: a group's commit, and the ACKs waiting for it, stay short.
+GROUP_MAX = 200
+#: Frames of one connection read ahead of their ACKs; past that the connection is not read until
+#: ACKs go out (a sender writing without waiting cannot fill the listener's memory).
+AHEAD_MAX = 64
+#: How long a group waits for messages from other connections before it is stored (seconds):
+#: senders that each wait for their ACK answer at about the same time.
+WINDOW = 0.002
+
+
 class Listener:
-    """`await Listener(handle, now=...).start(host, port)`; `handle(text) -> ack text` may block.
+    """`await Listener(store, now=...).start(host, port)`; `store(texts) -> ack texts` may block.
 
-    Every frame is answered and the connection stays open: a frame too large to keep gets an AR
-    (its bytes are dropped up to its end), and so does a message `handle` failed on (it raised)."""
+    Frames from every connection are stored a group at a time (`store` runs on a worker thread,
+    one group at a time): those that arrive while a group is being stored are the next group, and
+    while fewer are waiting than connections are open, those that arrive within `window` too.
+    Each connection's ACKs go out in the order of its frames, each when its group is committed,
+    while its next frames are read. Every frame is answered and the connection stays open: a
+    frame too large to keep gets an AR (its bytes are dropped up to its end), and so does every
+    message of a group `store` failed on (it raised). A sender that closes its side still gets the
+    ACKs of the frames it sent."""
 
-    def __init__(self, handle: Callable[[str], str], *, now: Callable[[], datetime],
-                 charset: str = "UNICODE UTF-8") -> None:
-        self.handle, self.now, self.charset = handle, now, charset
+    def __init__(self, store: Callable[[list[str]], list[str]], *, now: Callable[[], datetime],
+                 charset: str = "UNICODE UTF-8", window: float = WINDOW) -> None:
+        self.store, self.now, self.charset, self.window = store, now, charset, window
         self.server: asyncio.Server | None = None
+        self.waiting: list[tuple[str, asyncio.Future[str]]] = []  # messages for the next group
+        self.arrived = asyncio.Event()
+        self.storing: asyncio.Task[None] | None = None
+        self.in_flight: asyncio.Future[list[str]] | None = None  # the group being stored
+        self.connections = 0
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen; the port bound. `reuse_port`: other processes (daemons) may listen on it too."""
         self.server = await asyncio.start_server(self._client, host, port, reuse_port=reuse_port or None)
+        self.storing = asyncio.create_task(self._store_groups())
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop listening and storing; a group being stored is committed first (its thread runs on)."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        if self.storing is not None:
+            self.storing.cancel()
+            try:
+                await self.storing
+            except asyncio.CancelledError:
+                pass
+        if self.in_flight is not None:
+            await asyncio.wait([self.in_flight])
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = Frames()
+        replies: asyncio.Queue[asyncio.Future[str] | None] = asyncio.Queue(AHEAD_MAX)
+        sending = asyncio.create_task(self._send(replies, writer))
+        self.connections += 1
         try:
             while chunk := await reader.read(65536):
                 for payload in frames.feed(chunk):
-                    writer.write(frame(await self._answer(payload)))
-                    await writer.drain()
+                    await replies.put(self._answer(payload))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.connections -= 1
             if frames.buffer:
                 log.info("MLLP connection closed with %s bytes of an unfinished frame discarded", len(frames.buffer))
+            await replies.put(None)
+            await sending
             writer.close()
             try:
                 await writer.wait_closed()
             except ConnectionError:
                 pass
 
-    async def _answer(self, payload: bytes | TooLarge) -> str:
+    @staticmethod
+    async def _send(replies: asyncio.Queue[asyncio.Future[str] | None], writer: asyncio.StreamWriter) -> None:
+        """Each ACK, in the order of the frames, once its message is committed. When the sender has
+        gone, the rest are still awaited (their messages are stored), not sent."""
+        gone = False
+        while (reply := await replies.get()) is not None:
+            text = await reply
+            if gone:
+                continue
+            try:
+                writer.write(frame(text))
+                await writer.drain()
+            except ConnectionError:
+                gone = True
+
+    def _answer(self, payload: bytes | TooLarge) -> asyncio.Future[str]:
+        """The future ACK of a frame: at once for a frame too large, else when its group is stored."""
+        reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         if isinstance(payload, TooLarge):
             log.warning("MLLP frame over %s bytes refused with AR", MAX_FRAME)
-            return ack(decode(payload.head, self.charset), "AR", f"the frame is over {MAX_FRAME} bytes and was not "
-                       "read; send the results in smaller messages", now=self.now())
-        text = decode(payload, self.charset)
-        try:
-            return await asyncio.to_thread(self.handle, text)
-        except Exception as e:  # the sender is told to try again later, and the next frame is read
-            log.error("MLLP message not handled (%s); answered AR", type(e).__name__)
-            return ack(text, "AR", "the message could not be stored (internal error); send it again later",
-                       now=self.now())
+            reply.set_result(ack(decode(payload.head, self.charset), "AR", f"the frame is over {MAX_FRAME} bytes and "
+                                 "was not read; send the results in smaller messages", now=self.now()))
+        else:
+            self.waiting.append((decode(payload, self.charset), reply))
+            self.arrived.set()
+        return reply
+
+    async def _store_groups(self) -> None:
+        while True:
+            await self.arrived.wait()
+            if self.window and len(self.waiting) < self.connections:  # others may be about to send
+                await asyncio.sleep(self.window)
+            group, self.waiting = self.waiting[:GROUP_MAX], self.waiting[GROUP_MAX:]
+            if not self.waiting:
+                self.arrived.clear()
+            texts = [text for text, _ in group]
+            try:
+                self.in_flight = asyncio.ensure_future(asyncio.to_thread(self.store, texts))
+                replies = await asyncio.shield(self.in_flight)
+                if len(replies) != len(texts):
+                    raise RuntimeError(f"{len(texts)} messages stored, {len(replies)} ACKs")
+            except Exception as e:  # the senders are told to try again later, and the next frames are read
+                log.error("MLLP messages not handled (%s); answered AR", type(e).__name__)
+                replies = [ack(text, "AR", NOT_STORED, now=self.now()) for text in texts]
+            for (_, reply), text in zip(group, replies, strict=True):
+                if not reply.done():  # done: its connection was cancelled
+                    reply.set_result(text)
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,28 @@ def ingest_records(
     return _commit(session, batches(records, ctx, temporal_encoders(session)), ctx, progress)
 
 
+@dataclass
+class Staged:
+    """Records stored in a transaction not yet committed, and what its commit owes them: the
+    patients to mark for review before it (`touched`: from which day) and to evaluate after it
+    (`critical`), as `_Store.commit` does."""
+
+    report: IngestReport
+    touched: dict[int, date]
+    critical: set[int]
+
+
+def stage_records(session: Session, records: Iterable[Record], ctx: Context) -> Staged:
+    """`ingest_records` without its commit, for a caller that commits several messages in one
+    transaction (`services/inbound.py`) and then marks and evaluates their patients itself."""
+    store = _Store(session, ctx)
+    report = IngestReport()
+    for batch in batches(records, ctx, temporal_encoders(session)):
+        store.run(batch)
+        report.add(batch.report)
+    return Staged(report, store.touched, store.critical)
+
+
 def ingest_file(
     session: Session,
     kind: str,

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from monitor.db.tables import HeldResult, InboundMessage, LabResult, Quarantine
 from monitor.ingest.mllp import END, START, Listener, ack, control_id, frame
 from monitor.ingest.records import ReadOptions
-from monitor.services.inbound import receive_hl7
+from monitor.services.inbound import receive_messages
 from tests.integration import ingest_context
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -33,11 +33,11 @@ def oru(n: int, mrn: str = "MLLP0001", wbc: str = "5.4") -> str:
 def handler(engine: Engine):  # type: ignore[no-untyped-def]
     ctx = ingest_context(NOW, options=ReadOptions(lab_zone=LONDON))
 
-    def handle(text: str) -> str:
+    def store(texts: list[str]) -> list[str]:
         with Session(engine, expire_on_commit=False) as s:
-            return receive_hl7(s, text, ctx=ctx, channel="mllp")
+            return receive_messages(s, texts, ctx=ctx, channel="mllp")
 
-    return handle
+    return store
 
 
 async def exchange(engine: Engine, payload: bytes, expect_acks: int) -> list[str]:

@@ -25,7 +25,7 @@ from monitor.db.tables import HeldResult, InboundMessage, Quarantine
 from monitor.ingest import mllp
 from monitor.ingest.mllp import END, START, Listener, ack, decode, frame
 from monitor.ingest.records import ReadOptions
-from monitor.services.inbound import receive_hl7
+from monitor.services.inbound import receive_messages
 from tests.integration import LONDON, ingest_context
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -46,11 +46,11 @@ def oru(n: int, *, mrn: str = "MLLP0001", code: str = "6690-2", extra: str = "")
 def handler(engine: Engine):  # type: ignore[no-untyped-def]
     ctx = ingest_context(NOW, options=ReadOptions(lab_zone=LONDON))
 
-    def handle(text: str) -> str:
+    def store(texts: list[str]) -> list[str]:
         with Session(engine, expire_on_commit=False) as s:
-            return receive_hl7(s, text, ctx=ctx, channel="mllp")
+            return receive_messages(s, texts, ctx=ctx, channel="mllp")
 
-    return handle
+    return store
 
 
 async def _read_acks(reader: asyncio.StreamReader, n: int) -> list[str]:
@@ -222,7 +222,7 @@ def test_one_bad_result_is_quarantined_and_the_rest_of_its_message_stored(engine
     assert count(engine, HeldResult) == 1 and count(engine, Quarantine) == 1
 
 
-def _start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
+def start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, list[str]]:
     """`monitor mllp --port 0` in a real process: its port, and what it printed before listening."""
     process = subprocess.Popen([sys.executable, "-m", "monitor", "mllp", "--port", "0"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -235,7 +235,7 @@ def _start_listener(env: dict[str, str]) -> tuple[subprocess.Popen[str], int, li
     return process, int(found[1]), lines
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
+def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
@@ -253,17 +253,17 @@ def test_messages_a_crash_left_received_are_processed_once_when_the_listener_sta
                                  status="received"))
         s.commit()
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url}
-    process, port, before = _start_listener(env)
+    process, port, before = start_listener(env)
     try:
         assert any("processed 3 messages" in line for line in before), before
         [[reply]] = asyncio.run(_sends(port, [frame(oru(9))]))
         assert code_of(checked(reply, oru(9))) == "AA"
     finally:
-        _stop(process)
+        stop(process)
     assert [s for s, _ in statuses(engine)] == ["processed"] * 4
     assert count(engine, HeldResult) == 4
-    process, _, before = _start_listener(env)
-    _stop(process)
+    process, _, before = start_listener(env)
+    stop(process)
     assert not any("processed" in line for line in before)
     assert count(engine, HeldResult) == 4 and count(engine, InboundMessage) == 4
 
