@@ -83,10 +83,11 @@ VARIATION = {"WBC": 0.08, "NEUT": 0.1, "LYMPH": 0.08, "PLT": 0.06, "HGB": 0.025,
              "AST": 0.08, "ALP": 0.05, "BILI": 0.1, "ALB": 0.03, "CREAT": 0.04, "IGG": 0.04}
 ON_DRUG = {"WBC": 0.85, "NEUT": 0.85, "LYMPH": 0.8, "MCV": 1.06}  # azathioprine's usual effect on a setpoint
 #: The values of a story's draw; a relapse's ALT over its last three draws (2: two draws before the latest).
-STORY_VALUES = {"leukopenia": {"WBC": (3.0, 3.4), "NEUT": (1.4, 1.9)},
-                "neutropenia": {"WBC": (3.2, 3.9), "NEUT": (0.6, 1.2)},
-                "critical": {"WBC": (1.5, 1.9), "NEUT": (0.3, 0.9)},
-                "liver": {"ALT": (130, 260), "AST": (90, 180), "ALP": (140, 220)}}
+STORY_VALUES: dict[str, dict[str, tuple[float, float]]] = {
+    "leukopenia": {"WBC": (3.0, 3.4), "NEUT": (1.4, 1.9)},
+    "neutropenia": {"WBC": (3.2, 3.9), "NEUT": (0.6, 1.2)},
+    "critical": {"WBC": (1.5, 1.9), "NEUT": (0.3, 0.9)},
+    "liver": {"ALT": (130, 260), "AST": (90, 180), "ALP": (140, 220)}}
 RELAPSE_ALT = {2: (55, 75), 1: (85, 115), 0: (130, 200)}
 
 
@@ -253,7 +254,7 @@ class Writer:
 
     def __init__(self, folder: Path, library: Library, today: date) -> None:
         self.library, self.catalog, self.today = library, library.catalog, today
-        self.files = [open(folder / name, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self.files = [open(folder / name, "w", newline="", encoding="utf-8")
                       for name in ("cohort.csv", "labs.csv", "events.csv", "labs-next-day.csv")]
         self.cohort, self.labs, self.events, self.next_day = (csv.writer(f) for f in self.files)
         for w, header in ((self.cohort, COHORT_COLUMNS), (self.labs, LAB_COLUMNS), (self.events, EVENT_COLUMNS),
@@ -417,7 +418,8 @@ def write_cohort(folder: Path, patients: int, *, seed: int, today: date, library
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """A complete cohort folder's cohort.json, or None."""
     path = folder / "cohort.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None  # type: ignore[no-any-return]
+    manifest: dict[str, Any] | None = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return manifest
 
 
 def clinic_today() -> date:

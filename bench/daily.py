@@ -33,6 +33,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ class Measured:
     """One step's numbers over the repeats."""
 
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system seconds of the process (and its children)
     peak_mb: list[float] = field(default_factory=list)
     count: int = 0  # rows, enrollments or events the step handled
     evaluated: list[int] = field(default_factory=list)
@@ -96,19 +98,26 @@ def cohort(patients: int, seed: int, folder: Path) -> tuple[dict[str, Any], floa
     return manifest, seconds
 
 
-def step(work: Path, url: str, args: list[str], profile: Path | None = None) -> tuple[float, float, str]:
-    """Run one step in its own process: (seconds, peak RSS in MB, its output)."""
+def step(work: Path, url: str, args: list[str], profile: Path | None = None) -> tuple[float, float, float, str]:
+    """Run one step in its own process: (seconds, CPU seconds, peak RSS in MB, its output)."""
     peak = work / "peak-kb"
     peak.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
     env |= {"MONITOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     python = [sys.executable, *(("-m", "cProfile", "-o", str(profile)) if profile else ()), "-m", "bench.steps"]
+    cpu = cpu_of_children()
     started = time.perf_counter()
     done = subprocess.run([*python, str(peak), *args], cwd=work, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"step `{' '.join(args)}` exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds, int(peak.read_text()) / 1024, done.stdout
+    return seconds, cpu_of_children() - cpu, int(peak.read_text()) / 1024, done.stdout
+
+
+def cpu_of_children() -> float:
+    """User + system seconds of the finished child processes (and theirs: the ingestion worker)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def evaluated(output: str) -> int:
@@ -137,9 +146,10 @@ def one_run(size: Size, folder: Path, work: Path, url: str, *, profile: Path | N
             seconds, rows = stream_floor(url, date.fromisoformat(m["today"]))
             size.floors["stream"].seconds.append(seconds)
             size.floors["stream"].count = rows
-        seconds, peak, output = step(work, url, args, profile if name == "run --full" else None)
+        seconds, cpu, peak, output = step(work, url, args, profile if name == "run --full" else None)
         measured = size.steps[name]
         measured.seconds.append(seconds)
+        measured.cpu.append(cpu)
         measured.peak_mb.append(peak)
         measured.count = count
         if name.startswith("run"):
@@ -176,7 +186,7 @@ def stream_floor(url: str, today: date) -> tuple[float, int]:
     days = BASELINE_WINDOW.days
     postgres = make_url(url).get_backend_name() == "postgresql"
     with connected(url) as (con, cursor):
-        started = time.perf_counter()
+        started = time.perf_counter()  # the floors run in this process; wall time on an idle database
         rows = 0
         for n, sql in enumerate(STREAMS):
             if postgres:
@@ -296,29 +306,28 @@ def table(size: Size, engine: str) -> list[str]:
     if size.generated_s is not None:
         lines += [f"Cohort generated in {size.generated_s:.0f} s.", ""]
     lines += [f"{runs} run{'s' if runs > 1 else ''}" + (": median [min–max]" if runs > 1 else ""), "",
-              "| step | handled | seconds | per second | peak RSS | evaluated |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+              "| step | handled | seconds | CPU seconds | per second | peak RSS | evaluated |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in STEPS:
         s = size.steps[name]
         done = statistics.median(s.evaluated) if s.evaluated else s.count
         what = "enrollments" if name.startswith(("run", "enroll")) else "events" if name == "events load" else "rows"
-        share = f" ({done / size.patients:.1%})" if s.evaluated else ""
         rate = f"{done / statistics.median(s.seconds):,.0f} {what}/s" if done else ""
-        lines.append(f"| `{name}` | {done:,.0f} {what} | {spread(s.seconds)} | {rate} | "
-                     f"{spread(s.peak_mb, '{:.0f}')} MB | {spread([float(e) for e in s.evaluated], '{:.0f}') + share if s.evaluated else ''} |")
-    full = statistics.median(size.steps["run --full"].seconds)
+        share = (f"{spread([float(e) for e in s.evaluated], '{:.0f}')} ({done / size.patients:.1%})"
+                 if s.evaluated else "")
+        lines.append(f"| `{name}` | {done:,.0f} {what} | {spread(s.seconds)} | {spread(s.cpu)} | {rate} | "
+                     f"{spread(s.peak_mb, '{:.0f}')} MB | {share} |")
     lines += ["", "| floor (bare driver, same rows) | rows | seconds | rows/s | product ÷ floor |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for name, label, product in (("insert", "insert the lab rows: sqlite3 executemany into `lab_result`",
                                   "ingest labs.csv"),
-                                 ("stream", "stream what `run --full` loads, SELECT ordered by enrollment",
-                                  "run --full")):
+                                 ("stream", f"stream what `run --full` loads ({engine}): a SELECT a table, "
+                                  "ordered by enrollment", "run --full")):
         f = size.floors[name]
         ratio = statistics.median(size.steps[product].seconds) / statistics.median(f.seconds)
         target = f" (target ≤ {TARGET[size.patients]} ×)" if name == "stream" and size.patients in TARGET else ""
-        lines.append(f"| {label} | {f.count:,} | {spread(f.seconds)} | {f.count / statistics.median(f.seconds):,.0f} | "
-                     f"{ratio:.1f} ×{target} |")
-    lines.append(f"\n`run --full`: {full:.1f} s; the stream floor is on {engine}, the insert floor always on SQLite.")
+        lines.append(f"| {label} | {f.count:,} | {spread(f.seconds)} | {f.count / statistics.median(f.seconds):,.0f} "
+                     f"| {ratio:.1f} ×{target} |")
     return lines
 
 
@@ -333,26 +342,31 @@ def ratios(sizes: list[Size]) -> list[str]:
 
 
 def by_module(profile: Path, top: int = 25) -> list[str]:
-    """The profile of `run --full`: own time by module, and the top cumulative functions."""
+    """The profile of `run --full`: own time by module (a built-in by its name), and the product's
+    functions by cumulative time."""
     stats = pstats.Stats(str(profile))
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     own: dict[str, float] = defaultdict(float)
-    entries: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    for (filename, _, _), (_, _, tottime, _, _) in entries.items():
-        own[module_of(filename)] += tottime
+    for (filename, _, name), (_, _, tottime, _, _) in entries.items():
+        own[name if filename == "~" else module_of(filename)] += tottime
     total = sum(own.values())
-    lines = ["", f"`run --full` under cProfile ({total:.1f} s of own time): own time by module", "",
-             "| module | own time | share |", "| --- | ---: | ---: |"]
+    lines = ["", f"`run --full` under cProfile ({total:.1f} s in all): own time by module", "",
+             "| module (or built-in) | own time | share |", "| --- | ---: | ---: |"]
     for module, seconds in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"| {module} | {seconds:.1f} s | {seconds / total:.0%} |")
-    lines += ["", "| function (cumulative) | calls | cumulative |", "| --- | ---: | ---: |"]
-    ranked = sorted(entries.items(), key=lambda kv: -kv[1][3])
-    for (filename, line, name), (_, calls, _, cumtime, _) in ranked[:top]:
-        lines.append(f"| {module_of(filename)}:{line} {name} | {calls:,} | {cumtime:.1f} s |")
+    lines += ["", "| monitor function | calls | cumulative | share |", "| --- | ---: | ---: | ---: |"]
+    product = [(module_of(f), line, name, calls, cumtime) for (f, line, name), (_, calls, _, cumtime, _)
+               in entries.items() if module_of(f).startswith(PROFILED)]
+    for module, line, name, calls, cumtime in sorted(product, key=lambda e: -e[4])[:top]:
+        lines.append(f"| {module}:{line} {name} | {calls:,} | {cumtime:.1f} s | {cumtime / total:.0%} |")
     return lines
 
 
+PROFILED = ("monitor.services", "monitor.domain", "monitor.db")  # below the entry point
+
+
 def module_of(filename: str) -> str:
-    """`monitor.services.daily`, `sqlalchemy.orm.session`, or `~` for built-ins."""
+    """`monitor.services.daily`, `sqlalchemy.orm.session`, or the file's name."""
     path = Path(filename)
     parts = path.with_suffix("").parts
     for anchor in ("monitor", "sqlalchemy", "sqlmodel", "pydantic", "bench"):
@@ -361,7 +375,7 @@ def module_of(filename: str) -> str:
             return ".".join(parts[i:])
     if "site-packages" in parts:
         return parts[parts.index("site-packages") + 1]
-    return filename if filename.startswith("<") or filename == "~" else path.stem
+    return filename if filename.startswith("<") else path.stem
 
 
 def main() -> None:
