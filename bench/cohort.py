@@ -157,13 +157,25 @@ class Counts:
     stories: dict[str, int] = field(default_factory=dict)
 
 
+#: The first patients: every protocol in each of its phases, so a cohort of any size has them all.
+COVERED = [(protocol, phase) for protocol, _, phases in PROTOCOLS for phase, _ in phases]
+
+
 def person(i: int, n: int, today: date, rng: random.Random) -> Person:
+    """Patient `i` of `n`: drawn from the shares above (the first ones cover every protocol and
+    phase, every TPMT and NUDT15 status and every story)."""
     protocol, _, phases = rng.choices(PROTOCOLS, [share for _, share, _ in PROTOCOLS])[0]
     phase = rng.choices([p for p, _ in phases], [s for _, s in phases])[0]
+    genotypes = {gene: rng.choices([g for g, _ in mix], [w for _, w in mix])[0] for gene, mix in GENOTYPES.items()}
+    story = rng.choices([s for s, _ in STORIES], [w for _, w in STORIES])[0]
+    if i < len(COVERED):
+        protocol, phase = COVERED[i]
+        statuses = [g for g, _ in GENOTYPES["TPMT"]]
+        genotypes = {"TPMT": statuses[i % 4], "NUDT15": statuses[i // 4 % 4]}
+        story = "relapse" if phase is Phase.MAINTENANCE and protocol == "aih-azathioprine" else STORIES[i % 7][0]
     start = today - timedelta(days=rng.randint(*DAYS_ON[phase]))
     nurse = i % max(len(SITES), n // PATIENTS_PER_NURSE)
     site = SITES[nurse % len(SITES)]
-    story = rng.choices([s for s, _ in STORIES], [w for _, w in STORIES])[0]
     if story == "relapse" and (protocol != "aih-azathioprine" or phase not in (Phase.MAINTENANCE,
                                                                                  Phase.LIFELONG_MAINTENANCE)):
         story = "liver" if phase is not Phase.BASELINE else "well"
@@ -172,8 +184,7 @@ def person(i: int, n: int, today: date, rng: random.Random) -> Person:
     sex = rng.choice("FM")
     p = Person(index=i, mrn=f"BN{i + 1:07d}", protocol=protocol, phase=phase, start=start,
                weight=round(rng.uniform(45, 120), 1),
-               genotypes={gene: rng.choices([g for g, _ in mix], [w for _, w in mix])[0]
-                          for gene, mix in GENOTYPES.items()},
+               genotypes=genotypes,
                coordinator=f"nurse{nurse:03d}@{site}.clinic.example", site=site, lab=LABS[SITES.index(site) % 2],
                sex=sex, dob=start - timedelta(days=rng.randint(18 * 365, 85 * 365)), story=story)
     for analyte, (mean, sd) in NORMAL.items():
@@ -328,8 +339,9 @@ class Writer:
             yield on, "dose", f"{drug}={mg:g}"
         began = p.drug_from
         later = [d for d in days if began is not None and d > began]
-        if later and rng.random() < REWEIGHED:
-            yield rng.choice(later), "weight", f"{p.weight * rng.uniform(0.85, 1.15):.1f}"
+        reweighed = [d for d in later if d > p.start]  # the start's weight is the enrollment's
+        if reweighed and rng.random() < REWEIGHED:
+            yield rng.choice(reweighed), "weight", f"{p.weight * rng.uniform(0.85, 1.15):.1f}"
         if later and rng.random() < ON_INTERACTING_DRUG:
             drug = rng.choice(interacting_drugs(protocol))
             started = rng.choice(later)
