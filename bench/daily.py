@@ -75,6 +75,12 @@ class Measured:
     count: int = 0  # rows, enrollments or events the step handled
     evaluated: list[int] = field(default_factory=list)
 
+    def add(self, seconds: float, cpu: float, count: int) -> None:
+        """A floor measured in this process."""
+        self.seconds.append(seconds)
+        self.cpu.append(cpu)
+        self.count = count
+
 
 @dataclass
 class Size:
@@ -143,9 +149,7 @@ def one_run(size: Size, folder: Path, work: Path, url: str, *, profile: Path | N
     ]
     for name, args, count in commands:
         if name == "run --full":
-            seconds, rows = stream_floor(url, date.fromisoformat(m["today"]))
-            size.floors["stream"].seconds.append(seconds)
-            size.floors["stream"].count = rows
+            size.floors["stream"].add(*stream_floor(url, date.fromisoformat(m["today"])))
         seconds, cpu, peak, output = step(work, url, args, profile if name == "run --full" else None)
         measured = size.steps[name]
         measured.seconds.append(seconds)
@@ -154,9 +158,8 @@ def one_run(size: Size, folder: Path, work: Path, url: str, *, profile: Path | N
         measured.count = count
         if name.startswith("run"):
             measured.evaluated.append(evaluated(output))
-    seconds, rows = insert_floor(folder, work / "floor.db")
-    size.floors["insert"].seconds.append(seconds)
-    size.floors["insert"].count = rows
+        print(f"{size.patients:,} patients, {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    size.floors["insert"].add(*insert_floor(folder, work / "floor.db"))
 
 
 #: What `run --full` loads (monitor/db/snapshots.py, services/daily.py _Stored), one SELECT a
@@ -181,12 +184,13 @@ STREAMS = (
 )
 
 
-def stream_floor(url: str, today: date) -> tuple[float, int]:
-    """Seconds to stream every row `run --full` loads with the bare driver, and how many rows."""
+def stream_floor(url: str, today: date) -> tuple[float, float, int]:
+    """Seconds and CPU seconds (of this process: not PostgreSQL's) to stream every row `run --full`
+    loads with the bare driver, and how many rows."""
     days = BASELINE_WINDOW.days
     postgres = make_url(url).get_backend_name() == "postgresql"
     with connected(url) as (con, cursor):
-        started = time.perf_counter()  # the floors run in this process; wall time on an idle database
+        started, cpu = time.perf_counter(), time.process_time()
         rows = 0
         for n, sql in enumerate(STREAMS):
             if postgres:
@@ -198,9 +202,9 @@ def stream_floor(url: str, today: date) -> tuple[float, int]:
             for _ in cur:
                 rows += 1
             cur.close()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         con.rollback()
-    return seconds, rows
+    return seconds, cpu, rows
 
 
 @contextmanager
@@ -229,8 +233,8 @@ def connected(url: str) -> Iterator[tuple[Any, Callable[[int], Any]]]:
         con.close()
 
 
-def insert_floor(folder: Path, db: Path) -> tuple[float, int]:
-    """Seconds to insert the cohort's lab rows, parsed as simply as possible, `BATCH` at a time
+def insert_floor(folder: Path, db: Path) -> tuple[float, float, int]:
+    """Seconds and CPU seconds to insert the cohort's lab rows, parsed as simply as possible, `BATCH` at a time
     into the product's own migrated lab_result table (its unique key and indexes, its pragmas),
     committed as often as the product commits; and how many rows."""
     for suffix in ("", "-wal", "-shm"):
@@ -252,7 +256,7 @@ def insert_floor(folder: Path, db: Path) -> tuple[float, int]:
     sql = (f"INSERT INTO lab_result ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
            "ON CONFLICT (source_key) DO NOTHING")
     status = {"": "final", "C": "corrected", "P": "preliminary", "F": "final"}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     done = 0
     with (folder / "labs.csv").open(newline="") as f:
         reader = csv.reader(f)
@@ -274,9 +278,9 @@ def insert_floor(folder: Path, db: Path) -> tuple[float, int]:
         con.executemany(sql, batch)
         done += len(batch)
         con.commit()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     con.close()
-    return seconds, done
+    return seconds, cpu, done
 
 
 def measure(size: Size, folder: Path, work: Path, *, repeat: int, server: str | None, profile: Path | None) -> None:
@@ -292,8 +296,9 @@ def measure(size: Size, folder: Path, work: Path, *, repeat: int, server: str | 
             one_run(size, folder, work, f"sqlite:///{db}", profile=profile if last else None)
 
 
-def spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    if len(values) == 1:
+def spread(values: list[float], fmt: str = "{:,.1f}") -> str:
+    """The median [min–max] of repeated measurements; one value when they are all the same."""
+    if min(values) == max(values):
         return fmt.format(values[0])
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
 
@@ -313,21 +318,25 @@ def table(size: Size, engine: str) -> list[str]:
         done = statistics.median(s.evaluated) if s.evaluated else s.count
         what = "enrollments" if name.startswith(("run", "enroll")) else "events" if name == "events load" else "rows"
         rate = f"{done / statistics.median(s.seconds):,.0f} {what}/s" if done else ""
-        share = (f"{spread([float(e) for e in s.evaluated], '{:.0f}')} ({done / size.patients:.1%})"
+        share = (f"{spread([float(e) for e in s.evaluated], '{:,.0f}')} ({done / size.patients:.1%})"
                  if s.evaluated else "")
         lines.append(f"| `{name}` | {done:,.0f} {what} | {spread(s.seconds)} | {spread(s.cpu)} | {rate} | "
-                     f"{spread(s.peak_mb, '{:.0f}')} MB | {share} |")
-    lines += ["", "| floor (bare driver, same rows) | rows | seconds | rows/s | product ÷ floor |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+                     f"{spread(s.peak_mb, '{:,.0f}')} MB | {share} |")
+    lines += ["", "| floor (bare driver, same rows) | rows | seconds | CPU seconds | rows/s | product ÷ floor: "
+              "seconds | CPU seconds |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, label, product in (("insert", "insert the lab rows: sqlite3 executemany into `lab_result`",
                                   "ingest labs.csv"),
                                  ("stream", f"stream what `run --full` loads ({engine}): a SELECT a table, "
                                   "ordered by enrollment", "run --full")):
-        f = size.floors[name]
-        ratio = statistics.median(size.steps[product].seconds) / statistics.median(f.seconds)
+        f, p = size.floors[name], size.steps[product]
+        ratio = statistics.median(p.seconds) / statistics.median(f.seconds)
+        cpu = statistics.median(p.cpu) / statistics.median(f.cpu)
         target = f" (target ≤ {TARGET[size.patients]} ×)" if name == "stream" and size.patients in TARGET else ""
-        lines.append(f"| {label} | {f.count:,} | {spread(f.seconds)} | {f.count / statistics.median(f.seconds):,.0f} "
-                     f"| {ratio:.1f} ×{target} |")
+        lines.append(f"| {label} | {f.count:,} | {spread(f.seconds)} | {spread(f.cpu)} | "
+                     f"{f.count / statistics.median(f.seconds):,.0f} | {ratio:.1f} ×{target} | {cpu:.1f} × |")
+    if engine == "PostgreSQL":
+        lines.append("\nCPU seconds are the client processes' (PostgreSQL's own are not counted); the insert floor "
+                     "is SQLite's.")
     return lines
 
 
