@@ -27,7 +27,7 @@ from monitor.domain.analytes import Analyte, Catalog
 from monitor.domain.digest import Digest
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import MonitoringProtocol, Phase
-from monitor.domain.schedule import dose_timeline, planned_slots
+from monitor.domain.schedule import LOOKAHEAD, dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
 from monitor.notify.render import message, render
 from monitor.private import OWNER_ONLY_FOLDER, owner_only
@@ -119,7 +119,7 @@ def draw_days(p: Person, protocol: MonitoringProtocol, today: date) -> list[tupl
                             *(PhaseEpisode(ph, on) for ph, on in p.history)))
     timeline = dose_timeline(snap, protocol, protocol.safety.anchor_drug)
     by_day: dict[date, set[str]] = {}
-    for s in planned_slots(snap, protocol, today=today, timeline=timeline, extra=[]):
+    for s in planned_slots(snap, protocol, horizon=today + LOOKAHEAD, timeline=timeline, extra=[]):
         if s.due_on <= today:
             by_day.setdefault(s.due_on, set()).update(s.panels)
     if p.active_from is not None:  # the diagnostic (baseline) bloods, just before treatment

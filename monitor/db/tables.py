@@ -219,25 +219,35 @@ class InboundMessage(SQLModel, table=True):
 
 
 class DueDrawRow(SQLModel, table=True):
+    """An unmet draw as the last evaluation planned it (domain.items.PlannedDraw): its status on a
+    day is derived when read (services/plans.py), not stored."""
+
     __tablename__ = "due_draw"
     __table_args__ = (UniqueConstraint("enrollment_id", "panel", "due_on"),)
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     panel: str = Field(max_length=16)
     due_on: date = Field(index=True)
-    status: str = Field(max_length=16, index=True)
+    opens_on: date = Field(index=True)  # upcoming before, due from
+    closes_on: date  # due until, overdue after
+    missed_on: date | None = None  # missed from (unmet, past closes_on)
+    shown_on: date | None = None  # listed from (None: from the evaluation)
+    gone_on: date | None = None  # listed until the day before
     rule_id: str = Field(max_length=128)
     why: str = Field(sa_type=Text)
 
 
 class OverduePanelRow(SQLModel, table=True):
-    """A panel whose most recent required draw is unmet (overdue or missed), as of the last run."""
+    """A panel whose most recent required draw is unmet (overdue or missed), from `from_on` until
+    the day before `until_on` (None: until the enrollment is evaluated again)."""
 
     __tablename__ = "overdue_panel"
-    __table_args__ = (UniqueConstraint("enrollment_id", "panel"),)
+    __table_args__ = (UniqueConstraint("enrollment_id", "panel", "from_on"),)
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
     panel: str = Field(max_length=16)
+    from_on: date
+    until_on: date | None = None
     since: date = Field(index=True)  # due date of the first unmet draw of the run
     draws_unmet: int
     last_result_on: date | None = None

@@ -40,6 +40,44 @@ class DueDraw:
 
 
 @dataclass(frozen=True)
+class PlannedDraw:
+    """An unmet draw over the days a plan covers, as it is stored: its status on any day is a
+    function of the date, so a plan need not be evaluated again only because a date passed.
+
+    Listed from `shown_on` (the day the draw before it stops being upcoming; None: from the start)
+    until `gone_on` (missed longer than the lookback; None: while unmet). Upcoming before
+    `opens_on`, due until `closes_on`, then overdue, or missed from `missed_on` (the next draw of its
+    panel opens, or its clock stops).
+    """
+
+    panel: str
+    due_on: date
+    opens_on: date
+    closes_on: date
+    missed_on: date | None
+    shown_on: date | None
+    gone_on: date | None
+    rule_id: str
+    why: str
+
+    def status_on(self, day: date) -> DrawStatus:
+        if day < self.opens_on:
+            return DrawStatus.UPCOMING
+        if day <= self.closes_on:
+            return DrawStatus.DUE
+        if self.missed_on is not None and day >= self.missed_on:
+            return DrawStatus.MISSED
+        return DrawStatus.OVERDUE
+
+    def listed_on(self, day: date) -> bool:
+        return (self.shown_on is None or self.shown_on <= day) and (self.gone_on is None or day < self.gone_on)
+
+    def on(self, day: date) -> DueDraw:
+        return DueDraw(panel=self.panel, due_on=self.due_on, status=self.status_on(day),
+                       window_days=(self.closes_on - self.due_on).days, rule_id=self.rule_id, why=self.why)
+
+
+@dataclass(frozen=True)
 class OverduePanel:
     """A panel whose most recent required draw is unmet: overdue or already missed.
 
@@ -53,6 +91,19 @@ class OverduePanel:
     last_result_on: date | None  # the panel's latest result, if it ever had one
     rule_id: str  # of the most recent unmet draw
     why: str
+
+
+@dataclass(frozen=True)
+class PlannedLapse:
+    """A panel's lapse over the days from `from_on` until `until_on` (None: until the plan is
+    evaluated again), as it is stored."""
+
+    lapse: OverduePanel
+    from_on: date
+    until_on: date | None
+
+    def holds_on(self, day: date) -> bool:
+        return self.from_on <= day and (self.until_on is None or day < self.until_on)
 
 
 @dataclass(frozen=True)

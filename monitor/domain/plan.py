@@ -23,25 +23,28 @@ from monitor.domain.rules import (
     tightening_slots,
     trend_flags,
 )
-from monitor.domain.schedule import Timeline, dose_timeline, due_draws
+from monitor.domain.schedule import DrawPlan, Timeline, dose_timeline, draw_plan
 from monitor.domain.snapshot import Snapshot
 from monitor.domain.thresholds import Baselines, impairment_restarts, result_flags
 
-#: With nothing scheduled, look again after this long anyway.
-IDLE_REVIEW = timedelta(days=28)
+#: A plan covers at most this long: its draws' statuses follow the date (`DrawPlan`), so an
+#: enrollment with no other change ahead is evaluated again only after this.
+PLAN_SPAN = timedelta(days=91)
 
 
 @dataclass(frozen=True)
 class Plan:
     as_of: date
-    draws: tuple[DueDraw, ...]
-    overdue: tuple[OverduePanel, ...]  # panels whose most recent required draw is unmet
+    draws: tuple[DueDraw, ...]  # today's
+    overdue: tuple[OverduePanel, ...]  # panels whose most recent required draw is unmet, today
+    drawn: DrawPlan  # the draws and lapses of every day until next_review_on, as stored
     dose_steps: tuple[DoseStep, ...]
     flags: tuple[Flag, ...]
     resolved: tuple[Resolution, ...]  # open flags whose corrected or retracted result no longer meets a rule
     proposals: tuple[Proposal, ...]
     phase_changes: tuple[PhaseChange, ...]  # automatic transitions to store
-    next_review_on: date  # the earliest day this plan can change without new input
+    next_review_on: date  # the earliest day this plan can change without new input, other than by
+    # the date alone (`drawn`)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,9 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
        and drugs ask for (repeat counts, relapse confirmation, weekly counts), merged per panel; and
        the panels whose latest required draw is unmet.
     5. Proposals a clinician confirms (withdrawal when eligible, re-induction after a relapse).
-    6. The next review date: the earliest day any of this can change without new input.
+    6. The next review date: the earliest day any of this can change without new input, other than
+       a draw's status or a panel's lapse, which the plan gives for every day until then
+       (`drawn`), at most PLAN_SPAN ahead.
 
     Every item carries its `rule_id` and a one-line `why` naming the rule and its source.
     """
@@ -113,24 +118,27 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     if hold_for_review(state, review_holds(snapshot, protocol, flags, resolved), drug):
         timeline = dose_timeline(snapshot, protocol, drug, planned=False)  # recorded doses only
     steps, step_changes = dose_steps(snapshot, protocol, today=today, state=state)
-    extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
-    draws, overdue, draw_changes = due_draws(snapshot, protocol, today=today, timeline=timeline, extra=extra,
-                                             restarts=impairment_restarts(snapshot, protocol))
     withdrawal, eligible_on = withdrawal_proposal(snapshot, protocol, today=today)
     if withdrawal is not None:
         proposals.append(withdrawal)
     aged_out = [f.observed_on + timedelta(days=protocol.flag_lookback_days + 1) for f in flags]
     aged_out += [e.started_on for e in snapshot.phases]  # a phase confirmed ahead starts then
-    changes = [d for d in (*step_changes, *draw_changes, *response_changes, *reminder_changes, *aged_out,
-                           eligible_on) if d and d > today]
+    changes = [d for d in (*step_changes, *response_changes, *reminder_changes, *aged_out, eligible_on)
+               if d and d > today]
+    review_on = min(changes + [today + PLAN_SPAN])
+    extra = relapse_slots + interaction_slots + tightening_slots(flags, protocol)
+    drawn = draw_plan(snapshot, protocol, today=today, until=review_on, timeline=timeline, extra=extra,
+                      restarts=impairment_restarts(snapshot, protocol))
+    draws, overdue = drawn.on(today)
     return Plan(
         as_of=today,
         draws=tuple(draws),
         overdue=tuple(overdue),
+        drawn=drawn,
         dose_steps=tuple(steps),
         flags=tuple(flags),
         resolved=tuple(resolved),
         proposals=tuple(proposals),
         phase_changes=tuple(now.phase_changes),
-        next_review_on=min(changes, default=today + IDLE_REVIEW),
+        next_review_on=review_on,
     )

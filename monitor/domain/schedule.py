@@ -13,11 +13,11 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from monitor.domain.clocks import Run, Slot, run_slots
-from monitor.domain.items import DrawStatus, DueDraw, OverduePanel
+from monitor.domain.items import DueDraw, OverduePanel, PlannedDraw, PlannedLapse
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.snapshot import Snapshot
 
@@ -223,12 +223,12 @@ def disease_runs(snapshot: Snapshot, protocol: MonitoringProtocol) -> list[tuple
     return runs
 
 
-def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline,
+def planned_slots(snapshot: Snapshot, protocol: MonitoringProtocol, *, horizon: date, timeline: Timeline,
                   extra: tuple[Slot, ...] | list[Slot] = (), restarts: Restarts = ()) -> list[Slot]:
+    """Every slot up to `horizon` (far enough past the last day asked about that every slot which
+    could merge with the next upcoming one exists: LOOKAHEAD)."""
     changes = dose_changes(timeline)
     slots: list[Slot] = list(extra)
-    # Look far enough ahead that every slot which could merge with the next upcoming one exists.
-    horizon = today + LOOKAHEAD
     runs = safety_runs(snapshot, protocol, timeline, restarts)
     for run in runs:
         slots += run_slots(protocol.safety.stages, run, changes=changes, horizon=horizon, cite=protocol.cite)[0]
@@ -260,43 +260,65 @@ def merged(slots: list[Slot], panel: str) -> list[Slot]:
     return kept
 
 
-def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
-              extra: tuple[Slot, ...] | list[Slot] = (),
-              restarts: Restarts = ()) -> tuple[list[DueDraw], list[OverduePanel], list[date]]:
-    """Open draws (upcoming, due, overdue, recently missed), the panels whose most recent required
-    draw is unmet, and the days their status changes."""
+@dataclass(frozen=True)
+class DrawPlan:
+    """The unmet draws and panel lapses of the days from `today` until `until` (exclusive): what
+    each of those days lists is a function of the date alone (`on`)."""
+
+    draws: tuple[PlannedDraw, ...]
+    lapses: tuple[PlannedLapse, ...]
+
+    def on(self, day: date) -> tuple[list[DueDraw], list[OverduePanel]]:
+        draws = sorted((d.on(day) for d in self.draws if d.listed_on(day)), key=lambda d: (d.due_on, d.panel))
+        return draws, [p.lapse for p in self.lapses if p.holds_on(day)]
+
+
+def draw_plan(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, until: date,
+              timeline: Timeline | None = None, extra: tuple[Slot, ...] | list[Slot] = (),
+              restarts: Restarts = ()) -> DrawPlan:
+    """The draws listed on any day from `today` until `until` (open ones: upcoming, due, overdue,
+    recently missed), and the panels whose most recent required draw is unmet, as they stand on
+    each of those days without new input."""
     if timeline is None:
         timeline = dose_timeline(snapshot, protocol, protocol.safety.anchor_drug)
-    slots = planned_slots(snapshot, protocol, today=today, timeline=timeline, extra=extra, restarts=restarts)
+    slots = planned_slots(snapshot, protocol, horizon=until + LOOKAHEAD, timeline=timeline, extra=extra,
+                          restarts=restarts)
     days_taken: dict[str, set[date]] = defaultdict(set)  # a draw's results share their day
     for r in snapshot.results:
         if r.observed_on <= today:
             days_taken[protocol.panels.get(r.analyte, "")].add(r.observed_on)
-    taken_on = {panel: sorted(days) for panel, days in days_taken.items()}
-    draws: list[DueDraw] = []
-    overdue: list[OverduePanel] = []
-    changes: list[date] = []
-    lookback = timedelta(days=protocol.missed_lookback_days)
+    draws: list[PlannedDraw] = []
+    lapses: list[PlannedLapse] = []
+    lookback = timedelta(days=protocol.missed_lookback_days + 1)
     for panel in sorted({p for s in slots for p in s.panels}):
         own = merged(slots, panel)
-        taken = taken_on.get(panel, [])
+        taken = sorted(days_taken.get(panel, ()))
         unmet = [i for i, slot in enumerate(own) if not satisfied(taken, slot, _after(own, i))]
-        lapse = overdue_panel(panel, own, set(unmet), taken, today=today)
-        if lapse is not None:
-            overdue.append(lapse)
+        lapses += panel_lapses(panel, own, set(unmet), taken, today=today, until=until)
+        shown: date | None = None  # listed once every unmet draw before it has stopped being upcoming
         for i in unmet:
-            slot, after = own[i], _after(own, i)
-            status = draw_status(slot, after, today)
-            changes += status_changes(slot, after, lookback)
-            if status == DrawStatus.MISSED and today - slot.due_on > lookback:
-                continue
-            draws.append(DueDraw(panel=panel, due_on=slot.due_on, status=status,
-                                 window_days=(slot.closes - slot.due_on).days, rule_id=slot.rule_id,
-                                 why=f"{panel} {slot.why}"))
-            if status == DrawStatus.UPCOMING:
+            if shown is not None and shown >= until:
                 break
-    draws.sort(key=lambda d: (d.due_on, d.panel))
-    return draws, overdue, changes
+            slot, after = own[i], _after(own, i)
+            opens, one = slot.due_from or slot.opens, timedelta(days=1)
+            missed = min((d for d in (after.opens if after else None, slot.until) if d is not None), default=None)
+            gone = None if missed is None else max(missed, slot.closes + one, slot.due_on + lookback)
+            if gone is None or gone > today:
+                draws.append(PlannedDraw(panel=panel, due_on=slot.due_on, opens_on=opens, closes_on=slot.closes,
+                                         missed_on=missed, shown_on=shown, gone_on=gone, rule_id=slot.rule_id,
+                                         why=f"{panel} {slot.why}"))
+            shown = opens if shown is None else max(shown, opens)
+    return DrawPlan(tuple(draws), tuple(lapses))
+
+
+def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
+              extra: tuple[Slot, ...] | list[Slot] = (),
+              restarts: Restarts = ()) -> tuple[list[DueDraw], list[OverduePanel]]:
+    """Today's open draws (upcoming, due, overdue, recently missed) and the panels whose most recent
+    required draw is unmet."""
+    plan = draw_plan(snapshot, protocol, today=today, until=today + timedelta(days=1), timeline=timeline,
+                     extra=extra, restarts=restarts)
+    return plan.on(today)
 
 
 def _after(own: list[Slot], i: int) -> Slot | None:
@@ -309,29 +331,6 @@ def satisfied(taken: list[date], slot: Slot, after: Slot | None) -> bool:
     i = bisect.bisect_left(taken, slot.opens)
     late_until = max(slot.closes, after.opens - timedelta(days=1)) if after is not None else date.max
     return i < len(taken) and taken[i] <= late_until
-
-
-def draw_status(slot: Slot, after: Slot | None, today: date) -> DrawStatus:
-    """An unmet draw's status: upcoming before its window (or `due_from`), due inside it, then overdue
-    until the next draw of its panel opens or its clock stops (missed)."""
-    if today < (slot.due_from or slot.opens):
-        return DrawStatus.UPCOMING
-    if today <= slot.closes:
-        return DrawStatus.DUE
-    if (after is not None and today >= after.opens) or (slot.until is not None and today >= slot.until):
-        return DrawStatus.MISSED
-    return DrawStatus.OVERDUE
-
-
-def status_changes(slot: Slot, after: Slot | None, lookback: timedelta) -> list[date]:
-    """The days an unmet draw's status (or its place on the list) changes."""
-    one = timedelta(days=1)
-    changes = [slot.due_from or slot.opens, slot.closes + one, slot.due_on + lookback + one]
-    if after is not None:
-        changes.append(after.opens)  # from then on an unmet draw counts as missed
-    if slot.until is not None:
-        changes.append(slot.until)
-    return changes
 
 
 def overdue_panel(panel: str, own: list[Slot], unmet: set[int], taken: list[date], *,
@@ -355,3 +354,23 @@ def overdue_panel(panel: str, own: list[Slot], unmet: set[int], taken: list[date
                         rule_id=latest.rule_id,
                         why=f"{panel}: {count} required draw{'s' if count > 1 else ''} unmet since {since} "
                             f"(latest: {latest.why})")
+
+
+def panel_lapses(panel: str, own: list[Slot], unmet: set[int], taken: list[date], *, today: date,
+                 until: date) -> list[PlannedLapse]:
+    """The panel's lapse on each day from `today` until `until`: it changes only when a draw's
+    window closes or its clock stops."""
+    one = timedelta(days=1)
+    days = sorted({today} | {d for slot in own for d in (slot.closes + one, slot.until) if d and today < d < until})
+    lapses: list[PlannedLapse] = []
+    current: OverduePanel | None = None
+    for day in days:
+        lapse = overdue_panel(panel, own, unmet, taken, today=day)
+        if lapse == current:
+            continue
+        if current is not None:
+            lapses[-1] = replace(lapses[-1], until_on=day)
+        if lapse is not None:
+            lapses.append(PlannedLapse(lapse, day, None))
+        current = lapse
+    return lapses

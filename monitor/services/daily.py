@@ -32,6 +32,7 @@ from monitor.logs import fields
 from monitor.protocols import Library
 from monitor.services import runs
 from monitor.services.audit import SYSTEM, audit
+from monitor.services.plans import draw_values, lapse_values
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
 
@@ -170,13 +171,10 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     key, and the review date — unless new input arrived since the enrollment was read."""
     eid = enrollment.id
     assert eid is not None
-    draws = {(d.panel, d.due_on): {"panel": d.panel, "due_on": d.due_on, "status": d.status,
-                                   "rule_id": d.rule_id, "why": d.why} for d in plan.draws}
+    draws = {(d.panel, d.due_on): draw_values(d) for d in plan.drawn.draws}
     steps = {(d.drug, d.on): {"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status,
                               "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps}
-    overdue = {(o.panel,): {"panel": o.panel, "since": o.since, "draws_unmet": o.draws_unmet,
-                            "last_result_on": o.last_result_on, "rule_id": o.rule_id, "why": o.why}
-               for o in plan.overdue}
+    overdue = {(p.lapse.panel, p.from_on): lapse_values(p) for p in plan.drawn.lapses}
     changed = 0
     for change in plan.phase_changes:  # automatic transitions become part of the history
         session.add(PhaseEpisode(enrollment_id=eid, phase=change.to_phase.value, started_on=change.on,
@@ -185,7 +183,7 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
         changed += 1
     changed += _sync(session, DueDrawRow, eid, stored.draws[eid], lambda r: (r.panel, r.due_on), draws)
     changed += _sync(session, DoseStepRow, eid, stored.steps[eid], lambda r: (r.drug, r.on), steps)
-    changed += _sync(session, OverduePanelRow, eid, stored.overdue[eid], lambda r: (r.panel,), overdue)
+    changed += _sync(session, OverduePanelRow, eid, stored.overdue[eid], lambda r: (r.panel, r.from_on), overdue)
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
     if not settle(session, eid, seen=enrollment.revision, next_review_on=plan.next_review_on,
                   evaluated_on=plan.as_of):

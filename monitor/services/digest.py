@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, OverduePanelRow, Patient
 from monitor.domain.digest import UNASSIGNED, Digest, DueLine, FlagLine, OverdueLine, StepLine
 from monitor.domain.items import FlagStatus
+from monitor.services.plans import draw_due, lapse_holds
 
 
 def build_digests(session: Session, *, today: date) -> list[Digest]:
@@ -31,11 +32,12 @@ def build_digests(session: Session, *, today: date) -> list[Digest]:
         assert f.id is not None
         of(coordinator).flags.append(FlagLine(f.id, mrn, f.severity, f.kind, "" if f.value is None else f"{f.value:g}",
                                               f.unit or "", f.observed_on, f.why))
-    for o in session.exec(select(OverduePanelRow).order_by(col(OverduePanelRow.since))).all():
+    for o in session.exec(select(OverduePanelRow).where(lapse_holds(today))
+                          .order_by(col(OverduePanelRow.since))).all():
         coordinator, mrn, phase = who.get(o.enrollment_id, (None, "?", ""))
         of(coordinator).overdue.append(OverdueLine(mrn, o.panel, o.since, phase, (today - o.since).days,
                                                    o.draws_unmet, o.last_result_on))
-    for d in session.exec(select(DueDrawRow).where(DueDrawRow.status == "due").order_by(col(DueDrawRow.due_on))).all():
+    for d in session.exec(select(DueDrawRow).where(draw_due(today)).order_by(col(DueDrawRow.due_on))).all():
         coordinator, mrn, phase = who.get(d.enrollment_id, (None, "?", ""))
         of(coordinator).due.append(DueLine(mrn, d.panel, d.due_on, phase))
     for s in session.exec(select(DoseStepRow).where(DoseStepRow.status == "due")

@@ -19,6 +19,7 @@ from monitor.domain.thresholds import Baselines, ctcae_grade
 from monitor.protocols import Library
 from monitor.services.audit import audit
 from monitor.services.lookup import active_enrollment, find_patient
+from monitor.services.plans import lapse_holds
 from monitor.services.quarantine_rows import raw_texts
 
 RESULTS_SHOWN = timedelta(days=366)
@@ -115,11 +116,11 @@ def overdue_view(o: OverduePanel | OverduePanelRow, *, today: date) -> dict[str,
 def overdue(session: Session, *, today: date, site: str | None = None,
             coordinator: str | None = None) -> list[dict[str, Any]]:
     """Every patient and panel whose most recent required draw is unmet (overdue or missed), as of
-    the last daily run, worst first: unmet for longest, then longest without a result."""
+    the plans the daily cycle stored, worst first: unmet for longest, then longest without a result."""
     query = (select(OverduePanelRow, Enrollment, Patient)
              .join(Enrollment, col(Enrollment.id) == OverduePanelRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id)
-             .where(Enrollment.status == "active"))
+             .where(Enrollment.status == "active", lapse_holds(today)))
     if site:
         query = query.where(Enrollment.site == site)
     if coordinator:

@@ -19,12 +19,21 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
 from monitor.db.snapshots import load_snapshots
-from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, LabResult, Patient, PhaseEpisode
+from monitor.db.tables import (
+    DoseStepRow,
+    DueDrawRow,
+    Enrollment,
+    FlagRow,
+    LabResult,
+    OverduePanelRow,
+    Patient,
+    PhaseEpisode,
+)
 from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Phase
 from monitor.ingest import csv_reader
 from monitor.protocols import Library, packaged_library
-from monitor.services import flags, lookup, patients, views
+from monitor.services import flags, lookup, patients, plans, views
 from monitor.services.daily import RunReport, run_daily
 from monitor.services.ingest import ingest_records
 from monitor.services.prepare import IngestReport
@@ -145,6 +154,7 @@ class Clinic:
     # --- the daily cycle and what it shows ----------------------------------------------------
 
     def run(self, day: date, *, full: bool = False) -> RunReport:
+        self.day = day
         with self.session() as s:
             report = run_daily(s, self.library, today=day, now=moment(day, 6, 30), full=full)
         assert report.failed == 0, f"the daily cycle of {day} failed for {report.failed} enrollments"
@@ -198,27 +208,33 @@ class Clinic:
             listed = views.flags(s, status=status)
         return [f for f in listed if mrn is None or f["mrn"] == mrn]
 
-    def plan_rows(self) -> dict[str, set[tuple[Any, ...]]]:
-        return plan_rows(self.engine)
+    def plan_rows(self, day: date | None = None) -> dict[str, set[tuple[Any, ...]]]:
+        """The stored plan as it reads on `day` (by default, that of the last `run`)."""
+        return plan_rows(self.engine, day or self.day)
 
 
-def plan_rows(engine: Engine) -> dict[str, set[tuple[Any, ...]]]:
-    """Plan rows by natural content: enrollments by MRN, results by source key, no ids or times."""
+def plan_rows(engine: Engine, day: date) -> dict[str, set[tuple[Any, ...]]]:
+    """The stored plan as it reads on `day`, by natural content: enrollments by MRN, results by
+    source key, no ids or times; draws with their status that day, the panel lapses that hold."""
     e, p, r = Enrollment.__table__, Patient.__table__, LabResult.__table__  # type: ignore[attr-defined]
-    dd, st, f = (DueDrawRow.__table__, DoseStepRow.__table__,  # type: ignore[attr-defined]
-                 FlagRow.__table__)  # type: ignore[attr-defined]
+    dd, st, f, op = (DueDrawRow.__table__, DoseStepRow.__table__,  # type: ignore[attr-defined]
+                     FlagRow.__table__, OverduePanelRow.__table__)  # type: ignore[attr-defined]
     with engine.connect() as conn:
         mrn: dict[int, str] = {i: m for i, m in conn.execute(sa_select(e.c.id, p.c.mrn).join(p))}
         source: dict[int, str] = {i: k for i, k in conn.execute(sa_select(r.c.id, r.c.source_key))}
         draws = {(mrn[row[0]], *row[1:]) for row in conn.execute(
-            sa_select(dd.c.enrollment_id, dd.c.panel, dd.c.due_on, dd.c.status, dd.c.rule_id, dd.c.why))}
+            sa_select(dd.c.enrollment_id, dd.c.panel, dd.c.due_on, plans.draw_status(day), dd.c.rule_id, dd.c.why)
+            .where(plans.draw_listed(day)))}
+        lapses = {(mrn[row[0]], *row[1:]) for row in conn.execute(
+            sa_select(op.c.enrollment_id, op.c.panel, op.c.since, op.c.draws_unmet, op.c.last_result_on, op.c.rule_id,
+                      op.c.why).where(plans.lapse_holds(day)))}
         steps = {(mrn[row[0]], *row[1:]) for row in conn.execute(
             sa_select(st.c.enrollment_id, st.c.drug, st.c.on, st.c.dose_mg, st.c.status, st.c.rule_id,
                       st.c.why))}
         flags = {(mrn[row[0]], source.get(row[1]), *row[2:]) for row in conn.execute(
             sa_select(f.c.enrollment_id, f.c.result_id, f.c.rule_id, f.c.kind, f.c.severity, f.c.analyte,
                       f.c.value, f.c.unit, f.c.observed_on, f.c.status, f.c.why))}
-    return {"due_draw": draws, "dose_step": steps, "flag": flags}
+    return {"due_draw": draws, "overdue_panel": lapses, "dose_step": steps, "flag": flags}
 
 
 # --- reading a patient view -------------------------------------------------------------------

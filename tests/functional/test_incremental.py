@@ -4,8 +4,9 @@ ARCHITECTURE.md decision 3: `monitor run` evaluates only enrollments whose `next
 come; `monitor run --full` evaluates all of them; both must give the same rows. Two databases
 receive the same four months of clinic life (enrollments, results arriving on time, late and
 corrected, doses, weights, phase changes); one runs incrementally, the other in full, and their
-due_draw, dose_step and flag rows are compared after every daily run (on PostgreSQL the first two
-months only: it adds dialect paths, not engine logic, and a round trip costs ~1 ms there).
+due_draw, overdue_panel, dose_step and flag rows, as they read that day, are compared after every
+daily run (on PostgreSQL the first two months only: it adds dialect paths, not engine logic, and a
+round trip costs ~1 ms there).
 The last test keeps the smallest cases found that way, each a few days of one patient.
 """
 
@@ -41,7 +42,7 @@ from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
 from tests.functional.scenario import moment
 from tests.functional.scenario import plan_rows as scenario_plan_rows
-from tests.integration import dump_tables, ingest_context
+from tests.integration import ingest_context
 
 LONDON = ZoneInfo("Europe/London")
 PROTOCOL = "aih-azathioprine"
@@ -253,8 +254,8 @@ class Clinic:
             report = run_daily(s, self.library, today=day, now=moment(day, 6, 30), full=self.full)
         assert report.failed == 0
 
-    def rows(self) -> dict[str, set[tuple[Any, ...]]]:
-        return scenario_plan_rows(self.engine)
+    def rows(self, day: date) -> dict[str, set[tuple[Any, ...]]]:
+        return scenario_plan_rows(self.engine, day)
 
 
 @pytest.fixture
@@ -309,15 +310,17 @@ def test_the_incremental_daily_cycle_writes_the_same_rows_as_a_full_one_every_da
                 clinic.apply(day, early, moment(day, 5, i))
         for clinic in (incremental, full):
             clinic.run(day)
-        got, want = incremental.rows(), full.rows()
+        got, want = incremental.rows(day), full.rows(day)
         assert got == want, difference(day, got, want)
         for i, event in enumerate(e for e in todays if not (isinstance(e, Ingest) and e.early)):
             for clinic in (incremental, full):
                 clinic.apply(day, event, moment(day, 14, i))
 
     # The scenario exercised what it is meant to: every status, flags of every severity.
-    rows = full.rows()
-    assert {r[3] for r in rows["due_draw"]} >= {"upcoming", "due", "overdue", "missed"}
+    seen = [full.rows(FIRST_DAY + timedelta(days=offset)) for offset in range(0, days, 7)]
+    assert {r[3] for rows in seen for r in rows["due_draw"]} >= {"upcoming", "due", "overdue", "missed"}
+    assert any(rows["overdue_panel"] for rows in seen)
+    rows = seen[-1]
     assert {r[4] for r in rows["dose_step"]} >= {"upcoming", "due", "done"}
     assert {r[4] for r in rows["flag"]} >= {"action", "critical"}
 
@@ -340,7 +343,7 @@ def test_a_full_cycle_shared_by_three_processes_writes_the_rows_of_one_process(
     done = subprocess.run([sys.executable, "-m", "monitor", "run", "--date", last.isoformat(), "--full",
                            "--workers", "3"], env=env, capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stderr) == (0, "")
-    got, want = shared.rows(), serial.rows()
+    got, want = shared.rows(last), serial.rows(last)
     assert got == want, difference(last, want, got)
     with Session(twin) as s:
         [row] = s.exec(select(JobRun)).all()
@@ -350,11 +353,6 @@ def test_a_full_cycle_shared_by_three_processes_writes_the_rows_of_one_process(
 
 
 # --- the smallest cases: one patient, a few days ------------------------------------------------
-
-def plan_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    dump = dump_tables(engine)
-    return {t: [row[2:] for row in dump[t]] for t in ("due_draw", "dose_step")} | {"flag": dump["flag"]}
-
 
 ENROLL = ("enroll", "--protocol", PROTOCOL, "--tpmt", "normal", "--nudt15", "normal", "--mrn", "P1")
 SMALL_CASES = {
@@ -416,8 +414,8 @@ def test_a_daily_run_leaves_the_rows_a_full_run_of_the_same_day_would_write(
         for command in events.get(day.isoformat(), []):
             cli(day, *command)
         day += timedelta(days=1)
-    incremental = plan_rows(engine)
+    incremental = scenario_plan_rows(engine, day)
     cli(day, "run", "--date", day.isoformat(), "--full")
-    full = plan_rows(engine)
+    full = scenario_plan_rows(engine, day)
     assert full == incremental, difference(day, {t: set(v) for t, v in incremental.items()},
                                            {t: set(v) for t, v in full.items()})

@@ -627,9 +627,9 @@ def test_acknowledging_a_critical_flag_releases_the_stored_hold_at_the_next_incr
     for flag in (critical, neutro):
         monitor(capsys, "ack", str(flag["id"]), "--reason", "reviewed", on=d("2026-02-06"))
     monitor(capsys, "run", "--date", "2026-02-06")
-    incremental = clinic.plan_rows()
+    incremental = clinic.plan_rows(d("2026-02-06"))
     monitor(capsys, "run", "--date", "2026-02-06", "--full")
-    assert incremental == clinic.plan_rows(), "the incremental run kept rows that --full changes"
+    assert incremental == clinic.plan_rows(d("2026-02-06")), "the incremental run kept rows that --full changes"
     assert not [r for r in incremental["dose_step"] if r[4] == "held"], "stored hold outlives the acknowledgement"
 
 

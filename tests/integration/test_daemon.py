@@ -31,6 +31,7 @@ from monitor.domain.protocol import Phase
 from monitor.services import heartbeat
 from tests.functional.cli import run
 from tests.functional.scenario import Clinic, d
+from tests.functional.scenario import plan_rows as stored_plan
 from tests.integration import dump_tables
 
 LONDON, NEW_YORK = ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
@@ -80,16 +81,12 @@ def events(clinic: Clinic, day: date) -> None:
         clinic.normal_labs("D1", day)
 
 
-PLAN = ("due_draw", "dose_step", "overdue_panel", "flag", "phase_episode")
-
-
-def plan_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """The plan tables without ids and instants (a flag raised on Tuesday by a daily run, or on
-    Thursday by the catch-up, is the same flag)."""
-    dump = dump_tables(engine)
-    instants = (datetime,)
-    return {name: sorted(tuple(v for v in row[1:] if not isinstance(v, instants)) for row in dump[name])
-            for name in PLAN}
+def plan_rows(engine: Engine, day: date) -> dict[str, Any]:
+    """The plan as it reads on `day`, and the phase history, without ids and instants (a flag raised
+    on Tuesday by a daily run, or on Thursday by the catch-up, is the same flag)."""
+    phases = sorted(tuple(v for v in row[1:] if not isinstance(v, datetime))
+                    for row in dump_tables(engine)["phase_episode"])
+    return {**stored_plan(engine, day), "phase_episode": phases}
 
 
 def test_a_daemon_down_three_days_runs_once_for_today_at_start_and_the_plan_is_the_daily_runs_one(
@@ -109,8 +106,8 @@ def test_a_daemon_down_three_days_runs_once_for_today_at_start_and_the_plan_is_t
         report = Daemon(a).tick()
     assert report is not None and report.done
     assert [(r.run_key, r.status) for r in daily_rows(down.engine)] == [("2026-03-02", "done"), ("2026-03-05", "done")]
-    assert plan_rows(down.engine) == plan_rows(engine)
-    assert any("leukopenia" in row for row in plan_rows(engine)["flag"])  # the week's news is in it
+    assert plan_rows(down.engine, week[-1]) == plan_rows(engine, week[-1])
+    assert any("leukopenia" in row for row in plan_rows(engine, week[-1])["flag"])  # the week's news is in it
     with freeze_time(local("2026-03-05", "09:13")):
         assert Daemon(a).tick() is None  # done: the next minute's tick does nothing
     a.close()

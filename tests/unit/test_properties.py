@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from monitor.domain.items import DoseStep, DueDraw, Flag, Proposal
 from monitor.domain.phases import PhaseChange
-from monitor.domain.plan import IDLE_REVIEW, Plan, evaluate
+from monitor.domain.plan import PLAN_SPAN, Plan, evaluate
 from monitor.domain.protocol import Phase
 from monitor.domain.snapshot import (
     DoseEvent,
@@ -165,12 +165,13 @@ def assert_well_formed(plan: Plan, today: date) -> None:
 
 
 def assert_holds_still(snap: Snapshot, plan: Plan, today: date, days: list[int]) -> None:
-    """Nothing changes before next_review_on without new input. Draws and dose steps are compared (flags are
-    stored once when raised, services.daily, so a flag leaving the 90-day look-back is not a review date)."""
-    idle = plan.next_review_on == today + IDLE_REVIEW  # nothing scheduled: "look again in 4 weeks" moves along
+    """Nothing changes before next_review_on without new input but what the plan says each day will
+    (`drawn`: the draws' statuses, the panels' lapses). Draws, lapses and dose steps are compared (flags
+    are stored once when raised, services.daily, so a flag leaving the 90-day look-back is not a review date)."""
+    idle = plan.next_review_on == today + PLAN_SPAN  # nothing else scheduled: the plan's span moves along
     for n in days:
         later = evaluate(snap, PROTOCOL, today=today + timedelta(days=n))
-        assert later.draws == plan.draws, n
+        assert (list(later.draws), list(later.overdue)) == plan.drawn.on(today + timedelta(days=n)), n
         assert later.dose_steps == plan.dose_steps, n
         if idle:
             assert later.next_review_on >= plan.next_review_on, n

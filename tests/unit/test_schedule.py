@@ -8,8 +8,9 @@ from datetime import date, timedelta
 import pytest
 
 from monitor.domain.clocks import Run, Slot, describe, run_slots
-from monitor.domain.items import DueDraw
+from monitor.domain.items import DueDraw, OverduePanel
 from monitor.domain.phases import effective_phases
+from monitor.domain.plan import Plan
 from monitor.domain.protocol import Phase, Stage
 from monitor.domain.schedule import disease_runs, dose_changes, dose_timeline, merged, safety_runs
 from monitor.domain.snapshot import DoseEvent, Genotype, Medication, PhaseEpisode, Result, Snapshot
@@ -762,15 +763,22 @@ def test_a_satisfied_draw_is_not_listed_whatever_the_day() -> None:
         assert not [d for d in plan(snap, day(n)).draws if d.due_on == day(7)]
 
 
-# --- next_review_on: the earliest day a status can change --------------------------------------------------
+# --- the stored plan: each day's statuses without a review; next_review_on: what the date alone cannot say
+
+
+def listed(p: Plan, on: int) -> tuple[list[DueDraw], list[OverduePanel]]:
+    """What a plan stored on an earlier day lists on day `on`."""
+    return p.drawn.on(day(on))
+
+
+def test_a_phase_start_is_a_review_day() -> None:
+    assert plan(on_azathioprine(), day(-10)).next_review_on == day(0)  # the plan may change when a phase begins
 
 
 @pytest.mark.parametrize(
-    ("today", "next_review"),
+    ("today", "change"),
     [
-        # the phase starts on day 0: a review day (the plan may change when a phase begins)
-        pytest.param(-10, 0, id="before the first dose: the phase starts on day 0"),
-        pytest.param(0, 4, id="first dose: day 4"),
+        pytest.param(0, 4, id="first dose: day 7 opens on day 4"),
         pytest.param(4, 11, id="day 7 due: day 11 (closes + 1 = day 14 opens)"),
         pytest.param(36, 37, id="day 42 opens on day 37"),
         pytest.param(37, 48, id="day 42 due: overdue on day 48"),
@@ -780,16 +788,21 @@ def test_a_satisfied_draw_is_not_listed_whatever_the_day() -> None:
         pytest.param(175, 176, id="day 168 due: overdue on day 176"),
     ],
 )
-def test_next_review_is_the_earliest_day_a_status_can_change(today: int, next_review: int) -> None:
-    assert plan(on_azathioprine(), day(today)).next_review_on == day(next_review)
+def test_a_stored_plan_says_the_day_a_status_changes_without_a_review(today: int, change: int) -> None:
+    p = plan(on_azathioprine(), day(today))
+    later = plan(on_azathioprine(), day(change))
+    assert listed(p, change) == (list(later.draws), list(later.overdue))
+    assert listed(p, change - 1) != listed(p, change)  # the day changes what is listed
+    assert p.next_review_on > day(change)  # and the plan need not be evaluated again for it
 
 
-def test_next_review_includes_the_day_a_missed_draw_drops_off() -> None:
+def test_a_stored_plan_drops_a_missed_draw_after_the_lookback() -> None:
     # day 330: day 252 is missed (since 273, day 280's window opening) and drops off on 252 + 91 = 343, before day
     # 336 closes (344; monthly long term since schedules item 11)
     p = plan(on_azathioprine(), day(330))
     assert ("CBC", 252, "missed") in {(d.panel, (d.due_on - START).days, d.status) for d in p.draws}
-    assert p.next_review_on == day(343)
+    assert ("CBC", day(252), "missed") in {(d.panel, d.due_on, d.status) for d in listed(p, 342)[0]}
+    assert ("CBC", day(252)) not in {(d.panel, d.due_on) for d in listed(p, 343)[0]}
     assert ("CBC", 252, "missed") not in draws(on_azathioprine(), day(343))
 
 
@@ -844,16 +857,19 @@ def input_days(snap: Snapshot) -> set[date]:
 
 
 @pytest.mark.parametrize("snap", SWEEPS)
-def test_next_review_is_always_after_today_and_nothing_changes_before_it(snap: Snapshot) -> None:
+def test_next_review_is_always_after_today_and_the_stored_plan_holds_until_it(snap: Snapshot) -> None:
+    """As the daily cycle keeps it: a plan is evaluated again on its review day or when input arrives;
+    every other day, what it stored (read for that day) is what a fresh evaluation would list."""
     recorded = input_days(snap)
-    previous = plan(snap, day(-20))
+    reviewed = plan(snap, day(-20))
     for n in range(-19, 560):
         current = plan(snap, day(n))
         assert current.next_review_on > current.as_of
-        changed = (current.draws, current.dose_steps) != (previous.draws, previous.dose_steps)
-        if changed and current.as_of not in recorded:
-            assert previous.next_review_on <= current.as_of, (n, previous.next_review_on)
-        previous = current
+        if current.as_of >= reviewed.next_review_on or current.as_of in recorded:
+            reviewed = current
+            continue
+        assert listed(reviewed, n) == (list(current.draws), list(current.overdue)), (n, reviewed.as_of)
+        assert current.dose_steps == reviewed.dose_steps, (n, reviewed.as_of)
 
 
 # --- explanations ----------------------------------------------------------------------------------------
