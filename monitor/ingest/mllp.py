@@ -141,15 +141,15 @@ class Listener:
     """`await Listener(store, now=...).start(host, port)`; `store(texts) -> ack texts` may block.
 
     Frames from every connection are stored a group at a time (`store` runs on a worker thread;
-    up to `parallel` groups at once, for a database with concurrent writers): those that arrive
-    while a group is being stored are the next group, and with one group at a time, while fewer
-    are waiting than connections are open, those that arrive within `window` too. A connection's frames are stored in the
-    order they came: a group takes none of a connection that has a frame in a group still being
-    stored. Each connection's ACKs go out in the order of its frames, each when its group is
-    committed, while its next frames are read. Every frame is answered and the connection stays
-    open: a frame too large to keep gets an AR (its bytes are dropped up to its end), and so does
-    every message of a group `store` failed on (it raised). A sender that closes its side still
-    gets the ACKs of the frames it sent."""
+    up to `parallel` groups at once, for a database with concurrent writers, sharing what waits):
+    those that arrive while a group is being stored are the next group, and with one group at a
+    time, while fewer are waiting than connections are open, those that arrive within `window`
+    too. A connection's frames are stored in the order they came: a group takes none of a
+    connection that has a frame in a group still being stored. Each connection's ACKs go out in
+    the order of its frames, each when its group is committed, while its next frames are read.
+    Every frame is answered and the connection stays open: a frame too large to keep gets an AR
+    (its bytes are dropped up to its end), and so does every message of a group `store` failed on
+    (it raised). A sender that closes its side still gets the ACKs of the frames it sent."""
 
     def __init__(self, store: Callable[[list[str]], list[str]], *, now: Callable[[], datetime],
                  charset: str = "UNICODE UTF-8", window: float = WINDOW, parallel: int = 1) -> None:

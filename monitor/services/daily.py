@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -76,21 +77,65 @@ class RunReport:
                 "failed_enrollments": self.failed_ids[:100]}
 
 
-def _sync(session: Session, model: Any, eid: int, rows: Sequence[Any], key: Callable[[Any], tuple[Any, ...]],
-          wanted: dict[tuple[Any, ...], dict[str, Any]]) -> int:
-    """Make one enrollment's stored `rows` of `model` equal `wanted` (by natural key); count changes."""
-    changed = 0
-    for row in rows:
-        values = wanted.pop(key(row), None)
-        if values is None:
-            session.delete(row)
-            changed += 1
-        elif _assign(row, values):
-            changed += 1
-    for values in wanted.values():
-        session.add(model(enrollment_id=eid, **values))
-        changed += 1
-    return changed
+@dataclass(frozen=True)
+class _PlanTable:
+    """A plan table the cycle keeps equal to the plans, row by natural key, with Core statements."""
+
+    table: Table
+    key: tuple[str, ...]  # within an enrollment
+    values: tuple[str, ...]  # every other column but id and enrollment_id
+
+    @classmethod
+    def of(cls, model: Any, key: tuple[str, ...]) -> _PlanTable:
+        table = model.__table__
+        return cls(table, key, tuple(c.name for c in table.columns if c.name not in ("id", "enrollment_id", *key)))
+
+    def stored(self, session: Session, ids: Sequence[int]) -> dict[int, dict[tuple[Any, ...], Any]]:
+        """A batch's rows, by enrollment and key: one query for the batch, not one each."""
+        c = self.table.c
+        by_enrollment: dict[int, dict[tuple[Any, ...], Any]] = defaultdict(dict)
+        for row in session.connection().execute(core_select(self.table).where(c.enrollment_id.in_(ids))):
+            by_enrollment[row.enrollment_id][tuple(getattr(row, k) for k in self.key)] = row
+        return by_enrollment
+
+
+DRAWS = _PlanTable.of(DueDrawRow, ("panel", "due_on"))
+STEPS = _PlanTable.of(DoseStepRow, ("drug", "on"))
+LAPSES = _PlanTable.of(OverduePanelRow, ("panel", "from_on"))
+
+
+@dataclass
+class _Writes:
+    """A batch's changes to one plan table, written together (`flush`)."""
+
+    plan: _PlanTable
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[int] = field(default_factory=list)
+
+    def sync(self, eid: int, stored: dict[tuple[Any, ...], Any], wanted: list[dict[str, Any]]) -> int:
+        """Make one enrollment's `stored` rows equal `wanted` (by natural key); count changes."""
+        changed, left = 0, dict(stored)
+        for values in wanted:
+            row = left.pop(tuple(values[k] for k in self.plan.key), None)
+            if row is None:
+                self.inserts.append({"enrollment_id": eid, **values})
+                changed += 1
+            elif any(getattr(row, name) != values[name] for name in self.plan.values):
+                self.updates.append({"row_id": row.id, **{name: values[name] for name in self.plan.values}})
+                changed += 1
+        self.deletes += [row.id for row in left.values()]
+        return changed + len(left)
+
+    def flush(self, session: Session) -> None:
+        t, connection = self.plan.table, session.connection()
+        if self.deletes:
+            connection.execute(delete(t).where(t.c.id.in_(self.deletes)))
+        if self.updates:
+            connection.execute(update(t).where(t.c.id == bindparam("row_id"))
+                               .values({name: bindparam(name) for name in self.plan.values}), self.updates)
+        if self.inserts:
+            connection.execute(insert(t), self.inserts)
 
 
 def _assign(row: Any, values: dict[str, Any]) -> bool:
@@ -99,14 +144,6 @@ def _assign(row: Any, values: dict[str, Any]) -> bool:
     for k, v in differ.items():
         setattr(row, k, v)
     return bool(differ)
-
-
-def _stored(session: Session, model: Any, ids: Sequence[int]) -> dict[int, list[Any]]:
-    """A batch's rows of a plan table, by enrollment: one query for the batch, not one each."""
-    by_enrollment: dict[int, list[Any]] = defaultdict(list)
-    for row in session.exec(select(model).where(col(model.enrollment_id).in_(ids))).all():
-        by_enrollment[row.enrollment_id].append(row)
-    return by_enrollment
 
 
 def _flag_values(f: Flag) -> dict[str, Any]:
@@ -152,17 +189,26 @@ def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], 
 
 @dataclass
 class _Stored:
-    """A batch's stored plan rows, by enrollment."""
+    """A batch's stored plan rows, by enrollment (flags as ORM rows: their status is kept), and
+    the changes to write."""
 
-    draws: dict[int, list[DueDrawRow]]
-    steps: dict[int, list[DoseStepRow]]
-    overdue: dict[int, list[OverduePanelRow]]
+    draws: dict[int, dict[tuple[Any, ...], Any]]
+    steps: dict[int, dict[tuple[Any, ...], Any]]
+    lapses: dict[int, dict[tuple[Any, ...], Any]]
     flags: dict[int, list[FlagRow]]
+    writes: tuple[_Writes, _Writes, _Writes] = field(default_factory=lambda: (_Writes(DRAWS), _Writes(STEPS),
+                                                                               _Writes(LAPSES)))
 
     @classmethod
     def load(cls, session: Session, ids: Sequence[int]) -> _Stored:
-        return cls(_stored(session, DueDrawRow, ids), _stored(session, DoseStepRow, ids),
-                   _stored(session, OverduePanelRow, ids), _stored(session, FlagRow, ids))
+        flags: dict[int, list[FlagRow]] = defaultdict(list)
+        for row in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id).in_(ids))).all():
+            flags[row.enrollment_id].append(row)
+        return cls(DRAWS.stored(session, ids), STEPS.stored(session, ids), LAPSES.stored(session, ids), flags)
+
+    def flush(self, session: Session) -> None:
+        for writes in self.writes:
+            writes.flush(session)
 
 
 def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _Stored, report: RunReport, *,
@@ -171,19 +217,18 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     key, and the review date — unless new input arrived since the enrollment was read."""
     eid = enrollment.id
     assert eid is not None
-    draws = {(d.panel, d.due_on): draw_values(d) for d in plan.drawn.draws}
-    steps = {(d.drug, d.on): {"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status,
-                              "rule_id": d.rule_id, "why": d.why} for d in plan.dose_steps}
-    overdue = {(p.lapse.panel, p.from_on): lapse_values(p) for p in plan.drawn.lapses}
+    steps = [{"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status.value, "rule_id": d.rule_id,
+              "why": d.why} for d in plan.dose_steps]
     changed = 0
     for change in plan.phase_changes:  # automatic transitions become part of the history
         session.add(PhaseEpisode(enrollment_id=eid, phase=change.to_phase.value, started_on=change.on,
                                  reason=change.why, confirmed_by=AUTOMATIC))
         enrollment.phase, enrollment.phase_since = change.to_phase.value, change.on
         changed += 1
-    changed += _sync(session, DueDrawRow, eid, stored.draws[eid], lambda r: (r.panel, r.due_on), draws)
-    changed += _sync(session, DoseStepRow, eid, stored.steps[eid], lambda r: (r.drug, r.on), steps)
-    changed += _sync(session, OverduePanelRow, eid, stored.overdue[eid], lambda r: (r.panel, r.from_on), overdue)
+    to_draws, to_steps, to_lapses = stored.writes
+    changed += to_draws.sync(eid, stored.draws.get(eid, {}), [draw_values(d) for d in plan.drawn.draws])
+    changed += to_steps.sync(eid, stored.steps.get(eid, {}), steps)
+    changed += to_lapses.sync(eid, stored.lapses.get(eid, {}), [lapse_values(p) for p in plan.drawn.lapses])
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
     if not settle(session, eid, seen=enrollment.revision, next_review_on=plan.next_review_on,
                   evaluated_on=plan.as_of):
@@ -220,6 +265,7 @@ def _evaluate(session: Session, library: Library, ids: Sequence[int], report: Ru
             _failed(report, enrollment.id, e)
             continue
         apply_plan(session, enrollment, plan, stored, report, now=now)
+    stored.flush(session)
 
 
 def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,
