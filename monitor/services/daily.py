@@ -198,6 +198,7 @@ class _Stored:
     flags: dict[int, list[FlagRow]]
     writes: tuple[_Writes, _Writes, _Writes] = field(default_factory=lambda: (_Writes(DRAWS), _Writes(STEPS),
                                                                                _Writes(LAPSES)))
+    settles: list[dict[str, Any]] = field(default_factory=list)  # review dates (services/review.py)
 
     @classmethod
     def load(cls, session: Session, ids: Sequence[int]) -> _Stored:
@@ -206,15 +207,19 @@ class _Stored:
             flags[row.enrollment_id].append(row)
         return cls(DRAWS.stored(session, ids), STEPS.stored(session, ids), LAPSES.stored(session, ids), flags)
 
-    def flush(self, session: Session) -> None:
+    def flush(self, session: Session) -> int:
+        """Write the batch's plan rows and review dates; how many enrollments were requeued (new
+        input arrived while they were evaluated)."""
         for writes in self.writes:
             writes.flush(session)
+        return len(self.settles) - settle(session, self.settles)
 
 
 def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _Stored, report: RunReport, *,
                now: datetime) -> None:
     """Write one plan: due draws, overdue panels and dose steps replaced by key, flags synced by
-    key, and the review date — unless new input arrived since the enrollment was read."""
+    key, and the review date — unless new input arrived since the enrollment was read. The plan
+    rows and review dates of a batch are written together (`_Stored.flush`)."""
     eid = enrollment.id
     assert eid is not None
     steps = [{"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status.value, "rule_id": d.rule_id,
@@ -230,9 +235,8 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     changed += to_steps.sync(eid, stored.steps.get(eid, {}), steps)
     changed += to_lapses.sync(eid, stored.lapses.get(eid, {}), [lapse_values(p) for p in plan.drawn.lapses])
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
-    if not settle(session, eid, seen=enrollment.revision, next_review_on=plan.next_review_on,
-                  evaluated_on=plan.as_of):
-        report.requeued += 1
+    stored.settles.append({"eid": eid, "seen": enrollment.revision, "next_review_on": plan.next_review_on,
+                           "evaluated_on": plan.as_of})
     report.evaluated += 1
     report.rows_changed += changed + flags_changed
     report.flags_raised += len(raised)
@@ -265,7 +269,7 @@ def _evaluate(session: Session, library: Library, ids: Sequence[int], report: Ru
             _failed(report, enrollment.id, e)
             continue
         apply_plan(session, enrollment, plan, stored, report, now=now)
-    stored.flush(session)
+    report.requeued += stored.flush(session)
 
 
 def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,

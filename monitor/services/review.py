@@ -10,7 +10,9 @@ daemon — is never overwritten: its enrollment stays due and is evaluated again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Date, bindparam, case, update
 from sqlmodel import Session, col, select
@@ -62,10 +64,12 @@ def mark_enrollment(session: Session, enrollment_id: int, day: date) -> None:
     session.execute(_ONE, {"eid": enrollment_id, "day": day})
 
 
-def settle(session: Session, enrollment_id: int, *, seen: int, next_review_on: date, evaluated_on: date) -> bool:
-    """Write the review date a plan computed, and end the daily cycle's claim on the enrollment,
-    unless new input arrived since its revision `seen` was read (then the enrollment stays due,
-    and claimed, for the next pass: False)."""
-    done = session.execute(_SETTLE, {"eid": enrollment_id, "seen": seen, "next_review_on": next_review_on,
-                                     "evaluated_on": evaluated_on})
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+def settle(session: Session, plans: Sequence[dict[str, Any]]) -> int:
+    """Write the review dates plans computed (`eid`, `seen`: the revision read, `next_review_on`,
+    `evaluated_on`), and end the daily cycle's claims on their enrollments, all in one statement,
+    except where new input arrived since the revision was read (that enrollment stays due, and
+    claimed, for the next pass). Returns how many were settled."""
+    if not plans:
+        return 0
+    done = session.connection().execute(_SETTLE, list(plans))
+    return int(done.rowcount)
