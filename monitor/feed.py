@@ -17,10 +17,6 @@ from monitor.services.prepare import Context
 
 log = logging.getLogger(__name__)
 
-#: Groups of messages stored at once on PostgreSQL (each in its own transaction and connection):
-#: senders on many connections are not queued behind one commit at a time.
-PARALLEL_GROUPS = 4
-
 
 class Feed:
     """Stores, ingests and ACKs messages a group at a time (`store`, called on a worker thread)."""
@@ -46,9 +42,7 @@ class Feed:
             return receive_messages(s, texts, ctx=self.context(), channel="mllp")
 
     def listener(self) -> Listener:
-        parallel = 1 if self.app.engine.dialect.name == "sqlite" else PARALLEL_GROUPS  # SQLite: one writer
-        return Listener(self.store, now=self.app.now, charset=self.app.settings.ingest.hl7_encoding,
-                        parallel=parallel)
+        return Listener(self.store, now=self.app.now, charset=self.app.settings.ingest.hl7_encoding)
 
 
 async def listen(feed: Feed, host: str, port: int, *, reuse_port: bool = False) -> tuple[Listener, int]:

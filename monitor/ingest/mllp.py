@@ -140,27 +140,23 @@ WINDOW = 0.002
 class Listener:
     """`await Listener(store, now=...).start(host, port)`; `store(texts) -> ack texts` may block.
 
-    Frames from every connection are stored a group at a time (`store` runs on a worker thread;
-    up to `parallel` groups at once, for a database with concurrent writers, sharing what waits):
-    those that arrive while a group is being stored are the next group, and with one group at a
-    time, while fewer are waiting than connections are open, those that arrive within `window`
-    too. A connection's frames are stored in the order they came: a group takes none of a
-    connection that has a frame in a group still being stored. Each connection's ACKs go out in
-    the order of its frames, each when its group is committed, while its next frames are read.
-    Every frame is answered and the connection stays open: a frame too large to keep gets an AR
-    (its bytes are dropped up to its end), and so does every message of a group `store` failed on
-    (it raised). A sender that closes its side still gets the ACKs of the frames it sent."""
+    Frames from every connection are stored a group at a time (`store` runs on a worker thread,
+    one group at a time): those that arrive while a group is being stored are the next group, and
+    while fewer are waiting than connections are open, those that arrive within `window` too.
+    Each connection's ACKs go out in the order of its frames, each when its group is committed,
+    while its next frames are read. Every frame is answered and the connection stays open: a
+    frame too large to keep gets an AR (its bytes are dropped up to its end), and so does every
+    message of a group `store` failed on (it raised). A sender that closes its side still gets the
+    ACKs of the frames it sent."""
 
     def __init__(self, store: Callable[[list[str]], list[str]], *, now: Callable[[], datetime],
-                 charset: str = "UNICODE UTF-8", window: float = WINDOW, parallel: int = 1) -> None:
+                 charset: str = "UNICODE UTF-8", window: float = WINDOW) -> None:
         self.store, self.now, self.charset, self.window = store, now, charset, window
         self.server: asyncio.Server | None = None
-        self.waiting: list[_Waiting] = []  # messages for the next groups
+        self.waiting: list[tuple[str, asyncio.Future[str]]] = []  # messages for the next group
         self.arrived = asyncio.Event()
         self.storing: asyncio.Task[None] | None = None
-        self.in_flight: set[asyncio.Future[None]] = set()  # the groups being stored
-        self.busy: dict[int, int] = {}  # connection -> its messages in groups being stored
-        self.parallel, self.slots = parallel, asyncio.Semaphore(parallel)
+        self.in_flight: asyncio.Future[list[str]] | None = None  # the group being stored
         self.connections = 0
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
@@ -170,7 +166,7 @@ class Listener:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
-        """Stop listening and storing; groups being stored are committed first (their threads run on)."""
+        """Stop listening and storing; a group being stored is committed first (its thread runs on)."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -180,19 +176,18 @@ class Listener:
                 await self.storing
             except asyncio.CancelledError:
                 pass
-        if self.in_flight:
-            await asyncio.wait(self.in_flight)
+        if self.in_flight is not None:
+            await asyncio.wait([self.in_flight])
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = Frames()
         replies: asyncio.Queue[asyncio.Future[str] | None] = asyncio.Queue(AHEAD_MAX)
         sending = asyncio.create_task(self._send(replies, writer))
         self.connections += 1
-        connection = id(frames)
         try:
             while chunk := await reader.read(65536):
                 for payload in frames.feed(chunk):
-                    await replies.put(self._answer(payload, connection))
+                    await replies.put(self._answer(payload))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -222,7 +217,7 @@ class Listener:
             except ConnectionError:
                 gone = True
 
-    def _answer(self, payload: bytes | TooLarge, connection: int) -> asyncio.Future[str]:
+    def _answer(self, payload: bytes | TooLarge) -> asyncio.Future[str]:
         """The future ACK of a frame: at once for a frame too large, else when its group is stored."""
         reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         if isinstance(payload, TooLarge):
@@ -230,72 +225,30 @@ class Listener:
             reply.set_result(ack(decode(payload.head, self.charset), "AR", f"the frame is over {MAX_FRAME} bytes and "
                                  "was not read; send the results in smaller messages", now=self.now()))
         else:
-            self.waiting.append(_Waiting(decode(payload, self.charset), reply, connection))
+            self.waiting.append((decode(payload, self.charset), reply))
             self.arrived.set()
         return reply
-
-    def _next_group(self, size: int) -> list[_Waiting]:
-        """Up to `size` waiting messages, none of a connection with a message still being stored (nor
-        any after such a one): each connection's messages are committed in their order."""
-        group: list[_Waiting] = []
-        held: set[int] = set(self.busy)
-        rest: list[_Waiting] = []
-        for w in self.waiting:
-            if w.connection in held or len(group) == size:
-                held.add(w.connection)
-                rest.append(w)
-            else:
-                group.append(w)
-        self.waiting = rest
-        return group
 
     async def _store_groups(self) -> None:
         while True:
             await self.arrived.wait()
-            await self.slots.acquire()
-            if self.window and self.parallel == 1 and len(self.waiting) < self.connections:
-                await asyncio.sleep(self.window)  # others may be about to send: one commit for them too
-            free = max(1, self.parallel - len(self.in_flight))  # what waits is shared by the free slots
-            group = self._next_group(min(GROUP_MAX, -(-len(self.waiting) // free)))
-            if not group:  # every waiting message waits for its connection's group
-                self.slots.release()
-                self.arrived.clear()
-                continue
+            if self.window and len(self.waiting) < self.connections:  # others may be about to send
+                await asyncio.sleep(self.window)
+            group, self.waiting = self.waiting[:GROUP_MAX], self.waiting[GROUP_MAX:]
             if not self.waiting:
                 self.arrived.clear()
-            for w in group:
-                self.busy[w.connection] = self.busy.get(w.connection, 0) + 1
-            task = asyncio.ensure_future(self._store_group(group))
-            self.in_flight.add(task)
-            task.add_done_callback(self.in_flight.discard)
-
-    async def _store_group(self, group: list[_Waiting]) -> None:
-        texts = [w.text for w in group]
-        try:
-            replies = await asyncio.to_thread(self.store, texts)
-            if len(replies) != len(texts):
-                raise RuntimeError(f"{len(texts)} messages stored, {len(replies)} ACKs")
-        except Exception as e:  # the senders are told to try again later, and the next frames are read
-            log.error("MLLP messages not handled (%s); answered AR", type(e).__name__)
-            replies = [ack(text, "AR", NOT_STORED, now=self.now()) for text in texts]
-        finally:
-            for w in group:
-                self.busy[w.connection] -= 1
-                if not self.busy[w.connection]:
-                    del self.busy[w.connection]
-            self.slots.release()
-            if self.waiting:
-                self.arrived.set()  # messages held for these connections may go now
-        for w, text in zip(group, replies, strict=True):
-            if not w.reply.done():  # done: its connection was cancelled
-                w.reply.set_result(text)
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    text: str
-    reply: asyncio.Future[str]
-    connection: int
+            texts = [text for text, _ in group]
+            try:
+                self.in_flight = asyncio.ensure_future(asyncio.to_thread(self.store, texts))
+                replies = await asyncio.shield(self.in_flight)
+                if len(replies) != len(texts):
+                    raise RuntimeError(f"{len(texts)} messages stored, {len(replies)} ACKs")
+            except Exception as e:  # the senders are told to try again later, and the next frames are read
+                log.error("MLLP messages not handled (%s); answered AR", type(e).__name__)
+                replies = [ack(text, "AR", NOT_STORED, now=self.now()) for text in texts]
+            for (_, reply), text in zip(group, replies, strict=True):
+                if not reply.done():  # done: its connection was cancelled
+                    reply.set_result(text)
 
 
 @dataclass(frozen=True)

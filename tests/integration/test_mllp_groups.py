@@ -127,7 +127,7 @@ async def pipelined(port: int, messages: list[str], *, first_alone: Store | None
         writer.write(frame(messages[0]))
         await writer.drain()
         await asyncio.to_thread(wait_until, lambda: first_alone.listener is not None and
-                                not first_alone.listener.waiting and bool(first_alone.listener.in_flight),
+                                not first_alone.listener.waiting and first_alone.listener.in_flight is not None,
                                 "the first frame taken for storing")
         rest = messages[1:]
     writer.write(b"".join(frame(m) for m in rest))
@@ -138,11 +138,10 @@ async def pipelined(port: int, messages: list[str], *, first_alone: Store | None
     return replies
 
 
-def serve(store: Store, *senders: Callable[[int], Any], parallel: int = 1) -> list[list[str]]:
-    """A listener storing through `store` (up to `parallel` groups at once) on a loopback port; each
-    sender's ACKs."""
+def serve(store: Store, *senders: Callable[[int], Any]) -> list[list[str]]:
+    """A listener storing through `store` on a loopback port; each sender's ACKs."""
     async def run() -> list[list[str]]:
-        listener = Listener(store, now=lambda: NOW, parallel=parallel)
+        listener = Listener(store, now=lambda: NOW)
         store.listener = listener
         port = await listener.start("127.0.0.1", 0)
         try:
@@ -177,46 +176,6 @@ def test_sixteen_concurrent_senders_are_all_acked_aa_after_their_group_commit_an
     found = statuses(engine)
     assert len(found) == 160 and all(v == [("processed", "AA")] for v in found.values())
     assert count(engine, HeldResult) == 160
-
-
-class Overlapping(Store):
-    """A store that notes how many groups were being stored at once (each takes 20 ms at least, so
-    groups can overlap)."""
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self.lock, self.now_in, self.most = threading.Lock(), 0, 0
-
-    def __call__(self, texts: list[str]) -> list[str]:
-        with self.lock:
-            self.now_in += 1
-            self.most = max(self.most, self.now_in)
-        try:
-            time.sleep(0.02)
-            return super().__call__(texts)
-        finally:
-            with self.lock:
-                self.now_in -= 1
-
-
-def test_groups_stored_at_once_keep_each_connections_messages_in_order(engine: Engine) -> None:
-    # As on PostgreSQL (monitor/feed.py): up to three groups at once. A pipelining sender's frames
-    # (a result, then corrections of it) must still be committed in the order it sent them.
-    store = Overlapping(engine)
-    piped = [oru("PIPE00", order="ORD1"), *(oru(f"PIPE{n:02d}", value=f"5.{n}", status="C", order="ORD1")
-                                            for n in range(1, 20))]
-    others = [[oru(f"O{c}N{n:02d}", mrn=f"OTHER{c}") for n in range(8)] for c in range(6)]
-    replies = serve(store, lambda port: pipelined(port, piped),
-                    *(lambda port, m=m: one_at_a_time(port, m) for m in others), parallel=3)
-    assert store.most > 1  # groups were stored at once
-    assert [msa(r) for r in replies[0]] == [("AA", f"PIPE{n:02d}") for n in range(20)]
-    assert all(msa(r)[0] == "AA" for acks in replies[1:] for r in acks)
-    with Session(engine) as s:
-        order = s.exec(select(InboundMessage.control_id).where(col(InboundMessage.control_id).like("PIPE%"))
-                       .order_by(col(InboundMessage.id))).all()
-        [held] = s.exec(select(HeldResult).where(HeldResult.mrn == "GRP0001")).all()
-    assert order == [f"PIPE{n:02d}" for n in range(20)]  # stored in the order sent
-    assert held.value == 5.19  # the last correction is the result kept
 
 
 @contextmanager
