@@ -40,7 +40,8 @@ from monitor.services.daily import run_daily
 from monitor.services.ingest import ingest_records
 from tests.conftest import create_database, drop_database, server_url
 from tests.functional.cli import run
-from tests.functional.scenario import moment
+from tests.functional.scenario import Clinic as ScenarioClinic
+from tests.functional.scenario import d, moment
 from tests.functional.scenario import plan_rows as scenario_plan_rows
 from tests.integration import ingest_context
 
@@ -422,3 +423,38 @@ def test_a_daily_run_leaves_the_rows_a_full_run_of_the_same_day_would_write(
     full = scenario_plan_rows(engine, day)
     assert full == incremental, difference(day, {t: set(v) for t, v in incremental.items()},
                                            {t: set(v) for t, v in full.items()})
+
+
+# --- the stored plan, read in SQL, says what a fresh evaluation says, every day until its review ----------
+
+@pytest.mark.parametrize(("protocol", "phase", "start"), [
+    ("aih-azathioprine", Phase.INDUCTION, "2026-01-05"),
+    ("ibd-azathioprine", Phase.MAINTENANCE, "2024-03-06"),
+    ("rheum-azathioprine", Phase.BASELINE, "2026-01-12"),
+], ids=["aih-induction", "ibd-maintenance-overdue", "rheum-baseline-never-drawn"])
+def test_the_stored_plan_read_for_a_day_is_what_evaluating_that_day_gives(
+        engine: Engine, protocol: str, phase: Phase, start: str) -> None:
+    # services/plans.py derives a draw's status, whether it is listed, and which panel lapse holds,
+    # in SQL, from the dates the daily cycle stored; monitor patient evaluates afresh. For 150 days,
+    # the cycle running only on the enrollment's review days, the two agree every day.
+    clinic, first = ScenarioClinic(engine), d("2026-01-12")
+    clinic.enroll("S1", start=d(start), protocol=protocol, phase=phase, on=first)
+    clinic.normal_labs("S1", first - timedelta(days=40))
+    seen: set[str] = set()
+    review, runs = first, 0
+    for n in range(150):
+        day = first + timedelta(days=n)
+        if day >= review:
+            clinic.run(day)
+            runs += 1
+            with Session(engine) as s:
+                [review] = s.exec(select(Enrollment.next_review_on)).all()
+        stored = scenario_plan_rows(engine, day)
+        view = clinic.view("S1", day)
+        assert {(r[1], r[2].isoformat(), r[3]) for r in stored["due_draw"]} == \
+            {(v["panel"], v["due_on"], v["status"]) for v in view["due"]}, day
+        assert {(r[1], r[2].isoformat(), r[3]) for r in stored["overdue_panel"]} == \
+            {(v["panel"], v["due_on"], v["draws_unmet"]) for v in view["overdue"]}, day
+        seen |= {r[3] for r in stored["due_draw"]}
+    assert len(seen) >= 2, seen  # statuses changed between reviews
+    assert runs < 30, runs
