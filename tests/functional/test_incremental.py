@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.db.migrate import upgrade_to_head
 from monitor.db.session import make_engine
@@ -448,7 +448,7 @@ def test_the_stored_plan_read_for_a_day_is_what_evaluating_that_day_gives(
             clinic.run(day)
             runs += 1
             with Session(engine) as s:
-                [review] = s.exec(select(Enrollment.next_review_on)).all()
+                [review] = s.exec(select(col(Enrollment.next_review_on))).all()
         stored = scenario_plan_rows(engine, day)
         view = clinic.view("S1", day)
         assert {(r[1], r[2].isoformat(), r[3]) for r in stored["due_draw"]} == \
