@@ -53,6 +53,7 @@ CREATES_A_DATABASE = frozenset({"init", "enroll", "demo"})
 
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text or json: one line per event on stderr")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
 
 
 def configure_logs(fmt: str, level: str = "info") -> None:
@@ -253,8 +254,13 @@ def run(
     full: Annotated[bool, typer.Option("--full", help="Evaluate every enrollment, not only those due")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=0, max=64,
                                                 help="Processes (default daemon.workers; 0: one per core)")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        "--log-format", help="text or json: one line per event on stderr (default: warnings and errors)")] = None,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """The daily cycle once for a local date, shared with any daemon working on it. Idempotent."""
+    if log_format is not None:
+        configure_logs(log_format, choose(log_level, "--log-level", *LEVELS))
     a = app_of(ctx)
     today = day_or_today(a, on)
     d = a.settings.daemon
@@ -484,7 +490,7 @@ def mllp(
 def daemon(
     ctx: typer.Context,
     log_format: LogFormatOpt = "text",
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Run unattended: the daily cycle every clinic day at daemon.run_at (caught up at start), a
     heartbeat every minute, the MLLP listener when mllp.enabled. SIGTERM stops it cleanly."""

@@ -41,9 +41,15 @@ class TextLines(logging.Formatter):
         return f"({ei[0].__name__})"  # one line, the type only
 
 
+#: How this process logs, once `configure`d: (format, level); helper processes log the same way.
+configured: tuple[str, str] | None = None
+
+
 def configure(fmt: str = "text", level: str = "info") -> None:
     """Send monitor's log to stderr, one line per event. Other libraries' chatter (APScheduler's
     every job run) only from WARNING."""
+    global configured
+    configured = (fmt, level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines() if fmt == "json" else TextLines())
     root = logging.getLogger()

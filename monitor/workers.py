@@ -21,6 +21,8 @@ from datetime import date
 from pathlib import Path
 from types import FrameType
 
+from monitor import logs
+
 #: Fewer due enrollments than this are not worth starting a process for (a process takes about a
 #: second to start; the cycle evaluates a few hundred enrollments a second on one core).
 WORTH_A_PROCESS = 1000
@@ -64,13 +66,18 @@ class Stop:
         return self.event.is_set()
 
 
+def helper_argv(today: date, config: Path | None) -> list[str]:
+    """A helper's command: `monitor run` for the day, one process, logging as this one does."""
+    how = ["--log-format", logs.configured[0], "--log-level", logs.configured[1]] if logs.configured else []
+    return [sys.executable, "-m", "monitor", *(["--config", str(config)] if config else []),
+            "run", "--date", today.isoformat(), "--workers", "1", *how]
+
+
 @contextlib.contextmanager
 def helpers(count: int, today: date, *, config: Path | None, stop: Stop) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`count` more processes working on `today`'s cycle while the caller works on it too; waited
     for on leaving (asked to stop if the caller fails or is stopped)."""
-    argv = [sys.executable, "-m", "monitor", *(["--config", str(config)] if config else []),
-            "run", "--date", today.isoformat(), "--workers", "1"]
-    stop.helpers = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    stop.helpers = [subprocess.Popen(helper_argv(today, config), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
                     for _ in range(count)]
     try:
         yield stop.helpers

@@ -3,6 +3,7 @@ a process that stops or dies taken over (services/runs.py). On SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -226,3 +227,18 @@ def working(engine: Engine) -> dict[str, int]:
     with Session(engine) as s:
         row = s.exec(select(JobRun)).first()
         return {} if row is None else dict(row.stats.get("by", {}))
+
+
+def test_helpers_log_as_the_process_that_started_them(db_url: str, engine: Engine) -> None:
+    # A daemon logging JSON (or `monitor run --log-format json`) starts helpers: their lines on the
+    # same stderr are JSON too, so a log shipper parses every line of the day.
+    a_clinic(engine, 800)
+    env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_DAEMON__BATCH_SIZE": "1"}
+    done = subprocess.run([sys.executable, "-m", "monitor", "run", "--date", DAY.isoformat(), "--workers", "2",
+                           "--log-format", "json", "--log-level", "debug"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is one JSON object
+    batches = [line for line in lines if line.get("event") == "batch"]
+    assert sum(len(b["enrollment_ids"]) for b in batches) == 800
+    assert len({b["by"] for b in batches}) == 2  # the process and its helper
