@@ -25,11 +25,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
+def _replan() -> None:
+    """Forget the stored draws and lapses; every enrollment evaluated since is due again."""
     op.execute("DELETE FROM due_draw")
     op.execute("DELETE FROM overdue_panel")
     op.execute("UPDATE enrollment SET next_review_on = last_evaluated_on "
                "WHERE last_evaluated_on IS NOT NULL AND last_evaluated_on < next_review_on")
+
+
+def upgrade() -> None:
+    _replan()
     with op.batch_alter_table('due_draw', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_due_draw_status'))
         batch_op.drop_column('status')
@@ -48,10 +53,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM due_draw")
-    op.execute("DELETE FROM overdue_panel")
-    op.execute("UPDATE enrollment SET next_review_on = last_evaluated_on "
-               "WHERE last_evaluated_on IS NOT NULL AND last_evaluated_on < next_review_on")
+    _replan()
     with op.batch_alter_table('overdue_panel', schema=None) as batch_op:
         batch_op.drop_constraint('uq_overdue_panel_enrollment_id', type_='unique')
         batch_op.drop_column('until_on')
