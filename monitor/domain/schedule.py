@@ -289,7 +289,7 @@ def draw_plan(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             days_taken[protocol.panels.get(r.analyte, "")].add(r.observed_on)
     draws: list[PlannedDraw] = []
     lapses: list[PlannedLapse] = []
-    lookback = timedelta(days=protocol.missed_lookback_days + 1)
+    lookback, one = timedelta(days=protocol.missed_lookback_days + 1), timedelta(days=1)
     for panel in sorted({p for s in slots for p in s.panels}):
         own = merged(slots, panel)
         taken = sorted(days_taken.get(panel, ()))
@@ -300,7 +300,7 @@ def draw_plan(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
             if shown is not None and shown >= until:
                 break
             slot, after = own[i], _after(own, i)
-            opens, one = slot.due_from or slot.opens, timedelta(days=1)
+            opens = slot.due_from or slot.opens
             missed = min((d for d in (after.opens if after else None, slot.until) if d is not None), default=None)
             gone = None if missed is None else max(missed, slot.closes + one, slot.due_on + lookback)
             if gone is None or gone > today:
@@ -309,16 +309,6 @@ def draw_plan(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, 
                                          why=f"{panel} {slot.why}"))
             shown = opens if shown is None else max(shown, opens)
     return DrawPlan(tuple(draws), tuple(lapses))
-
-
-def due_draws(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date, timeline: Timeline | None = None,
-              extra: tuple[Slot, ...] | list[Slot] = (),
-              restarts: Restarts = ()) -> tuple[list[DueDraw], list[OverduePanel]]:
-    """Today's open draws (upcoming, due, overdue, recently missed) and the panels whose most recent
-    required draw is unmet."""
-    plan = draw_plan(snapshot, protocol, today=today, until=today + timedelta(days=1), timeline=timeline,
-                     extra=extra, restarts=restarts)
-    return plan.on(today)
 
 
 def _after(own: list[Slot], i: int) -> Slot | None:

@@ -820,7 +820,7 @@ def test_a_late_flagged_count_satisfies_the_overdue_draw_and_asks_for_its_repeat
 
 
 def test_next_review_includes_the_day_an_overdue_draw_becomes_missed_behind_a_repeat_count() -> None:
-    # due_draws marks a draw missed once the next draw's window opens (`after.opens`). Found by this tier: for a
+    # draw_plan marks a draw missed once the next draw's window opens (`after.opens`). Found by this tier: for a
     # repeat count the review days held `due_from` (the flag's day), not `opens` (the day after). Day 252's CBC
     # is overdue on day 265; a NEUT 1.2 that day asks for a repeat (due from 265, opens 266): on day 266 the
     # day-252 draw turns missed, and next_review_on said a later day.
