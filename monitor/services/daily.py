@@ -10,18 +10,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, update
-from sqlalchemy import select as core_select
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import (
-    DoseStepRow,
-    DueDrawRow,
     Enrollment,
     FlagRow,
     HeldResult,
-    OverduePanelRow,
     PhaseEpisode,
 )
 from monitor.db.upsert import insert_ignore
@@ -33,7 +29,7 @@ from monitor.logs import fields
 from monitor.protocols import Library
 from monitor.services import runs
 from monitor.services.audit import SYSTEM, audit
-from monitor.services.plans import draw_values, lapse_values
+from monitor.services.plans import DRAWS, LAPSES, STEPS, BatchRows, draw_values, lapse_values, step_values
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
 
@@ -75,67 +71,6 @@ class RunReport:
                 "flags_raised": self.flags_raised, "flags_resolved": self.flags_resolved,
                 "rows_changed": self.rows_changed, "held_expired": self.held_expired, "requeued": self.requeued,
                 "failed_enrollments": self.failed_ids[:100]}
-
-
-@dataclass(frozen=True)
-class _PlanTable:
-    """A plan table the cycle keeps equal to the plans, row by natural key, with Core statements."""
-
-    table: Table
-    key: tuple[str, ...]  # within an enrollment
-    values: tuple[str, ...]  # every other column but id and enrollment_id
-
-    @classmethod
-    def of(cls, model: Any, key: tuple[str, ...]) -> _PlanTable:
-        table = model.__table__
-        return cls(table, key, tuple(c.name for c in table.columns if c.name not in ("id", "enrollment_id", *key)))
-
-    def stored(self, session: Session, ids: Sequence[int]) -> dict[int, dict[tuple[Any, ...], Any]]:
-        """A batch's rows, by enrollment and key: one query for the batch, not one each."""
-        c = self.table.c
-        by_enrollment: dict[int, dict[tuple[Any, ...], Any]] = defaultdict(dict)
-        for row in session.connection().execute(core_select(self.table).where(c.enrollment_id.in_(ids))):
-            by_enrollment[row.enrollment_id][tuple(getattr(row, k) for k in self.key)] = row
-        return by_enrollment
-
-
-DRAWS = _PlanTable.of(DueDrawRow, ("panel", "due_on"))
-STEPS = _PlanTable.of(DoseStepRow, ("drug", "on"))
-LAPSES = _PlanTable.of(OverduePanelRow, ("panel", "from_on"))
-
-
-@dataclass
-class _Writes:
-    """A batch's changes to one plan table, written together (`flush`)."""
-
-    plan: _PlanTable
-    inserts: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    deletes: list[int] = field(default_factory=list)
-
-    def sync(self, eid: int, stored: dict[tuple[Any, ...], Any], wanted: list[dict[str, Any]]) -> int:
-        """Make one enrollment's `stored` rows equal `wanted` (by natural key); count changes."""
-        changed, left = 0, dict(stored)
-        for values in wanted:
-            row = left.pop(tuple(values[k] for k in self.plan.key), None)
-            if row is None:
-                self.inserts.append({"enrollment_id": eid, **values})
-                changed += 1
-            elif any(getattr(row, name) != values[name] for name in self.plan.values):
-                self.updates.append({"row_id": row.id, **{name: values[name] for name in self.plan.values}})
-                changed += 1
-        self.deletes += [row.id for row in left.values()]
-        return changed + len(left)
-
-    def flush(self, session: Session) -> None:
-        t, connection = self.plan.table, session.connection()
-        if self.deletes:
-            connection.execute(delete(t).where(t.c.id.in_(self.deletes)))
-        if self.updates:
-            connection.execute(update(t).where(t.c.id == bindparam("row_id"))
-                               .values({name: bindparam(name) for name in self.plan.values}), self.updates)
-        if self.inserts:
-            connection.execute(insert(t), self.inserts)
 
 
 def _assign(row: Any, values: dict[str, Any]) -> bool:
@@ -189,15 +124,13 @@ def sync_flags(session: Session, eid: int, plan: Plan, rows: Sequence[FlagRow], 
 
 @dataclass
 class _Stored:
-    """A batch's stored plan rows, by enrollment (flags as ORM rows: their status is kept), and
-    the changes to write."""
+    """A batch's stored plan rows (flags as ORM rows: their status is kept), the changes to write,
+    and the review dates to settle."""
 
-    draws: dict[int, dict[tuple[Any, ...], Any]]
-    steps: dict[int, dict[tuple[Any, ...], Any]]
-    lapses: dict[int, dict[tuple[Any, ...], Any]]
+    draws: BatchRows
+    steps: BatchRows
+    lapses: BatchRows
     flags: dict[int, list[FlagRow]]
-    writes: tuple[_Writes, _Writes, _Writes] = field(default_factory=lambda: (_Writes(DRAWS), _Writes(STEPS),
-                                                                               _Writes(LAPSES)))
     settles: list[dict[str, Any]] = field(default_factory=list)  # review dates (services/review.py)
 
     @classmethod
@@ -205,13 +138,13 @@ class _Stored:
         flags: dict[int, list[FlagRow]] = defaultdict(list)
         for row in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id).in_(ids))).all():
             flags[row.enrollment_id].append(row)
-        return cls(DRAWS.stored(session, ids), STEPS.stored(session, ids), LAPSES.stored(session, ids), flags)
+        return cls(DRAWS.batch(session, ids), STEPS.batch(session, ids), LAPSES.batch(session, ids), flags)
 
     def flush(self, session: Session) -> int:
         """Write the batch's plan rows and review dates; how many enrollments were requeued (new
         input arrived while they were evaluated)."""
-        for writes in self.writes:
-            writes.flush(session)
+        for rows in (self.draws, self.steps, self.lapses):
+            rows.flush(session)
         return len(self.settles) - settle(session, self.settles)
 
 
@@ -222,18 +155,15 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     rows and review dates of a batch are written together (`_Stored.flush`)."""
     eid = enrollment.id
     assert eid is not None
-    steps = [{"drug": d.drug, "on": d.on, "dose_mg": d.dose_mg, "status": d.status.value, "rule_id": d.rule_id,
-              "why": d.why} for d in plan.dose_steps]
     changed = 0
     for change in plan.phase_changes:  # automatic transitions become part of the history
         session.add(PhaseEpisode(enrollment_id=eid, phase=change.to_phase.value, started_on=change.on,
                                  reason=change.why, confirmed_by=AUTOMATIC))
         enrollment.phase, enrollment.phase_since = change.to_phase.value, change.on
         changed += 1
-    to_draws, to_steps, to_lapses = stored.writes
-    changed += to_draws.sync(eid, stored.draws.get(eid, {}), [draw_values(d) for d in plan.drawn.draws])
-    changed += to_steps.sync(eid, stored.steps.get(eid, {}), steps)
-    changed += to_lapses.sync(eid, stored.lapses.get(eid, {}), [lapse_values(p) for p in plan.drawn.lapses])
+    changed += stored.draws.sync(eid, [draw_values(d) for d in plan.drawn.draws])
+    changed += stored.steps.sync(eid, [step_values(s) for s in plan.dose_steps])
+    changed += stored.lapses.sync(eid, [lapse_values(p) for p in plan.drawn.lapses])
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
     stored.settles.append({"eid": eid, "seen": enrollment.revision, "next_review_on": plan.next_review_on,
                            "evaluated_on": plan.as_of})
