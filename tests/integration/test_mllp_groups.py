@@ -6,6 +6,7 @@ an ACK came."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -179,25 +180,29 @@ def test_sixteen_concurrent_senders_are_all_acked_aa_after_their_group_commit_an
 
 
 @contextmanager
-def refusing_held_platelets_for(engine: Engine, mrn: str) -> Iterator[None]:
-    """A database that refuses one MRN's held platelet counts (a real trigger, as a full disk or a
-    broken index would refuse a write): its message's leukocytes, written first, must go too."""
-    refused = f"NEW.mrn = '{mrn}' AND NEW.code = '777-3'"
+def refusing(engine: Engine, table: str, event: str, condition: str) -> Iterator[None]:
+    """A database that refuses `event` (INSERT, UPDATE) on `table` where `condition` holds (a real
+    trigger, as a full disk or a broken index would refuse a write)."""
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON held_result WHEN {refused} "
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE {event} ON {table} WHEN {condition} "
                               "BEGIN SELECT RAISE(ABORT, 'refused'); END"))
         else:
-            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {refused} THEN "
+            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {condition} THEN "
                               "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON held_result "
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE {event} ON {table} "
                               "FOR EACH ROW EXECUTE FUNCTION refuse()"))
     yield
     with engine.begin() as conn:
         sqlite = conn.dialect.name == "sqlite"
-        conn.execute(text("DROP TRIGGER IF EXISTS refuse" + ("" if sqlite else " ON held_result")))
+        conn.execute(text("DROP TRIGGER IF EXISTS refuse" + ("" if sqlite else f" ON {table}")))
         if not sqlite:
             conn.execute(text("DROP FUNCTION IF EXISTS refuse()"))
+
+
+def refusing_held_platelets_for(engine: Engine, mrn: str) -> contextlib.AbstractContextManager[None]:
+    """Refused: one MRN's held platelet counts. Its message's leukocytes, written first, must go too."""
+    return refusing(engine, "held_result", "INSERT", f"NEW.mrn = '{mrn}' AND NEW.code = '777-3'")
 
 
 def test_a_bad_message_in_a_group_gets_its_own_ar_and_the_others_of_its_group_aa(engine: Engine) -> None:
@@ -219,26 +224,10 @@ def test_a_bad_message_in_a_group_gets_its_own_ar_and_the_others_of_its_group_aa
     assert statuses(engine)["BAD1"] == [("processed", "AA")] and count(engine, HeldResult) == 6
 
 
-@contextmanager
-def refusing_review_marks(engine: Engine, mrn: str) -> Iterator[None]:
-    """A database that refuses to mark one patient's enrollments for review (a real trigger): a
-    group with a result for that patient cannot be committed."""
-    refused = f"OLD.patient_id = (SELECT id FROM patient WHERE mrn = '{mrn}')"
-    with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.execute(text(f"CREATE TRIGGER refuse BEFORE UPDATE ON enrollment WHEN {refused} "
-                              "BEGIN SELECT RAISE(ABORT, 'no'); END"))
-        else:
-            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {refused} THEN "
-                              "RAISE EXCEPTION 'no'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER refuse BEFORE UPDATE ON enrollment "
-                              "FOR EACH ROW EXECUTE FUNCTION refuse()"))
-    yield
-    with engine.begin() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        conn.execute(text("DROP TRIGGER IF EXISTS refuse" + ("" if sqlite else " ON enrollment")))
-        if not sqlite:
-            conn.execute(text("DROP FUNCTION IF EXISTS refuse()"))
+def refusing_review_marks(engine: Engine, mrn: str) -> contextlib.AbstractContextManager[None]:
+    """Refused: marking one patient's enrollments for review. A group with a result for that patient
+    cannot be committed."""
+    return refusing(engine, "enrollment", "UPDATE", f"OLD.patient_id = (SELECT id FROM patient WHERE mrn = '{mrn}')")
 
 
 def enrolled(engine: Engine, *mrns: str) -> None:
