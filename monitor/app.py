@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,7 +20,10 @@ from monitor.db.session import make_engine
 from monitor.domain.errors import UserError
 from monitor.ingest.hl7_reader import codec_for
 from monitor.ingest.records import ReadOptions
+from monitor.notify.mail import Mail
+from monitor.notify.transport import FileTransport, SmtpServer, SmtpTransport, Transport
 from monitor.protocols import Library, packaged_library
+from monitor.services.outbox import Policy
 from monitor.services.prepare import Context
 
 
@@ -74,7 +77,28 @@ class App:
     def ingest_context(self) -> Context:
         return Context(catalog=self.library.catalog, clinic_zone=self.settings.clinic.zone,
                        hold_days=self.settings.ingest.hold_days, now=self.now(), library=self.library,
-                       options=self.read_options(), dates=self.settings.dates.range)
+                       options=self.read_options(), dates=self.settings.dates.range, mail=self.mail)
+
+    @property
+    def mail(self) -> Mail:
+        s = self.settings
+        return Mail(sender=s.smtp.sender, minimal_phi=s.digest.minimal_phi, send_empty=s.digest.send_empty,
+                    unassigned_to=s.digest.unassigned_to, base_url=s.web.base_url,
+                    escalate_after=timedelta(hours=s.alerts.escalate_after_hours))
+
+    @property
+    def policy(self) -> Policy:
+        o = self.settings.outbox
+        return Policy(max_attempts=o.max_attempts, retry_seconds=o.retry_seconds, claim_seconds=o.claim_seconds)
+
+    def transport(self) -> Transport:
+        """How the outbox's messages leave ([outbox] transport): SMTP, or .eml files in a folder."""
+        o, s = self.settings.outbox, self.settings.smtp
+        if o.transport == "file":
+            return FileTransport(Path(o.directory))
+        return SmtpTransport(SmtpServer(host=s.host, port=s.port, security=s.security, username=s.username,
+                                        password=s.password.get_secret_value(), timeout_seconds=s.timeout_seconds,
+                                        ca_file=s.ca_file))
 
     def read_options(self) -> ReadOptions:
         i = self.settings.ingest

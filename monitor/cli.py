@@ -272,7 +272,7 @@ def run(
         count = how_many(d.workers if workers is None else workers, runs.due_count(s, today=today), d.batch_size)
         task = bar.add_task("evaluating", total=None)
         with helpers(count - 1, today, config=a.config, stop=stop) as started:
-            report = daily.run_daily(s, a.library, today=today, now=a.now(), clock=a.now, actor=a.actor,
+            report = daily.run_daily(s, a.library, today=today, now=a.now(), mail=a.mail, clock=a.now, actor=a.actor,
                                      retry_failed=True, batch=d.batch_size, lease=d.claim_lease, stop=stop.asked,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
         if started and not report.stopped:  # the day's counts, over every process that worked on it

@@ -103,10 +103,26 @@ class Smtp(Section):
     password: SecretStr = SecretStr("")  # never printed: str() and repr() show ********
     security: Literal["none", "starttls", "ssl"] = "none"
     sender: str = "monitor@localhost"
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    ca_file: str = ""  # a CA bundle to trust for TLS (a site's own CA); empty: the system's
 
 
 class Digest(Section):
-    minimal_phi: bool = True
+    minimal_phi: bool = True  # initials and the MRN's last four characters, never a name or whole MRN
+    send_empty: bool = True  # a "nothing due" note, so that silence never hides a dead daemon
+    unassigned_to: str = ""  # who gets the digest of enrollments without a coordinator
+
+
+class Alerts(Section):
+    escalate_after_hours: float = Field(default=4, gt=0, le=24 * 14)
+
+
+class Outbox(Section):
+    transport: Literal["smtp", "file"] = "smtp"
+    directory: str = "outbox"  # the file transport's folder (.eml files)
+    max_attempts: int = Field(default=10, ge=1, le=100)  # temporary failures before a message is dead
+    retry_seconds: int = Field(default=60, ge=1)  # the first retry's wait; doubled each time, with jitter
+    claim_seconds: int = Field(default=300, ge=1)  # a sender's hold on a message it is sending
 
 
 class Mllp(Section):
@@ -117,6 +133,7 @@ class Mllp(Section):
 
 class Web(Section):
     secret_key: SecretStr = SecretStr("")  # never printed
+    base_url: str = ""  # e.g. https://monitor.example.org: e-mails link each patient to its page
 
 
 class Settings(BaseSettings):
@@ -131,6 +148,8 @@ class Settings(BaseSettings):
     protocols: Protocols = Protocols()
     smtp: Smtp = Smtp()
     digest: Digest = Digest()
+    alerts: Alerts = Alerts()
+    outbox: Outbox = Outbox()
     mllp: Mllp = Mllp()
     web: Web = Web()
 

@@ -107,7 +107,7 @@ class Daemon:
             with self.app.session() as s:
                 count = how_many(d.workers, runs.due_count(s, today=today), d.batch_size)
                 with helpers(count - 1, today, config=self.app.config, stop=self.helpers) as helping:
-                    report = daily.run_daily(s, self.app.library, today=today, now=self.app.now(),
+                    report = daily.run_daily(s, self.app.library, today=today, now=self.app.now(), mail=self.app.mail,
                                              clock=self.app.now, actor=ACTOR, by=self.by, batch=d.batch_size,
                                              lease=d.claim_lease, stop=self.stopping.is_set)
                 if helping and not report.stopped:  # the day's counts, over this daemon and its helpers

@@ -19,19 +19,19 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from monitor.app import App
 from monitor.config import Database
+from monitor.db.tables import Patient
 from monitor.domain.analytes import Analyte, Catalog
 from monitor.domain.digest import Digest
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import MonitoringProtocol, Phase
 from monitor.domain.schedule import LOOKAHEAD, dose_timeline, planned_slots
 from monitor.domain.snapshot import Genotype, PhaseEpisode, Snapshot, Weight
-from monitor.notify.render import message, render
 from monitor.private import OWNER_ONLY_FOLDER, owner_only
-from monitor.services import daily, flags, patients, views
+from monitor.services import daily, flags, outbox, patients, views
 from monitor.services.cohort import enroll_cohort
 from monitor.services.digest import build_digests
 from monitor.services.enroll_csv import read_enrollments
@@ -230,7 +230,9 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
     rng = random.Random("monitor-demo")  # the same cohort, relative to the date, every time
     fresh(directory)
     a.settings = a.settings.model_copy(
-        update={"database": Database(url=f"sqlite:///{(directory / 'monitor.db').resolve()}")})
+        update={"database": Database(url=f"sqlite:///{(directory / 'monitor.db').resolve()}"),
+                "outbox": a.settings.outbox.model_copy(update={"transport": "file",
+                                                               "directory": str(directory / "outbox")})})
     people = cohort(size, today, rng)
     write_files(a, directory, people, today, rng)
     now = a.now()
@@ -243,11 +245,15 @@ def run_demo(a: App, directory: Path, *, size: int, today: date, console: Consol
                                       now=now)
         s.commit()
         ingested = ingest_file(s, "csv", directory / "labs.csv", a.ingest_context())
-        report = daily.run_daily(s, a.library, today=today, now=now, clock=a.now)
+        # The history's flags, then what the clinic did about them at the time; then the day's cycle,
+        # which queues each coordinator's digest (and the critical alerts still open) in the outbox.
+        everyone = [p for p in s.exec(select(Patient.id)).all() if p is not None]
+        daily.evaluate_patients(s, a.library, everyone, today=today, now=now, mail=a.mail)
         handled_at_the_time(s, people, today=today, now=now)
-        digests = build_digests(s, today=today)
-    outbox = write_outbox(a, directory, digests, today=today, now=now)
-    summarise(console, directory, people, ingested, report, digests, outbox=outbox, today=today,
+        report = daily.run_daily(s, a.library, today=today, now=now, mail=a.mail, clock=a.now)
+        sent = outbox.deliver(s, a.transport(), sender=a.mail.sender, clock=a.now, by="demo", policy=a.policy)
+        digests = build_digests(s, today=today, mail=a.mail)
+    summarise(console, directory, people, ingested, report, digests, sent, today=today,
               seconds=time.perf_counter() - started)
 
 
@@ -265,22 +271,11 @@ def write_files(a: App, directory: Path, people: list[Person], today: date, rng:
         w.writerows(lab_rows(people, a.library.get(PROTOCOL), a.library.catalog, today, rng))
 
 
-def write_outbox(a: App, directory: Path, digests: list[Digest], *, today: date, now: datetime) -> Path:
-    """Each coordinator's digest as an .eml file (readable by its owner only)."""
-    outbox = directory / "outbox"
-    outbox.mkdir(mode=OWNER_ONLY_FOLDER)
-    for d in digests:
-        subject, body = render("digest", digest=d)
-        msg = message(sender=a.settings.smtp.sender, to=d.coordinator, subject=subject, body=body, key=d.key,
-                      now=now)
-        with open(outbox / f"digest-{today.isoformat()}-{slug(d.coordinator)}.eml", "wb", opener=owner_only) as eml:
-            eml.write(bytes(msg))
-    return outbox
-
-
 def summarise(console: Console, directory: Path, people: list[Person], ingested: IngestReport,
-              report: daily.RunReport, digests: list[Digest], *, outbox: Path, today: date, seconds: float) -> None:
-    severities = Counter(f.severity for d in digests for f in d.flags)
+              report: daily.RunReport, digests: list[Digest], sent: outbox.Delivery, *, today: date,
+              seconds: float) -> None:
+    severities = Counter(p.severity for d in digests for p in d.problems)
+    watching = sum(d.watching for d in digests)
     phases = Counter(p.phase.value for p in people)
     overdue = sum(len(d.overdue) for d in digests)
     console.print(f"[bold]monitor demo[/] for {today} in {directory}/ ({seconds:.1f} s)")
@@ -288,10 +283,11 @@ def summarise(console: Console, directory: Path, people: list[Person], ingested:
                   + ", ".join(f"{n} {ph}" for ph, n in sorted(phases.items())))
     console.print(f"  labs: {ingested.stored} results stored, {ingested.held} held (MRN not enrolled), "
                   f"{ingested.quarantined} quarantined with a reason")
-    console.print(f"  daily cycle: {report.evaluated} enrollments evaluated; {sum(severities.values())} open flags "
-                  f"({severities['critical']} critical, {severities['action']} action, {severities['watch']} watch), "
+    console.print(f"  daily cycle: {report.evaluated} enrollments evaluated; open problems: {severities['critical']} "
+                  f"critical, {severities['action']} action, {watching} watch flags; "
                   f"{overdue} panels overdue (latest required draw unmet)")
-    console.print(f"  {len(digests)} coordinator digests written to {outbox}/")
+    console.print(f"  {report.digests} coordinator digests and the open critical alerts: {sent.sent} e-mails written "
+                  f"to {directory / 'outbox'}/ (the outbox's file transport)")
     console.print("\nLook around (the demo database is the default one inside the folder):")
     console.print(f"  cd {directory}")
     console.print("  monitor overdue                 # every panel whose latest required draw is unmet, worst first")
@@ -299,4 +295,5 @@ def summarise(console: Console, directory: Path, people: list[Person], ingested:
     console.print("  monitor patient DEMO0007        # a critical leukopenia: azathioprine held, and why")
     console.print("  monitor patient DEMO0003        # enrolled six weeks ago, never drawn: every draw missed")
     console.print("  monitor quarantine              # records that could not be stored, with reasons")
-    console.print(f"  cat outbox/digest-{today.isoformat()}-{slug(NURSES[0])}.eml")
+    console.print(f"  cat outbox/digest-{NURSES[0]}-{today.isoformat()}.eml")
+    console.print("  monitor outbox list             # every e-mail, sent or waiting")

@@ -328,3 +328,51 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(max_length=32)
     entity_id: int | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Coordinator(SQLModel, table=True):
+    """A nurse coordinator (the address enrollments name): a display name for the digest, and the
+    address an unacknowledged critical alert escalates to."""
+
+    __tablename__ = "coordinator"
+    address: str = Field(max_length=200, primary_key=True)
+    name: str | None = Field(default=None, max_length=200)
+    escalation_address: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = instant()
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An e-mail to send, written in the transaction of what caused it (the day's close, a critical
+    flag) under a natural key, so nothing is lost and nothing is queued twice (services/outbox.py)."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_waiting", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)  # digest|address|date, alert|flag id, escalation|flag id
+    kind: str = Field(max_length=16)  # digest, alert, escalation
+    recipient: str = Field(max_length=200)
+    subject: str = Field(sa_type=Text)
+    text_body: str = Field(sa_type=Text)
+    html_body: str | None = Field(default=None, sa_type=Text)
+    message_id: str = Field(max_length=255)  # from the key: a resend is recognisable
+    flag_id: int | None = Field(default=None, foreign_key="flag.id", index=True)
+    created_at: datetime = instant()
+    status: str = Field(default="pending", max_length=16)  # pending, sending, sent, dead
+    attempts: int = 0
+    next_attempt_at: datetime = instant()
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = instant(default=None)
+    sent_at: datetime | None = instant(default=None)
+    last_error: str | None = Field(default=None, sa_type=Text)
+
+
+class OutboxAttempt(SQLModel, table=True):
+    """Every delivery attempt of an outbox message and how it ended (sent, retry, dead)."""
+
+    __tablename__ = "outbox_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="outbox_message.id", index=True)
+    at: datetime = instant()
+    by: str = Field(max_length=128)
+    outcome: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_type=Text)

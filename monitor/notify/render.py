@@ -1,15 +1,17 @@
-"""One Jinja environment over templates/email; messages are stdlib EmailMessage objects."""
+"""One Jinja environment over templates/email (autoescape for HTML, StrictUndefined everywhere);
+messages are stdlib EmailMessage objects."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
 from monitor.paths import templates_dir
 
@@ -22,23 +24,44 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
-def render(name: str, **context: Any) -> tuple[str, str]:
-    """(subject, plain-text body) from `{name}.subject.txt` and `{name}.body.txt`."""
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def render(name: str, **context: Any) -> Rendered:
+    """`{name}.subject.txt`, `{name}.body.txt` and, when there is one, `{name}.body.html`."""
     env = environment()
-    subject = env.get_template(f"{name}.subject.txt").render(**context).strip()
-    body = env.get_template(f"{name}.body.txt").render(**context)
-    return subject, body
+    subject = " ".join(env.get_template(f"{name}.subject.txt").render(**context).split())
+    text = env.get_template(f"{name}.body.txt").render(**context)
+    try:
+        html: str | None = env.get_template(f"{name}.body.html").render(**context)
+    except TemplateNotFound:
+        html = None
+    return Rendered(subject, text, html)
 
 
-def message(*, sender: str, to: str, subject: str, body: str, key: str, now: datetime) -> EmailMessage:
-    """An e-mail whose Message-ID derives from `key`, so a resend is recognisable."""
+def message_id(key: str, sender: str) -> str:
+    """A Message-ID derived from the message's natural key: a resend is recognisable as the same."""
+    domain = sender.rpartition("@")[2] or "monitor.invalid"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def message(*, sender: str, to: str, subject: str, text: str, html: str | None, key: str, msgid: str,
+            at: datetime) -> EmailMessage:
+    """An e-mail: text, with the HTML as its alternative when there is one."""
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
-    msg["Date"] = format_datetime(now)
-    domain = sender.rpartition("@")[2] or "monitor.invalid"
-    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
-    msg.set_content(body, cte="8bit")  # readable as a file; every line is short
+    msg["Date"] = format_datetime(at)
+    msg["Message-ID"] = msgid
+    msg["X-Monitor-Key"] = key
+    msg.set_content(text, cte="8bit" if max(map(len, text.splitlines() or [""])) < 900 else "quoted-printable")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", cte="quoted-printable")
     return msg

@@ -26,9 +26,12 @@ from monitor.domain.plan import Plan, evaluate
 from monitor.domain.protocol import Severity
 from monitor.ingest.records import record_key
 from monitor.logs import fields
+from monitor.notify.mail import Mail
 from monitor.protocols import Library
 from monitor.services import runs
+from monitor.services.alerts import queue_alerts
 from monitor.services.audit import SYSTEM, audit
+from monitor.services.digest import queue_digests
 from monitor.services.plans import DRAWS, LAPSES, STEPS, BatchRows, draw_values, lapse_values, step_values
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
@@ -48,6 +51,7 @@ class RunReport:
     flags_resolved: int = 0
     rows_changed: int = 0
     held_expired: int = 0
+    digests: int = 0  # queued in the outbox when the day closed
     requeued: int = 0  # new input arrived while evaluating: left due for the next run
     new_flag_ids: list[int] = field(default_factory=list)  # raised or re-opened
     failed_ids: list[int] = field(default_factory=list)  # enrollments that could not be evaluated
@@ -69,7 +73,8 @@ class RunReport:
     def as_dict(self) -> dict[str, Any]:
         return {"date": self.run_on.isoformat(), "evaluated": self.evaluated, "failed": self.failed,
                 "flags_raised": self.flags_raised, "flags_resolved": self.flags_resolved,
-                "rows_changed": self.rows_changed, "held_expired": self.held_expired, "requeued": self.requeued,
+                "rows_changed": self.rows_changed, "held_expired": self.held_expired, "digests": self.digests,
+                "requeued": self.requeued,
                 "failed_enrollments": self.failed_ids[:100]}
 
 
@@ -203,14 +208,16 @@ def _evaluate(session: Session, library: Library, ids: Sequence[int], report: Ru
 
 
 def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,
-                         today: date, now: datetime, on_commit: Callable[[RunReport], None] | None = None) -> None:
-    """Evaluate these enrollments and write their plans, committed together (with what
-    `on_commit(counts)` adds to the transaction). If the batch fails anywhere (loading,
-    evaluating, writing), it is rolled back and each enrollment is tried alone: one that fails is
-    logged by id, counted and skipped; the others are written."""
+                         today: date, now: datetime, mail: Mail,
+                         on_commit: Callable[[RunReport], None] | None = None) -> None:
+    """Evaluate these enrollments and write their plans, committed together with the alerts of
+    the critical flags they raise (and what `on_commit(counts)` adds to the transaction). If the
+    batch fails anywhere (loading, evaluating, writing), it is rolled back and each enrollment is
+    tried alone: one that fails is logged by id, counted and skipped; the others are written."""
     part = RunReport(run_on=today)
     try:
         _evaluate(session, library, ids, part, today=today, now=now)
+        queue_alerts(session, part.new_flag_ids, mail=mail, now=now)
         if on_commit is not None:
             on_commit(part)
         session.commit()
@@ -220,19 +227,21 @@ def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int],
             _failed(report, ids[0], e)
             return
         for eid in ids:
-            evaluate_enrollments(session, library, [eid], report, today=today, now=now, on_commit=on_commit)
+            evaluate_enrollments(session, library, [eid], report, today=today, now=now, mail=mail,
+                                 on_commit=on_commit)
         return
     report.add(part)
 
 
 def evaluate_patients(session: Session, library: Library, patient_ids: Iterable[int], *, today: date,
-                      now: datetime) -> int:
-    """Evaluate these patients' active enrollments now (committed); return how many critical flags
-    were raised or re-opened."""
+                      now: datetime, mail: Mail) -> int:
+    """Evaluate these patients' active enrollments now (committed, with the alerts of their
+    critical flags); return how many critical flags were raised or re-opened."""
     ids = session.exec(select(Enrollment.id).where(col(Enrollment.patient_id).in_(list(patient_ids)),
                                                    Enrollment.status == "active").order_by(col(Enrollment.id))).all()
     report = RunReport(run_on=today)
-    evaluate_enrollments(session, library, [i for i in ids if i is not None], report, today=today, now=now)
+    evaluate_enrollments(session, library, [i for i in ids if i is not None], report, today=today, now=now,
+                         mail=mail)
     if not report.new_flag_ids:
         return 0
     return len(session.exec(select(FlagRow.id).where(col(FlagRow.id).in_(report.new_flag_ids),
@@ -259,6 +268,7 @@ class _Cycle:
     session: Session
     library: Library
     report: RunReport
+    mail: Mail
     now: datetime
     clock: Callable[[], datetime]
     by: str
@@ -288,7 +298,7 @@ class _Cycle:
                 break
             claimed, cursor = True, ids[-1]
             before = len(self.report.failed_ids)
-            evaluate_enrollments(s, self.library, ids, self.report, today=today, now=self.now,
+            evaluate_enrollments(s, self.library, ids, self.report, today=today, now=self.now, mail=self.mail,
                                  on_commit=lambda part: self.count(part.counts()))
             if failed := self.report.failed_ids[before:]:
                 runs.mark_failed(s, failed, today=today)
@@ -302,13 +312,15 @@ class _Cycle:
         return claimed
 
     def close_day(self) -> None:
-        """The day is done when nothing due is left; the process that finds so closes its row (and
-        expires held results, once a day). Otherwise other processes hold what is left."""
+        """The day is done when nothing due is left; the process that finds so closes its row,
+        expires held results and queues the coordinators' digests, once a day, in that transaction.
+        Otherwise other processes hold what is left."""
         s, report = self.session, self.report
 
         def closing() -> dict[str, int]:
             report.held_expired = expire_held(s, today=report.run_on, now=self.now)
-            return {"held_expired": report.held_expired}
+            report.digests = queue_digests(s, today=report.run_on, mail=self.mail, now=self.clock())
+            return {"held_expired": report.held_expired, "digests": report.digests}
 
         report.done = runs.complete(s, self.run_id, today=report.run_on, finished=self.clock(), closing=closing)
         if not report.done:
@@ -324,7 +336,7 @@ def day_report(session: Session, *, today: date) -> RunReport:
     """The day's cycle as its `job_run` row counts it, over every process that worked on it."""
     row = runs.day(session, "daily", today.isoformat())
     stats = row.stats if row is not None else {}
-    report = RunReport(run_on=today, **{name: stats.get(name, 0) for name in (*runs.COUNTS, "held_expired")})
+    report = RunReport(run_on=today, **{name: stats.get(name, 0) for name in (*runs.COUNTS, "held_expired", "digests")})
     report.failed_ids = runs.failed_ids(session, today=today)
     report.failed = len(report.failed_ids)
     report.run_id, report.done = (row.id, row.status == "done") if row is not None else (None, False)
@@ -332,7 +344,7 @@ def day_report(session: Session, *, today: date) -> RunReport:
     return report
 
 
-def run_daily(session: Session, library: Library, *, today: date, now: datetime,
+def run_daily(session: Session, library: Library, *, today: date, now: datetime, mail: Mail,
               clock: Callable[[], datetime] | None = None, full: bool = False,
               progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM, by: str | None = None,
               batch: int = BATCH, lease: timedelta = runs.LEASE, stop: Callable[[], bool] | None = None,
@@ -356,7 +368,7 @@ def run_daily(session: Session, library: Library, *, today: date, now: datetime,
     total = runs.due_count(session, today=today)
     report.run_id = runs.join(session, "daily", today.isoformat(), now=now, by=by, lease=lease).id
     session.commit()
-    cycle = _Cycle(session, library, report, now, clock or (lambda: now), by, batch, lease,
+    cycle = _Cycle(session, library, report, mail, now, clock or (lambda: now), by, batch, lease,
                    stop or (lambda: False), progress, total)
     try:
         # Later passes find what became due again while this one worked (new input) or what a

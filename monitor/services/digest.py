@@ -1,49 +1,164 @@
-"""Coordinator digests: what each nurse coordinator needs to do today, from the stored plan."""
+"""Coordinator digests: what each nurse coordinator needs to do on a day, from the stored plan,
+queued in the outbox when the day's cycle completes (one per coordinator and date)."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
+from sqlalchemy import func
+from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import DoseStepRow, DueDrawRow, Enrollment, FlagRow, OverduePanelRow, Patient
-from monitor.domain.digest import UNASSIGNED, Digest, DueLine, FlagLine, OverdueLine, StepLine
+from monitor.db.tables import (
+    Coordinator,
+    DoseStepRow,
+    DueDrawRow,
+    Enrollment,
+    FlagRow,
+    OutboxMessage,
+    OverduePanelRow,
+    Patient,
+)
+from monitor.domain.digest import (
+    UNASSIGNED,
+    UPCOMING_DAYS,
+    Digest,
+    DueLine,
+    FlagRecord,
+    OverdueLine,
+    Since,
+    StepLine,
+    Who,
+    patient_label,
+    problems,
+)
 from monitor.domain.items import FlagStatus
-from monitor.services.plans import draw_due, lapse_holds
+from monitor.notify.mail import Mail
+from monitor.notify.render import render
+from monitor.services.outbox import Letter, enqueue
+from monitor.services.plans import draw_listed, lapse_holds
+
+#: Severities a digest lists one line per problem; the others are counted (`monitor flags` lists them).
+LISTED = ("critical", "action")
 
 
-def build_digests(session: Session, *, today: date) -> list[Digest]:
-    """One digest per coordinator with active enrollments, from the rows of the last daily run."""
-    digests: dict[str, Digest] = {}
+@dataclass(frozen=True)
+class _Enrolled:
+    coordinator: str
+    who: Who
+    phase: str
 
-    def of(coordinator: str | None) -> Digest:
-        name = coordinator or UNASSIGNED
-        return digests.setdefault(name, Digest(coordinator=name, day=today))
 
-    people = (select(Enrollment.coordinator, Patient.mrn, Enrollment.phase, Enrollment.id)
-              .join(Patient, col(Patient.id) == Enrollment.patient_id).where(Enrollment.status == "active"))
-    who: dict[int, tuple[str | None, str, str]] = {}
-    for coordinator, mrn, phase, eid in session.exec(people).all():
-        assert eid is not None
-        who[eid] = (coordinator, mrn, phase)
-        of(coordinator)
-    for f in session.exec(select(FlagRow).where(FlagRow.status == FlagStatus.OPEN)).all():
-        coordinator, mrn, _ = who.get(f.enrollment_id, (None, "?", ""))
-        assert f.id is not None
-        of(coordinator).flags.append(FlagLine(f.id, mrn, f.severity, f.kind, "" if f.value is None else f"{f.value:g}",
-                                              f.unit or "", f.observed_on, f.why))
-    for o in session.exec(select(OverduePanelRow).where(lapse_holds(today))
-                          .order_by(col(OverduePanelRow.since))).all():
-        coordinator, mrn, phase = who.get(o.enrollment_id, (None, "?", ""))
-        of(coordinator).overdue.append(OverdueLine(mrn, o.panel, o.since, phase, (today - o.since).days,
-                                                   o.draws_unmet, o.last_result_on))
-    for d in session.exec(select(DueDrawRow).where(draw_due(today)).order_by(col(DueDrawRow.due_on))).all():
-        coordinator, mrn, phase = who.get(d.enrollment_id, (None, "?", ""))
-        of(coordinator).due.append(DueLine(mrn, d.panel, d.due_on, phase))
-    for s in session.exec(select(DoseStepRow).where(DoseStepRow.status == "due")
-                          .order_by(col(DoseStepRow.on))).all():
-        coordinator, mrn, _ = who.get(s.enrollment_id, (None, "?", ""))
-        of(coordinator).dose_steps.append(StepLine(mrn, s.drug, f"{s.dose_mg:g}", s.on))
-    for digest in digests.values():
-        digest.sort()
+def _people(session: Session, mail: Mail) -> dict[int, _Enrolled]:
+    rows = session.execute(select_rows(col(Enrollment.id), col(Enrollment.coordinator), col(Enrollment.phase),
+                                       col(Patient.id), col(Patient.mrn), col(Patient.name))
+                           .join(Patient, col(Patient.id) == Enrollment.patient_id)
+                           .where(col(Enrollment.status) == "active")).all()
+    base = mail.base_url.rstrip("/")
+    return {eid: _Enrolled(coordinator or UNASSIGNED,
+                           Who(patient_label(mrn, name, minimal=mail.minimal_phi),
+                               f"{base}/patients/{pid}" if base else ""), phase)
+            for eid, coordinator, phase, pid, mrn, name in rows if eid is not None}
+
+
+def _last_digests(session: Session, day: date) -> dict[str, tuple[date, datetime]]:
+    """Each coordinator's previous digest before `day`: its date and when it was written."""
+    rows = session.exec(select(OutboxMessage.key, OutboxMessage.created_at)
+                        .where(col(OutboxMessage.kind) == "digest")).all()
+    last: dict[str, tuple[date, datetime]] = {}
+    for key, at in rows:
+        _, coordinator, on = key.rsplit("|", 2)
+        d = date.fromisoformat(on)
+        if d < day and (coordinator not in last or last[coordinator][0] < d):
+            last[coordinator] = (d, at)
+    return last
+
+
+def build_digests(session: Session, *, today: date, mail: Mail, coordinator: str | None = None) -> list[Digest]:
+    """One digest per coordinator with active enrollments (`coordinator`: that one only), as the
+    stored plan reads on `today`."""
+    people = _people(session, mail)
+    if coordinator is not None:
+        people = {eid: p for eid, p in people.items() if p.coordinator == coordinator}
+    names = {c.address: c.name for c in session.exec(select(Coordinator)).all() if c.name}
+    digests = {p.coordinator: Digest(p.coordinator, names.get(p.coordinator, p.coordinator), today)
+               for p in people.values()}
+    open_flags = session.exec(select(FlagRow).where(FlagRow.status == FlagStatus.OPEN)).all()
+    records: dict[str, list[FlagRecord]] = defaultdict(list)
+    for f in open_flags:
+        p = people.get(f.enrollment_id)
+        if p is None or f.id is None:
+            continue
+        if f.severity not in LISTED:
+            digests[p.coordinator].watching += 1
+            continue
+        records[p.coordinator].append(FlagRecord(f.id, f.enrollment_id, f.severity, f.kind, f.analyte or "", f.rule_id,
+                                                 "" if f.value is None else f"{f.value:g}", f.unit or "",
+                                                 f.observed_on, f.why))
+    who = {eid: p.who for eid, p in people.items()}
+    for name, flags in records.items():
+        digests[name].problems = problems(flags, who)
+    for o in session.exec(select(OverduePanelRow).where(lapse_holds(today)).order_by(col(OverduePanelRow.since))):
+        if (p := people.get(o.enrollment_id)) is not None:
+            since = None if o.last_result_on is None else (today - o.last_result_on).days
+            digests[p.coordinator].overdue.append(OverdueLine(p.who, o.panel, o.since, p.phase, (today - o.since).days,
+                                                              o.draws_unmet, o.last_result_on, since))
+    soon = today + timedelta(days=UPCOMING_DAYS)
+    for d in session.exec(select(DueDrawRow).where(draw_listed(today), col(DueDrawRow.closes_on) >= today,
+                                                   col(DueDrawRow.opens_on) <= soon)
+                          .order_by(col(DueDrawRow.due_on), col(DueDrawRow.id))):
+        if (p := people.get(d.enrollment_id)) is not None:
+            line = DueLine(p.who, d.panel, d.due_on, p.phase)
+            (digests[p.coordinator].due if d.opens_on <= today else digests[p.coordinator].upcoming).append(line)
+    for s in session.exec(select(DoseStepRow).where(DoseStepRow.status == "due").order_by(col(DoseStepRow.on))):
+        if (p := people.get(s.enrollment_id)) is not None:
+            digests[p.coordinator].dose_steps.append(StepLine(p.who, s.drug, f"{s.dose_mg:g}", s.on))
+    _since(session, digests, people, today=today)
     return sorted(digests.values(), key=lambda d: d.coordinator)
+
+
+def _since(session: Session, digests: dict[str, Digest], people: dict[int, _Enrolled], *, today: date) -> None:
+    """What changed since each coordinator's previous digest (its first says nothing)."""
+    last = _last_digests(session, today)
+    if not last:
+        return
+    earliest_at = min(at for _, at in last.values())
+    earliest_on = min(on for on, _ in last.values())
+    new: dict[str, int] = defaultdict(int)
+    resolved: dict[str, int] = defaultdict(int)
+    overdue: dict[str, int] = defaultdict(int)
+    for eid, raised, gone in session.exec(
+            select(FlagRow.enrollment_id, FlagRow.raised_at, FlagRow.resolved_at)
+            .where((col(FlagRow.raised_at) > earliest_at) | (col(FlagRow.resolved_at) > earliest_at))):
+        if (p := people.get(eid)) is not None and p.coordinator in last:
+            at = last[p.coordinator][1]
+            new[p.coordinator] += raised > at
+            resolved[p.coordinator] += gone is not None and gone > at
+    for eid, from_on in session.exec(select(OverduePanelRow.enrollment_id, func.max(OverduePanelRow.from_on))
+                                     .where(lapse_holds(today), col(OverduePanelRow.from_on) > earliest_on)
+                                     .group_by(col(OverduePanelRow.enrollment_id), col(OverduePanelRow.panel))):
+        if (p := people.get(eid)) is not None and p.coordinator in last and from_on > last[p.coordinator][0]:
+            overdue[p.coordinator] += 1
+    for name, digest in digests.items():
+        if name in last:
+            digest.since = Since(last[name][0], new[name], resolved[name], overdue[name])
+
+
+def letters(digests: list[Digest], mail: Mail) -> list[Letter]:
+    """The digests as outbox letters (an empty one only with `digest.send_empty`)."""
+    out = []
+    for d in digests:
+        if d.empty and not mail.send_empty:
+            continue
+        r = render("digest", digest=d, minimal_phi=mail.minimal_phi)
+        to = mail.unassigned_to if d.coordinator == UNASSIGNED else d.coordinator
+        out.append(Letter(d.key, "digest", to, r.subject, r.text, r.html))
+    return out
+
+
+def queue_digests(session: Session, *, today: date, mail: Mail, now: datetime) -> int:
+    """Queue the day's digests (in the caller's transaction); how many were new."""
+    return enqueue(session, letters(build_digests(session, today=today, mail=mail), mail), sender=mail.sender,
+                   now=now)

@@ -240,7 +240,8 @@ def _evaluate_critical(session: Session, handled: _Handled, ctx: Context) -> Non
     if ctx.library is None or not handled.critical or handled.message is None:
         return
     try:
-        flags = evaluate_patients(session, ctx.library, handled.critical, today=ctx.today, now=ctx.now)
+        flags = evaluate_patients(session, ctx.library, handled.critical, today=ctx.today, now=ctx.now,
+                                  mail=ctx.mail)
         if flags:
             _mark(session, handled.message, "processed", "AA", handled.detail | {"critical_flags": flags})
             session.commit()

@@ -83,7 +83,7 @@ class _Store:
         flags = 0
         if self.critical and self.ctx.library is not None:
             flags = evaluate_patients(self.session, self.ctx.library, self.critical, today=self.ctx.today,
-                                      now=self.ctx.now)
+                                      now=self.ctx.now, mail=self.ctx.mail)
             self.session.commit()
         self.touched, self.critical = {}, set()
         return flags

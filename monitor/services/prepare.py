@@ -35,6 +35,7 @@ from monitor.ingest.records import (
 )
 from monitor.ingest.shared_parts import shared_parts
 from monitor.ingest.units import ucum_factor
+from monitor.notify.mail import Mail
 
 if TYPE_CHECKING:  # a worker process preparing a file needs no protocols: it starts faster without
     from monitor.domain.protocol import MonitoringProtocol
@@ -106,6 +107,8 @@ class Context:
     options: ReadOptions | None = None
     #: How far from today a collection time may be (settings `[dates]`).
     dates: DateRange = DateRange()
+    #: Who a critical flag raised at ingestion is e-mailed to, and how (services/alerts.py).
+    mail: Mail = Mail()
     #: What each (code, unit) maps to, worked out once (one context serves every MLLP message).
     mappings: dict[tuple[str, str], CodeMapping] = field(default_factory=dict, compare=False, repr=False)
     #: Per analyte, the protocols whose grading screens it for a critical band at ingestion.
