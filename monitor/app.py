@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -23,8 +23,10 @@ from monitor.ingest.records import ReadOptions
 from monitor.notify.mail import Mail
 from monitor.notify.transport import FileTransport, SmtpServer, SmtpTransport, Transport
 from monitor.protocols import Library, packaged_library
-from monitor.services.outbox import Policy
+from monitor.services.alerts import queue_escalations
+from monitor.services.outbox import Delivery, Policy, deliver
 from monitor.services.prepare import Context
+from monitor.services.runs import owner
 
 
 class App:
@@ -90,6 +92,14 @@ class App:
     def policy(self) -> Policy:
         o = self.settings.outbox
         return Policy(max_attempts=o.max_attempts, retry_seconds=o.retry_seconds, claim_seconds=o.claim_seconds)
+
+    def deliver(self, *, any_time: bool = False, ids: Sequence[int] | None = None,
+                stop: Callable[[], bool] = lambda: False) -> Delivery:
+        """Queue the escalations that are due, then send what the outbox holds (services/outbox.py)."""
+        with self.session() as s:
+            queue_escalations(s, mail=self.mail, now=self.now())
+            return deliver(s, self.transport(), sender=self.mail.sender, clock=self.now, by=owner(),
+                           policy=self.policy, any_time=any_time, ids=ids, stop=stop)
 
     def transport(self) -> Transport:
         """How the outbox's messages leave ([outbox] transport): SMTP, or .eml files in a folder."""

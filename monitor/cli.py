@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,8 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor import logs
 from monitor.app import App
+from monitor.cli_args import app_of, choose, day_or_today, parse_date
+from monitor.cli_mail import coordinators_app, digest, outbox_app, say_delivered, waiting
 from monitor.cli_show import (
     emit_json,
     err,
@@ -34,7 +35,7 @@ from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
 from monitor.logs import FORMATS, LEVELS
-from monitor.services import checks, daily, patients, runs, views
+from monitor.services import daily, patients, runs, views
 from monitor.services.cohort import enroll_cohort
 from monitor.services.enroll_csv import read_enrollments
 from monitor.services.flags import acknowledge
@@ -46,6 +47,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Longitudinal monitoring scheduler for patients on azathioprine.")
 quarantine_app = typer.Typer(no_args_is_help=False, help="Records that could not be stored as results.")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(coordinators_app, name="coordinators")
+app.command()(digest)
 
 
 #: The commands that may start a clinic's database; every other one refuses to create an empty one.
@@ -58,36 +62,6 @@ LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warn
 
 def configure_logs(fmt: str, level: str = "info") -> None:
     logs.configure(choose(fmt, "--log-format", *FORMATS), level)
-
-
-def app_of(ctx: typer.Context) -> App:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, App)
-    return obj
-
-
-def choose(value: str, option: str, *allowed: str) -> str:
-    if value not in allowed:
-        raise UserError(f"{option} {value!r} must be one of {', '.join(allowed)}")
-    return value
-
-
-def parse_date(value: str | None, option: str = "--date") -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
-
-
-def day_or_today(a: App, value: str | None, option: str = "--date") -> date:
-    """A clinical date option (default today), refused when far from today (settings [dates])."""
-    day = parse_date(value, option)
-    if day is None:
-        return a.today()
-    checks.check_date(day, option, today=a.today(), dates=a.settings.dates.range)
-    return day
 
 
 @app.callback()
@@ -280,6 +254,8 @@ def run(
     out.print(f"daily cycle {today}: {report.evaluated} evaluated, {report.failed} failed, "
               f"{report.rows_changed} plan rows changed, {report.flags_raised} new flags, "
               f"{report.flags_resolved} flags resolved, {report.held_expired} held results expired to quarantine")
+    if not report.stopped:  # what the day queued (digests, alerts), sent now; a server that is down is no failure
+        say_delivered(a.deliver(stop=stop.asked), waiting(a))
     if report.requeued:
         out.print(f"  {report.requeued} enrollments had new input while they were evaluated: evaluated again")
     if report.stopped:

@@ -136,3 +136,6 @@ def show_status(view: dict[str, Any]) -> None:
     detail = ", ".join(f"{v} {k}" for k, v in mllp.items() if k != "messages")
     out.print(f"MLLP messages today: {mllp['messages']}" + (f" ({detail})" if detail else ""), markup=False)
     out.print(f"quarantine: {view['quarantine_open']} open records", markup=False)
+    o = view["outbox"]
+    out.print(f"outbox: {o['pending'] + o['sending']} waiting, {o['sent']} sent, {o['dead']} dead-lettered, "
+              f"{o['cancelled']} cancelled", markup=False)

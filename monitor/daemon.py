@@ -131,6 +131,7 @@ class Daemon:
                         extra=fields(event="enrollments_failed", date=today, enrollment_ids=report.failed_ids[:100]))
         if report.done:
             ping(url, "fail" if report.failed else "", {"evaluated": report.evaluated, "failed": report.failed})
+            self.post()  # the day's digests now, not at the next minute
         return report
 
     def beat(self, state: str | None = None) -> None:
@@ -169,14 +170,32 @@ class Daemon:
         self.beat()
         self.wake.set()
 
+    def post(self) -> None:
+        """Queue due escalations and send what the outbox holds (every minute, in its own thread);
+        an SMTP server or database that is down is logged and tried again next minute."""
+        try:
+            done = self.app.deliver(stop=self.stopping.is_set)
+        except Exception as e:
+            log.error("outbox not delivered (%s); trying again in a minute", type(e).__name__,
+                      extra=fields(event="outbox_failed", error=type(e).__name__))
+            return
+        if done.sent or done.retried or done.dead:
+            log.info("outbox: %s sent, %s to retry, %s dead-lettered", done.sent, done.retried, done.dead,
+                     extra=fields(event="outbox_delivered", **done.as_dict()))
+        if done.unreachable:
+            log.warning("e-mail not delivered: %s", done.unreachable,
+                        extra=fields(event="smtp_unreachable", reason=done.unreachable))
+
     def scheduler(self) -> BackgroundScheduler:
-        """The alarm clock: the cycle at `run_at` local time, the heartbeat and catch-up every minute."""
+        """The alarm clock: the cycle at `run_at` local time; the heartbeat, catch-up and the outbox
+        every minute."""
         hour, minute = map(int, self.app.settings.daemon.run_at.split(":"))
         clock = BackgroundScheduler(timezone=self.zone, jobstores={"default": MemoryJobStore()},
-                                    executors={"default": ThreadPoolExecutor(2)},
+                                    executors={"default": ThreadPoolExecutor(3)},
                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         clock.add_job(self.wake.set, CronTrigger(hour=hour, minute=minute, timezone=self.zone), id="daily-cycle")
         clock.add_job(self.minute, IntervalTrigger(minutes=1, timezone=self.zone), id="minute")
+        clock.add_job(self.post, IntervalTrigger(minutes=1, timezone=self.zone), id="outbox")
         return clock
 
     def loop(self) -> None:

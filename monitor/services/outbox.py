@@ -6,6 +6,7 @@ lost and nothing is queued twice. Delivery comes later, from any process:
   SQLite's write lock on its own), held for `claim_seconds`;
 - send, then mark `sent` and commit, one message at a time: a crash between the server's
   acceptance and the commit resends at most that message, with the same Message-ID;
+- an alert whose flag was acknowledged or resolved before it could be sent is `cancelled`, with why;
 - a temporary failure (4xx, the server down) waits `retry_seconds` doubled per attempt, with
   jitter; after `max_attempts` it is dead, as is a permanent failure (5xx, a malformed address),
   with the reason. Every attempt is a row (`outbox_attempt`). `retry` gives a dead one another go.
@@ -22,14 +23,15 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import OutboxAttempt, OutboxMessage
+from monitor.db.tables import FlagRow, OutboxAttempt, OutboxMessage
 from monitor.db.upsert import insert_ignore
 from monitor.domain.errors import NotFound, UserError
+from monitor.domain.items import FlagStatus
 from monitor.notify.render import message, message_id
 from monitor.notify.transport import Failed, Permanent, Transport, Unreachable
 
-PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
-STATUSES = (PENDING, SENDING, SENT, DEAD)
+PENDING, SENDING, SENT, DEAD, CANCELLED = "pending", "sending", "sent", "dead", "cancelled"
+STATUSES = (PENDING, SENDING, SENT, DEAD, CANCELLED)
 LONGEST_WAIT = timedelta(hours=6)
 CLAIM = 50  # messages claimed at once
 
@@ -161,6 +163,11 @@ def _send_one(session: Session, transport: Transport, mid: int, *, sender: str, 
     assert row is not None
     if row.status != SENDING or row.claimed_by != by:
         return True  # taken over after our claim lapsed
+    if (why := _moot(session, row)) is not None:
+        row.status, row.claimed_by, row.claimed_until, row.last_error = CANCELLED, None, None, why
+        _attempt(session, row, at=clock(), by=by, outcome=CANCELLED, detail=why)
+        session.commit()
+        return True
     msg = message(sender=sender, to=row.recipient, subject=row.subject, text=row.text_body, html=row.html_body,
                   key=row.key, msgid=row.message_id, at=row.created_at)
     row.attempts += 1
@@ -192,6 +199,16 @@ def _send_one(session: Session, transport: Transport, mid: int, *, sender: str, 
     return True
 
 
+def _moot(session: Session, row: OutboxMessage) -> str | None:
+    """Why an alert need not go (its flag acknowledged or resolved before it could); None: it must."""
+    if row.flag_id is None:
+        return None
+    flag = session.get(FlagRow, row.flag_id)
+    if flag is None or flag.status == FlagStatus.OPEN:
+        return None
+    return f"not sent: flag {row.flag_id} was {flag.status} before the alert could be sent"
+
+
 def retry(session: Session, message: int, *, now: datetime) -> OutboxMessage:
     """A dead (or waiting) message due again now, its attempts counted afresh."""
     row = session.get(OutboxMessage, message)
@@ -210,6 +227,10 @@ def counts(session: Session) -> dict[str, int]:
     """Messages by status (every status, zero when none)."""
     found = dict(session.exec(select(OutboxMessage.status, func.count()).group_by(col(OutboxMessage.status))).all())
     return {status: int(found.get(status, 0)) for status in STATUSES}
+
+
+def by_keys(session: Session, keys: Sequence[str]) -> list[OutboxMessage]:
+    return list(session.exec(select(OutboxMessage).where(col(OutboxMessage.key).in_(list(keys)))).all())
 
 
 def listing(session: Session, *, status: str | None = None, limit: int = 100) -> list[OutboxMessage]:

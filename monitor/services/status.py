@@ -1,8 +1,8 @@
 """`monitor status`: is the daily cycle running every day, and is a daemon alive? Read-only.
 
 Healthy means: a daily cycle completed within `STALE_RUN` (26 hours: a day and a margin for a
-late or slow run) and a daemon's heartbeat within `SILENT_DAEMON` (5 minutes: it beats every
-minute). Anything else is a problem, named, so cron, Nagios or a container health check can alert.
+late or slow run), a daemon's heartbeat within `SILENT_DAEMON` (5 minutes: it beats every
+minute), no dead-lettered e-mail and none waiting longer than `STUCK_MAIL`. Anything else is a problem, named, so cron, Nagios or a container health check can alert.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import DaemonHeartbeat, InboundMessage, JobRun, Quarantine
-from monitor.services import runs
+from monitor.db.tables import DaemonHeartbeat, InboundMessage, JobRun, OutboxMessage, Quarantine
+from monitor.services import outbox, runs
 
 STALE_RUN = timedelta(hours=26)
 SILENT_DAEMON = timedelta(minutes=5)
+STUCK_MAIL = timedelta(hours=1)  # an e-mail due this long and not sent: the SMTP server is failing
 SHOWN_RUNS = 7
 
 
@@ -78,6 +79,14 @@ def report(session: Session, *, now: datetime, zone: ZoneInfo) -> dict[str, Any]
         problems.append(f"the last completed daily cycle ({last_done.run_key}) finished {hours:.0f} hours ago")
     if not any(b.state != "stopped" and now - b.beat_at <= SILENT_DAEMON for b in beats):
         problems.append(_no_daemon(beats[0] if beats else None, now=now, zone=zone))
+    mail = outbox.counts(session)
+    oldest = session.exec(select(func.min(OutboxMessage.created_at))
+                          .where(col(OutboxMessage.status).in_([outbox.PENDING, outbox.SENDING]))).one()
+    if mail[outbox.DEAD]:
+        problems.append(f"{mail[outbox.DEAD]} e-mails could not be delivered (`monitor outbox list --status dead`; "
+                        "`monitor outbox retry ID` once fixed)")
+    if oldest is not None and now - oldest > STUCK_MAIL:
+        problems.append(f"e-mail has been waiting since {_at(oldest, zone)} (`monitor outbox list` says why)")
     return {
         "now": _at(now, zone),
         "healthy": not problems,
@@ -90,4 +99,5 @@ def report(session: Session, *, now: datetime, zone: ZoneInfo) -> dict[str, Any]
         "quarantine_open": session.exec(select(func.count()).select_from(Quarantine)
                                         .where(col(Quarantine.status) == "open")).one(),
         "mllp_today": {"messages": sum(mllp.values()), **{str(k): v for k, v in sorted(mllp.items())}},
+        "outbox": {**mail, "oldest_waiting_at": _at(oldest, zone)},
     }
