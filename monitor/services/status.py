@@ -2,7 +2,8 @@
 
 Healthy means: a daily cycle completed within `STALE_RUN` (26 hours: a day and a margin for a
 late or slow run), a daemon's heartbeat within `SILENT_DAEMON` (5 minutes: it beats every
-minute), no dead-lettered e-mail and none waiting longer than `STUCK_MAIL`. Anything else is a problem, named, so cron, Nagios or a container health check can alert.
+minute), no dead-lettered e-mail and none waiting longer than `STUCK_MAIL`. Anything else is a
+problem, named, so cron, Nagios or a container health check can alert.
 """
 
 from __future__ import annotations
