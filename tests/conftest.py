@@ -111,6 +111,14 @@ def empty_database(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def mail_to_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test e-mails a real server by accident (port 25 may have one): the outbox writes .eml
+    files unless a test points it at its own SMTP server."""
+    monkeypatch.setenv("MONITOR_OUTBOX__TRANSPORT", "file")
+    monkeypatch.setenv("MONITOR_OUTBOX__DIRECTORY", str(tmp_path_factory.mktemp("outbox")))
+
+
 @pytest.fixture
 def db_url(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A migrated, empty database; the CLI under test uses it too (MONITOR_DATABASE_URL)."""

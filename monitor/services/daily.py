@@ -39,6 +39,7 @@ from monitor.services.review import settle
 log = logging.getLogger(__name__)
 
 BATCH = 500
+DEFAULT_MAIL = Mail()  # the settings' defaults (minimal PHI)
 AUTOMATIC = "monitor (automatic rule)"
 
 
@@ -208,7 +209,7 @@ def _evaluate(session: Session, library: Library, ids: Sequence[int], report: Ru
 
 
 def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int], report: RunReport, *,
-                         today: date, now: datetime, mail: Mail,
+                         today: date, now: datetime, mail: Mail = DEFAULT_MAIL,
                          on_commit: Callable[[RunReport], None] | None = None) -> None:
     """Evaluate these enrollments and write their plans, committed together with the alerts of
     the critical flags they raise (and what `on_commit(counts)` adds to the transaction). If the
@@ -234,7 +235,7 @@ def evaluate_enrollments(session: Session, library: Library, ids: Sequence[int],
 
 
 def evaluate_patients(session: Session, library: Library, patient_ids: Iterable[int], *, today: date,
-                      now: datetime, mail: Mail) -> int:
+                      now: datetime, mail: Mail = DEFAULT_MAIL) -> int:
     """Evaluate these patients' active enrollments now (committed, with the alerts of their
     critical flags); return how many critical flags were raised or re-opened."""
     ids = session.exec(select(Enrollment.id).where(col(Enrollment.patient_id).in_(list(patient_ids)),
@@ -344,7 +345,7 @@ def day_report(session: Session, *, today: date) -> RunReport:
     return report
 
 
-def run_daily(session: Session, library: Library, *, today: date, now: datetime, mail: Mail,
+def run_daily(session: Session, library: Library, *, today: date, now: datetime, mail: Mail = DEFAULT_MAIL,
               clock: Callable[[], datetime] | None = None, full: bool = False,
               progress: Callable[[int, int], None] | None = None, actor: str = SYSTEM, by: str | None = None,
               batch: int = BATCH, lease: timedelta = runs.LEASE, stop: Callable[[], bool] | None = None,

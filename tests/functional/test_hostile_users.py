@@ -77,7 +77,7 @@ def test_the_demo_writes_into_a_new_or_empty_folder_and_runs_again_in_its_own(
         r = run(capsys, "demo", "--dir", str(folder), "--patients", "7")
         assert r.code == 0, r.err
         assert (folder / ".monitor-demo").is_file() and (folder / "monitor.db").is_file()
-        assert len(list((folder / "outbox").glob("*.eml"))) == 3
+        assert len(list((folder / "outbox").glob("digest-*.eml"))) == 3
 
 
 # --- files that hold patient data are their owner's alone ----------------------------------------
@@ -120,7 +120,7 @@ def test_every_file_the_demo_writes_is_readable_by_its_owner_only(
     assert r.code == 0, r.err
     written = [p for p in folder.rglob("*") if p.is_file()]
     assert {p.name for p in written} >= {"monitor.db", "cohort.csv", "labs.csv", ".monitor-demo"}
-    assert len([p for p in written if p.suffix == ".eml"]) == 3
+    assert len([p for p in written if p.name.startswith("digest-") and p.suffix == ".eml"]) == 3
     assert {p.name: mode(p) for p in written} == {p.name: 0o600 for p in written}
     assert (mode(folder), mode(folder / "outbox")) == (0o700, 0o700)
 

@@ -76,12 +76,19 @@ def check_quarantine(r: Ran) -> None:
     assert len(found) >= 2 and all(row[3] for row in found)  # each with its reason
 
 
+def check_outbox(r: Ran) -> None:
+    """Three digests and the critical alerts still open, all sent (the demo's file transport)."""
+    assert r.out.count("\tdigest\t") == 3 and "\talert\t" in r.out
+    assert "pending 0, sending 0" in r.out and "dead 0" in r.out
+
+
 CHECKS = {
     "monitor overdue": check_overdue,
     "monitor flags": check_flags,
     "monitor patient DEMO0007": check_patient_7,
     "monitor patient DEMO0003": check_patient_3,
     "monitor quarantine": check_quarantine,
+    "monitor outbox": check_outbox,
 }
 
 
@@ -103,13 +110,13 @@ def test_the_readme_tour_shows_what_it_promises(capsys: pytest.CaptureFixture[st
             assert "warning" not in r.err, f"{command}: {r.err}"
             CHECKS[command](r)
             checked.add(command)
-        elif command == "cat outbox/*.eml":
-            mails = sorted(Path("outbox").glob("*.eml"))
+        elif command == "cat outbox/digest-*.eml":
+            mails = sorted(Path("outbox").glob("digest-*.eml"))
             assert len(mails) == 3  # one per nurse coordinator
             for mail in mails:
                 text = mail.read_text(encoding="utf-8")
-                assert "FLAGS TO REVIEW" in text and "OVERDUE" in text
+                assert "FLAGS TO ACT ON" in text and "OVERDUE BLOOD DRAWS" in text and "text/html" in text
             checked.add(command)
         else:
             pytest.fail(f"README tour line not understood: {command!r} ({comment})")
-    assert checked == {*CHECKS, "cat outbox/*.eml"}
+    assert checked == {*CHECKS, "cat outbox/digest-*.eml"}

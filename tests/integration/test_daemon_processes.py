@@ -44,7 +44,7 @@ def cohort(engine: Engine, n: int) -> list[int]:
         for i in range(n):
             request = patients.EnrollmentRequest(mrn=f"P{i:05d}", protocol="aih-azathioprine",
                                                  start_on=day - timedelta(days=90), weight_kg=70, tpmt="normal",
-                                                 nudt15="normal")
+                                                 nudt15="normal", coordinator="nurse@example.org")
             patients.enroll(s, library, request, today=day, now=datetime.now(UTC), actor="test")
         s.commit()
         return sorted(i for i in s.exec(select(Enrollment.id)).all() if i is not None)
@@ -58,7 +58,8 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
         # One process each (no helper processes): the tests count what each daemon evaluated.
         env |= {"MONITOR_DATABASE_URL": url, "MONITOR_DAEMON__RUN_AT": "00:00", "MONITOR_CLINIC__TIMEZONE": LONDON,
-                "MONITOR_DAEMON__WORKERS": "1"}
+                "MONITOR_DAEMON__WORKERS": "1", "MONITOR_OUTBOX__TRANSPORT": "file",
+                "MONITOR_OUTBOX__DIRECTORY": str(folder / "outbox")}
         env |= {f"MONITOR_{key.upper()}": str(value) for key, value in settings.items()}
         with open(self.log, "w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "monitor", "daemon", "--log-format", "json",

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from monitor.db.tables import FlagRow, HeldResult, LabResult, Quarantine
+from monitor.db.tables import FlagRow, HeldResult, LabResult, OutboxAttempt, OutboxMessage, Quarantine
 from monitor.ingest.csv_reader import CELL_READ_MAX
 from monitor.ingest.records import ReadOptions, UnreadableFile
 from monitor.ingest.worker import in_worker
@@ -88,7 +88,7 @@ def test_a_file_prepared_in_the_worker_ends_exactly_as_one_ingested_in_process(
 
     monkeypatch.setattr(service, "WORKER_MIN_BYTES", path.stat().st_size + 1)  # in this process
     in_process = ingest(session, path), outcome(session)
-    for model in (FlagRow, LabResult, HeldResult, Quarantine):
+    for model in (OutboxAttempt, OutboxMessage, FlagRow, LabResult, HeldResult, Quarantine):
         session.execute(delete(model))
     session.commit()
     monkeypatch.setattr(service, "WORKER_MIN_BYTES", 0)  # in a worker process
@@ -142,7 +142,7 @@ def test_a_file_that_fails_midway_keeps_what_was_committed_and_the_fixed_file_co
     again = ingest(session, path)
     assert again["duplicate"] >= kept
     recovered = outcome(session)
-    for model in (FlagRow, LabResult, HeldResult, Quarantine):
+    for model in (OutboxAttempt, OutboxMessage, FlagRow, LabResult, HeldResult, Quarantine):
         session.execute(delete(model))
     session.commit()
     ingest(session, path)
