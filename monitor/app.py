@@ -86,7 +86,8 @@ class App:
         s = self.settings
         return Mail(sender=s.smtp.sender, minimal_phi=s.digest.minimal_phi, send_empty=s.digest.send_empty,
                     unassigned_to=s.digest.unassigned_to, base_url=s.web.base_url,
-                    escalate_after=timedelta(hours=s.alerts.escalate_after_hours))
+                    escalate_after=timedelta(hours=s.alerts.escalate_after_hours),
+                    ack_covers_days=s.alerts.ack_covers_days)
 
     @property
     def policy(self) -> Policy:

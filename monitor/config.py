@@ -115,6 +115,7 @@ class Digest(Section):
 
 class Alerts(Section):
     escalate_after_hours: float = Field(default=4, gt=0, le=24 * 14)
+    ack_covers_days: int = Field(default=30, ge=0, le=365)  # an acknowledged problem, for later results no worse
 
 
 class Outbox(Section):

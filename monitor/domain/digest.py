@@ -76,17 +76,23 @@ class FlagRecord:
     why: str
 
 
+def problem(kind: str, analyte: str | None, rule_id: str) -> str:
+    """What flags are one problem about, within an enrollment: a kind of finding in one analyte
+    (four high MCVs), or the rule of a flag about no one result."""
+    return f"{kind}@{analyte or rule_id}"
+
+
 def problems(flags: Iterable[FlagRecord], who: dict[int, Who]) -> list[Problem]:
-    """Open flags grouped one line per patient and rule, most severe first."""
-    groups: dict[tuple[int, str, str], list[FlagRecord]] = {}
+    """Open flags grouped one line per patient and problem, most severe first."""
+    groups: dict[tuple[int, str], list[FlagRecord]] = {}
     for f in flags:
-        groups.setdefault((f.enrollment_id, f.kind, f.analyte or f.rule_id), []).append(f)
+        groups.setdefault((f.enrollment_id, problem(f.kind, f.analyte, f.rule_id)), []).append(f)
     lines = []
-    for (eid, kind, _), group in groups.items():
+    for (eid, _), group in groups.items():
         group.sort(key=lambda f: (f.observed_on, f.id))
         latest = group[-1]
         worst = min((f.severity for f in group), key=lambda s: MOST_SEVERE_FIRST.get(s, 1))
-        lines.append(Problem(who[eid], latest.id, worst, kind, latest.analyte, latest.value, latest.unit,
+        lines.append(Problem(who[eid], latest.id, worst, latest.kind, latest.analyte, latest.value, latest.unit,
                              group[0].observed_on, latest.observed_on, len(group), latest.why))
     lines.sort(key=lambda p: (MOST_SEVERE_FIRST.get(p.severity, 1), p.who.label, p.kind))
     return lines
@@ -144,6 +150,7 @@ class Digest:
     dose_steps: list[StepLine] = field(default_factory=list)
     since: Since = Since(None)
     watching: int = 0  # open flags of watch severity, counted, not listed
+    covered: int = 0  # open flags of a problem acknowledged lately at their severity or worse
 
     @property
     def critical_count(self) -> int:

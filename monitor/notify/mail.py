@@ -15,3 +15,4 @@ class Mail:
     unassigned_to: str = ""  # the digest of enrollments without a coordinator
     base_url: str = ""  # links to patient pages
     escalate_after: timedelta = timedelta(hours=4)  # an unacknowledged critical alert, once more
+    ack_covers_days: int = 30  # an acknowledged problem stays out of digests for results no worse

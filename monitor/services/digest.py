@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy import select as select_rows
@@ -32,9 +32,11 @@ from monitor.domain.digest import (
     StepLine,
     Who,
     patient_label,
+    problem,
     problems,
 )
 from monitor.domain.items import FlagStatus
+from monitor.domain.protocol import Severity
 from monitor.notify.mail import Mail
 from monitor.notify.render import render
 from monitor.services.outbox import Letter, enqueue
@@ -42,6 +44,7 @@ from monitor.services.plans import draw_listed, lapse_holds
 
 #: Severities a digest lists one line per problem; the others are counted (`monitor flags` lists them).
 LISTED = ("critical", "action")
+RANK = {s.value: s.rank for s in Severity}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,19 @@ def _people(session: Session, mail: Mail) -> dict[int, _Enrolled]:
                            Who(patient_label(mrn, name, minimal=mail.minimal_phi),
                                f"{base}/patients/{pid}" if base else ""), phase)
             for eid, coordinator, phase, pid, mrn, name in rows if eid is not None}
+
+
+def _acknowledged(session: Session, *, since: date) -> dict[tuple[int, str], int]:
+    """Per enrollment and problem, the worst severity (rank) acknowledged since `since`."""
+    worst: dict[tuple[int, str], int] = {}
+    for eid, kind, analyte, rule_id, severity in session.execute(
+            select_rows(col(FlagRow.enrollment_id), col(FlagRow.kind), col(FlagRow.analyte), col(FlagRow.rule_id),
+                        col(FlagRow.severity))
+            .where(col(FlagRow.status) == FlagStatus.ACKNOWLEDGED,
+                   col(FlagRow.acknowledged_at) >= datetime.combine(since, datetime.min.time(), tzinfo=UTC))):
+        key = (eid, problem(kind, analyte, rule_id))
+        worst[key] = max(worst.get(key, -1), RANK.get(severity, 0))
+    return worst
 
 
 def _last_digests(session: Session, day: date) -> dict[str, tuple[date, datetime]]:
@@ -86,10 +102,15 @@ def build_digests(session: Session, *, today: date, mail: Mail, coordinator: str
     digests = {p.coordinator: Digest(p.coordinator, names.get(p.coordinator, p.coordinator), today)
                for p in people.values()}
     open_flags = session.exec(select(FlagRow).where(FlagRow.status == FlagStatus.OPEN)).all()
+    acks = _acknowledged(session, since=today - timedelta(days=mail.ack_covers_days))
     records: dict[str, list[FlagRecord]] = defaultdict(list)
     for f in open_flags:
         p = people.get(f.enrollment_id)
         if p is None or f.id is None:
+            continue
+        acked = acks.get((f.enrollment_id, problem(f.kind, f.analyte, f.rule_id)))
+        if f.severity != "critical" and acked is not None and RANK.get(f.severity, 0) <= acked:
+            digests[p.coordinator].covered += 1  # acknowledged at this severity or worse, lately
             continue
         if f.severity not in LISTED:
             digests[p.coordinator].watching += 1

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from monitor.db.tables import FlagRow
+from monitor.domain.digest import problem
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import FlagStatus
+from monitor.domain.protocol import Severity
 from monitor.services.audit import audit
 from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.review import mark_enrollment
 
 
 def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: date, now: datetime) -> FlagRow:
-    """A clinician acknowledges a flag, saying what was done: it leaves the worklist and releases any
-    hold it caused (the enrollment is evaluated again today)."""
+    """A clinician acknowledges a flag, saying what was done: it leaves the worklist, with the open
+    flags of the same problem (kind and analyte) no worse than it, and releases any hold they
+    caused (the enrollment is evaluated again today)."""
     if not reason.strip():
         raise UserError("--reason is required: say what was done about the flag")
     check_text(by, "--by", ACTOR_CHARS)
@@ -26,6 +29,15 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: 
     if flag.status == FlagStatus.ACKNOWLEDGED:
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = FlagStatus.ACKNOWLEDGED, now, by, reason
+    # One problem, one acknowledgement: the problem's other open flags no worse than this one go with it.
+    rank = Severity(flag.severity).rank
+    same = problem(flag.kind, flag.analyte, flag.rule_id)
+    for other in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id) == flag.enrollment_id,
+                                                    col(FlagRow.status) == FlagStatus.OPEN,
+                                                    col(FlagRow.id) != flag_id)).all():
+        if problem(other.kind, other.analyte, other.rule_id) == same and Severity(other.severity).rank <= rank:
+            other.status, other.acknowledged_at, other.acknowledged_by = FlagStatus.ACKNOWLEDGED, now, by
+            other.ack_reason = f"with flag {flag_id}: {reason}"
     # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
     mark_enrollment(session, flag.enrollment_id, today)
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)

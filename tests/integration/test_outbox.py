@@ -277,3 +277,41 @@ def test_a_sender_killed_during_delivery_loses_nothing_and_repeats_at_most_the_m
     assert sum(n - 1 for n in ids.values()) <= 1  # none twice but the one in flight, under its Message-ID
     with Session(engine) as s:
         assert outbox.counts(s)["sent"] == 200
+
+
+def test_one_line_per_problem_and_an_acknowledgement_covers_later_results_no_worse_but_not_a_worse_one(
+        engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nurse = NURSES[1]
+    enroll(engine, "MRN0002", nurse)
+
+    def ingest(name: str, rows: list[tuple[str, int, str, float, str]]) -> None:
+        assert run(capsys, "ingest", str(labs(tmp_path / name, rows))).code == 0
+
+    def digest() -> str:
+        r = run(capsys, "digest", "--preview", "--coordinator", nurse)
+        assert r.code == 0, r.err
+        return r.out
+
+    ingest("mcv.csv", [("MRN0002", ago, "787-2", 107, "fL") for ago in (60, 40, 20, 10)])
+    assert run(capsys, "run").code == 0
+    text = digest()
+    assert text.count("macrocytosis") == 1 and "(4 results since" in text
+    latest = max(f["id"] for f in run(capsys, "flags", "--format", "json").json() if f["kind"] == "macrocytosis")
+    assert run(capsys, "ack", str(latest), "--reason", "B12 and folate normal; discussed, continue").code == 0
+    assert not [f for f in run(capsys, "flags", "--format", "json").json() if f["kind"] == "macrocytosis"]
+
+    ingest("mcv5.csv", [("MRN0002", 1, "787-2", 108, "fL")])  # a fifth, the same grade
+    assert run(capsys, "run").code == 0
+    text = digest()
+    assert "macrocytosis" not in text and "1 later result of problems acknowledged lately" in text
+
+    ingest("wbc.csv", [("MRN0002", 2, "6690-2", 3.3, "10*9/L")])  # leukopenia, action
+    assert run(capsys, "run").code == 0
+    [action] = [f for f in run(capsys, "flags", "--format", "json").json() if f["kind"] == "leukopenia"]
+    assert run(capsys, "ack", str(action["id"]), "--reason", "repeat booked").code == 0
+    ingest("wbc2.csv", [("MRN0002", 1, "6690-2", 1.1, "10*9/L")])  # worse: critical
+    assert run(capsys, "run").code == 0
+    text = digest()
+    assert "[CRITICAL]" in text and "leukopenia WBC 1.1" in text
+    with Session(engine) as s:
+        assert len(s.exec(select(OutboxMessage).where(col(OutboxMessage.kind) == "alert")).all()) == 1
