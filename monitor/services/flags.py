@@ -15,6 +15,8 @@ from monitor.services.audit import audit
 from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.review import mark_enrollment
 
+WITH_FLAG = "with flag "  # the reason of a flag acknowledged with its problem's
+
 
 def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: date, now: datetime) -> FlagRow:
     """A clinician acknowledges a flag, saying what was done: it leaves the worklist, with the open
@@ -26,7 +28,8 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: 
     flag = session.get(FlagRow, flag_id)
     if flag is None:
         raise NotFound(f"no flag with id {flag_id}; list them with `monitor flags`")
-    if flag.status == FlagStatus.ACKNOWLEDGED:
+    if flag.status == FlagStatus.ACKNOWLEDGED and not (flag.ack_reason or "").startswith(WITH_FLAG):
+        # (one acknowledged with its problem's may be acknowledged for itself, with its own reason)
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = FlagStatus.ACKNOWLEDGED, now, by, reason
     # One problem, one acknowledgement: the problem's other open flags no worse than this one go with it.
@@ -37,7 +40,7 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: 
                                                     col(FlagRow.id) != flag_id)).all():
         if problem(other.kind, other.analyte, other.rule_id) == same and Severity(other.severity).rank <= rank:
             other.status, other.acknowledged_at, other.acknowledged_by = FlagStatus.ACKNOWLEDGED, now, by
-            other.ack_reason = f"with flag {flag_id}: {reason}"
+            other.ack_reason = f"{WITH_FLAG}{flag_id}: {reason}"
     # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.
     mark_enrollment(session, flag.enrollment_id, today)
     audit(session, actor=by, action="ack", entity="flag", entity_id=flag_id, now=now)
