@@ -1,10 +1,14 @@
-"""outbox, coordinators
+"""outbox, coordinators, phase proposals
 
 - `outbox_message`: every e-mail monitor sends (coordinator digests, critical alerts and their
   escalations), written in the transaction of what caused it under a unique key, delivered later
   with retries; `outbox_attempt`: each delivery attempt and how it ended.
 - `coordinator`: a nurse coordinator's display name and escalation address, by the address that
   enrollments name (`monitor coordinators`).
+- `phase_proposal`: the phase changes an enrollment's last evaluation proposes (withdrawal when
+  eligible, re-induction after a relapse), stored with the plan so that digests list them. Every
+  enrollment evaluated before is due again at its last evaluation's date, so the next cycle
+  stores them (run `monitor run` once after upgrading if the day's cycle had already run).
 
 Revision ID: 0011
 Revises: 0010
@@ -25,6 +29,20 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('phase_proposal',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('enrollment_id', sa.Integer(), nullable=False),
+    sa.Column('to_phase', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('rule_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('why', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['enrollment_id'], ['enrollment.id'], name=op.f('fk_phase_proposal_enrollment_id_enrollment')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_phase_proposal')),
+    sa.UniqueConstraint('enrollment_id', 'to_phase', name=op.f('uq_phase_proposal_enrollment_id'))
+    )
+    with op.batch_alter_table('phase_proposal', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_phase_proposal_enrollment_id'), ['enrollment_id'], unique=False)
+    op.execute("UPDATE enrollment SET next_review_on = last_evaluated_on "
+               "WHERE last_evaluated_on IS NOT NULL AND last_evaluated_on < next_review_on")
     op.create_table('coordinator',
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
@@ -84,3 +102,6 @@ def downgrade() -> None:
 
     op.drop_table('outbox_message')
     op.drop_table('coordinator')
+    with op.batch_alter_table('phase_proposal', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_phase_proposal_enrollment_id'))
+    op.drop_table('phase_proposal')

@@ -268,6 +268,18 @@ class DoseStepRow(SQLModel, table=True):
     why: str = Field(sa_type=Text)
 
 
+class ProposalRow(SQLModel, table=True):
+    """A phase change the last evaluation proposes and a clinician confirms (`monitor phase`)."""
+
+    __tablename__ = "phase_proposal"
+    __table_args__ = (UniqueConstraint("enrollment_id", "to_phase"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    to_phase: str = Field(max_length=32)
+    rule_id: str = Field(max_length=128)
+    why: str = Field(sa_type=Text)
+
+
 class FlagRow(SQLModel, table=True):
     __tablename__ = "flag"
     __table_args__ = (UniqueConstraint("enrollment_id", "key"),)

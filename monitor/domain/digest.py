@@ -129,6 +129,15 @@ class StepLine:
 
 
 @dataclass(frozen=True)
+class ProposalLine:
+    """A phase change the plan proposes, waiting for a clinician (`monitor phase`)."""
+
+    who: Who
+    to_phase: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Since:
     """What changed since the coordinator's previous digest."""
 
@@ -148,6 +157,7 @@ class Digest:
     due: list[DueLine] = field(default_factory=list)
     upcoming: list[DueLine] = field(default_factory=list)
     dose_steps: list[StepLine] = field(default_factory=list)
+    proposals: list[ProposalLine] = field(default_factory=list)
     since: Since = Since(None)
     watching: int = 0  # open flags of watch severity, counted, not listed
     covered: int = 0  # open flags of a problem acknowledged lately at their severity or worse
@@ -158,7 +168,7 @@ class Digest:
 
     @property
     def empty(self) -> bool:
-        return not (self.problems or self.overdue or self.due or self.upcoming or self.dose_steps)
+        return not (self.problems or self.overdue or self.due or self.upcoming or self.dose_steps or self.proposals)
 
     @property
     def key(self) -> str:

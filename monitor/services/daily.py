@@ -32,7 +32,17 @@ from monitor.services import runs
 from monitor.services.alerts import queue_alerts
 from monitor.services.audit import SYSTEM, audit
 from monitor.services.digest import queue_digests
-from monitor.services.plans import DRAWS, LAPSES, STEPS, BatchRows, draw_values, lapse_values, step_values
+from monitor.services.plans import (
+    DRAWS,
+    LAPSES,
+    PROPOSALS,
+    STEPS,
+    BatchRows,
+    draw_values,
+    lapse_values,
+    proposal_values,
+    step_values,
+)
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
 
@@ -136,6 +146,7 @@ class _Stored:
     draws: BatchRows
     steps: BatchRows
     lapses: BatchRows
+    proposals: BatchRows
     flags: dict[int, list[FlagRow]]
     settles: list[dict[str, Any]] = field(default_factory=list)  # review dates (services/review.py)
 
@@ -144,19 +155,20 @@ class _Stored:
         flags: dict[int, list[FlagRow]] = defaultdict(list)
         for row in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id).in_(ids))).all():
             flags[row.enrollment_id].append(row)
-        return cls(DRAWS.batch(session, ids), STEPS.batch(session, ids), LAPSES.batch(session, ids), flags)
+        return cls(DRAWS.batch(session, ids), STEPS.batch(session, ids), LAPSES.batch(session, ids),
+                   PROPOSALS.batch(session, ids), flags)
 
     def flush(self, session: Session) -> int:
         """Write the batch's plan rows and review dates; how many enrollments were requeued (new
         input arrived while they were evaluated)."""
-        for rows in (self.draws, self.steps, self.lapses):
+        for rows in (self.draws, self.steps, self.lapses, self.proposals):
             rows.flush(session)
         return len(self.settles) - settle(session, self.settles)
 
 
 def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _Stored, report: RunReport, *,
                now: datetime) -> None:
-    """Write one plan: due draws, overdue panels and dose steps replaced by key, flags synced by
+    """Write one plan: due draws, overdue panels, dose steps and proposals replaced by key, flags synced by
     key, and the review date — unless new input arrived since the enrollment was read. The plan
     rows and review dates of a batch are written together (`_Stored.flush`)."""
     eid = enrollment.id
@@ -170,6 +182,7 @@ def apply_plan(session: Session, enrollment: Enrollment, plan: Plan, stored: _St
     changed += stored.draws.sync(eid, [draw_values(d) for d in plan.drawn.draws])
     changed += stored.steps.sync(eid, [step_values(s) for s in plan.dose_steps])
     changed += stored.lapses.sync(eid, [lapse_values(p) for p in plan.drawn.lapses])
+    changed += stored.proposals.sync(eid, [proposal_values(p) for p in plan.proposals])
     flags_changed, raised, resolved = sync_flags(session, eid, plan, stored.flags[eid], now=now)
     stored.settles.append({"eid": eid, "seen": enrollment.revision, "next_review_on": plan.next_review_on,
                            "evaluated_on": plan.as_of})

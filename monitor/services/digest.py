@@ -20,6 +20,7 @@ from monitor.db.tables import (
     OutboxMessage,
     OverduePanelRow,
     Patient,
+    ProposalRow,
 )
 from monitor.domain.digest import (
     UNASSIGNED,
@@ -28,6 +29,7 @@ from monitor.domain.digest import (
     DueLine,
     FlagRecord,
     OverdueLine,
+    ProposalLine,
     Since,
     StepLine,
     Who,
@@ -136,6 +138,9 @@ def build_digests(session: Session, *, today: date, mail: Mail, coordinator: str
     for s in session.exec(select(DoseStepRow).where(DoseStepRow.status == "due").order_by(col(DoseStepRow.on))):
         if (p := people.get(s.enrollment_id)) is not None:
             digests[p.coordinator].dose_steps.append(StepLine(p.who, s.drug, f"{s.dose_mg:g}", s.on))
+    for r in session.exec(select(ProposalRow).order_by(col(ProposalRow.enrollment_id))):
+        if (p := people.get(r.enrollment_id)) is not None:
+            digests[p.coordinator].proposals.append(ProposalLine(p.who, r.to_phase, r.why))
     _since(session, digests, people, today=today)
     return sorted(digests.values(), key=lambda d: d.coordinator)
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, case, delete, insert, or_, select, update
 from sqlmodel import Session, col
 
-from monitor.db.tables import DoseStepRow, DueDrawRow, OverduePanelRow
-from monitor.domain.items import DoseStep, DrawStatus, PlannedDraw, PlannedLapse
+from monitor.db.tables import DoseStepRow, DueDrawRow, OverduePanelRow, ProposalRow
+from monitor.domain.items import DoseStep, DrawStatus, PlannedDraw, PlannedLapse, Proposal
 
 
 def draw_status(day: date) -> ColumnElement[str]:
@@ -58,6 +58,10 @@ def step_values(d: DoseStep) -> dict[str, Any]:
             "why": d.why}
 
 
+def proposal_values(p: Proposal) -> dict[str, Any]:
+    return {"to_phase": p.to_phase, "rule_id": p.rule_id, "why": p.why}
+
+
 def lapse_values(p: PlannedLapse) -> dict[str, Any]:
     o = p.lapse
     return {"panel": o.panel, "from_on": p.from_on, "until_on": p.until_on, "since": o.since,
@@ -88,6 +92,7 @@ class PlanTable:
 DRAWS = PlanTable.of(DueDrawRow, ("panel", "due_on"))
 STEPS = PlanTable.of(DoseStepRow, ("drug", "on"))
 LAPSES = PlanTable.of(OverduePanelRow, ("panel", "from_on"))
+PROPOSALS = PlanTable.of(ProposalRow, ("to_phase",))
 
 
 @dataclass
