@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
@@ -14,6 +15,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
 from monitor.paths import templates_dir
+
+#: Headers folded only past 100 characters: a subject is one line (folding it at 78 put the break
+#: right after "Subject:", which some parsers keep as a leading space).
+POLICY = policy.default.clone(max_line_length=100)
 
 
 @cache
@@ -56,7 +61,7 @@ def message_id(key: str, sender: str) -> str:
 def message(*, sender: str, to: str, subject: str, text: str, html: str | None, key: str, msgid: str,
             at: datetime) -> EmailMessage:
     """An e-mail: text, with the HTML as its alternative when there is one."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
     msg["Date"] = format_datetime(at)
     msg["Message-ID"] = msgid

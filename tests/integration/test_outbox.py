@@ -102,6 +102,7 @@ def test_a_days_digests_and_alerts_arrive_once_each_as_text_and_html_to_the_righ
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
         assert msg["Message-ID"] and msg["From"] == "monitor@hospital.example"
         subject = str(msg["Subject"])
+        assert subject == subject.strip() and len(subject) < 90
         assert "MRN" not in subject and "1.1" not in subject and "107" not in subject
     digest = next(m for m in smtp.to(NURSES[1]) if "digest" in str(m["Subject"]))
     text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
