@@ -354,8 +354,12 @@ def flags(
     if fmt == "json":
         emit_json(rows)
         return
-    table(f"Flags ({status}: {len(rows)})", ["id", "mrn", "severity", "kind", "value", "observed", "status"],
-          [[f["id"], f["mrn"], f["severity"], f["kind"], shown(f), f["observed_on"], f["status"]] for f in rows])
+    problems = views.by_problem(rows)  # one line per patient and problem (four high MCVs: one)
+    table(f"Flags ({status}: {len(rows)}, {len(problems)} problems)",
+          ["id", "mrn", "severity", "kind", "value", "observed", "results", "status"],
+          [[f["id"], f["mrn"], f["severity"], f["kind"], shown(f), f["observed_on"],
+            f["results"] if f["results"] == 1 else f"{f['results']} since {f['first_observed_on']}", f["status"]]
+           for f in problems])
 
 
 @app.command()

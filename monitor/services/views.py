@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
 from monitor.db.tables import Enrollment, FlagRow, JobRun, LabResult, OverduePanelRow, Patient, Quarantine
+from monitor.domain.digest import problem
 from monitor.domain.errors import UserError
 from monitor.domain.items import FlagStatus, OverduePanel
 from monitor.domain.plan import evaluate, standing
@@ -36,6 +37,7 @@ def last_daily_run(session: Session) -> dict[str, Any] | None:
 
 def flag_view(f: FlagRow) -> dict[str, Any]:
     return {"id": f.id, "kind": f.kind, "severity": f.severity, "status": f.status, "analyte": f.analyte,
+            "problem": problem(f.kind, f.analyte, f.rule_id),
             "value": f.value, "unit": f.unit, "observed_on": f.observed_on.isoformat(),
             "rule_id": f.rule_id, "why": f.why, "raised_at": f.raised_at.isoformat(),
             "acknowledged_by": f.acknowledged_by, "ack_reason": f.ack_reason,
@@ -141,6 +143,22 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
     rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()
     listed = [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
     return sorted(listed, key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1))
+
+
+def by_problem(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flags (as `flags` lists them, most severe first) one per patient and problem: the most severe
+    first seen, with the latest result's value and date, and how many results the problem covers."""
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in flags:
+        key = (f["mrn"], f["problem"])
+        if key not in grouped:
+            grouped[key] = {**f, "results": 0, "first_observed_on": f["observed_on"]}
+        g = grouped[key]
+        g["results"] += 1
+        g["first_observed_on"] = min(g["first_observed_on"], f["observed_on"])
+        if (f["observed_on"], f["id"]) > (g["observed_on"], g["id"]):
+            g.update(id=f["id"], value=f["value"], unit=f["unit"], observed_on=f["observed_on"])
+    return list(grouped.values())
 
 
 def quarantine_list(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
