@@ -78,11 +78,11 @@ def outbox_list(
 
 @outbox_app.command("send")
 def outbox_send(ctx: typer.Context) -> None:
-    """Deliver every waiting e-mail now (whatever its retry time). Exit 1 when some could not be."""
+    """Deliver every waiting e-mail now (whatever its retry time). Exit 1 when one could not be."""
     a = app_of(ctx)
     done = a.deliver(any_time=True)
-    say_delivered(done, left := waiting(a))
-    if done.unreachable or left:
+    say_delivered(done, waiting(a))
+    if done.unreachable or done.retried or done.dead:
         raise typer.Exit(1)
 
 

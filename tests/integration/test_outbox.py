@@ -23,14 +23,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import FlagRow, OutboxAttempt, OutboxMessage
+from monitor.domain.digest import Digest, patient_label
 from monitor.domain.protocol import Phase
 from monitor.notify.mail import Mail
 from monitor.protocols import packaged_library
 from monitor.services import outbox, patients
 from monitor.services.alerts import queue_escalations
+from monitor.services.digest import letters
 from monitor.services.flags import acknowledge
 from tests.functional.cli import run
 from tests.integration.smtp_sink import Server, Sink
+from tests.processes import all_at_once
 
 pytestmark = pytest.mark.db
 
@@ -249,9 +252,9 @@ def test_a_sender_killed_during_delivery_loses_nothing_and_repeats_at_most_the_m
         smtp: Sink, sink: tuple[Sink, Server], engine: Engine, db_url: str, tmp_path: Path) -> None:
     now = datetime.now(LONDON)
     with Session(engine) as s:
-        letters = [outbox.Letter(f"test|{i}", "digest", f"n{i}@ward.example", f"message {i}", f"body {i}\n")
-                   for i in range(200)]
-        assert outbox.enqueue(s, letters, sender="monitor@hospital.example", now=now) == 200
+        queued = [outbox.Letter(f"test|{i}", "digest", f"n{i}@ward.example", f"message {i}", f"body {i}\n")
+                  for i in range(200)]
+        assert outbox.enqueue(s, queued, sender="monitor@hospital.example", now=now) == 200
         s.commit()
     smtp.delay = 0.01
     env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_OUTBOX__CLAIM_SECONDS": "1"}
@@ -316,3 +319,36 @@ def test_one_line_per_problem_and_an_acknowledgement_covers_later_results_no_wor
     assert "[CRITICAL]" in text and "leukopenia WBC 1.1" in text
     with Session(engine) as s:
         assert len(s.exec(select(OutboxMessage).where(col(OutboxMessage.kind) == "alert")).all()) == 1
+
+
+def test_three_senders_at_once_deliver_each_message_exactly_once(
+        smtp: Sink, engine: Engine, db_url: str, tmp_path: Path) -> None:
+    with Session(engine) as s:
+        queued = [outbox.Letter(f"test|{i}", "digest", f"n{i}@ward.example", f"message {i}", f"body {i}\n")
+                  for i in range(150)]
+        outbox.enqueue(s, queued, sender="monitor@hospital.example", now=datetime.now(LONDON))
+        s.commit()
+    smtp.delay = 0.002
+    done = all_at_once(db_url, tmp_path, [["outbox", "send"]] * 3)
+    assert [p.returncode for p in done] == [0, 0, 0], [p.stderr for p in done]
+    sent = [int(line.split()[1]) for p in done for line in p.stdout.splitlines() if line.startswith("outbox:")]
+    assert sum(sent) == 150
+    assert sorted(Counter(str(m["Message-ID"]) for m in smtp.received).values()) == [1] * 150
+
+
+def test_an_empty_day_sends_a_nothing_due_note_unless_told_not_to() -> None:
+    empty = Digest("ann@ward.example", "Ann", date(2026, 3, 2))
+    [note] = letters([empty], Mail())
+    assert note.subject == "monitor digest 2026-03-02: nothing due" and "Nothing is due" in note.text
+    assert letters([empty], Mail(send_empty=False)) == []
+
+
+@pytest.mark.parametrize(("mrn", "name", "minimal", "shown"), [
+    ("MRN0001", "Jane Q Public", True, "J.Q.P. …0001"),
+    ("MRN0001", "PUBLIC^JANE^Q", True, "J.Q.P. …0001"),  # HL7 order: family^given^middle
+    ("MRN0001", None, True, "…0001"),
+    ("MRN0001", "Jane Q Public", False, "MRN0001 Jane Q Public"),
+])
+def test_minimal_phi_shows_initials_and_the_mrns_last_four_characters(
+        mrn: str, name: str | None, minimal: bool, shown: str) -> None:
+    assert patient_label(mrn, name, minimal=minimal) == shown
