@@ -206,7 +206,7 @@ def ingest(
     """Ingest lab files: stored, duplicate, held and quarantined counts per file."""
     a = app_of(ctx)
     choose(fmt, "--format", "auto", "csv", "hl7", "fhir")
-    accounted = True
+    accounted, critical = True, 0
     for path in paths:
         kind = fmt if fmt != "auto" else detect(path)
         with a.session() as s, progress_bar(path.name) as bar:
@@ -217,6 +217,9 @@ def ingest(
 
             report = ingest_file(s, kind, path, a.ingest_context(), progress=advance, actor=a.actor)
         accounted = show_ingest(str(path), report) and accounted
+        critical += report.critical_flags
+    if critical:  # their alerts now, not at the daemon's next minute (or the next `monitor run`)
+        say_delivered(a.deliver(), waiting(a))
     if not accounted:
         raise typer.Exit(1)
 

@@ -109,6 +109,8 @@ def digest(
     coordinator and date; the daily cycle does it when the day closes) and sent, or previewed."""
     a = app_of(ctx)
     today = day_or_today(a, on)
+    if html and not preview:
+        raise UserError("--html goes with --preview (it prints the HTML part instead of the text)")
     with a.session() as s:
         show_plan_source(views.last_daily_run(s), today, caption=not preview)
         digests = build_digests(s, today=today, mail=a.mail, coordinator=coordinator)
@@ -124,7 +126,7 @@ def digest(
         queued = outbox.enqueue(s, made, sender=a.mail.sender, now=a.now())
         s.commit()
         ids = [m.id for m in outbox.by_keys(s, [m.key for m in made]) if m.id is not None]
-    out.print(f"{queued} digests queued ({len(made) - queued} were already in the outbox for {today})")
+    out.print(f"{queued} digests queued ({len(made) - queued} already in the outbox for {today})")
     done = a.deliver(ids=ids)
     say_delivered(done, waiting(a))
 

@@ -215,7 +215,8 @@ def retry(session: Session, message: int, *, now: datetime) -> OutboxMessage:
     if row is None:
         raise NotFound(f"no outbox message with id {message}; list them with `monitor outbox list`")
     if row.status == SENT:
-        raise UserError(f"outbox message {message} was sent at {row.sent_at}; it is not sent twice")
+        sent = row.sent_at.isoformat(timespec="seconds") if row.sent_at else "?"
+        raise UserError(f"outbox message {message} was sent at {sent} (UTC); it is not sent twice")
     if row.status == SENDING and row.claimed_until is not None and row.claimed_until >= now:
         raise UserError(f"outbox message {message} is being sent by {row.claimed_by}")
     row.status, row.attempts, row.next_attempt_at, row.claimed_by, row.claimed_until = PENDING, 0, now, None, None
