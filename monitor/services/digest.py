@@ -47,6 +47,8 @@ from monitor.services.plans import draw_listed, lapse_holds
 #: Severities a digest lists one line per problem; the others are counted (`monitor flags` lists them).
 LISTED = ("critical", "action")
 RANK = {s.value: s.rank for s in Severity}
+#: "Since your last digest" looks back this far at most (older: the digest says nothing of it).
+SINCE_AT_MOST = timedelta(days=35)
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def _acknowledged(session: Session, *, since: date) -> dict[tuple[int, str], int
 
 def _last_digests(session: Session, day: date) -> dict[str, tuple[date, datetime]]:
     """Each coordinator's previous digest before `day`: its date and when it was written."""
+    recent = datetime.combine(day - SINCE_AT_MOST, datetime.min.time(), tzinfo=UTC)
     rows = session.exec(select(OutboxMessage.key, OutboxMessage.created_at)
-                        .where(col(OutboxMessage.kind) == "digest")).all()
+                        .where(col(OutboxMessage.kind) == "digest", col(OutboxMessage.created_at) >= recent)).all()
     last: dict[str, tuple[date, datetime]] = {}
     for key, at in rows:
         _, coordinator, on = key.rsplit("|", 2)

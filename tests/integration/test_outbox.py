@@ -352,3 +352,16 @@ def test_an_empty_day_sends_a_nothing_due_note_unless_told_not_to() -> None:
 def test_minimal_phi_shows_initials_and_the_mrns_last_four_characters(
         mrn: str, name: str | None, minimal: bool, shown: str) -> None:
     assert patient_label(mrn, name, minimal=minimal) == shown
+
+
+def test_a_digest_says_what_changed_since_the_coordinators_last_one(
+        engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    enroll(engine, "MRN0002", NURSES[1])
+    yesterday = today() - timedelta(days=1)
+    assert run(capsys, "run", "--date", yesterday.isoformat()).code == 0
+    first = run(capsys, "digest", "--preview", "--date", yesterday.isoformat()).out
+    assert "Since your last digest" not in first  # the first says nothing
+    assert run(capsys, "ingest", str(labs(tmp_path / "mcv.csv", [("MRN0002", 0, "787-2", 107, "fL")]))).code == 0
+    assert run(capsys, "run").code == 0
+    text = run(capsys, "digest", "--preview").out
+    assert f"Since your last digest ({yesterday}): 1 new flags, 0 resolved" in text
