@@ -150,14 +150,14 @@ def by_problem(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first seen, with the latest result's value and date, and how many results the problem covers."""
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for f in flags:
-        key = (f["mrn"], f["problem"])
+        key = (f.get("mrn", ""), f["problem"])
         if key not in grouped:
             grouped[key] = {**f, "results": 0, "first_observed_on": f["observed_on"]}
         g = grouped[key]
         g["results"] += 1
         g["first_observed_on"] = min(g["first_observed_on"], f["observed_on"])
         if (f["observed_on"], f["id"]) > (g["observed_on"], g["id"]):
-            g.update(id=f["id"], value=f["value"], unit=f["unit"], observed_on=f["observed_on"])
+            g.update(id=f["id"], value=f["value"], unit=f["unit"], observed_on=f["observed_on"], why=f["why"])
     return list(grouped.values())
 
 
