@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -99,7 +100,8 @@ class App:
         """Queue the escalations that are due, then send what the outbox holds (services/outbox.py)."""
         with self.session() as s:
             queue_escalations(s, mail=self.mail, now=self.now())
-            return deliver(s, self.transport(), sender=self.mail.sender, clock=self.now, by=owner(),
+            by = f"{owner()}/{uuid.uuid4().hex[:8]}"  # this call's own: a daemon's threads are two senders
+            return deliver(s, self.transport(), sender=self.mail.sender, clock=self.now, by=by,
                            policy=self.policy, any_time=any_time, ids=ids, stop=stop)
 
     def transport(self) -> Transport:

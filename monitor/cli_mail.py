@@ -10,7 +10,7 @@ from monitor.app import App
 from monitor.cli_args import app_of, choose, day_or_today
 from monitor.cli_show import emit_json, err, out, show_plan_source, table
 from monitor.domain.errors import UserError
-from monitor.services import coordinators, outbox, views
+from monitor.services import coordinators, outbox, runs, views
 from monitor.services.digest import build_digests, letters
 from monitor.services.outbox import Delivery
 
@@ -118,6 +118,11 @@ def digest(
             raise UserError(f"no active enrollment names the coordinator {coordinator!r}; "
                             "`monitor coordinators` lists them" if coordinator else "no active enrollment")
         made = letters(digests, a.mail)
+        day = runs.day(s, "daily", today.isoformat())
+        if not preview and (day is None or day.status != "done"):
+            raise UserError(f"the daily cycle for {today} has not completed, so its digests would be built from an "
+                            f"older plan: `monitor run --date {today}` queues and sends them; `--preview` shows "
+                            "them now")
         if preview:
             for m in made:
                 out.print(f"To: {m.recipient}\nSubject: {m.subject}\n", markup=False, highlight=False)

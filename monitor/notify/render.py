@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from functools import cache
 from typing import Any
 
@@ -54,7 +54,7 @@ def render(name: str, **context: Any) -> Rendered:
 
 def message_id(key: str, sender: str) -> str:
     """A Message-ID derived from the message's natural key: a resend is recognisable as the same."""
-    domain = sender.rpartition("@")[2] or "monitor.invalid"
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "monitor.invalid"
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
 
 

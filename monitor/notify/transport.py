@@ -121,12 +121,23 @@ class SmtpTransport:
             codes = [code for code, _ in e.recipients.values()]
             detail = "; ".join(f"{to}: {code} {reply.decode('utf-8', 'replace')}"
                                for to, (code, reply) in e.recipients.items())
+            self._drop_if_closed()
+            if 421 in codes:
+                raise Unreachable(f"the server is closing the connection: {detail}") from None
             raise (Permanent if all(c >= 500 for c in codes) else Temporary)(f"recipient refused: {detail}") from None
         except smtplib.SMTPSenderRefused as e:
-            self.close()
+            self._drop_if_closed()
+            if e.smtp_code in (552, 554):  # this message (its size, its content)
+                raise Permanent(f"the server refused the message: {_reply(e)}") from None
             raise Unreachable(f"the server refused the sender {e.sender!r} ({_reply(e)}): "
                               "check smtp.sender") from None
+        except smtplib.SMTPNotSupportedError as e:  # e.g. an address that needs SMTPUTF8
+            raise Permanent(f"the server cannot take this message: {e}") from None
         except smtplib.SMTPResponseException as e:
+            self._drop_if_closed()
+            if e.smtp_code == 421:
+                self.close()
+                raise Unreachable(f"the server is closing the connection: {_reply(e)}") from None
             if e.smtp_code >= 500:
                 raise Permanent(f"the server refused the message: {_reply(e)}") from None
             raise Temporary(f"the server deferred the message: {_reply(e)}") from None
@@ -134,6 +145,11 @@ class SmtpTransport:
             self.close()
             raise Unreachable(f"the connection to {self.settings.host}:{self.settings.port} failed while sending: "
                               f"{e or type(e).__name__}") from None
+
+    def _drop_if_closed(self) -> None:
+        """smtplib closes the socket itself on some replies (421): the next message connects again."""
+        if self.connection is not None and getattr(self.connection, "sock", None) is None:
+            self.connection = None
 
     def close(self) -> None:
         if self.connection is not None:

@@ -5,11 +5,10 @@ acknowledged, not resolved) `escalate_after` later, once to the coordinator's es
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select as select_rows
-from sqlalchemy.orm import aliased
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from monitor.db.tables import Coordinator, Enrollment, FlagRow, OutboxMessage, Patient
 from monitor.domain.digest import Who, patient_label
@@ -40,33 +39,44 @@ def queue_alerts(session: Session, flag_ids: Sequence[int], *, mail: Mail, now: 
     out = []
     for flag, coordinator, mrn, name, pid in rows:
         r = render("alert", flag=flag, who=_who(mail, mrn, name, pid))
-        out.append(Letter(f"alert|{flag.id}", "alert", coordinator or mail.unassigned_to, r.subject, r.text, r.html,
+        out.append(Letter(alert_key(flag), "alert", coordinator or mail.unassigned_to, r.subject, r.text, r.html,
                           flag.id))
     return enqueue(session, out, sender=mail.sender, now=now)
 
 
 def queue_escalations(session: Session, *, mail: Mail, now: datetime) -> int:
-    """Escalate the alerts older than `escalate_after` whose flag is still open, to the
-    coordinator's escalation address (committed); how many were new."""
-    earlier = aliased(OutboxMessage)
-    escalated = select_rows(col(earlier.flag_id)).where(col(earlier.kind) == "escalation",
-                                                        col(earlier.flag_id).is_not(None))
+    """Escalate the alerts older than `escalate_after` whose flag is still open (and raised when
+    they were: a flag re-opened has its own alert), to the coordinator's escalation address
+    (committed); how many were new."""
     rows = session.execute(
-        select_rows(FlagRow, col(OutboxMessage.created_at), col(Coordinator.escalation_address),
-                    col(Coordinator.address), col(Patient.mrn), col(Patient.name), col(Patient.id))
+        select_rows(FlagRow, col(OutboxMessage.key), col(OutboxMessage.created_at),
+                    col(Coordinator.escalation_address), col(Coordinator.address), col(Patient.mrn),
+                    col(Patient.name), col(Patient.id))
         .join(FlagRow, col(FlagRow.id) == OutboxMessage.flag_id)
         .join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
         .join(Patient, col(Patient.id) == Enrollment.patient_id)
         .join(Coordinator, col(Coordinator.address) == Enrollment.coordinator)
         .where(col(OutboxMessage.kind) == "alert", col(OutboxMessage.created_at) <= now - mail.escalate_after,
-               col(FlagRow.status) == FlagStatus.OPEN, col(Coordinator.escalation_address).is_not(None),
-               col(FlagRow.id).not_in(escalated))).all()
+               col(FlagRow.status) == FlagStatus.OPEN, col(Coordinator.escalation_address).is_not(None))).all()
+    wanted = {f"escalation|{key.removeprefix('alert|')}": row for row in rows
+              if (key := row[1]) == alert_key(row[0])}
+    if not wanted:
+        return 0
+    done = set(session.exec(select(OutboxMessage.key).where(col(OutboxMessage.key).in_(list(wanted)))).all())
     out = []
-    for flag, alerted_at, to, coordinator, mrn, name, pid in rows:
+    for key, (flag, _, alerted_at, to, coordinator, mrn, name, pid) in wanted.items():
+        if key in done:
+            continue
         hours = (now - alerted_at).total_seconds() / 3600
         r = render("escalation", flag=flag, who=_who(mail, mrn, name, pid), hours=f"{hours:.0f}",
                    coordinator=coordinator)
-        out.append(Letter(f"escalation|{flag.id}", "escalation", to, r.subject, r.text, r.html, flag.id))
+        out.append(Letter(key, "escalation", to, r.subject, r.text, r.html, flag.id))
     queued = enqueue(session, out, sender=mail.sender, now=now)
     session.commit()
     return queued
+
+
+def alert_key(flag: FlagRow) -> str:
+    """One alert per flag and raising: a flag resolved and met again (its result corrected back) is
+    alerted again."""
+    return f"alert|{flag.id}|{flag.raised_at.astimezone(UTC).isoformat(timespec='seconds')}"

@@ -3,6 +3,7 @@ queued in the outbox when the day's cycle completes (one per coordinator and dat
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,6 +44,8 @@ from monitor.notify.mail import Mail
 from monitor.notify.render import render
 from monitor.services.outbox import Letter, enqueue
 from monitor.services.plans import draw_listed, lapse_holds
+
+log = logging.getLogger(__name__)
 
 #: Severities a digest lists one line per problem; the others are counted (`monitor flags` lists them).
 LISTED = ("critical", "action")
@@ -87,7 +90,8 @@ def _last_digests(session: Session, day: date) -> dict[str, tuple[date, datetime
     """Each coordinator's previous digest before `day`: its date and when it was written."""
     recent = datetime.combine(day - SINCE_AT_MOST, datetime.min.time(), tzinfo=UTC)
     rows = session.exec(select(OutboxMessage.key, OutboxMessage.created_at)
-                        .where(col(OutboxMessage.kind) == "digest", col(OutboxMessage.created_at) >= recent)).all()
+                        .where(col(OutboxMessage.kind) == "digest", col(OutboxMessage.created_at) >= recent,
+                               col(OutboxMessage.status).not_in(["dead", "cancelled"]))).all()
     last: dict[str, tuple[date, datetime]] = {}
     for key, at in rows:
         _, coordinator, on = key.rsplit("|", 2)
@@ -178,10 +182,14 @@ def _since(session: Session, digests: dict[str, Digest], people: dict[int, _Enro
 def letters(digests: list[Digest], mail: Mail) -> list[Letter]:
     """The digests as outbox letters (an empty one only with `digest.send_empty`)."""
     out = []
-    for d in digests:
+    for n, d in enumerate(digests):
         if d.empty and not mail.send_empty:
             continue
-        r = render("digest", digest=d, minimal_phi=mail.minimal_phi)
+        try:
+            r = render("digest", digest=d, minimal_phi=mail.minimal_phi)
+        except Exception as e:  # a bug: logged, and the other coordinators' digests still go
+            log.error("digest %s of %s for %s could not be rendered: %s", n + 1, len(digests), d.day, type(e).__name__)
+            continue
         to = mail.unassigned_to if d.coordinator == UNASSIGNED else d.coordinator
         out.append(Letter(d.key, "digest", to, r.subject, r.text, r.html))
     return out

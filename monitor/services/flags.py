@@ -19,9 +19,9 @@ WITH_FLAG = "with flag "  # the reason of a flag acknowledged with its problem's
 
 
 def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: date, now: datetime) -> FlagRow:
-    """A clinician acknowledges a flag, saying what was done: it leaves the worklist, with the open
-    flags of the same problem (kind and analyte) no worse than it, and releases any hold they
-    caused (the enrollment is evaluated again today)."""
+    """A clinician acknowledges a flag, saying what was done: it leaves the worklist, with the
+    earlier open flags of the same problem (kind and analyte) no worse than it and not critical,
+    and releases any hold they caused (the enrollment is evaluated again today)."""
     if not reason.strip():
         raise UserError("--reason is required: say what was done about the flag")
     check_text(by, "--by", ACTOR_CHARS)
@@ -32,13 +32,15 @@ def acknowledge(session: Session, flag_id: int, *, reason: str, by: str, today: 
         # (one acknowledged with its problem's may be acknowledged for itself, with its own reason)
         raise UserError(f"flag {flag_id} was already acknowledged by {flag.acknowledged_by}")
     flag.status, flag.acknowledged_at, flag.acknowledged_by, flag.ack_reason = FlagStatus.ACKNOWLEDGED, now, by, reason
-    # One problem, one acknowledgement: the problem's other open flags no worse than this one go with it.
+    # One problem, one acknowledgement: the problem's earlier open flags no worse than this one go with
+    # it; never another critical one (each is acknowledged for itself), never a later result.
     rank = Severity(flag.severity).rank
     same = problem(flag.kind, flag.analyte, flag.rule_id)
     for other in session.exec(select(FlagRow).where(col(FlagRow.enrollment_id) == flag.enrollment_id,
                                                     col(FlagRow.status) == FlagStatus.OPEN,
                                                     col(FlagRow.id) != flag_id)).all():
-        if problem(other.kind, other.analyte, other.rule_id) == same and Severity(other.severity).rank <= rank:
+        if (problem(other.kind, other.analyte, other.rule_id) == same and Severity(other.severity).rank <= rank
+                and other.observed_on <= flag.observed_on and other.severity != Severity.CRITICAL):
             other.status, other.acknowledged_at, other.acknowledged_by = FlagStatus.ACKNOWLEDGED, now, by
             other.ack_reason = f"{WITH_FLAG}{flag_id}: {reason}"
     # An acknowledged flag may release a hold (critical, or of a rule that withholds): look again today.

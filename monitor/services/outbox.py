@@ -15,7 +15,7 @@ lost and nothing is queued twice. Delivery comes later, from any process:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ class Policy:
     def wait(self, attempts: int, rng: random.Random) -> timedelta:
         """Before attempt `attempts + 1`: exponential, capped at LONGEST_WAIT, with "equal jitter"
         (half fixed, half random) so that many waiting messages do not return together."""
-        full = min(timedelta(seconds=self.retry_seconds * 2 ** max(attempts - 1, 0)), LONGEST_WAIT)
+        full = min(timedelta(seconds=self.retry_seconds * 2 ** min(max(attempts - 1, 0), 20)), LONGEST_WAIT)
         return full / 2 + full / 2 * rng.random()
 
 
@@ -95,11 +95,14 @@ def _due(now: datetime, *, any_time: bool) -> Any:
 
 
 def claim(session: Session, *, now: datetime, by: str, policy: Policy, limit: int = CLAIM,
-          any_time: bool = False, ids: Sequence[int] | None = None) -> list[int]:
-    """Mark up to `limit` due messages as this sender's (committed); their ids, oldest first."""
+          any_time: bool = False, ids: Sequence[int] | None = None, skip: Collection[int] = ()) -> list[int]:
+    """Mark up to `limit` due messages (not in `skip`) as this sender's (committed); their ids,
+    oldest first."""
     pick = select(OutboxMessage.id).where(_due(now, any_time=any_time)).order_by(col(OutboxMessage.id)).limit(limit)
     if ids is not None:
         pick = pick.where(col(OutboxMessage.id).in_(ids))
+    if skip:
+        pick = pick.where(col(OutboxMessage.id).not_in(list(skip)))
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     claimed = session.execute(
@@ -110,10 +113,27 @@ def claim(session: Session, *, now: datetime, by: str, policy: Policy, limit: in
     return sorted(claimed)
 
 
-def _attempt(session: Session, row: OutboxMessage, *, at: datetime, by: str, outcome: str,
-             detail: str | None) -> None:
-    assert row.id is not None
-    session.add(OutboxAttempt(message_id=row.id, at=at, by=by, outcome=outcome, detail=detail))
+def _ours(mid: int, by: str) -> Any:
+    """The message, while this sender's claim on it stands (nobody took it over)."""
+    return (col(OutboxMessage.id) == mid) & (col(OutboxMessage.claimed_by) == by) & (
+        col(OutboxMessage.status) == SENDING)
+
+
+def _changed(session: Session, statement: Any) -> bool:
+    """Run an UPDATE of one row; whether it matched."""
+    return session.connection().execute(statement).rowcount == 1
+
+
+def _settle(session: Session, mid: int, by: str, at: datetime, outcome: str, detail: str | None,
+            **values: Any) -> bool:
+    """Write a claimed message's outcome and its attempt, committed, if the claim still stands;
+    whether it did (if not, the sender that took it over records its own)."""
+    won = _changed(session, update(OutboxMessage).where(_ours(mid, by))
+                   .values(claimed_by=None, claimed_until=None, **values))
+    if won:
+        session.add(OutboxAttempt(message_id=mid, at=at, by=by, outcome=outcome, detail=detail))
+    session.commit()
+    return won
 
 
 def _release(session: Session, ids: Sequence[int], by: str) -> None:
@@ -130,16 +150,15 @@ def deliver(session: Session, transport: Transport, *, sender: str, clock: Calla
             policy: Policy, rng: random.Random | None = None, any_time: bool = False,
             ids: Sequence[int] | None = None, stop: Callable[[], bool] = lambda: False) -> Delivery:
     """Send what is due (`any_time`: every waiting message, whatever its retry time; `ids`: only
-    these), a claimed batch at a time, until none is left, the server cannot be reached, or
-    `stop()`. Each outcome is committed as it happens."""
+    these), a claimed batch at a time, each message at most once a pass, until none is left, the
+    server cannot be reached, or `stop()`. Each outcome is committed as it happens. `by` must be
+    this call's own (two threads of one process are two senders)."""
     rng = rng or random.Random()
     done = Delivery()
     tried: set[int] = set()
     try:
         while not stop() and done.unreachable is None:
-            claimed = claim(session, now=clock(), by=by, policy=policy, any_time=any_time, ids=ids)
-            _release(session, [i for i in claimed if i in tried], by)  # waiting for a retry: not twice a pass
-            claimed = [i for i in claimed if i not in tried]
+            claimed = claim(session, now=clock(), by=by, policy=policy, any_time=any_time, ids=ids, skip=tried)
             if not claimed:
                 break
             for n, mid in enumerate(claimed):
@@ -158,43 +177,41 @@ def deliver(session: Session, transport: Transport, *, sender: str, clock: Calla
 
 def _send_one(session: Session, transport: Transport, mid: int, *, sender: str, clock: Callable[[], datetime],
               by: str, policy: Policy, rng: random.Random, done: Delivery) -> bool:
-    """Send one claimed message and commit its outcome; False when the server cannot be used."""
+    """Send one claimed message and commit its outcome; False when the server cannot be used.
+    The claim is renewed first (committed): a message whose claim lapsed and was taken over is
+    left to the sender that took it."""
+    now = clock()
+    renewed = _changed(session, update(OutboxMessage).where(_ours(mid, by)).values(
+        claimed_until=now + timedelta(seconds=policy.claim_seconds), attempts=col(OutboxMessage.attempts) + 1))
+    session.commit()
+    if not renewed:
+        return True
     row = session.get(OutboxMessage, mid, populate_existing=True)
     assert row is not None
-    if row.status != SENDING or row.claimed_by != by:
-        return True  # taken over after our claim lapsed
     if (why := _moot(session, row)) is not None:
-        row.status, row.claimed_by, row.claimed_until, row.last_error = CANCELLED, None, None, why
-        _attempt(session, row, at=clock(), by=by, outcome=CANCELLED, detail=why)
-        session.commit()
+        _settle(session, mid, by, now, CANCELLED, why, status=CANCELLED, last_error=why)
         return True
     msg = message(sender=sender, to=row.recipient, subject=row.subject, text=row.text_body, html=row.html_body,
                   key=row.key, msgid=row.message_id, at=row.created_at)
-    row.attempts += 1
-    at = clock()
     try:
         transport.send(msg)
     except Failed as e:
-        detail = str(e)
-        row.last_error, row.claimed_by, row.claimed_until = detail, None, None
+        at, detail = clock(), str(e)
         if isinstance(e, Permanent) or row.attempts >= policy.max_attempts:
-            row.status = DEAD
-            if not isinstance(e, Permanent):
-                row.last_error = f"gave up after {row.attempts} attempts; the last: {detail}"
+            why = detail if isinstance(e, Permanent) else f"gave up after {row.attempts} attempts; the last: {detail}"
+            _settle(session, mid, by, at, DEAD, detail, status=DEAD, last_error=why)
             done.dead += 1
         else:
-            row.status, row.next_attempt_at = PENDING, at + policy.wait(row.attempts, rng)
+            _settle(session, mid, by, at, "retry", detail, status=PENDING, last_error=detail,
+                    next_attempt_at=at + policy.wait(row.attempts, rng))
             done.retried += 1
-        _attempt(session, row, at=at, by=by, outcome=row.status if row.status == DEAD else "retry", detail=detail)
-        session.commit()
         done.errors.append(detail)
         if isinstance(e, Unreachable):
             done.unreachable = detail
             return False
         return True
-    row.status, row.sent_at, row.claimed_by, row.claimed_until, row.last_error = SENT, at, None, None, None
-    _attempt(session, row, at=at, by=by, outcome=SENT, detail=None)
-    session.commit()
+    at = clock()
+    _settle(session, mid, by, at, SENT, None, status=SENT, sent_at=at, last_error=None)
     done.sent += 1
     return True
 

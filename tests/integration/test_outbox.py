@@ -5,6 +5,7 @@ no subject line holds an MRN or a value. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import ssl
@@ -26,6 +27,7 @@ from monitor.db.tables import FlagRow, OutboxAttempt, OutboxMessage
 from monitor.domain.digest import Digest, patient_label
 from monitor.domain.protocol import Phase
 from monitor.notify.mail import Mail
+from monitor.notify.transport import SmtpServer, SmtpTransport
 from monitor.protocols import packaged_library
 from monitor.services import outbox, patients
 from monitor.services.alerts import queue_escalations
@@ -365,3 +367,72 @@ def test_a_digest_says_what_changed_since_the_coordinators_last_one(
     assert run(capsys, "run").code == 0
     text = run(capsys, "digest", "--preview").out
     assert f"Since your last digest ({yesterday}): 1 new flags, 0 resolved" in text
+
+
+def queue(engine: Engine, n: int, *, to: str = "n{}@ward.example") -> None:
+    with Session(engine) as s:
+        queued = [outbox.Letter(f"test|{i}", "digest", to.format(i), f"message {i}", f"body {i}\n") for i in range(n)]
+        outbox.enqueue(s, queued, sender="monitor@hospital.example", now=datetime.now(LONDON))
+        s.commit()
+
+
+def test_a_sender_whose_claim_lapsed_and_was_taken_over_does_not_send_the_message_again(
+        sink: tuple[Sink, Server], engine: Engine) -> None:
+    queue(engine, 5)
+    t0, policy = datetime.now(LONDON), outbox.Policy(claim_seconds=1)
+    with Session(engine) as s:
+        slow = outbox.claim(s, now=t0, by="slow", policy=policy)  # then stalls past its claim
+        done = outbox.deliver(s, SmtpTransport(SmtpServer("127.0.0.1", sink[1].port)), sender="m@hospital.example",
+                              clock=lambda: t0 + timedelta(seconds=5), by="fast", policy=policy)
+        assert done.sent == 5
+        late = outbox.deliver(s, SmtpTransport(SmtpServer("127.0.0.1", sink[1].port)), sender="m@hospital.example",
+                              clock=lambda: t0 + timedelta(seconds=6), by="slow", policy=policy, ids=slow)
+    assert late.sent == 0 and len(sink[0].received) == 5
+
+
+def test_every_waiting_message_is_tried_once_a_pass_however_many_fail(smtp: Sink, engine: Engine,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    queue(engine, 70)
+    smtp.refuse = {f"n{i}@ward.example": "451 4.3.0 try later" for i in range(70)}
+    assert run(capsys, "outbox", "send").code == 1
+    with Session(engine) as s:
+        assert {m.attempts for m in s.exec(select(OutboxMessage)).all()} == {1}
+
+
+def test_a_421_closing_the_connection_stops_the_pass_and_the_messages_go_on_the_next(
+        smtp: Sink, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    queue(engine, 3)
+    smtp.refuse = {"n1@ward.example": "421 4.3.2 service shutting down"}
+    first = run(capsys, "outbox", "send")
+    assert first.code == 1 and "closing the connection" in first.err
+    smtp.refuse = {}
+    assert run(capsys, "outbox", "send").code == 0
+    assert sorted(str(m["To"]) for m in smtp.received) == [f"n{i}@ward.example" for i in range(3)]
+
+
+def test_retry_waits_are_exponential_capped_and_jittered() -> None:
+    policy, rng = outbox.Policy(retry_seconds=60), random.Random(1)
+    waits = [policy.wait(n, rng) for n in (1, 2, 3, 50, 100)]
+    assert timedelta(seconds=30) <= waits[0] <= timedelta(seconds=60)
+    assert timedelta(seconds=60) <= waits[1] <= timedelta(seconds=120)
+    assert all(timedelta(hours=3) <= w <= timedelta(hours=6) for w in waits[3:])  # no overflow, capped
+
+
+def test_a_digest_is_not_queued_by_hand_before_its_days_cycle_completed(
+        engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    enroll(engine, "MRN0001", NURSES[0])
+    early = run(capsys, "digest")
+    assert early.code == 2 and "has not completed" in early.err
+    assert run(capsys, "digest", "--preview").code == 0
+
+
+def test_acknowledging_a_critical_flag_never_covers_a_later_critical_one(
+        engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    enroll(engine, "MRN0001", NURSES[0])
+    rows = [("MRN0001", 3, "6690-2", 1.1, "10*9/L"), ("MRN0001", 1, "6690-2", 1.0, "10*9/L")]
+    assert run(capsys, "ingest", str(labs(tmp_path / "wbc.csv", rows))).code == 0
+    critical = sorted(f["id"] for f in run(capsys, "flags", "--format", "json").json() if f["severity"] == "critical")
+    assert len(critical) == 2
+    assert run(capsys, "ack", str(critical[0]), "--reason", "held; repeat booked").code == 0
+    assert [f["id"] for f in run(capsys, "flags", "--format", "json").json()
+            if f["severity"] == "critical"] == [critical[1]]
