@@ -11,18 +11,13 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Coordinator, Enrollment, FlagRow, OutboxMessage, Patient
-from monitor.domain.digest import Who, patient_label
 from monitor.domain.items import FlagStatus
 from monitor.notify.mail import Mail
 from monitor.notify.render import render
+from monitor.services.digest import who
 from monitor.services.outbox import Letter, enqueue
 
 CRITICAL = "critical"
-
-
-def _who(mail: Mail, mrn: str, name: str | None, patient_id: int | None) -> Who:
-    base = mail.base_url.rstrip("/")
-    return Who(patient_label(mrn, name, minimal=mail.minimal_phi), f"{base}/patients/{patient_id}" if base else "")
 
 
 def queue_alerts(session: Session, flag_ids: Sequence[int], *, mail: Mail, now: datetime) -> int:
@@ -38,7 +33,7 @@ def queue_alerts(session: Session, flag_ids: Sequence[int], *, mail: Mail, now: 
                                col(FlagRow.status) == FlagStatus.OPEN)).all()
     out = []
     for flag, coordinator, mrn, name, pid in rows:
-        r = render("alert", flag=flag, who=_who(mail, mrn, name, pid))
+        r = render("alert", flag=flag, who=who(mail, mrn, name, pid))
         out.append(Letter(alert_key(flag), "alert", coordinator or mail.unassigned_to, r.subject, r.text, r.html,
                           flag.id))
     return enqueue(session, out, sender=mail.sender, now=now)
@@ -68,7 +63,7 @@ def queue_escalations(session: Session, *, mail: Mail, now: datetime) -> int:
         if key in done:
             continue
         hours = (now - alerted_at).total_seconds() / 3600
-        r = render("escalation", flag=flag, who=_who(mail, mrn, name, pid), hours=f"{hours:.0f}",
+        r = render("escalation", flag=flag, who=who(mail, mrn, name, pid), hours=f"{hours:.0f}",
                    coordinator=coordinator)
         out.append(Letter(key, "escalation", to, r.subject, r.text, r.html, flag.id))
     queued = enqueue(session, out, sender=mail.sender, now=now)

@@ -66,11 +66,14 @@ def _people(session: Session, mail: Mail) -> dict[int, _Enrolled]:
                                        col(Patient.id), col(Patient.mrn), col(Patient.name))
                            .join(Patient, col(Patient.id) == Enrollment.patient_id)
                            .where(col(Enrollment.status) == "active")).all()
-    base = mail.base_url.rstrip("/")
-    return {eid: _Enrolled(coordinator or UNASSIGNED,
-                           Who(patient_label(mrn, name, minimal=mail.minimal_phi),
-                               f"{base}/patients/{pid}" if base else ""), phase)
+    return {eid: _Enrolled(coordinator or UNASSIGNED, who(mail, mrn, name, pid), phase)
             for eid, coordinator, phase, pid, mrn, name in rows if eid is not None}
+
+
+def who(mail: Mail, mrn: str, name: str | None, patient_id: int | None) -> Who:
+    """A patient as e-mails name them (minimal PHI unless turned off), linked with web.base_url."""
+    base = mail.base_url.rstrip("/")
+    return Who(patient_label(mrn, name, minimal=mail.minimal_phi), f"{base}/patients/{patient_id}" if base else "")
 
 
 def _acknowledged(session: Session, *, since: date) -> dict[tuple[int, str], int]:
@@ -127,9 +130,9 @@ def build_digests(session: Session, *, today: date, mail: Mail, coordinator: str
         records[p.coordinator].append(FlagRecord(f.id, f.enrollment_id, f.severity, f.kind, f.analyte or "", f.rule_id,
                                                  "" if f.value is None else f"{f.value:g}", f.unit or "",
                                                  f.observed_on, f.why))
-    who = {eid: p.who for eid, p in people.items()}
+    named = {eid: p.who for eid, p in people.items()}
     for name, flags in records.items():
-        digests[name].problems = problems(flags, who)
+        digests[name].problems = problems(flags, named)
     for o in session.exec(select(OverduePanelRow).where(lapse_holds(today)).order_by(col(OverduePanelRow.since))):
         if (p := people.get(o.enrollment_id)) is not None:
             since = None if o.last_result_on is None else (today - o.last_result_on).days

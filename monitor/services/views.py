@@ -147,7 +147,7 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
 
 def by_problem(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flags (as `flags` lists them, most severe first) one per patient and problem: the most severe
-    first seen, with the latest result's value and date, and how many results the problem covers."""
+    severity, the latest result's id, value, date and why, and how many results the problem covers."""
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for f in flags:
         key = (f.get("mrn", ""), f["problem"])
