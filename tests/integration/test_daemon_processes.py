@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from monitor import clock
 from monitor.db.tables import DueDrawRow, Enrollment, JobRun
 from monitor.protocols import packaged_library
-from monitor.services import patients
+from monitor.services import outbox, patients
 from tests.integration.smtp_sink import Server, Sink
 
 LONDON = "Europe/London"
@@ -275,7 +275,7 @@ def test_status_is_healthy_beside_a_working_daemon_even_when_its_reader_leaves_e
     assert code == 1 and out.startswith("UNHEALTHY: ") and "stopped" in out.splitlines()[0]
 
 
-def test_a_daemon_emails_the_days_digest_when_the_day_closes_and_a_critical_alert_within_a_minute(
+def test_a_daemon_emails_the_days_digest_when_the_day_closes_and_what_is_queued_later_within_a_minute(
         db_url: str, engine: Engine, tmp_path: Path, daemons: list[Daemon]) -> None:
     cohort(engine, 3)  # one coordinator: nurse@example.org
     sink = Sink()
@@ -286,16 +286,23 @@ def test_a_daemon_emails_the_days_digest_when_the_day_closes_and_a_critical_aler
         d.wait_for("outbox_delivered")
         [digest] = sink.to("nurse@example.org")
         assert str(digest["Subject"]).startswith(f"monitor digest {today()}")
-        # A critical result arrives (a lab file, while the daemon runs): its alert goes at the next minute.
+        # A critical result arrives in a lab file while the daemon runs: `monitor ingest` sends its alert.
         labs = tmp_path / "wbc.csv"
         labs.write_text(f"mrn,collected_at,code,value,unit\nP00000,{today()}T08:00:00,6690-2,1.0,10*9/L\n")
-        env = {**os.environ, "MONITOR_DATABASE_URL": db_url}
+        env = {**os.environ, "MONITOR_DATABASE_URL": db_url, "MONITOR_OUTBOX__TRANSPORT": "smtp",
+               "MONITOR_SMTP__HOST": "127.0.0.1", "MONITOR_SMTP__PORT": str(server.port)}
         ingested = subprocess.run([sys.executable, "-m", "monitor", "ingest", str(labs)], env=env,
                                   capture_output=True, text=True, timeout=60)
         assert ingested.returncode == 0, ingested.stderr
-        d.wait_for("outbox_delivered", count=2, timeout=90)
         [alert] = [m for m in sink.to("nurse@example.org") if "CRITICAL" in str(m["Subject"])]
         assert "P00000" not in str(alert["Subject"])
+        # What another process queues and leaves (an MLLP listener alone, say) the daemon sends within a minute.
+        with Session(engine) as s:
+            outbox.enqueue(s, [outbox.Letter("test|later", "alert", "lead@example.org", "queued later", "body\n")],
+                           sender="monitor@localhost", now=datetime.now(UTC))
+            s.commit()
+        d.wait_for("outbox_delivered", count=2, timeout=90)
+        assert len(sink.to("lead@example.org")) == 1
         assert d.stop() == 0
     finally:
         server.stop()
