@@ -3,9 +3,12 @@ it under a natural key (a digest: coordinator and date; an alert: flag and kind)
 lost and nothing is queued twice. Delivery comes later, from any process:
 
 - claim: due rows are marked `sending` by one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
-  SQLite's write lock on its own), held for `claim_seconds`;
-- send, then mark `sent` and commit, one message at a time: a crash between the server's
-  acceptance and the commit resends at most that message, with the same Message-ID;
+  SQLite's write lock on its own), held for `claim_seconds` by this delivery call (a sender of
+  its own, even beside another thread of the same process);
+- renew the claim (committed), send, then mark `sent` and commit, one message at a time, each
+  write only while the claim stands: a sender whose claim lapsed and was taken over sends
+  nothing more, and a crash between the server's acceptance and the commit resends at most that
+  message, with the same Message-ID;
 - an alert whose flag was acknowledged or resolved before it could be sent is `cancelled`, with why;
 - a temporary failure (4xx, the server down) waits `retry_seconds` doubled per attempt, with
   jitter; after `max_attempts` it is dead, as is a permanent failure (5xx, a malformed address),
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,7 +83,6 @@ class Delivery:
     retried: int = 0
     dead: int = 0
     unreachable: str | None = None  # why the pass stopped early: the server could not be used
-    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "retried": self.retried, "dead": self.dead, "unreachable": self.unreachable}
@@ -205,7 +207,6 @@ def _send_one(session: Session, transport: Transport, mid: int, *, sender: str, 
             _settle(session, mid, by, at, "retry", detail, status=PENDING, last_error=detail,
                     next_attempt_at=at + policy.wait(row.attempts, rng))
             done.retried += 1
-        done.errors.append(detail)
         if isinstance(e, Unreachable):
             done.unreachable = detail
             return False
