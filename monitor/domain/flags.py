@@ -69,6 +69,32 @@ def reconcile(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag
     return updated, resolved
 
 
+def settle(snapshot: Snapshot, protocol: MonitoringProtocol, flags: list[Flag], *,
+           today: date) -> tuple[list[Flag], list[Resolution]]:
+    """A problem a later result settled: a result's flag that is not critical and whose rule does
+    not withhold the drug, followed by a later final result of the same analyte (up to today)
+    that raises no flag of its kind, is no longer raised, and closes with why if it is open. A
+    critical flag, or one that holds the drug, waits for a clinician's acknowledgement however
+    the results go. `flags` are this evaluation's result flags; returns those still standing and
+    the resolutions."""
+    raised = {(f.kind, f.result_id) for f in flags}
+    latest = {analyte: finals[-1] for analyte, series in snapshot.series.items()
+              if (finals := series.until(today))}
+    standing, settled = [], {}
+    for f in flags:
+        last = latest.get(f.analyte or "")
+        if (f.result_id is None or last is None or f.severity == Severity.CRITICAL
+                or protocol.withholding(f.rule_id) is not None or last.observed_on <= f.observed_on
+                or (f.kind, last.id) in raised):
+            standing.append(f)
+            continue
+        unit = protocol.units.get(last.analyte, "")
+        settled[f.key] = (f"{f.kind}: {last.analyte} {last.value:g} {unit} on {last.observed_on} no longer meets the "
+                          f"rule; the problem is closed")
+    opened = {o.key for o in snapshot.open_flags}
+    return standing, [Resolution(key, why) for key, why in settled.items() if key in opened]
+
+
 def _changed(o: OpenFlag) -> bool:
     return o.result_retracted or o.result_value != o.value
 

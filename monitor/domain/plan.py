@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from monitor.domain.dosing import DrugState, dose_steps, drug_state, hold_for_review
 from monitor.domain.exposure import Exposure, exposure
-from monitor.domain.flags import one_per_key, reconcile, review_holds
+from monitor.domain.flags import one_per_key, reconcile, review_holds, settle
 from monitor.domain.items import DoseStep, DueDraw, Flag, OverduePanel, Proposal, Resolution
 from monitor.domain.phases import PhaseChange, effective_phases, withdrawal_proposal
 from monitor.domain.protocol import MonitoringProtocol
@@ -99,7 +99,9 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
     snapshot, state, timeline, exp = now.snapshot, now.state, now.timeline, now.exposure
     drug = protocol.safety.anchor_drug
     base = Baselines(snapshot, protocol, exp)
-    flags = result_flags(snapshot, protocol, today=today, baselines=base) \
+    flags, settled = settle(snapshot, protocol, result_flags(snapshot, protocol, today=today, baselines=base),
+                            today=today)
+    flags = flags \
         + trend_flags(snapshot, protocol, today=today) \
         + rise_flags(snapshot, protocol, today=today) \
         + nadir_flags(snapshot, protocol, today=today, exposure=exp) \
@@ -112,6 +114,7 @@ def evaluate(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -
                         + state.flags)
     updated, resolved = reconcile(snapshot, protocol, flags, baselines=base)
     flags += updated
+    resolved += [r for r in settled if r.key not in {u.key for u in updated}]
     # A critical flag (CTCAE grade >= 3 on the drug, a contraindicated drug), or one whose rule's action
     # withholds the drug (BSR "withhold and discuss"), holds the anchor drug pending clinician review
     # until it is acknowledged, or resolved by a correction (CLINICAL.md §4.1, §4.7).
