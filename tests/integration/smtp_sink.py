@@ -52,8 +52,10 @@ class Sink:
 class Server:
     """A running sink; `stop()` and `start()` again on the same port."""
 
-    def __init__(self, sink: Sink, *, tls: ssl.SSLContext | None = None, password: str | None = None) -> None:
+    def __init__(self, sink: Sink, *, tls: ssl.SSLContext | None = None, implicit_tls: bool = False,
+                 password: str | None = None) -> None:
         self.sink, self.port, self.tls, self.password = sink, free_port(), tls, password
+        self.implicit_tls = implicit_tls  # TLS from the first byte (port 465 style), not STARTTLS
         self.controller: Controller | None = None
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
@@ -65,10 +67,13 @@ class Server:
 
     def start(self) -> Server:
         extra: dict[str, Any] = {}
-        if self.tls is not None:
+        if self.tls is not None and self.implicit_tls:
+            extra |= {"ssl_context": self.tls}
+        elif self.tls is not None:
             extra |= {"tls_context": self.tls, "require_starttls": True}
         if self.password is not None:
-            extra |= {"authenticator": self._authenticate, "auth_require_tls": self.tls is not None}
+            starttls = self.tls is not None and not self.implicit_tls
+            extra |= {"authenticator": self._authenticate, "auth_require_tls": starttls}
         self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **extra)
         self.controller.start()
         return self

@@ -166,18 +166,20 @@ def test_a_4xx_is_retried_with_backoff_and_a_5xx_is_dead_lettered_with_the_reaso
     assert outcomes == {"sent": 4, "retry": 1, "dead": 1}
 
 
-def test_starttls_and_auth_are_used_and_a_wrong_password_waits_with_a_clear_reason(
-        engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_auth_are_used_and_a_wrong_password_waits_with_a_clear_reason(
+        engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        security: str) -> None:
     ca = trustme.CA()
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     box = Sink()
-    server = Server(box, tls=server_context, password="s3cret").start()
+    server = Server(box, tls=server_context, implicit_tls=security == "ssl", password="s3cret").start()
     try:
         for key, value in {"TRANSPORT": "smtp"}.items():
             monkeypatch.setenv(f"MONITOR_OUTBOX__{key}", value)
-        for key, value in {"HOST": "127.0.0.1", "PORT": str(server.port), "SECURITY": "starttls",
+        for key, value in {"HOST": "127.0.0.1", "PORT": str(server.port), "SECURITY": security,
                            "USERNAME": "monitor", "PASSWORD": "wrong", "CA_FILE": str(tmp_path / "ca.pem"),
                            "TIMEOUT_SECONDS": "5"}.items():
             monkeypatch.setenv(f"MONITOR_SMTP__{key}", value)
