@@ -100,6 +100,7 @@ class App:
         """Queue the escalations that are due, then send what the outbox holds (services/outbox.py)."""
         with self.session() as s:
             queue_escalations(s, mail=self.mail, now=self.now())
+            s.commit()
             by = f"{owner()}/{uuid.uuid4().hex[:8]}"  # this call's own: a daemon's threads are two senders
             return deliver(s, self.transport(), sender=self.mail.sender, clock=self.now, by=by,
                            policy=self.policy, any_time=any_time, ids=ids, stop=stop)

@@ -32,7 +32,7 @@ from monitor.cli_show import (
 )
 from monitor.db.errors import explain
 from monitor.domain.errors import UserError
-from monitor.domain.protocol import MOST_SEVERE_FIRST, Phase
+from monitor.domain.protocol import Phase
 from monitor.ingest.files import detect
 from monitor.logs import FORMATS, LEVELS
 from monitor.services import daily, patients, runs, views
@@ -303,7 +303,7 @@ def patient(
           [[d["drug"], f"{d['dose_mg']:g}", d["on"], d["status"], d["why"]] for d in view["dose_steps"]])
     table("Open flags (one line per problem)", ["id", "severity", "kind", "value", "observed", "results", "why"],
           [[f["id"], f["severity"], f["kind"], shown(f), f["observed_on"], f["results"], f["why"]]
-           for f in views.by_problem(sorted(view["flags"], key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1)))])
+           for f in views.by_problem(view["flags"])])
     table("Medications", ["drug", "started", "stopped", "interactions"],
           [[m["drug"], m["started_on"], m["stopped_on"], interaction_checks(m)] for m in view["medications"]])
     table("Results (last 12 months)", ["observed", "analyte", "value", "status", "CTCAE"],

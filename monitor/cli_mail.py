@@ -112,17 +112,17 @@ def digest(
     if html and not preview:
         raise UserError("--html goes with --preview (it prints the HTML part instead of the text)")
     with a.session() as s:
+        day = runs.day(s, "daily", today.isoformat())
+        if not preview and (day is None or day.status != "done"):
+            raise UserError(f"the daily cycle for {today} has not completed, so its digests would be built from an "
+                            f"older plan: `monitor run --date {today}` queues and sends them; `--preview` shows "
+                            "them now")
         show_plan_source(views.last_daily_run(s), today, caption=not preview)
         digests = build_digests(s, today=today, mail=a.mail, coordinator=coordinator)
         if not digests:
             raise UserError(f"no active enrollment names the coordinator {coordinator!r}; "
                             "`monitor coordinators` lists them" if coordinator else "no active enrollment")
         made = letters(digests, a.mail)
-        day = runs.day(s, "daily", today.isoformat())
-        if not preview and (day is None or day.status != "done"):
-            raise UserError(f"the daily cycle for {today} has not completed, so its digests would be built from an "
-                            f"older plan: `monitor run --date {today}` queues and sends them; `--preview` shows "
-                            "them now")
         if preview:
             for m in made:
                 out.print(f"To: {m.recipient}\nSubject: {m.subject}\n", markup=False, highlight=False)

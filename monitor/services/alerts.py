@@ -42,7 +42,7 @@ def queue_alerts(session: Session, flag_ids: Sequence[int], *, mail: Mail, now: 
 def queue_escalations(session: Session, *, mail: Mail, now: datetime) -> int:
     """Escalate the alerts older than `escalate_after` whose flag is still open (and raised when
     they were: a flag re-opened has its own alert), to the coordinator's escalation address
-    (committed); how many were new."""
+    in the caller's transaction; how many were new."""
     rows = session.execute(
         select_rows(FlagRow, col(OutboxMessage.key), col(OutboxMessage.created_at),
                     col(Coordinator.escalation_address), col(Coordinator.address), col(Patient.mrn),
@@ -66,9 +66,7 @@ def queue_escalations(session: Session, *, mail: Mail, now: datetime) -> int:
         r = render("escalation", flag=flag, who=who(mail, mrn, name, pid), hours=f"{hours:.0f}",
                    coordinator=coordinator)
         out.append(Letter(key, "escalation", to, r.subject, r.text, r.html, flag.id))
-    queued = enqueue(session, out, sender=mail.sender, now=now)
-    session.commit()
-    return queued
+    return enqueue(session, out, sender=mail.sender, now=now)
 
 
 def alert_key(flag: FlagRow) -> str:

@@ -146,10 +146,10 @@ def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
 
 
 def by_problem(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flags (as `flags` lists them, most severe first) one per patient and problem: the most severe
-    severity, the latest result's id, value, date and why, and how many results the problem covers."""
+    """Flags one per patient and problem: the most severe severity, the latest result's id, value,
+    date and why, and how many results the problem covers."""
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
-    for f in flags:
+    for f in sorted(flags, key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1)):
         key = (f.get("mrn", ""), f["problem"])
         if key not in grouped:
             grouped[key] = {**f, "results": 0, "first_observed_on": f["observed_on"]}
