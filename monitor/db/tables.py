@@ -302,6 +302,9 @@ class FlagRow(SQLModel, table=True):
     ack_reason: str | None = Field(default=None, sa_type=Text)
     resolved_at: datetime | None = instant(default=None)
     resolution: str | None = Field(default=None, sa_type=Text)  # why it no longer holds
+    # Out of the worklist until this date (a coordinator waiting for something), and why.
+    snoozed_until: date | None = None
+    snooze_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class JobRun(SQLModel, table=True):
@@ -340,6 +343,10 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(max_length=32)
     entity_id: int | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The hash chain (services/audit.py): this row's SHA-256 over its content and the previous
+    # row's hash, so an edited or deleted row breaks the chain (`monitor audit verify`).
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class Coordinator(SQLModel, table=True):
@@ -388,3 +395,57 @@ class OutboxAttempt(SQLModel, table=True):
     by: str = Field(max_length=128)
     outcome: str = Field(max_length=16)
     detail: str | None = Field(default=None, sa_type=Text)
+
+
+class WebUser(SQLModel, table=True):
+    """Someone who logs in to the web app (`monitor users`). A coordinator or viewer sees only the
+    patients of their sites; an admin sees every site."""
+
+    __tablename__ = "web_user"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=200, unique=True)  # lower case
+    password_hash: str = Field(max_length=255)  # Argon2id (pwdlib)
+    role: str = Field(max_length=16)  # admin, coordinator, viewer
+    sites: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    disabled: bool = False
+    created_at: datetime = instant()
+    # Bumped by a password reset or a disable: every session of the user ends.
+    session_version: int = 1
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Each login attempt, for rate limiting per account and per address."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_email_at", "email", "at"),
+                      Index("ix_login_attempt_address_at", "address", "at"))
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = instant()
+    email: str = Field(max_length=200)
+    address: str = Field(max_length=64)
+    ok: bool
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API (`monitor tokens add`): it acts as its user (role, sites).
+    Only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="web_user.id", index=True)
+    created_at: datetime = instant()
+    last_used_at: datetime | None = instant(default=None)
+    revoked_at: datetime | None = instant(default=None)
+
+
+class SiteOverdue(SQLModel, table=True):
+    """Per site and completed day: the active enrollments and how many have an overdue or missed
+    draw (the overdue review's trend, a PINCER-style rate). Written when a day's cycle closes."""
+
+    __tablename__ = "site_overdue"
+    on: date = Field(primary_key=True)
+    site: str = Field(max_length=64, primary_key=True)  # "" for enrollments without a site
+    enrolled: int
+    overdue: int
