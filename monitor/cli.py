@@ -30,6 +30,7 @@ from monitor.cli_show import (
     table,
     write_csv,
 )
+from monitor.cli_web import serve, tokens_app, users_app
 from monitor.db.errors import explain
 from monitor.domain.errors import UserError
 from monitor.domain.protocol import Phase
@@ -50,6 +51,9 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(coordinators_app, name="coordinators")
 app.command()(digest)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command()(serve)
 
 
 #: The commands that may start a clinic's database; every other one refuses to create an empty one.

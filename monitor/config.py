@@ -133,8 +133,18 @@ class Mllp(Section):
 
 
 class Web(Section):
-    secret_key: SecretStr = SecretStr("")  # never printed
+    secret_key: SecretStr = SecretStr("")  # never printed; signs session cookies (empty: a new one per start)
     base_url: str = ""  # e.g. https://monitor.example.org: e-mails link each patient to its page
+    host: str = "127.0.0.1"  # `monitor serve` listens here (behind a TLS proxy in production)
+    port: int = Field(default=8000, ge=0, le=65535)
+    secure_cookies: bool = True  # session cookie only over HTTPS (localhost counts as secure in browsers)
+    session_hours: float = Field(default=8, gt=0, le=24 * 7)
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies trusted to say the client's address
+    login_failures_per_account: int = Field(default=5, ge=1)  # in login_window_minutes, then refused
+    login_failures_per_address: int = Field(default=20, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    snooze_max_days: int = Field(default=14, ge=1, le=90)  # a snoozed flag comes back after at most this
+    page_size: int = Field(default=50, ge=10, le=1000)
 
 
 class Settings(BaseSettings):

@@ -45,6 +45,7 @@ from monitor.services.plans import (
 )
 from monitor.services.quarantine_rows import keep
 from monitor.services.review import settle
+from monitor.services.worklists import record_site_counts
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,7 @@ class _Cycle:
         def closing() -> dict[str, int]:
             report.held_expired = expire_held(s, today=report.run_on, now=self.now)
             report.digests = queue_digests(s, today=report.run_on, mail=self.mail, now=self.clock())
+            record_site_counts(s, today=report.run_on)  # the overdue review's per-site trend
             return {"held_expired": report.held_expired, "digests": report.digests}
 
         report.done = runs.complete(s, self.run_id, today=report.run_on, finished=self.clock(), closing=closing)

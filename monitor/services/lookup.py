@@ -23,3 +23,18 @@ def active_enrollment(session: Session, patient: Patient) -> Enrollment:
     if enrollment is None:
         raise NotFound(f"MRN {patient.mrn!r} has no active enrollment")
     return enrollment
+
+
+def visible(session: Session, sites: tuple[str, ...] | None, *, patient_id: int | None = None,
+            mrn: str | None = None) -> tuple[Patient, Enrollment]:
+    """The patient (by id or MRN) and their active enrollment, if a user of these sites (None: every
+    site) may see them; NotFound otherwise, worded as if there were no such patient (no probing)."""
+    patient = session.get(Patient, patient_id) if patient_id is not None else \
+        session.exec(select(Patient).where(Patient.mrn == mrn)).first()
+    if patient is not None:
+        enrollment = session.exec(
+            select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
+            .order_by(col(Enrollment.start_on).desc())).first()
+        if enrollment is not None and (sites is None or (enrollment.site or "") in sites):
+            return patient, enrollment
+    raise NotFound("no such patient")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -58,7 +59,14 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
                  actor: str) -> dict[str, Any]:
     """One patient as of `today`: the plan evaluated now, open flags and recent results."""
     patient = find_patient(session, mrn)
-    enrollment = active_enrollment(session, patient)
+    return patient_record(session, library, patient, active_enrollment(session, patient), today=today, now=now,
+                          actor=actor)[0]
+
+
+def patient_record(session: Session, library: Library, patient: Patient, enrollment: Enrollment, *, today: date,
+                   now: datetime, actor: str) -> tuple[dict[str, Any], Snapshot, MonitoringProtocol]:
+    """`patient_view`, with the snapshot and protocol it was worked out from (the web page draws
+    the course from them)."""
     snapshot = load_snapshots(session, [enrollment], today=today)[enrollment.id or 0]
     protocol = library.get(enrollment.protocol_id).for_sex(snapshot.sex)  # grades below use the patient's ranges
     plan = evaluate(snapshot, protocol, today=today)
@@ -103,7 +111,7 @@ def patient_view(session: Session, library: Library, mrn: str, *, today: date, n
         "proposals": [{"to_phase": p.to_phase, "rule_id": p.rule_id, "why": p.why} for p in plan.proposals],
         "medications": medication_view(snapshot, protocol),
         "results": results,
-    }
+    }, snapshot, protocol
 
 
 def overdue_view(o: OverduePanel | OverduePanelRow, *, today: date) -> dict[str, Any]:
@@ -133,11 +141,14 @@ def overdue(session: Session, *, today: date, site: str | None = None,
              "site": e.site} for o, e, p in rows]
 
 
-def flags(session: Session, *, status: str = "open") -> list[dict[str, Any]]:
+def flags(session: Session, *, status: str = "open", sites: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Flags with their patient's MRN, critical first; of the enrollments at `sites` (None: all)."""
     if status not in (*FlagStatus, "all"):
         raise UserError(f"--status {status!r} must be open, acknowledged, resolved or all")
     query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id))
+    if sites is not None:
+        query = query.where(func.coalesce(col(Enrollment.site), "").in_(list(sites)))
     if status != "all":
         query = query.where(FlagRow.status == status)
     rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()

@@ -1,0 +1,252 @@
+"""The web app's lists: the overdue review (filtered, sorted and paged in the database, so that
+100,000 patients cost what one page does), the per-site overdue rate and its trend, and the flag
+worklist (snooze, escalate). Every query takes the sites the user may see (None: every site)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, distinct, func, or_
+from sqlalchemy import select as select_rows
+from sqlmodel import Session, col, select
+
+from monitor.db.tables import Coordinator, Enrollment, FlagRow, OverduePanelRow, Patient, SiteOverdue
+from monitor.domain.errors import NotFound, UserError
+from monitor.domain.items import FlagStatus
+from monitor.notify.mail import Mail
+from monitor.notify.render import render
+from monitor.services.audit import audit
+from monitor.services.checks import ACTOR_CHARS, check_text
+from monitor.services.digest import who
+from monitor.services.outbox import Letter, enqueue
+from monitor.services.plans import lapse_holds
+from monitor.services.views import by_problem, flag_view
+
+Sites = tuple[str, ...] | None  # None: every site
+
+#: The overdue review's sort keys: each a column and a direction, ties broken the same way.
+SORTS = {
+    "days": (col(OverduePanelRow.since).asc(),),
+    "without": (col(OverduePanelRow.last_result_on).asc().nulls_first(),),
+    "mrn": (col(Patient.mrn).asc(),),
+    "site": (col(Enrollment.site).asc(), col(OverduePanelRow.since).asc()),
+    "coordinator": (col(Enrollment.coordinator).asc(), col(OverduePanelRow.since).asc()),
+    "phase": (col(Enrollment.phase).asc(), col(OverduePanelRow.since).asc()),
+    "panel": (col(OverduePanelRow.panel).asc(), col(OverduePanelRow.since).asc()),
+}
+
+
+@dataclass(frozen=True)
+class OverdueFilter:
+    site: str = ""
+    coordinator: str = ""
+    panel: str = ""
+    phase: str = ""
+    min_days: int = 0  # overdue for at least this many days
+    sort: str = "days"
+    page: int = 1
+
+    def checked(self) -> OverdueFilter:
+        if self.sort not in SORTS:
+            raise UserError(f"sort {self.sort!r} must be one of {', '.join(SORTS)}")
+        return replace(self, min_days=max(0, min(self.min_days, 36500)), page=max(1, min(self.page, 1_000_000)))
+
+
+def _seen(sites: Sites) -> ColumnElement[bool]:
+    """Enrollments the user may see: active, at one of their sites."""
+    active = col(Enrollment.status) == "active"
+    if sites is None:
+        return active
+    return and_(active, func.coalesce(col(Enrollment.site), "").in_(list(sites)))
+
+
+def _overdue_query(f: OverdueFilter, *, today: date, sites: Sites) -> Any:
+    query = (select_rows(OverduePanelRow, col(Patient.id), col(Patient.mrn), col(Enrollment.phase),
+                         col(Enrollment.coordinator), col(Enrollment.site))
+             .join(Enrollment, col(Enrollment.id) == OverduePanelRow.enrollment_id)
+             .join(Patient, col(Patient.id) == Enrollment.patient_id)
+             .where(_seen(sites), lapse_holds(today)))
+    if f.site:
+        query = query.where(func.coalesce(col(Enrollment.site), "") == ("" if f.site == "-" else f.site))
+    if f.coordinator:
+        query = query.where(col(Enrollment.coordinator) == f.coordinator)
+    if f.panel:
+        query = query.where(col(OverduePanelRow.panel) == f.panel)
+    if f.phase:
+        query = query.where(col(Enrollment.phase) == f.phase)
+    if f.min_days:
+        query = query.where(col(OverduePanelRow.since) <= today - timedelta(days=f.min_days))
+    return query
+
+
+def _row(o: OverduePanelRow, pid: int, mrn: str, phase: str, coordinator: str | None, site: str | None, *,
+         today: date) -> dict[str, Any]:
+    return {"patient_id": pid, "mrn": mrn, "panel": o.panel, "due_on": o.since.isoformat(),
+            "days_overdue": (today - o.since).days, "draws_unmet": o.draws_unmet,
+            "last_result_on": None if o.last_result_on is None else o.last_result_on.isoformat(),
+            "days_without_result": None if o.last_result_on is None else (today - o.last_result_on).days,
+            "phase": phase, "coordinator": coordinator, "site": site, "rule_id": o.rule_id, "why": o.why}
+
+
+def overdue_page(session: Session, f: OverdueFilter, *, today: date, sites: Sites,
+                 page_size: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the overdue review and how many rows the filter matches in all."""
+    f = f.checked()
+    query = _overdue_query(f, today=today, sites=sites)
+    total = session.execute(select_rows(func.count()).select_from(query.subquery())).scalar_one()
+    ordered = query.order_by(*SORTS[f.sort], col(Patient.mrn), col(OverduePanelRow.panel))
+    rows = session.execute(ordered.limit(page_size).offset((f.page - 1) * page_size)).all()
+    return [_row(*r, today=today) for r in rows], total
+
+
+def overdue_all(session: Session, f: OverdueFilter, *, today: date, sites: Sites) -> Iterator[dict[str, Any]]:
+    """Every row the filter matches, in its order, streamed (the CSV export)."""
+    f = f.checked()
+    query = _overdue_query(f, today=today, sites=sites).order_by(*SORTS[f.sort], col(Patient.mrn),
+                                                                 col(OverduePanelRow.panel))
+    for r in session.execute(query.execution_options(yield_per=2000)):
+        yield _row(*r, today=today)
+
+
+def choices(session: Session, *, sites: Sites) -> dict[str, list[str]]:
+    """What the overdue review's filters offer: the sites, coordinators, phases and panels there are."""
+    seen = _seen(sites)
+
+    def values(column: Any, table: Any = Enrollment) -> list[str]:
+        q = select_rows(column).select_from(Enrollment).where(seen).distinct()
+        if table is OverduePanelRow:
+            q = q.join(OverduePanelRow, col(OverduePanelRow.enrollment_id) == Enrollment.id)
+        return sorted(v or "-" for (v,) in session.execute(q))
+
+    return {"site": values(col(Enrollment.site)), "coordinator": [c for c in values(col(Enrollment.coordinator))
+                                                                    if c != "-"],
+            "phase": values(col(Enrollment.phase)), "panel": values(col(OverduePanelRow.panel), OverduePanelRow)}
+
+
+# -- the per-site rate (PINCER-style: the share of enrolled patients with an overdue draw) --------
+
+def site_counts(session: Session, *, today: date, sites: Sites) -> dict[str, tuple[int, int]]:
+    """Per site: active enrollments, and how many of them have an overdue or missed draw today."""
+    site = func.coalesce(col(Enrollment.site), "")
+    enrolled = dict(session.execute(select_rows(site, func.count()).where(_seen(sites)).group_by(site)).all())
+    late = dict(session.execute(
+        select_rows(site, func.count(distinct(col(Enrollment.id))))
+        .join(OverduePanelRow, col(OverduePanelRow.enrollment_id) == Enrollment.id)
+        .where(_seen(sites), lapse_holds(today)).group_by(site)).all())
+    return {s: (n, late.get(s, 0)) for s, n in sorted(enrolled.items())}
+
+
+def record_site_counts(session: Session, *, today: date) -> int:
+    """Store today's per-site counts (the trend the overdue review draws), in the caller's
+    transaction; called when the day's cycle closes. Idempotent for the day."""
+    counts = site_counts(session, today=today, sites=None)
+    for site, (enrolled, late) in counts.items():
+        row = session.get(SiteOverdue, (today, site))
+        if row is None:
+            session.add(SiteOverdue(on=today, site=site, enrolled=enrolled, overdue=late))
+        else:
+            row.enrolled, row.overdue = enrolled, late
+    return len(counts)
+
+
+def site_trends(session: Session, *, today: date, sites: Sites, weeks: int = 12) -> list[dict[str, Any]]:
+    """Per site: today's rate, and one point a week for the last `weeks` weeks (the closed day on or
+    before each week's date; None for a week with none)."""
+    start = today - timedelta(weeks=weeks)
+    query = select(SiteOverdue).where(col(SiteOverdue.on) >= start - timedelta(days=6),
+                                      col(SiteOverdue.on) <= today)
+    if sites is not None:
+        query = query.where(col(SiteOverdue.site).in_(list(sites)))
+    history: dict[str, dict[date, SiteOverdue]] = {}
+    for row in session.exec(query):
+        history.setdefault(row.site, {})[row.on] = row
+    out = []
+    for site, (enrolled, late) in site_counts(session, today=today, sites=sites).items():
+        days = history.get(site, {})
+        points: list[float | None] = []
+        for week in range(weeks, -1, -1):
+            on = today - timedelta(weeks=week)
+            found = next((days[d] for d in (on - timedelta(days=k) for k in range(7)) if d in days), None)
+            points.append(None if found is None or not found.enrolled else found.overdue / found.enrolled)
+        out.append({"site": site or "-", "enrolled": enrolled, "overdue": late,
+                    "rate": late / enrolled if enrolled else 0.0, "weekly": points})
+    return out
+
+
+# -- the flag worklist ---------------------------------------------------------------------------
+
+def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = False) -> list[dict[str, Any]]:
+    """Open flags one line per patient and problem, critical first; snoozed ones (until a later
+    date) only when asked for."""
+    query = (select_rows(FlagRow, col(Patient.id), col(Patient.mrn), col(Enrollment.site),
+                         col(Enrollment.coordinator))
+             .join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
+             .join(Patient, col(Patient.id) == Enrollment.patient_id)
+             .where(_seen(sites), col(FlagRow.status) == FlagStatus.OPEN))
+    asleep = and_(col(FlagRow.snoozed_until).is_not(None), col(FlagRow.snoozed_until) > today)
+    query = query.where(asleep if snoozed else or_(col(FlagRow.snoozed_until).is_(None), ~asleep))
+    rows = [{**flag_view(f), "patient_id": pid, "mrn": mrn, "site": site, "coordinator": coordinator,
+             "snoozed_until": None if f.snoozed_until is None else f.snoozed_until.isoformat(),
+             "snooze_reason": f.snooze_reason}
+            for f, pid, mrn, site, coordinator in session.execute(
+                query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id)))]
+    return by_problem(rows)
+
+
+def flag_in_sites(session: Session, flag_id: int, sites: Sites) -> FlagRow:
+    """The flag, if the user may see its patient (NotFound otherwise, as if it did not exist)."""
+    found = session.execute(select_rows(FlagRow, col(Enrollment.site))
+                            .join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
+                            .where(col(FlagRow.id) == flag_id)).first()
+    if found is None or (sites is not None and (found[1] or "") not in sites):
+        raise NotFound(f"no flag with id {flag_id}")
+    flag: FlagRow = found[0]
+    return flag
+
+
+def snooze(session: Session, flag_id: int, *, until: date, reason: str, by: str, today: date, now: datetime,
+           max_days: int, sites: Sites = None) -> FlagRow:
+    """Take an open flag off the worklist until a date (at most `max_days` ahead), saying why. It
+    stays open: it is still in the patient's page, the digest and the alerts."""
+    check_text(by, "by", ACTOR_CHARS)
+    flag = flag_in_sites(session, flag_id, sites)
+    if flag.status != FlagStatus.OPEN:
+        raise UserError(f"flag {flag_id} is {flag.status}; only an open flag can be snoozed")
+    if not reason.strip():
+        raise UserError("a reason is required: say what you are waiting for")
+    if not today < until <= today + timedelta(days=max_days):
+        raise UserError(f"snooze until a date after today and at most {max_days} days ahead "
+                        f"(by {(today + timedelta(days=max_days)).isoformat()})")
+    before = {"snoozed_until": None if flag.snoozed_until is None else flag.snoozed_until.isoformat(),
+              "snooze_reason": flag.snooze_reason}
+    flag.snoozed_until, flag.snooze_reason = until, reason.strip()
+    audit(session, actor=by, action="snooze", entity="flag", entity_id=flag_id, now=now, before=before,
+          after={"snoozed_until": until.isoformat(), "snooze_reason": flag.snooze_reason})
+    return flag
+
+
+def escalate(session: Session, flag_id: int, *, note: str, by: str, mail: Mail, now: datetime,
+             sites: Sites = None) -> str:
+    """E-mail an open flag now to its coordinator's escalation address (or the coordinator when
+    there is none), through the outbox; the address it goes to."""
+    check_text(by, "by", ACTOR_CHARS)
+    flag = flag_in_sites(session, flag_id, sites)
+    if flag.status != FlagStatus.OPEN:
+        raise UserError(f"flag {flag_id} is {flag.status}; only an open flag is escalated")
+    enrollment = session.get(Enrollment, flag.enrollment_id)
+    assert enrollment is not None
+    patient = session.get(Patient, enrollment.patient_id)
+    assert patient is not None
+    coordinator = session.get(Coordinator, enrollment.coordinator) if enrollment.coordinator else None
+    to = (coordinator and coordinator.escalation_address) or enrollment.coordinator or mail.unassigned_to
+    if not to:
+        raise UserError("nobody to escalate to: the enrollment has no coordinator and digest.unassigned_to is empty")
+    r = render("escalation", flag=flag, who=who(mail, patient.mrn, patient.name, patient.id), hours="",
+               coordinator=enrollment.coordinator or "", by=by, note=note.strip()[:500])
+    key = f"escalation|{flag_id}|by|{now.isoformat(timespec='seconds')}"
+    enqueue(session, [Letter(key, "escalation", to, r.subject, r.text, r.html, flag_id)], sender=mail.sender, now=now)
+    audit(session, actor=by, action="escalate", entity="flag", entity_id=flag_id, now=now, note=note.strip()[:500])
+    return to

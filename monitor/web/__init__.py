@@ -1,0 +1,1 @@
+"""The admin and coordinator web app (`monitor serve`)."""
