@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Step:
 
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-FONT, SMALL, ROW = 12, 11, 15  # text sizes and one row of labels, in viewBox units
+FONT, SMALL, ROW = 12, 11, 15  # text sizes and one row of labels, in viewBox units (wide fonts first: see _wide)
 LEFT, RIGHT, PLOT, GAP, AXIS = 46, 14, 88, 12, 38  # margins, panel parts, date axis
 INK, MUTED, FRAME, GRID = "#212529", "#5c636a", "#adb5bd", "#dee2e6"
 LINE, WARN, AMBER, RED, STEP = "#1c4f82", "#d9480f", "#a87000", "#c92a2a", "#6741d9"
@@ -87,10 +87,6 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 def _t(text: str) -> str:
     """Outside text as XML character data (characters XML cannot hold dropped)."""
     return escape(_NOT_XML.sub("", text))
-
-
-def _a(text: str) -> str:
-    return quoteattr(_NOT_XML.sub("", text))
 
 
 def _n(v: float) -> str:
@@ -110,7 +106,7 @@ def _nice(raw: float) -> float:
 
 
 def _y_scale(values: list[float]) -> tuple[float, float, list[float], int]:
-    """(low, high, ticks, decimals): the values padded, out to round ticks, 3 to 5 of them."""
+    """(low, high, ticks, decimals): the values padded, out to round ticks (3 to 7 of them)."""
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
     lo, hi = (0.0 if 0 <= lo < pad else lo - pad), hi + pad
@@ -120,15 +116,27 @@ def _y_scale(values: list[float]) -> tuple[float, float, list[float], int]:
     return first * step, last * step, [k * step for k in range(first, last + 1)], decimals
 
 
-def _lanes(spans: list[tuple[float, float]], stair: bool = False) -> list[int]:
-    """The row of each label (in x order) so that none overlaps another: the first row free at its
-    start, or (`stair`) a row below every earlier label it would touch, so that no dose step's line,
-    drawn down from its label's row, crosses an earlier label."""
-    lanes: list[int] = []
-    for i, (x0, _) in enumerate(spans):
-        touching = {lanes[j] for j in range(i) if spans[j][1] + 6 > x0}
-        lanes.append(max(touching, default=-1) + 1 if stair else min(set(range(len(touching) + 1)) - touching))
-    return lanes
+def _lanes(spans: Sequence[tuple[float, float]], lines: Sequence[float] = ()) -> list[int]:
+    """The row of each label (in x order): the first where it overlaps no label placed before and,
+    given the x of each label's line (a dose step's, drawn down from its label's row), where no line
+    crosses a label; a new row below the rest when no row can keep both. Labels right of their lines
+    are placed from the left, those flipped left of theirs (at the chart's end) from the right."""
+    lanes: dict[int, int] = {}
+
+    def fits(j: int, k: int) -> bool:
+        (x0, x1), ok = spans[j], True
+        for i, lane in lanes.items():
+            a, b = spans[i]
+            ok &= not (lane == k and a < x1 + 6 and x0 < b + 6)
+            if lines:
+                ok &= not (a - 2 <= lines[j] <= b + 2 and lane >= k)  # this line through that label
+                ok &= not (x0 - 2 <= lines[i] <= x1 + 2 and lane <= k)  # that line through this label
+        return ok
+
+    flipped = [j for j in range(len(spans)) if lines and spans[j][1] <= lines[j]]
+    for j in [j for j in range(len(spans)) if j not in flipped] + flipped[::-1]:
+        lanes[j] = next((k for k in range(len(lanes) + 1) if fits(j, k)), max(lanes.values(), default=-1) + 1)
+    return [lanes[j] for j in range(len(spans))]
 
 
 def _in_span(s: Series, start: date, end: date) -> list[Point]:
@@ -162,7 +170,7 @@ class _Chart:
             months = next((m for m in (1, 2, 3, 6, 12, 24) if m * 30.4 * per_day >= 44), 60)
             m = self.start.year * 12 + self.start.month - 1 + (self.start.day > 1)
             firsts = [date(k // 12, k % 12 + 1, 1) for k in range(m + (-m) % months, end.year * 12 + end.month, months)]
-            marks = [(self.x(d), d, str(d.year) if months >= 12 else MONTHS[d.month - 1]) for d in firsts if d <= end]
+            marks = [(self.x(d), d, str(d.year) if months >= 12 else MONTHS[d.month - 1]) for d in firsts if d < end]
             if months >= 12:
                 return [(x, label, False) for x, _, label in marks]
         out: list[tuple[float, str, bool]] = []
@@ -178,6 +186,8 @@ def timeline_svg(series: Sequence[Series], *, bands: Sequence[Band] = (), steps:
     """The chart of `series` from `start` to `end` (inclusive) as one `<svg>` element."""
     if end < start:
         raise ValueError(f"the chart ends ({end}) before it starts ({start})")
+    if width < 240:
+        raise ValueError(f"a chart {width} wide has no room for its panels (240 at least)")
     c = _Chart(start, end, width)
     right = width - RIGHT
     key = hashlib.sha256(repr((series, bands, steps, start, end, width)).encode()).hexdigest()[:10]
@@ -192,7 +202,7 @@ def timeline_svg(series: Sequence[Series], *, bands: Sequence[Band] = (), steps:
     band_x = [(max(c.x(b.start), LEFT), min(c.x(b.end), right)) for b in shown]
     band_spans = spans([x0 for x0, _ in band_x], [b.label for b in shown], flip=False)
     step_spans = spans([c.x(s.on) for s in dated], [s.label for s in dated], flip=True)
-    band_lanes, step_lanes = _lanes(band_spans), _lanes(step_spans, stair=True)
+    band_lanes, step_lanes = _lanes(band_spans), _lanes(step_spans, [c.x(s.on) for s in dated])
     n_band, n_step = max(band_lanes, default=-1) + 1, max(step_lanes, default=-1) + 1
     top = 4 + (n_band + n_step) * ROW
     keys = [_keys(s, width) for s in series]
@@ -315,6 +325,8 @@ def _panel(s: Series, c: _Chart, keys: list[tuple[float, int, Threshold]], y0: f
                        f'r="{4.2 if crossed else 2.8}" fill="{fill}" stroke="#ffffff" stroke-width="1">'
                        f'<title>{_t(tip)}</title></circle>')
     if not points:
-        out.append(f'<text class="empty" x="{_n(LEFT + c.plot_w / 2)}" y="{_n((p0 + p1) / 2 + 4)}" '
-                   f'font-size="{FONT}" fill="{MUTED}" text-anchor="middle">no results</text>')
+        mx, my = LEFT + c.plot_w / 2, (p0 + p1) / 2
+        out.append(f'<rect x="{_n(mx - 40)}" y="{_n(my - 9)}" width="80" height="18" fill="#ffffff"/><text '
+                   f'class="empty" x="{_n(mx)}" y="{_n(my + 4)}" font-size="{FONT}" fill="{MUTED}" '
+                   'text-anchor="middle">no results</text>')
     return "".join(out) + "</g>"
