@@ -5,36 +5,17 @@ external assets), run no script, and show its sections."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from monitor.domain.digest import Digest, DueLine, OverdueLine, Problem, ProposalLine, Since, StepLine, Who
 from monitor.notify.mail import Mail
 from monitor.services.digest import letters
-from tests.conftest import need
 
-ARTIFACTS = Path(os.environ.get("MONITOR_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" /
-                                "test-artifacts"))
 DAY = date(2026, 3, 2)
-FLAGS = ("--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        need("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=list(FLAGS))
-        yield b
-        b.close()
 
 
 def a_digest() -> Digest:
@@ -53,15 +34,15 @@ def a_digest() -> Digest:
 
 
 @pytest.mark.parametrize(("name", "width"), [("phone", 375), ("desktop", 1024)])
-def test_the_html_digest_reads_in_chromium_on_a_phone_and_a_desktop(browser: Browser, name: str, width: int) -> None:
+def test_the_html_digest_reads_in_chromium_on_a_phone_and_a_desktop(browser: Browser, artifacts: Path, name: str,
+                                                                    width: int) -> None:
     [letter] = letters([a_digest()], Mail(base_url="https://monitor.example"))
     assert letter.html is not None
     page = browser.new_page(viewport={"width": width, "height": 800}, java_script_enabled=False)
     fetched: list[str] = []
     page.on("request", lambda r: fetched.append(r.url))
     page.set_content(letter.html)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"digest-{name}.png"), full_page=True)
+    page.screenshot(path=str(artifacts / f"digest-{name}.png"), full_page=True)
     headings = [" ".join(t.split()) for t in page.locator("h1, td[style*='border-bottom:2px']").all_inner_texts()]
     assert headings == ["Daily monitoring digest", "Flags to act on (2)", "Overdue blood draws (30)", "Due today (1)",
                         "Dose steps to confirm (1)", "Phase changes for a clinician to decide (1)",
@@ -70,5 +51,5 @@ def test_the_html_digest_reads_in_chromium_on_a_phone_and_a_desktop(browser: Bro
     assert "<b>hold</b>" in page.inner_text("body")  # text from the plan is escaped, never markup
     assert page.locator("script").count() == 0 and page.locator("a[href^='https://monitor.example/patients/']").count()
     assert [u for u in fetched if not u.startswith(("about:", "data:"))] == []
-    assert (ARTIFACTS / f"digest-{name}.png").stat().st_size > 10_000
+    assert (artifacts / f"digest-{name}.png").stat().st_size > 10_000
     page.close()
