@@ -40,7 +40,8 @@ def _thresholds(protocol: MonitoringProtocol, analyte: str, uln: float | None) -
             continue
         critical = t.severity == Severity.CRITICAL
         if value not in lines or critical:
-            lines[value] = Threshold(value, f"{value:g} {t.kind.replace('_', ' ')}", critical)
+            lines[value] = Threshold(value, f"{value:g} {t.kind.replace('_', ' ')}", critical,
+                                     direction="below" if t.below is not None else "above")
     return tuple(lines[v] for v in sorted(lines))
 
 
