@@ -146,10 +146,12 @@ def main() -> None:
         ids = [int(i) for i in re.findall(r'href="/patients/(\d+)"', first)]
         rng = random.Random(7)
         pages = [f"/overdue?page={rng.randint(1, 20)}" if i % 2 else "/overdue" for i in range(n)]
-        filtered = [f"/overdue?{urlencode({'site': SITES[i % 4], 'coordinator': f'nurse{(i * 4) % 40:02d}@trust.example', 'panel': 'CBC', 'days': 7})}"
-                    for i in range(n)]
-        exports = [f"/overdue.csv?{urlencode({'site': SITES[i % 4], 'coordinator': f'nurse{(i * 4) % 40:02d}@trust.example', 'panel': 'CBC'})}"
-                   for i in range(n)]
+        def criteria(i: int) -> dict[str, str]:  # a site and one of its coordinators (nurse k works at site k % 4)
+            return {"site": SITES[i % 4], "coordinator": f"nurse{(i % 10) * 4 + i % 4:02d}@trust.example",
+                    "panel": "CBC"}
+
+        filtered = [f"/overdue?{urlencode({**criteria(i), 'days': 7})}" for i in range(n)]
+        exports = [f"/overdue.csv?{urlencode(criteria(i))}" for i in range(n)]
         patient_ids = [rng.randint(1, args.patients) for _ in range(n)] if ids else []
         results = {
             "overdue review, first page (and pages 1-20)": measure(client, pages),

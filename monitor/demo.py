@@ -297,3 +297,5 @@ def summarise(console: Console, directory: Path, people: list[Person], ingested:
     console.print("  monitor quarantine              # records that could not be stored, with reasons")
     console.print(f"  cat outbox/digest-{NURSES[0]}-{today.isoformat()}.eml")
     console.print("  monitor outbox list             # every e-mail, sent or waiting")
+    console.print("  monitor users add you@example.org --role admin && monitor serve")
+    console.print("                                  # the web app on http://localhost:8000")

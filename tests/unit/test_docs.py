@@ -27,7 +27,7 @@ def documented() -> dict[str, set[str]]:
             continue
         usage = row.split("`")[1].split()[1:]  # the words after `monitor`
         name = usage[0]
-        if len(usage) > 1 and re.fullmatch(r"[a-z]+", usage[1]):  # a subcommand: `monitor quarantine list`
+        if len(usage) > 1 and re.fullmatch(r"[a-z]+(-[a-z]+)*", usage[1]):  # a subcommand: `monitor quarantine list`
             name = f"{name} {usage[1]}"
         found.setdefault(name, set()).update(OPTION.findall(row))
     return found
