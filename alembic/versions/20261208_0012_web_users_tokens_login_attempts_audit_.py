@@ -111,7 +111,7 @@ def downgrade() -> None:
 SEAL_BATCH = 10_000
 
 
-def seal_audit_events(conn: sa.Connection) -> None:
+def seal_audit_events(conn: sa.Connection, batch: int = SEAL_BATCH) -> None:
     """Chain the audit events written before the chain existed, in id order, as
     monitor/services/audit.py chains new ones (tests/integration/test_audit_chain.py proves the
     two hashes agree)."""
@@ -120,7 +120,7 @@ def seal_audit_events(conn: sa.Connection) -> None:
     while True:
         rows = conn.execute(sa.text(
             "SELECT id, at, actor, action, entity, entity_id, CAST(detail AS TEXT) FROM audit_event "
-            "WHERE id > :last ORDER BY id LIMIT :n"), {"last": last, "n": SEAL_BATCH}).all()
+            "WHERE id > :last ORDER BY id LIMIT :n"), {"last": last, "n": batch}).all()
         if not rows:
             return
         sealed = []
