@@ -46,7 +46,8 @@ def verify(ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help
         check = audit.verify_chain(s)
     zone, b = a.settings.clinic.zone, check.first_break
     if fmt == "json":
-        emit_json({"events": check.events, "intact": check.intact,
+        newest = None if check.newest is None else {"id": check.newest[0], "hash": check.newest[1]}
+        emit_json({"events": check.events, "intact": check.intact, "newest": newest,
                    "first_break": None if b is None else _break_view(b, zone)})
     elif b is None:
         out.print(f"audit: {check.events} events, chain intact", markup=False)

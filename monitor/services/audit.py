@@ -110,6 +110,8 @@ class Break:
 class ChainCheck:
     events: int  # read, up to and including the first break
     first_break: Break | None
+    newest: tuple[int, str] | None = None  # id and hash of the last event, when the chain is intact:
+    # keep them elsewhere, and deleting the newest events shows (the chain left would be intact)
 
     @property
     def intact(self) -> bool:
@@ -129,7 +131,7 @@ def verify_chain(session: Session, *, batch: int = BATCH) -> ChainCheck:
             at = _instant(row.at)
             return ChainCheck(events, Break(row.id, row.action, at, kind, previous_id))
         previous, previous_id = row.hash, row.id
-    return ChainCheck(events, None)
+    return ChainCheck(events, None, None if previous_id is None or previous is None else (previous_id, previous))
 
 
 def _events(session: Session, batch: int) -> Iterator[Row[Any]]:

@@ -91,10 +91,12 @@ def test_a_trail_written_by_the_commands_verifies_as_intact(
         capsys: pytest.CaptureFixture[str], trail: list[int], engine: Engine) -> None:
     r = verify(capsys)
     assert (r.code, r.out) == (0, f"audit: {len(trail)} events, chain intact\n")
-    assert verify(capsys, "--format", "json").json() == {"events": len(trail), "intact": True, "first_break": None}
     assert run(capsys, "audit").out == r.out  # `monitor audit` alone is verify
     with Session(engine) as s:
         events = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
+    assert verify(capsys, "--format", "json").json() == {
+        "events": len(trail), "intact": True, "newest": {"id": trail[-1], "hash": events[-1].hash},
+        "first_break": None}
     assert events[0].prev_hash is None
     assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
     for e in events:  # the hash of the content as it reads back from the database
@@ -145,6 +147,16 @@ def test_deleting_the_oldest_row_names_the_row_after_it(
     assert "the row before it was deleted or altered; 0 events before it are intact" in r.out
 
 
+def test_deleting_the_newest_rows_shows_only_against_the_newest_id_and_hash_kept_before(
+        capsys: pytest.CaptureFixture[str], trail: list[int], engine: Engine) -> None:
+    """The limit architecture.md states: what is left of the chain is intact."""
+    kept = verify(capsys, "--format", "json").json()["newest"]
+    change(engine, "DELETE FROM audit_event WHERE id >= :id", id=trail[-2])
+    r = verify(capsys, "--format", "json")
+    assert (r.code, r.json()["intact"], r.json()["events"]) == (0, True, len(trail) - 2)
+    assert r.json()["newest"]["id"] == trail[-3] != kept["id"]
+
+
 def test_a_row_whose_hash_was_blanked_is_named_with_exit_1(
         capsys: pytest.CaptureFixture[str], trail: list[int], engine: Engine) -> None:
     change(engine, "UPDATE audit_event SET hash = NULL WHERE id = :id", id=trail[5])
@@ -186,7 +198,8 @@ def test_the_walk_reads_a_batch_at_a_time_and_finds_a_break_on_a_batch_boundary(
         trail: list[int], engine: Engine) -> None:
     with Session(engine) as s:
         for batch in (1, 2, 3, len(trail), len(trail) + 1):
-            assert audit.verify_chain(s, batch=batch) == audit.ChainCheck(len(trail), None)
+            check = audit.verify_chain(s, batch=batch)
+            assert (check.events, check.first_break) == (len(trail), None)
     change(engine, "DELETE FROM audit_event WHERE id = :id", id=trail[3])
     with Session(engine) as s:
         for batch in (1, 2, 4, 100):
@@ -296,8 +309,8 @@ def test_writers_at_once_each_in_their_own_transactions_leave_one_intact_chain(
     engine = make_engine(db_url)
     try:
         with Session(engine) as s:
-            assert audit.verify_chain(s, batch=16) == audit.ChainCheck(
-                (WRITERS - 1) * TRANSACTIONS * EVENTS_EACH + 20, None)
+            check = audit.verify_chain(s, batch=16)
+            assert (check.events, check.first_break) == ((WRITERS - 1) * TRANSACTIONS * EVENTS_EACH + 20, None)
             enrolled = s.exec(select(AuditEvent.id).where(AuditEvent.actor == "bulk")
                               .order_by(col(AuditEvent.id))).all()
         assert len(enrolled) == 20
@@ -362,7 +375,8 @@ def test_migration_0012_seals_the_events_written_before_it_as_the_app_chains_the
             conn.execute(sa.insert(OLD_AUDIT), written)
         upgrade_to_head(engine)
         with Session(engine) as s:
-            assert audit.verify_chain(s) == audit.ChainCheck(8, None)
+            check = audit.verify_chain(s)
+            assert (check.events, check.first_break) == (8, None)
             events = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
         prev = None
         for e in events:
@@ -378,6 +392,7 @@ def test_migration_0012_seals_the_events_written_before_it_as_the_app_chains_the
                 (e.prev_hash, e.hash) for e in events]
             audit.audit(s, actor="after", action="view", entity="patient", entity_id=9, now=NOW, k=1)
             s.commit()
-            assert audit.verify_chain(s) == audit.ChainCheck(9, None)
+            check = audit.verify_chain(s)
+            assert (check.events, check.first_break) == (9, None)
     finally:
         engine.dispose()
