@@ -23,5 +23,8 @@ def event_hash(prev_hash: str | None, at: datetime, actor: str, action: str, ent
     first). The content is one JSON array, keys sorted and no spaces, so no two events share a
     serialisation (a field's text cannot run into the next one's)."""
     content = [prev_hash, canonical_instant(at), actor, action, entity, entity_id, detail]
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical_json(content).encode("utf-8")).hexdigest()
+
+
+#: `json.dumps(value, sort_keys=True, separators=(",", ":"))`, without building an encoder per call.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode

@@ -17,17 +17,16 @@ transactions write events at once:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, String, Text, cast, text, type_coerce
+from sqlalchemy import String, Text, cast, text, type_coerce
 from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import AuditEvent
-from monitor.db.types import read_instant
 from monitor.db.upsert import driver
 from monitor.domain.audit import event_hash
 
@@ -126,15 +125,15 @@ def verify_chain(session: Session, *, batch: int = BATCH) -> ChainCheck:
     events, previous, previous_id = 0, None, None
     for row in _events(session, batch):
         events += 1
+        id_, at, _, action, _, _, _, _, hashed = row
         kind = _fault(row, previous)
         if kind is not None:
-            at = _instant(row.at)
-            return ChainCheck(events, Break(row.id, row.action, at, kind, previous_id))
-        previous, previous_id = row.hash, row.id
+            return ChainCheck(events, Break(id_, action, _instant(at), kind, previous_id))
+        previous, previous_id = hashed, id_
     return ChainCheck(events, None, None if previous_id is None or previous is None else (previous_id, previous))
 
 
-def _events(session: Session, batch: int) -> Iterator[Row[Any]]:
+def _events(session: Session, batch: int) -> Iterator[Sequence[Any]]:
     """Every event in id order, `batch` per query (keyset: id above the last one read). The time
     and the detail come as stored text, so a row edited into nonsense reads as altered."""
     last = None
@@ -146,35 +145,36 @@ def _events(session: Session, batch: int) -> Iterator[Row[Any]]:
                  .order_by(col(e.id)).limit(batch))
         if last is not None:
             query = query.where(col(AuditEvent.id) > last)
-        rows = session.execute(query).all()
+        rows = session.connection().execute(query).all()  # Core rows: no ORM work per row
         yield from rows
         if len(rows) < batch:
             return
         last = rows[-1].id
 
 
-def _fault(row: Row[Any], previous: str | None) -> str | None:
+def _fault(row: Sequence[Any], previous: str | None) -> str | None:
     """What is wrong with one event, given the hash of the one before it; None when nothing is.
     Content first: an event whose own prev_hash was edited is ALTERED, not AFTER_GAP."""
-    if row.hash is None:
+    _, at, actor, action, entity, entity_id, detail, prev_hash, hashed = row
+    if hashed is None:
         return UNSEALED
-    at = _instant(row.at)
+    instant = _instant(at)
     try:  # on SQLite a column can be edited into any type: anything unreadable is altered
-        detail = None if row.detail is None else json.loads(row.detail)
-        content = None if at is None else event_hash(row.prev_hash, at, row.actor, row.action, row.entity,
-                                                     row.entity_id, detail)
+        content = None if instant is None else event_hash(
+            prev_hash, instant, actor, action, entity, entity_id, None if detail is None else json.loads(detail))
     except (TypeError, ValueError):
         content = None
-    if content != row.hash:
+    if content != hashed:
         return ALTERED
-    return AFTER_GAP if row.prev_hash != previous else None
+    return AFTER_GAP if prev_hash != previous else None
 
 
 def _instant(raw: Any) -> datetime | None:
-    """A stored time as UTCDateTime reads it; None when it is not a time any more."""
-    if not isinstance(raw, str | datetime):
-        return None
+    """A stored time as UTCDateTime reads it (SQLite: UTC wall-clock text; PostgreSQL: an aware
+    datetime); None when it is not a time any more."""
+    if isinstance(raw, datetime):
+        return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
     try:
-        return read_instant(raw)
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if isinstance(raw, str) else None
     except ValueError:
         return None
