@@ -109,8 +109,9 @@ class Break:
 class ChainCheck:
     events: int  # read, up to and including the first break
     first_break: Break | None
-    newest: tuple[int, str] | None = None  # id and hash of the last event, when the chain is intact:
-    # keep them elsewhere, and deleting the newest events shows (the chain left would be intact)
+    #: The id and hash of the newest event when the chain is intact. Deleting the newest events
+    #: leaves an intact chain: only these, kept elsewhere from an earlier check, show it.
+    newest: tuple[int, str] | None = None
 
     @property
     def intact(self) -> bool:
@@ -136,15 +137,13 @@ def verify_chain(session: Session, *, batch: int = BATCH) -> ChainCheck:
 def _events(session: Session, batch: int) -> Iterator[Sequence[Any]]:
     """Every event in id order, `batch` per query (keyset: id above the last one read). The time
     and the detail come as stored text, so a row edited into nonsense reads as altered."""
+    e = AuditEvent
+    columns = select_rows(col(e.id), type_coerce(e.at, String).label("at"), col(e.actor), col(e.action),
+                          col(e.entity), col(e.entity_id), cast(col(e.detail), Text).label("detail"),
+                          col(e.prev_hash), col(e.hash)).order_by(col(e.id)).limit(batch)
     last = None
     while True:
-        e = AuditEvent
-        query = (select_rows(col(e.id), type_coerce(e.at, String).label("at"), col(e.actor), col(e.action),
-                             col(e.entity), col(e.entity_id), cast(col(e.detail), Text).label("detail"),
-                             col(e.prev_hash), col(e.hash))
-                 .order_by(col(e.id)).limit(batch))
-        if last is not None:
-            query = query.where(col(AuditEvent.id) > last)
+        query = columns if last is None else columns.where(col(e.id) > last)
         rows = session.connection().execute(query).all()  # Core rows: no ORM work per row
         yield from rows
         if len(rows) < batch:

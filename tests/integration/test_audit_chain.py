@@ -208,6 +208,24 @@ def test_the_walk_reads_a_batch_at_a_time_and_finds_a_break_on_a_batch_boundary(
             assert (check.events, check.first_break.id, check.first_break.kind) == (4, trail[4], audit.AFTER_GAP)
 
 
+@pytest.mark.parametrize("now", [
+    datetime(2026, 7, 1, 14, 30, 15, 123456, tzinfo=ZoneInfo("Europe/London")),  # BST
+    datetime(2026, 3, 29, 0, 30, 0, 1, tzinfo=ZoneInfo("America/New_York")),
+    datetime(2026, 1, 15, 8, 0, tzinfo=UTC),
+])
+def test_an_event_written_at_any_time_zone_and_microsecond_hashes_the_instant_that_reads_back(
+        engine: Engine, now: datetime) -> None:
+    with Session(engine) as s:
+        audit.audit(s, actor="nurse", action="view", entity="patient", entity_id=1, now=now)
+        audit.audit(s, actor="nurse", action="view", entity="patient", entity_id=2, now=now, seen=[1, 2.5])
+        s.commit()
+    with Session(engine) as s:
+        events = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
+        assert [e.at for e in events] == [now, now] and all(e.at.tzinfo == UTC for e in events)
+        check = audit.verify_chain(s)
+    assert (check.events, check.first_break) == (2, None)
+
+
 def test_an_empty_trail_is_intact(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "init").code == 0
     r = verify(capsys)
