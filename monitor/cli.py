@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from monitor import logs
 from monitor.app import App
 from monitor.cli_args import app_of, choose, day_or_today, parse_date
+from monitor.cli_audit import audit_app
 from monitor.cli_mail import coordinators_app, digest, outbox_app, say_delivered, waiting
 from monitor.cli_show import (
     emit_json,
@@ -50,6 +51,7 @@ quarantine_app = typer.Typer(no_args_is_help=False, help="Records that could not
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(coordinators_app, name="coordinators")
+app.add_typer(audit_app, name="audit")
 app.command()(digest)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")

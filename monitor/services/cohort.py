@@ -16,8 +16,10 @@ from sqlmodel import Session, SQLModel
 from monitor.db.encoding import same
 from monitor.db.tables import AuditEvent, Enrollment, GenotypeRecord, Patient, PhaseEpisode, WeightRecord
 from monitor.db.upsert import bulk_insert, bulk_insert_ignore, select_in, temporal_encoders
+from monitor.domain.audit import event_hash
 from monitor.domain.errors import UserError
 from monitor.protocols import Library
+from monitor.services.audit import chain_head
 from monitor.services.patients import (
     EnrollmentRequest,
     attach_held,
@@ -148,11 +150,22 @@ class _Writer:
 
     def audit(self, requests: list[EnrollmentRequest], enrollments: list[int], patients: dict[str, int],
               attached: Counter[int], *, actor: str) -> None:
-        """The audit row `enroll` writes for each enrollment (ids and counts only)."""
-        self._insert(AuditEvent, [
-            {"at": self.now, "actor": actor, "action": "enroll", "entity": "enrollment", "entity_id": eid,
-             "detail": {"protocol": self.library.get(req.protocol).id, "attached_results": attached[patients[req.mrn]]}}
-            for req, eid in zip(requests, enrollments, strict=True)])
+        """The audit row `enroll` writes for each enrollment (ids and counts only), chained as
+        `audit.audit` chains it. The chain is computed here, before the insert: on PostgreSQL
+        `chain_head` takes the chain's advisory lock first; on SQLite this transaction holds the
+        write lock already, because `enroll` inserted the chunk's enrollments before this (and
+        `chain_head` refuses a transaction that has not written), so nobody appends in between."""
+        if not requests:
+            return
+        prev = chain_head(self.session)
+        rows: list[dict[str, Any]] = []
+        for req, eid in zip(requests, enrollments, strict=True):
+            detail = {"protocol": self.library.get(req.protocol).id, "attached_results": attached[patients[req.mrn]]}
+            hashed = event_hash(prev, self.now, actor, "enroll", "enrollment", eid, detail)
+            rows.append({"at": self.now, "actor": actor, "action": "enroll", "entity": "enrollment", "entity_id": eid,
+                         "detail": detail, "prev_hash": prev, "hash": hashed})
+            prev = hashed
+        self._insert(AuditEvent, rows)
 
     def _insert(self, model: type[SQLModel], rows: list[dict[str, Any]], keep: Sequence[str] | None = None) -> None:
         """Insert the rows; with `keep` (a natural key), those whose key is taken are left out."""
