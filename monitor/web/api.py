@@ -46,8 +46,8 @@ def overdue(request: Request, s: DB, user: ApiUser, site: str = "", coordinator:
     f = worklists.OverdueFilter(site=site, coordinator=coordinator, panel=panel, phase=phase, min_days=days,
                                 sort=str(sort.value), page=page)
     rows, total = worklists.overdue_page(s, f, today=a.today(), sites=sites_of(user), page_size=page_size)
-    return {"total": total, "page": page, "page_size": page_size, "daily_run": views.last_daily_run(s),
-            "rows": rows}
+    return {"total": min(total, worklists.COUNT_CAP), "more": total > worklists.COUNT_CAP, "page": page,
+            "page_size": page_size, "daily_run": views.last_daily_run(s), "rows": rows}
 
 
 @router.get("/flags", summary="Flags (every result's), critical first, each with its `problem`")

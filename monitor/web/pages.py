@@ -113,12 +113,18 @@ def overdue(request: Request, s: DB, user: PageUser) -> Response:
     trends = worklists.site_trends(s, today=today, sites=sites_of(user))
     for t in trends:
         t["sparkline"] = rate_sparkline(t["weekly"])
-    context = {"rows": rows, "total": total, "filter": f, "choices": worklists.choices(s, sites=sites_of(user)),
+    context = {"rows": rows, "total": total, "filter": f, "choices": worklists.choices(s, sites=sites_of(user), panels=panels(a)),
+               "count_cap": worklists.COUNT_CAP,
                "pages": max(1, -(-total // size)), "query": urlencode({k: v for k, v in query.items() if v}),
                "sorts": list(worklists.SORTS), "trends": trends, "today": today,
                "daily_run": views.last_daily_run(s)}
     name = "overdue_rows.html" if request.headers.get("hx-request") else "overdue.html"
     return page(request, name, context)
+
+
+def panels(a: App) -> list[str]:
+    """Every panel a protocol draws (the overdue review's panel filter)."""
+    return sorted({panel for pid in a.library.ids() for panel in a.library.get(pid).panels.values()})
 
 
 def neutralised(value: Any) -> str:

@@ -22,6 +22,7 @@ from monitor.db.tables import AuditEvent, FlagRow, OutboxMessage, Patient, WebUs
 from monitor.domain.protocol import Phase
 from monitor.protocols import packaged_library
 from monitor.services import patients, users
+from monitor.services.audit import verify_chain
 from monitor.web.app import create_app
 from monitor.web.pages import neutralised
 from tests.functional.cli import run
@@ -276,6 +277,12 @@ def test_the_patient_page_draws_the_course_and_its_view_is_audited(web: TestClie
     with Session(clinic) as s:
         actions = [(e.actor, e.action) for e in s.exec(select(AuditEvent).where(AuditEvent.entity_id == pid))]
     assert (NORTH, "view") in actions and (NORTH, "record") in actions
+    assert verify_chain_of(clinic)  # the web app's events are in the chain
+
+
+def verify_chain_of(engine: Engine) -> bool:
+    with Session(engine) as s:
+        return verify_chain(s).intact
 
 
 def test_the_api_serves_json_with_a_token_and_ingests_hl7_for_an_admin_only(
