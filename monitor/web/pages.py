@@ -113,8 +113,8 @@ def overdue(request: Request, s: DB, user: PageUser) -> Response:
     trends = worklists.site_trends(s, today=today, sites=sites_of(user))
     for t in trends:
         t["sparkline"] = rate_sparkline(t["weekly"])
-    context = {"rows": rows, "total": total, "filter": f, "choices": worklists.choices(s, sites=sites_of(user), panels=panels(a)),
-               "count_cap": worklists.COUNT_CAP,
+    context = {"rows": rows, "total": total, "filter": f, "count_cap": worklists.COUNT_CAP,
+               "choices": worklists.choices(s, sites=sites_of(user), panels=panels(a)),
                "pages": max(1, -(-total // size)), "query": urlencode({k: v for k, v in query.items() if v}),
                "sorts": list(worklists.SORTS), "trends": trends, "today": today,
                "daily_run": views.last_daily_run(s)}
