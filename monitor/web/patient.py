@@ -63,12 +63,24 @@ def course_chart(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: dat
     return timeline_svg(series, bands=bands, steps=steps, start=start, end=today)
 
 
+def history(snapshot: Snapshot) -> list[tuple[date, str, str]]:
+    """What was recorded about the course, newest first: phases, doses, weights, genotypes, drugs."""
+    events = [(p.started_on, "phase", p.phase.value.replace("_", " ") + (f": {p.reason}" if p.reason else ""))
+              for p in snapshot.phases]
+    events += [(d.on, "dose", f"{d.drug} {d.dose_mg:g} mg/day") for d in snapshot.doses]
+    events += [(w.on, "weight", f"{w.kg:g} kg") for w in snapshot.weights]
+    events += [(g.on, "genotype", f"{g.gene} {g.status}") for g in snapshot.genotypes]
+    events += [(m.started_on, "drug started", m.drug) for m in snapshot.medications]
+    events += [(m.stopped_on, "drug stopped", m.drug) for m in snapshot.medications if m.stopped_on]
+    return sorted(events, key=lambda e: e[0], reverse=True)
+
+
 def patient_page(session: Session, a: App, patient_id: int, *, user: User, today: date) -> dict[str, Any]:
     patient, enrollment = visible(session, sites_of(user), patient_id=patient_id)
     view, snapshot, protocol = patient_record(session, a.library, patient, enrollment, today=today, now=a.now(),
                                               actor=user.email)
     return {"patient_id": patient_id, "view": view, "problems": by_problem(view["flags"]),
-            "chart": course_chart(snapshot, protocol, today=today), "today": today,
+            "chart": course_chart(snapshot, protocol, today=today), "today": today, "history": history(snapshot),
             "phases": [p.value for p in Phase], "genes": GENES, "name": patient.name}
 
 

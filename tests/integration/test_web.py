@@ -272,6 +272,7 @@ def test_the_patient_page_draws_the_course_and_its_view_is_audited(web: TestClie
     token_ = csrf(web, f"/patients/{pid}")
     r = web.post(f"/patients/{pid}/record", data={"what": "weight", "kg": "71.5", "csrf": token_})
     assert r.status_code == 303
+    assert "71.5 kg" in web.get(f"/patients/{pid}").text  # in the history
     assert web.post(f"/patients/{pid}/record", data={"what": "dose", "drug": "azathioprin", "mg": "100",
                                                      "csrf": token_}).status_code == 400  # a typo: refused, named
     with Session(clinic) as s:
