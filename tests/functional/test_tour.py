@@ -7,6 +7,7 @@ on the demo's own SQLite file (whatever database the rest of the suite uses).
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 from pathlib import Path
@@ -82,6 +83,10 @@ def check_outbox(r: Ran) -> None:
     assert "pending 0, sending 0" in r.out and "dead 0" in r.out
 
 
+def check_user_added(r: Ran) -> None:
+    assert "user you@example.org added: admin, every site" in r.out
+
+
 CHECKS = {
     "monitor overdue": check_overdue,
     "monitor flags": check_flags,
@@ -89,6 +94,7 @@ CHECKS = {
     "monitor patient DEMO0003": check_patient_3,
     "monitor quarantine": check_quarantine,
     "monitor outbox": check_outbox,
+    "monitor users add you@example.org --role admin": check_user_added,
 }
 
 
@@ -104,7 +110,11 @@ def test_the_readme_tour_shows_what_it_promises(capsys: pytest.CaptureFixture[st
     for command, comment in tour_lines():
         if command.startswith("cd "):
             monkeypatch.chdir(command[3:])
+        elif command == "monitor serve":  # it serves until stopped: tests/browser/test_web_app.py runs it
+            checked.add(command)
         elif command.startswith("monitor "):
+            if command.startswith("monitor users add"):
+                monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
             r = run(capsys, *shlex.split(command)[1:])
             assert r.code == 0, f"{command}: {r.err}"
             assert "warning" not in r.err, f"{command}: {r.err}"
@@ -119,4 +129,4 @@ def test_the_readme_tour_shows_what_it_promises(capsys: pytest.CaptureFixture[st
             checked.add(command)
         else:
             pytest.fail(f"README tour line not understood: {command!r} ({comment})")
-    assert checked == {*CHECKS, "cat outbox/digest-*.eml"}
+    assert checked == {*CHECKS, "cat outbox/digest-*.eml", "monitor serve"}

@@ -118,7 +118,8 @@ def comparable(outcome: tuple[list[dict[str, Any]], dict[str, list[tuple[Any, ..
     -1 on PostgreSQL and 0 on SQLite (services/patients.attach_held, not the store stage), so that
     count is left out."""
     reports, dump = outcome
-    audit = [(*event[:-1], {k: v for k, v in event[-1].items() if k != "attached_results"})
+    # (id, at, actor, action, entity, entity_id, detail; prev_hash and hash, which hash the detail, left out)
+    audit = [(*event[:6], {k: v for k, v in event[6].items() if k != "attached_results"})
              for event in dump["audit_event"]]
     return reports, dump | {"audit_event": audit}
 
