@@ -17,6 +17,7 @@ users_app = typer.Typer(no_args_is_help=True, help="Web users: add, list, disabl
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (bearer) for /api.")
 
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def read_password() -> str:
@@ -44,9 +45,13 @@ def serve(
     from monitor.web.app import create_app
 
     a = app_of(ctx)
-    a.engine  # noqa: B018  (migrate, or say what is wrong, before listening)
     w = a.settings.web
     host, port = host or w.host, w.port if port is None else port
+    if not w.secret_key.get_secret_value() and host not in LOOPBACK:
+        raise UserError(f"setting web.secret_key is empty: listening on {host}, sessions must survive a restart and "
+                        "be shared by every process; set MONITOR_WEB__SECRET_KEY (docs/deploy.md), or listen on "
+                        "127.0.0.1 to try it")
+    a.engine  # noqa: B018  (migrate, or say what is wrong, before listening)
     out.print(f"monitor web app on http://{host}:{port}/ (Ctrl-C stops it)", markup=False)
     sys.stdout.flush()
     uvicorn.run(create_app(a), host=host, port=port, proxy_headers=True, forwarded_allow_ips=w.forwarded_allow_ips,

@@ -1,4 +1,4 @@
-"""web users, tokens, login attempts, audit chain, flag snooze, site overdue
+"""web users, sessions, tokens, login attempts, audit chain, flag snooze, site overdue
 
 Revision ID: 0012
 Revises: 0011
@@ -52,10 +52,20 @@ def upgrade() -> None:
     sa.Column('sites', sa.JSON(), nullable=True),
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('created_at', monitor.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('session_version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_web_user')),
     sa.UniqueConstraint('email', name=op.f('uq_web_user_email'))
     )
+    op.create_table('web_session',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', monitor.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', monitor.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['web_user.id'], name=op.f('fk_web_session_user_id_web_user')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_session'))
+    )
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_session_user_id'), ['user_id'], unique=False)
+
     op.create_table('api_token',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -97,6 +107,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_token_user_id'))
 
     op.drop_table('api_token')
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_session_user_id'))
+
+    op.drop_table('web_session')
     op.drop_table('web_user')
     op.drop_table('site_overdue')
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:

@@ -409,8 +409,17 @@ class WebUser(SQLModel, table=True):
     sites: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     disabled: bool = False
     created_at: datetime = instant()
-    # Bumped by a password reset or a disable: every session of the user ends.
-    session_version: int = 1
+
+
+class WebSession(SQLModel, table=True):
+    """A login: the cookie holds a random token, this table its SHA-256. Logout, a password reset
+    or a disable ends it here, so a copied cookie stops working at once."""
+
+    __tablename__ = "web_session"
+    id: str = Field(max_length=64, primary_key=True)  # SHA-256 of the cookie's token
+    user_id: int = Field(foreign_key="web_user.id", index=True)
+    created_at: datetime = instant()
+    ended_at: datetime | None = instant(default=None)
 
 
 class LoginAttempt(SQLModel, table=True):

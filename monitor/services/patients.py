@@ -254,7 +254,7 @@ def record(session: Session, library: Library, mrn: str, events: Events, *, on: 
     if writing.inserted or session.new or session.dirty:  # re-recording the same events is not new input
         mark_patients(session, {patient.id: min(on, today)})
     audit(session, actor=actor, action="record", entity="patient", entity_id=patient.id, now=now,
-          events=len(writing.done), unlisted=len(unlisted))
+          events=len(writing.done), unlisted=len(unlisted), before=writing.replaced, after=writing.done)
     return writing.done
 
 
@@ -279,6 +279,7 @@ class _Writing:
     on: date
     unlisted: set[str]
     done: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # what an edit changed, as it was (the audit's `before`)
     inserted: int = 0  # rows insert_ignore added (the session does not see them)
 
     def _unchecked(self, drug: str) -> str:
@@ -291,6 +292,7 @@ class _Writing:
             if existing is None:
                 self.session.add(DoseEvent(patient_id=self.pid, drug=drug, dose_mg=mg, on=self.on))
             elif existing.dose_mg != mg:
+                self.replaced.append(f"dose {drug} {existing.dose_mg:g} mg/day from {self.on}")
                 existing.dose_mg = mg
             self.done.append(f"dose {drug} {mg:g} mg/day from {self.on}{self._unchecked(drug)}")
 
@@ -302,6 +304,7 @@ class _Writing:
         if existing is None:
             self.session.add(WeightRecord(patient_id=self.pid, on=self.on, kg=kg))
         elif existing.kg != kg:
+            self.replaced.append(f"weight {existing.kg:g} kg on {self.on}")
             existing.kg = kg
         self.done.append(f"weight {kg:g} kg on {self.on}")
 
@@ -346,12 +349,13 @@ def change_phase(session: Session, mrn: str, to: Phase, *, on: date, reason: str
     if to.value == enrollment.phase:
         raise UserError(f"MRN {mrn!r} is already in {to.value} since {enrollment.phase_since}")
     assert enrollment.id is not None
+    before = {"phase": enrollment.phase, "since": enrollment.phase_since.isoformat()}
     session.add(PhaseEpisode(enrollment_id=enrollment.id, phase=to.value, started_on=on, reason=reason,
                              confirmed_by=by))
     enrollment.phase, enrollment.phase_since = to.value, on
     mark_enrollment(session, enrollment.id, min(on, today))
     audit(session, actor=by, action="phase", entity="enrollment", entity_id=enrollment.id, now=now,
-          to_phase=to.value)
+          to_phase=to.value, before=before, after={"phase": to.value, "since": on.isoformat()})
     return enrollment
 
 

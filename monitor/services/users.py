@@ -14,10 +14,10 @@ from enum import StrEnum
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import func
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from monitor.db.tables import ApiToken, LoginAttempt, WebUser
+from monitor.db.tables import ApiToken, LoginAttempt, WebSession, WebUser
 from monitor.domain.errors import NotFound, UserError
 from monitor.services.audit import audit
 
@@ -42,14 +42,10 @@ class User:
     email: str
     role: Role
     sites: tuple[str, ...]
-    session_version: int
 
     @property
     def all_sites(self) -> bool:
         return self.role == Role.ADMIN
-
-    def sees(self, site: str | None) -> bool:
-        return self.all_sites or (site or "") in self.sites
 
     @property
     def may_write(self) -> bool:
@@ -70,7 +66,7 @@ class LoginRefused(Exception):
 
 
 def _user(row: WebUser) -> User:
-    return User(row.id or 0, row.email, Role(row.role), tuple(row.sites or ()), row.session_version)
+    return User(row.id or 0, row.email, Role(row.role), tuple(row.sites or ()))
 
 
 def _email(email: str) -> str:
@@ -129,7 +125,7 @@ def list_users(session: Session) -> list[dict[str, object]]:
 def disable_user(session: Session, email: str, *, by: str, now: datetime) -> None:
     row = find_user(session, email)
     row.disabled = True
-    row.session_version += 1  # every session ends now
+    end_sessions(session, row.id or 0, now=now)
     for token in session.exec(select(ApiToken).where(ApiToken.user_id == row.id,
                                                      col(ApiToken.revoked_at).is_(None))).all():
         token.revoked_at = now
@@ -140,16 +136,42 @@ def reset_password(session: Session, email: str, password: str, *, by: str, now:
     row = find_user(session, email)
     row.password_hash = HASHER.hash(_password(password))
     row.disabled = False
-    row.session_version += 1
+    end_sessions(session, row.id or 0, now=now)
     audit(session, actor=by, action="user-password", entity="web_user", entity_id=row.id, now=now)
 
 
-def user_by_id(session: Session, user_id: int, session_version: int) -> User | None:
-    """The user a session names, if it is still valid (not disabled, password not changed since)."""
-    row = session.get(WebUser, user_id)
-    if row is None or row.disabled or row.session_version != session_version:
+def start_session(session: Session, user: User, *, now: datetime) -> str:
+    """A new login's token (for the cookie); only its hash is kept."""
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(id=_digest(token), user_id=user.id, created_at=now))
+    return token
+
+
+def session_user(session: Session, token: str, *, now: datetime, lasts: timedelta) -> User | None:
+    """The user of a login, while it lasts and was not ended (logout, password reset, disable)."""
+    found = session.exec(select(WebSession, WebUser).join(WebUser, col(WebUser.id) == WebSession.user_id)
+                         .where(WebSession.id == _digest(token))).first()
+    if found is None:
+        return None
+    login, row = found
+    if login.ended_at is not None or now - login.created_at > lasts or row.disabled:
         return None
     return _user(row)
+
+
+def end_session(session: Session, token: str, *, now: datetime) -> None:
+    """Logout: the login ends here, whatever copy of its cookie is left anywhere."""
+    found = session.exec(select(WebSession, WebUser.email).join(WebUser, col(WebUser.id) == WebSession.user_id)
+                         .where(WebSession.id == _digest(token))).first()
+    if found is not None and found[0].ended_at is None:
+        found[0].ended_at = now
+        audit(session, actor=found[1], action="logout", entity="web_user", entity_id=found[0].user_id, now=now)
+
+
+def end_sessions(session: Session, user_id: int, *, now: datetime) -> None:
+    """Every login of the user ends now (a password reset, a disable)."""
+    session.execute(update(WebSession).where(col(WebSession.user_id) == user_id, col(WebSession.ended_at).is_(None))
+                    .values(ended_at=now))
 
 
 def _failures(session: Session, column: object, value: str, since: datetime) -> int:
@@ -161,23 +183,32 @@ def log_in(session: Session, email: str, password: str, *, address: str, now: da
            limits: Limits = Limits()) -> User:
     """The user whose e-mail and password these are; LoginRefused otherwise, also while the account
     or the address has had `limits` failures in the window (then even the right password waits).
-    Every attempt is recorded and committed."""
+
+    The attempt is written, as a failure, and committed before any count or check, so that
+    attempts sent in parallel each see the others: no more than the limit are ever checked. One
+    refused for the limit is then removed (a lockout ends a window after the last checked
+    failure, however often someone keeps trying)."""
     e = email.strip().lower()[:200]
+    if any(ord(c) < 32 or ord(c) == 127 for c in e + address):
+        raise LoginRefused("wrong e-mail or password")
     address = address[:64]
     since = now - limits.window
-    if (_failures(session, LoginAttempt.email, e, since) >= limits.per_account
-            or _failures(session, LoginAttempt.address, address, since) >= limits.per_address):
-        session.add(LoginAttempt(at=now, email=e, address=address, ok=False))
+    attempt = LoginAttempt(at=now, email=e, address=address, ok=False)
+    session.add(attempt)
+    # An old account's attempts outside the window are not needed any more.
+    session.execute(delete(LoginAttempt).where(col(LoginAttempt.email) == e, col(LoginAttempt.at) < since))
+    session.commit()
+    if (_failures(session, LoginAttempt.email, e, since) > limits.per_account
+            or _failures(session, LoginAttempt.address, address, since) > limits.per_address):
+        session.delete(attempt)
         session.commit()
         minutes = int(limits.window.total_seconds() // 60)
         raise LoginRefused(f"too many failed logins: try again in {minutes} minutes")
     row = session.exec(select(WebUser).where(WebUser.email == e)).first()
     ok, new_hash = HASHER.verify_and_update(password[:1024], row.password_hash if row else _DUMMY)
-    ok = ok and row is not None and not row.disabled
-    session.add(LoginAttempt(at=now, email=e, address=address, ok=ok))
-    if not ok or row is None:
-        session.commit()
-        raise LoginRefused("wrong e-mail or password")
+    if not ok or row is None or row.disabled:
+        raise LoginRefused("wrong e-mail or password")  # the attempt stays a failure
+    attempt.ok = True
     if new_hash:  # the hashing parameters changed since: store the password with the current ones
         row.password_hash = new_hash
     audit(session, actor=row.email, action="login", entity="web_user", entity_id=row.id, now=now)

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from monitor.db.tables import Coordinator, Enrollment, FlagRow, OverduePanelRow, Patient, SiteOverdue
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import FlagStatus
-from monitor.domain.protocol import Phase
+from monitor.domain.protocol import Phase, Severity
 from monitor.notify.mail import Mail
 from monitor.notify.render import render
 from monitor.services.audit import audit
@@ -60,12 +60,15 @@ class OverdueFilter:
         return replace(self, min_days=max(0, min(self.min_days, 36500)), page=max(1, min(self.page, 1_000_000)))
 
 
+def _at(sites: tuple[str, ...]) -> ColumnElement[bool]:
+    """Enrollments at one of these sites ("": those without a site)."""
+    return func.coalesce(col(Enrollment.site), "").in_(list(sites))
+
+
 def _seen(sites: Sites) -> ColumnElement[bool]:
     """Enrollments the user may see: active, at one of their sites."""
     active = col(Enrollment.status) == "active"
-    if sites is None:
-        return active
-    return and_(active, func.coalesce(col(Enrollment.site), "").in_(list(sites)))
+    return active if sites is None else and_(active, _at(sites))
 
 
 def _overdue_query(f: OverdueFilter, *, today: date, sites: Sites) -> Any:
@@ -125,7 +128,7 @@ def choices(session: Session, *, sites: Sites, panels: list[str]) -> dict[str, l
     def values(column: Any) -> list[str]:
         query = select_rows(column).distinct()
         if sites is not None:
-            query = query.where(func.coalesce(col(Enrollment.site), "").in_(list(sites)))
+            query = query.where(_at(sites))
         return sorted(v or "-" for (v,) in session.execute(query))
 
     return {"site": values(col(Enrollment.site)), "coordinator": [c for c in values(col(Enrollment.coordinator))
@@ -134,6 +137,14 @@ def choices(session: Session, *, sites: Sites, panels: list[str]) -> dict[str, l
 
 
 # -- the per-site rate (PINCER-style: the share of enrolled patients with an overdue draw) --------
+
+def _sites(session: Session, sites: Sites) -> list[str]:
+    """The sites of enrollments the user may see ("" for none), a walk of the site index."""
+    query = select_rows(func.coalesce(col(Enrollment.site), "")).distinct()
+    if sites is not None:
+        query = query.where(_at(sites))
+    return [site for (site,) in session.execute(query)]
+
 
 def site_counts(session: Session, *, today: date, sites: Sites) -> dict[str, tuple[int, int]]:
     """Per site: active enrollments, and how many of them have an overdue or missed draw today."""
@@ -171,9 +182,14 @@ def site_trends(session: Session, *, today: date, sites: Sites, weeks: int = 12)
     history: dict[str, dict[date, SiteOverdue]] = {}
     for row in session.exec(query):
         history.setdefault(row.site, {})[row.on] = row
-    latest = {site: max(days) for site, days in history.items()}
-    current = ({site: (history[site][on].enrolled, history[site][on].overdue) for site, on in latest.items()}
-               if latest else site_counts(session, today=today, sites=sites))  # before any day was closed
+    current = {}
+    for site, days in history.items():
+        last = days[max(days)]
+        current[site] = (last.enrolled, last.overdue)
+    # A site with no closed day in the window (new, or before the first close) is counted now.
+    missing = tuple(site for site in _sites(session, sites) if site not in current)
+    if missing:
+        current.update(site_counts(session, today=today, sites=missing))
     out = []
     for site, (enrolled, late) in sorted(current.items()):
         days = history.get(site, {})
@@ -189,14 +205,19 @@ def site_trends(session: Session, *, today: date, sites: Sites, weeks: int = 12)
 
 # -- the flag worklist ---------------------------------------------------------------------------
 
-def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = False) -> list[dict[str, Any]]:
+def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = False, site: str = "",
+             coordinator: str = "") -> list[dict[str, Any]]:
     """Open flags one line per patient and problem, critical first; snoozed ones (until a later
-    date) only when asked for."""
+    date) only when asked for; of one site or coordinator when asked."""
     query = (select_rows(FlagRow, col(Patient.id), col(Patient.mrn), col(Enrollment.site),
                          col(Enrollment.coordinator))
              .join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id)
              .where(_seen(sites), col(FlagRow.status) == FlagStatus.OPEN))
+    if site:
+        query = query.where(_at(("" if site == "-" else site,)))
+    if coordinator:
+        query = query.where(col(Enrollment.coordinator) == coordinator)
     asleep = and_(col(FlagRow.snoozed_until).is_not(None), col(FlagRow.snoozed_until) > today)
     query = query.where(asleep if snoozed else or_(col(FlagRow.snoozed_until).is_(None), ~asleep))
     rows = [{**flag_view(f), "patient_id": pid, "mrn": mrn, "site": site, "coordinator": coordinator,
@@ -218,35 +239,54 @@ def flag_in_sites(session: Session, flag_id: int, sites: Sites) -> FlagRow:
     return flag
 
 
+NOTE_CHARS = 500  # a note or reason typed in a form
+
+
+def _typed(text: str, what: str) -> str:
+    text = text.strip()
+    if len(text) > NOTE_CHARS:
+        raise UserError(f"the {what} is too long: at most {NOTE_CHARS} characters")
+    return text
+
+
 def snooze(session: Session, flag_id: int, *, until: date, reason: str, by: str, today: date, now: datetime,
-           max_days: int, sites: Sites = None) -> FlagRow:
+           max_days: int, sites: Sites) -> FlagRow:
     """Take an open flag off the worklist until a date (at most `max_days` ahead), saying why. It
-    stays open: it is still in the patient's page, the digest and the alerts."""
+    stays open: it is still in the patient's page, the digest and the alerts. A critical flag is
+    never snoozed, and a snoozed one is not snoozed again before it comes back."""
     check_text(by, "by", ACTOR_CHARS)
     flag = flag_in_sites(session, flag_id, sites)
     if flag.status != FlagStatus.OPEN:
         raise UserError(f"flag {flag_id} is {flag.status}; only an open flag can be snoozed")
-    if not reason.strip():
+    if flag.severity == Severity.CRITICAL:
+        raise UserError(f"flag {flag_id} is critical: it stays on the worklist until it is acknowledged "
+                        "(escalate it if you cannot act on it now)")
+    if flag.snoozed_until is not None and flag.snoozed_until > today:
+        raise UserError(f"flag {flag_id} is snoozed until {flag.snoozed_until}; it may be snoozed again when it "
+                        "comes back")
+    reason = _typed(reason, "reason")
+    if not reason:
         raise UserError("a reason is required: say what you are waiting for")
     if not today < until <= today + timedelta(days=max_days):
         raise UserError(f"snooze until a date after today and at most {max_days} days ahead "
                         f"(by {(today + timedelta(days=max_days)).isoformat()})")
-    before = {"snoozed_until": None if flag.snoozed_until is None else flag.snoozed_until.isoformat(),
-              "snooze_reason": flag.snooze_reason}
-    flag.snoozed_until, flag.snooze_reason = until, reason.strip()
-    audit(session, actor=by, action="snooze", entity="flag", entity_id=flag_id, now=now, before=before,
-          after={"snoozed_until": until.isoformat(), "snooze_reason": flag.snooze_reason})
+    before = None if flag.snoozed_until is None else flag.snoozed_until.isoformat()
+    flag.snoozed_until, flag.snooze_reason = until, reason
+    # (the reason is in the flag's row; the audit trail, which nobody can edit, keeps only its length)
+    audit(session, actor=by, action="snooze", entity="flag", entity_id=flag_id, now=now,
+          before={"snoozed_until": before}, after={"snoozed_until": until.isoformat(), "reason_chars": len(reason)})
     return flag
 
 
 def escalate(session: Session, flag_id: int, *, note: str, by: str, mail: Mail, now: datetime,
-             sites: Sites = None) -> str:
+             sites: Sites) -> str:
     """E-mail an open flag now to its coordinator's escalation address (or the coordinator when
     there is none), through the outbox; the address it goes to."""
     check_text(by, "by", ACTOR_CHARS)
     flag = flag_in_sites(session, flag_id, sites)
     if flag.status != FlagStatus.OPEN:
         raise UserError(f"flag {flag_id} is {flag.status}; only an open flag is escalated")
+    note = _typed(note, "note")
     enrollment = session.get(Enrollment, flag.enrollment_id)
     assert enrollment is not None
     patient = session.get(Patient, enrollment.patient_id)
@@ -256,8 +296,8 @@ def escalate(session: Session, flag_id: int, *, note: str, by: str, mail: Mail, 
     if not to:
         raise UserError("nobody to escalate to: the enrollment has no coordinator and digest.unassigned_to is empty")
     r = render("escalation", flag=flag, who=who(mail, patient.mrn, patient.name, patient.id), hours="",
-               coordinator=enrollment.coordinator or "", by=by, note=note.strip()[:500])
+               coordinator=enrollment.coordinator or "", by=by, note=note)
     key = f"escalation|{flag_id}|by|{now.isoformat(timespec='seconds')}"
     enqueue(session, [Letter(key, "escalation", to, r.subject, r.text, r.html, flag_id)], sender=mail.sender, now=now)
-    audit(session, actor=by, action="escalate", entity="flag", entity_id=flag_id, now=now, note=note.strip()[:500])
+    audit(session, actor=by, action="escalate", entity="flag", entity_id=flag_id, now=now, note_chars=len(note))
     return to

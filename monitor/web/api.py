@@ -11,13 +11,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from monitor.domain.errors import UserError
 from monitor.services import views, worklists
+from monitor.services.audit import audit
 from monitor.services.ingest import ingest_file
 from monitor.services.lookup import visible
 from monitor.services.users import User
-from monitor.web.auth import DB, ApiAdmin, ApiUser, app_of, sites_of
+from monitor.web.auth import DB, ApiAdmin, ApiUser, app_of, clean_request, sites_of
 
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(clean_request)])
 MAX_BODY = 50 * 1024 * 1024  # a lab file posted whole; larger ones go through `monitor ingest`
 
 Sort = StrEnum("Sort", {k: k for k in worklists.SORTS})  # type: ignore[misc]
@@ -46,13 +48,22 @@ def overdue(request: Request, s: DB, user: ApiUser, site: str = "", coordinator:
     f = worklists.OverdueFilter(site=site, coordinator=coordinator, panel=panel, phase=phase, min_days=days,
                                 sort=str(sort.value), page=page)
     rows, total = worklists.overdue_page(s, f, today=a.today(), sites=sites_of(user), page_size=page_size)
+    audit(s, actor=user.email, action="export", entity="overdue", entity_id=None, now=a.now(), via="api",
+          rows=len(rows))
+    s.commit()
     return {"total": min(total, worklists.COUNT_CAP), "more": total > worklists.COUNT_CAP, "page": page,
             "page_size": page_size, "daily_run": views.last_daily_run(s), "rows": rows}
 
 
-@router.get("/flags", summary="Flags (every result's), critical first, each with its `problem`")
-def flags(s: DB, user: ApiUser, status: FlagStatusParam = FlagStatusParam.open) -> list[dict[str, Any]]:
-    return views.flags(s, status=status.value, sites=sites_of(user))
+@router.get("/flags", summary="Flags (every result's), critical first, each with its `problem`, a page at a time")
+def flags(request: Request, s: DB, user: ApiUser, status: FlagStatusParam = FlagStatusParam.open,
+          page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+          page_size: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
+    rows = views.flags(s, status=status.value, sites=sites_of(user))[(page - 1) * page_size:page * page_size]
+    audit(s, actor=user.email, action="export", entity="flags", entity_id=None, now=app_of(request).now(), via="api",
+          rows=len(rows))
+    s.commit()
+    return rows
 
 
 async def body_of(request: Request) -> bytes:
@@ -74,7 +85,10 @@ def _ingest(request: Request, s: DB, user: User, body: bytes, kind: str, suffix:
     with tempfile.TemporaryDirectory(prefix="monitor-api-") as folder:
         path = Path(folder) / f"posted{suffix}"
         path.write_bytes(body)
-        report = ingest_file(s, kind, path, a.ingest_context(), actor=user.email)
+        try:
+            report = ingest_file(s, kind, path, a.ingest_context(), actor=user.email)
+        except UserError as error:  # named as what was posted, not the temporary file
+            raise UserError(str(error).replace(str(path), "the posted body")) from None
     if report.critical_flags:
         a.deliver()  # the alerts now, as `monitor ingest` sends them
     return {**report.as_dict(), "accounted": report.total == report.seen}

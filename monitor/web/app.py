@@ -68,8 +68,11 @@ def create_app(a: App) -> FastAPI:
 
     def answer(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         if request.url.path.startswith("/api"):
-            return JSONResponse({"detail": message}, status_code=status, headers=headers)
-        return page(request, "error.html", {"status": status, "message": message}, status=status)
+            response: Response = JSONResponse({"detail": message}, status_code=status, headers=headers)
+        else:
+            response = page(request, "error.html", {"status": status, "message": message}, status=status)
+        response.headers.update({**HEADERS, "Cache-Control": "no-store"})  # also outside the middleware (a 500)
+        return response
 
     @web.exception_handler(HTTPException)
     async def http_error(request: Request, error: Exception) -> Response:
@@ -91,6 +94,14 @@ def create_app(a: App) -> FastAPI:
         assert isinstance(error, RequestValidationError)
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5])
         return answer(request, 422, f"invalid request ({where})")
+
+    @web.exception_handler(Exception)
+    async def bug(request: Request, error: Exception) -> Response:
+        # A bug: logged by type and route only (an exception's text may hold a statement's values).
+        log.error("web request failed", extra={"route": request.scope.get("route") and request.scope["route"].path,
+                                               "error": type(error).__name__})
+        return answer(request, 500, "monitor could not answer this request (a bug, logged); try again or tell "
+                                    "your administrator")
 
     @web.get("/api/openapi.json", include_in_schema=False)
     def openapi(request: Request, user: ApiUser) -> dict[str, Any]:

@@ -1,19 +1,23 @@
 """Who is asking: the session's user (pages), the bearer token's (API), the CSRF token of every
-form, and the role a route needs. A session cookie holds the user's id, the user's session
-version (a password reset or a disable ends every session) and the CSRF token; nothing else."""
+form, and the role a route needs. The session cookie (signed) holds the login's random token,
+whose hash is a `web_session` row (logout, a password reset or a disable ends it there), and the
+CSRF token; nothing else."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session
 
 from monitor.app import App
-from monitor.services.users import User, user_by_id, user_of_token
+from monitor.domain.errors import UserError
+from monitor.services.users import User, user_of_token
+from monitor.services.users import session_user as session_user_of
 
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -34,6 +38,19 @@ def db(request: Request) -> Iterator[Session]:
 
 
 DB = Annotated[Session, Depends(db)]
+
+
+def no_control(value: str, name: str) -> str:
+    """A query, path or form value without control characters (a NUL cannot be stored in PostgreSQL)."""
+    if any((ord(c) < 32 and c not in "\t\r\n") or ord(c) == 127 for c in value):
+        raise UserError(f"{name} holds a control character; type it again")
+    return value
+
+
+def clean_request(request: Request) -> None:
+    """No control character in the path or query (every API route)."""
+    for name, value in [*request.query_params.items(), *request.path_params.items()]:
+        no_control(str(value), name)
 
 
 def csrf_token(request: Request) -> str:
@@ -58,8 +75,10 @@ async def check_csrf(request: Request) -> None:
 
 
 def session_user(request: Request, s: DB) -> User:
-    uid, version = request.session.get("uid"), request.session.get("sv")
-    user = user_by_id(s, uid, version) if isinstance(uid, int) and isinstance(version, int) else None
+    a = app_of(request)
+    token = request.session.get("sid")
+    user = session_user_of(s, token, now=a.now(), lasts=timedelta(hours=a.settings.web.session_hours)) \
+        if isinstance(token, str) else None
     if user is None:
         request.session.clear()
         raise LoginNeeded()

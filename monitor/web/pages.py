@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from monitor.app import App
@@ -22,8 +22,8 @@ from monitor.services.audit import audit
 from monitor.services.flags import acknowledge
 from monitor.services.lookup import visible
 from monitor.services.quarantine import replay
-from monitor.services.users import Limits, LoginRefused, log_in
-from monitor.web.auth import DB, Admin, Csrf, PageUser, Writer, app_of, sites_of
+from monitor.services.users import Limits, LoginRefused, end_session, log_in, start_session
+from monitor.web.auth import DB, Admin, Csrf, PageUser, Writer, app_of, no_control, sites_of
 from monitor.web.patient import patient_page, record_from_form
 from monitor.web.protocols import protocol_list, protocol_rules
 from monitor.web.render import page
@@ -50,10 +50,11 @@ def back(to: str) -> RedirectResponse:
 
 async def form_of(request: Request) -> dict[str, str]:
     """The posted form's text fields (read here, so that the handlers run in the thread pool)."""
-    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    return {k: no_control(v, k) for k, v in (await request.form()).items() if isinstance(v, str)}
 
 
 Form = Annotated[dict[str, str], Depends(form_of)]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a row id (an integer column on every database)
 
 
 @router.get("/")
@@ -79,33 +80,50 @@ def login(request: Request, s: DB, form: Form) -> Response:
         status = 429 if "too many" in str(refused) else 401
         return page(request, "login.html", {"error": str(refused), "email": form.get("email", "")[:200]},
                     status=status)
+    token = start_session(s, user, now=a.now())
+    s.commit()
     request.session.clear()  # a new session at login: nothing from before it survives
-    request.session.update(uid=user.id, sv=user.session_version)
+    request.session["sid"] = token
     return back("/overdue")
 
 
 @router.post("/logout", dependencies=[Csrf])
-def logout(request: Request) -> Response:
+def logout(request: Request, s: DB) -> Response:
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        end_session(s, token, now=app_of(request).now())
+        s.commit()
     request.session.clear()
     return back("/login")
+
+
+def checked_params(request: Request) -> dict[str, str]:
+    return {k: no_control(v, k) for k, v in request.query_params.items()}
+
+
+def _whole(value: str | None, name: str, default: int) -> int:
+    try:
+        return max(1, min(int(value or default), 1_000_000))
+    except ValueError:
+        raise UserError(f"{name} must be a whole number") from None
 
 
 def _filter(params: dict[str, str]) -> worklists.OverdueFilter:
     try:
         min_days = int(params.get("days") or 0)
-        number = int(params.get("page") or 1)
     except ValueError:
-        raise UserError("days and page must be whole numbers") from None
+        raise UserError("days must be a whole number") from None
     return worklists.OverdueFilter(site=params.get("site", ""), coordinator=params.get("coordinator", ""),
                                    panel=params.get("panel", ""), phase=params.get("phase", ""), min_days=min_days,
-                                   sort=params.get("sort") or "days", page=number)
+                                   sort=params.get("sort") or "days",
+                                   page=_whole(params.get("page"), "page", 1)).checked()
 
 
 @router.get("/overdue")
 def overdue(request: Request, s: DB, user: PageUser) -> Response:
     a = app_of(request)
     today = a.today()
-    f = _filter(dict(request.query_params))
+    f = _filter(checked_params(request))
     size = a.settings.web.page_size
     rows, total = worklists.overdue_page(s, f, today=today, sites=sites_of(user), page_size=size)
     query = {k: v for k, v in asdict(f).items() if v and k != "page"}
@@ -118,8 +136,10 @@ def overdue(request: Request, s: DB, user: PageUser) -> Response:
                "pages": max(1, -(-total // size)), "query": urlencode({k: v for k, v in query.items() if v}),
                "sorts": list(worklists.SORTS), "trends": trends, "today": today,
                "daily_run": views.last_daily_run(s)}
-    name = "overdue_rows.html" if request.headers.get("hx-request") else "overdue.html"
-    return page(request, name, context)
+    fragment = request.headers.get("hx-request") and not request.headers.get("hx-history-restore-request")
+    response = page(request, "overdue_rows.html" if fragment else "overdue.html", context)
+    response.headers["Vary"] = "HX-Request"
+    return response
 
 
 def panels(a: App) -> list[str]:
@@ -137,7 +157,7 @@ def neutralised(value: Any) -> str:
 def overdue_csv(request: Request, s: DB, user: PageUser) -> Response:
     a = app_of(request)
     today = a.today()
-    f = _filter(dict(request.query_params))
+    f = _filter(checked_params(request))
     rows = worklists.overdue_all(s, f, today=today, sites=sites_of(user))
 
     def lines() -> Iterator[str]:
@@ -160,12 +180,21 @@ def overdue_csv(request: Request, s: DB, user: PageUser) -> Response:
 
 
 @router.get("/flags")
-def flags(request: Request, s: DB, user: PageUser, snoozed: Annotated[bool, Query()] = False) -> Response:
+def flags(request: Request, s: DB, user: PageUser) -> Response:
     a = app_of(request)
     today = a.today()
-    problems = worklists.worklist(s, today=today, sites=sites_of(user), snoozed=snoozed)
-    return page(request, "flags.html", {"problems": problems, "snoozed": snoozed, **acting(a, today),
-                                        "daily_run": views.last_daily_run(s)})
+    params = checked_params(request)
+    snoozed = params.get("snoozed") == "true"
+    number = _whole(params.get("page"), "page", 1)
+    size = a.settings.web.page_size
+    problems = worklists.worklist(s, today=today, sites=sites_of(user), snoozed=snoozed,
+                                  site=params.get("site", ""), coordinator=params.get("coordinator", ""))
+    query = urlencode({k: v for k, v in params.items() if k in ("snoozed", "site", "coordinator") and v})
+    return page(request, "flags.html", {
+        "problems": problems[(number - 1) * size:number * size], "total": len(problems), "snoozed": snoozed,
+        "page_number": number, "pages": max(1, -(-len(problems) // size)), "query": query,
+        "choices": worklists.choices(s, sites=sites_of(user), panels=[]), "params": params,
+        **acting(a, today), "daily_run": views.last_daily_run(s)})
 
 
 def acting(a: App, today: date) -> dict[str, Any]:
@@ -180,7 +209,7 @@ def _next(form: dict[str, str], default: str) -> str:
 
 
 @router.post("/flags/{flag_id}/ack", dependencies=[Csrf])
-def ack(request: Request, flag_id: int, s: DB, user: Writer, form: Form) -> Response:
+def ack(request: Request, flag_id: Id, s: DB, user: Writer, form: Form) -> Response:
     a = app_of(request)
     code = form.get("reason", "")
     if code not in ACK_REASONS:
@@ -195,7 +224,7 @@ def ack(request: Request, flag_id: int, s: DB, user: Writer, form: Form) -> Resp
 
 
 @router.post("/flags/{flag_id}/snooze", dependencies=[Csrf])
-def snooze(request: Request, flag_id: int, s: DB, user: Writer, form: Form) -> Response:
+def snooze(request: Request, flag_id: Id, s: DB, user: Writer, form: Form) -> Response:
     a = app_of(request)
     try:
         until = date.fromisoformat(form.get("until", ""))
@@ -208,7 +237,7 @@ def snooze(request: Request, flag_id: int, s: DB, user: Writer, form: Form) -> R
 
 
 @router.post("/flags/{flag_id}/escalate", dependencies=[Csrf])
-def escalate(request: Request, flag_id: int, s: DB, user: Writer, form: Form) -> Response:
+def escalate(request: Request, flag_id: Id, s: DB, user: Writer, form: Form) -> Response:
     a = app_of(request)
     worklists.escalate(s, flag_id, note=form.get("note", ""), by=user.email, mail=a.mail, now=a.now(),
                        sites=sites_of(user))
@@ -223,14 +252,14 @@ def find(request: Request, s: DB, user: PageUser, form: Form) -> Response:
 
 
 @router.get("/patients/{patient_id}")
-def patient(request: Request, patient_id: int, s: DB, user: PageUser) -> Response:
+def patient(request: Request, patient_id: Id, s: DB, user: PageUser) -> Response:
     a = app_of(request)
     context = patient_page(s, a, patient_id, user=user, today=a.today())
     return page(request, "patient.html", {**context, **acting(a, context["today"])})
 
 
 @router.post("/patients/{patient_id}/record", dependencies=[Csrf])
-def record(request: Request, patient_id: int, s: DB, user: Writer, form: Form) -> Response:
+def record(request: Request, patient_id: Id, s: DB, user: Writer, form: Form) -> Response:
     a = app_of(request)
     record_from_form(s, a, patient_id, form, user=user, today=a.today())
     return back(f"/patients/{patient_id}")

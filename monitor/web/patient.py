@@ -46,7 +46,9 @@ def _thresholds(protocol: MonitoringProtocol, analyte: str, uln: float | None) -
 
 
 def course_chart(snapshot: Snapshot, protocol: MonitoringProtocol, *, today: date) -> str:
-    start = max(snapshot.start_on - timedelta(days=30), today - SHOWN)
+    # From a month before the start (never after a month before today: a start ahead shows the
+    # results before it), at most three years.
+    start = min(max(snapshot.start_on, today - SHOWN + timedelta(days=30)), today) - timedelta(days=30)
     series = []
     for analyte in CHARTED:
         finals = [r for r in snapshot.finals(analyte, today) if r.observed_on >= start]

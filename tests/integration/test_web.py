@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -50,14 +51,16 @@ def enroll(engine: Engine, mrn: str, site: str, *, days: int = 200) -> None:
 @pytest.fixture
 def clinic(engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Engine:
     """Six patients at two sites, never drawn (every panel overdue); N003 and S003 with a critical
-    leukopenia yesterday; the day's cycle run; an admin, a coordinator of north and a viewer."""
+    leukopenia yesterday, S002 a high MCV (an action flag); the day's cycle run; an admin, a
+    coordinator of north and a viewer."""
     for i in range(1, 4):
         enroll(engine, f"N00{i}", "north")
         enroll(engine, f"S00{i}", "south")
     lab = tmp_path / "labs.csv"
     day = (today() - timedelta(days=1)).isoformat()
     lab.write_text("mrn,collected_at,code,value,unit\n"
-                   f"N003,{day}T09:00:00,6690-2,1.1,10*9/L\nS003,{day}T09:00:00,6690-2,1.0,10*9/L\n", encoding="utf-8")
+                   f"N003,{day}T09:00:00,6690-2,1.1,10*9/L\nS003,{day}T09:00:00,6690-2,1.0,10*9/L\n"
+                   f"S002,{day}T09:00:00,787-2,107,fL\n", encoding="utf-8")
     run(capsys, "ingest", str(lab))
     run(capsys, "run")
     with Session(engine) as s:
@@ -94,12 +97,12 @@ def patient_id(engine: Engine, mrn: str) -> int:
         return p.id
 
 
-def open_flag(engine: Engine, mrn: str) -> int:
+def open_flag(engine: Engine, mrn: str, severity: str = "critical") -> int:
     with Session(engine) as s:
         flag_id = s.execute(text("SELECT f.id FROM flag f JOIN enrollment e ON e.id = f.enrollment_id "
                                  "JOIN patient p ON p.id = e.patient_id WHERE p.mrn = :m AND f.status = 'open' "
-                                 "AND f.severity = 'critical'"), {"m": mrn}).scalars().first()
-        assert flag_id is not None, f"{mrn} has no open critical flag"
+                                 "AND f.severity = :s"), {"m": mrn, "s": severity}).scalars().first()
+        assert flag_id is not None, f"{mrn} has no open {severity} flag"
         return int(flag_id)
 
 
@@ -249,13 +252,18 @@ def test_acknowledging_a_flag_takes_it_off_the_worklist_and_snoozing_hides_it_un
         flag = s.get(FlagRow, north)
         assert flag is not None and flag.status == "acknowledged" and flag.acknowledged_by == ADMIN
         assert flag.ack_reason == "repeat-ordered: FBC tomorrow"
-    too_far = (today() + timedelta(days=60)).isoformat()
-    assert web.post(f"/flags/{south}/snooze", data={"until": too_far, "reason": "x", "csrf": token_}).status_code == 400
     soon = (today() + timedelta(days=3)).isoformat()
-    assert web.post(f"/flags/{south}/snooze", data={"until": soon, "reason": "repeat booked",
-                                                    "csrf": token_}).status_code == 303
-    assert f'id="flag-{south}"' not in web.get("/flags").text
-    assert f'id="flag-{south}"' in web.get("/flags", params={"snoozed": "true"}).text
+    refused = web.post(f"/flags/{south}/snooze", data={"until": soon, "reason": "x", "csrf": token_})
+    assert refused.status_code == 400 and "critical" in refused.text  # a critical flag stays on the list
+    mcv = open_flag(clinic, "S002", "action")
+    too_far = (today() + timedelta(days=60)).isoformat()
+    assert web.post(f"/flags/{mcv}/snooze", data={"until": too_far, "reason": "x", "csrf": token_}).status_code == 400
+    assert web.post(f"/flags/{mcv}/snooze", data={"until": soon, "reason": "B12 and folate requested",
+                                                  "csrf": token_}).status_code == 303
+    assert f'id="flag-{mcv}"' not in web.get("/flags").text
+    assert f'id="flag-{mcv}"' in web.get("/flags", params={"snoozed": "true"}).text
+    again = web.post(f"/flags/{mcv}/snooze", data={"until": soon, "reason": "again", "csrf": token_})
+    assert again.status_code == 400 and "snoozed until" in again.text  # not snoozed on and on
     assert web.post(f"/flags/{south}/escalate", data={"note": "please call", "csrf": token_}).status_code == 303
     with Session(clinic) as s:
         sent = s.exec(select(OutboxMessage).where(col(OutboxMessage.kind) == "escalation")).all()
@@ -333,3 +341,76 @@ def test_users_and_tokens_are_managed_from_the_cli(db_url: str, capsys: pytest.C
     assert run(capsys, "users", "disable", "ann@trust.example").code == 0
     assert run(capsys, "tokens", "list", "--format", "json").json()[0]["revoked"] is True
     assert run(capsys, "users", "disable", "nobody@trust.example").code == 2
+
+
+def test_logout_ends_the_login_even_for_a_copied_cookie(web: TestClient, clinic: Engine) -> None:
+    assert log_in(web, NORTH) == 303
+    copied = dict(web.cookies)
+    web.post("/logout", data={"csrf": csrf(web, "/overdue")})
+    thief = TestClient(web.app, base_url="https://testserver", follow_redirects=False, cookies=copied)
+    assert thief.get("/overdue").headers["location"] == "/login"
+    with Session(clinic) as s:
+        assert s.exec(select(AuditEvent).where(AuditEvent.action == "logout")).one().actor == NORTH
+
+
+def test_wrong_passwords_sent_in_parallel_are_checked_no_more_often_than_the_limit(clinic: Engine) -> None:
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        with Session(clinic) as s:
+            try:
+                users.log_in(s, NORTH, "not the password", address="10.0.0.9", now=datetime.now(LONDON))
+            except users.LoginRefused as refused:
+                outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 12 and sum("wrong" in o for o in outcomes) <= users.Limits().per_account
+
+
+def test_hostile_input_gets_one_clear_answer_never_a_server_error(web: TestClient, clinic: Engine) -> None:
+    assert web.post("/login", data={"email": "a\x00b@x.org", "password": "x", "csrf": csrf(web)}).status_code == 400
+    assert log_in(web, ADMIN) == 303
+    for path in ["/overdue?site=a%00b", "/overdue?coordinator=%00", "/overdue?page=99999999999999999999999",
+                 "/flags?page=-3", "/patients/99999999999999999999", "/patients/2147483648", "/patients/0"]:
+        r = web.get(path)
+        assert r.status_code in (200, 400, 404, 422), (path, r.status_code)
+        assert r.headers["x-frame-options"] == "DENY", path
+    api = token(clinic, ADMIN)
+    for path in ["/api/overdue?site=%00", "/api/patients/a%00b", "/api/flags?page_size=0"]:
+        assert web.get(path, headers=api).status_code in (400, 422), path
+    r = web.post("/api/ingest/hl7", content=b"not a message at all", headers=api)
+    assert r.status_code < 500 and "/tmp" not in r.text
+
+
+def test_a_patient_whose_treatment_starts_next_month_has_a_page(web: TestClient, clinic: Engine) -> None:
+    enroll(clinic, "N009", "north", days=-60)
+    assert log_in(web, ADMIN) == 303
+    page = web.get(f"/patients/{patient_id(clinic, 'N009')}")
+    assert page.status_code == 200 and "<svg" in page.text
+
+
+def test_the_audit_trail_keeps_codes_and_changes_never_what_was_typed(web: TestClient, clinic: Engine) -> None:
+    assert log_in(web, ADMIN) == 303
+    token_ = csrf(web, "/flags")
+    mcv, north = open_flag(clinic, "S002", "action"), open_flag(clinic, "N003")
+    soon = (today() + timedelta(days=2)).isoformat()
+    web.post(f"/flags/{mcv}/snooze", data={"until": soon, "reason": "Mrs Smith's B12", "csrf": token_})
+    web.post(f"/flags/{north}/ack", data={"reason": "dose-changed", "note": "called Mrs Jones", "csrf": token_})
+    web.get("/api/overdue", headers=token(clinic, ADMIN))
+    with Session(clinic) as s:
+        events = {e.action: e.detail for e in s.exec(select(AuditEvent))}
+    assert events["ack"]["after"]["reason_code"] == "dose-changed" and events["ack"]["before"] == {"status": "open"}
+    assert events["snooze"]["after"]["snoozed_until"] == soon
+    assert "Smith" not in str(events) and "Jones" not in str(events)
+    assert events["export"]["via"] == "api"
+
+
+def test_each_site_has_its_rate_also_one_without_a_closed_day(web: TestClient, clinic: Engine) -> None:
+    enroll(clinic, "E001", "east")  # after the day closed: no counts stored for east yet
+    assert log_in(web, ADMIN) == 303
+    rates = web.get("/overdue").text.split('id="rates"')[1].split("</table>")[0]
+    assert all(f"<td>{site}</td>" in rates for site in ("north", "south", "east"))
