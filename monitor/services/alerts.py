@@ -64,7 +64,7 @@ def queue_escalations(session: Session, *, mail: Mail, now: datetime) -> int:
             continue
         hours = (now - alerted_at).total_seconds() / 3600
         r = render("escalation", flag=flag, who=who(mail, mrn, name, pid), hours=f"{hours:.0f}",
-                   coordinator=coordinator)
+                   coordinator=coordinator, by="", note="")  # (by and note: an escalation by hand, worklists.py)
         out.append(Letter(key, "escalation", to, r.subject, r.text, r.html, flag.id))
     return enqueue(session, out, sender=mail.sender, now=now)
 

@@ -32,9 +32,11 @@ def visible(session: Session, sites: tuple[str, ...] | None, *, patient_id: int 
     patient = session.get(Patient, patient_id) if patient_id is not None else \
         session.exec(select(Patient).where(Patient.mrn == mrn)).first()
     if patient is not None:
-        enrollment = session.exec(
-            select(Enrollment).where(Enrollment.patient_id == patient.id, Enrollment.status == "active")
-            .order_by(col(Enrollment.start_on).desc())).first()
-        if enrollment is not None and (sites is None or (enrollment.site or "") in sites):
-            return patient, enrollment
+        try:
+            enrollment = active_enrollment(session, patient)
+        except NotFound:
+            pass
+        else:
+            if sites is None or (enrollment.site or "") in sites:
+                return patient, enrollment
     raise NotFound("no such patient")
