@@ -52,7 +52,8 @@ def serve(
                         "be shared by every process; set MONITOR_WEB__SECRET_KEY (docs/deploy.md), or listen on "
                         "127.0.0.1 to try it")
     a.engine  # noqa: B018  (migrate, or say what is wrong, before listening)
-    out.print(f"monitor web app on http://{host}:{port}/ (Ctrl-C stops it)", markup=False)
+    shown = "localhost" if host == "127.0.0.1" else host  # (browsers keep its secure cookie over http there)
+    out.print(f"monitor web app on http://{shown}:{port}/ (Ctrl-C stops it)", markup=False)
     sys.stdout.flush()
     uvicorn.run(create_app(a), host=host, port=port, proxy_headers=True, forwarded_allow_ips=w.forwarded_allow_ips,
                 server_header=False, log_level="warning", access_log=False)
