@@ -336,17 +336,12 @@ def overdue(
     if fmt == "json":
         emit_json(rows)
     elif fmt == "csv":
-        write_csv(rows, OVERDUE_COLUMNS)
+        write_csv(rows, views.OVERDUE_COLUMNS)
     else:
         table(f"Overdue ({len(rows)})", ["mrn", "panel", "since", "days", "unmet", "last result", "phase",
                                           "coordinator", "site"],
               [[r["mrn"], r["panel"], r["due_on"], r["days_overdue"], r["draws_unmet"], r["last_result_on"] or "never",
                 r["phase"], r["coordinator"], r["site"]] for r in rows])
-
-
-#: `monitor overdue --format csv` columns (docs/CLI.md).
-OVERDUE_COLUMNS = ["mrn", "panel", "due_on", "days_overdue", "draws_unmet", "last_result_on", "days_without_result",
-                   "phase", "coordinator", "site"]
 
 
 @app.command()

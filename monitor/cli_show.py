@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor.services.prepare import IngestReport
+from monitor.services.views import inert
 
 
 class _Console(Console):
@@ -27,14 +28,6 @@ class _Console(Console):
 out = _Console(highlight=False, soft_wrap=True)
 err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
-#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def inert(value: Any) -> Any:
-    """A text cell as a spreadsheet shows it as text: one that starts like a formula gets a leading
-    single quote (OWASP). Numbers are left alone: a number we write is never a formula."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: list[str], file: TextIO | None = None) -> None:

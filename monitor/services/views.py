@@ -25,6 +25,20 @@ from monitor.services.plans import lapse_holds
 from monitor.services.quarantine_rows import raw_texts
 
 RESULTS_SHOWN = timedelta(days=366)
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: Any) -> Any:
+    """A text cell as a spreadsheet shows it as text: one that starts like a formula gets a leading
+    single quote (OWASP). Numbers are left alone: a number we write is never a formula. (Every CSV
+    export: the CLI's and the web app's.)"""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+#: The overdue review's CSV columns (`monitor overdue --format csv`, the web app's export; docs/CLI.md).
+OVERDUE_COLUMNS = ["mrn", "panel", "due_on", "days_overdue", "draws_unmet", "last_result_on", "days_without_result",
+                   "phase", "coordinator", "site"]
 
 
 def last_daily_run(session: Session) -> dict[str, Any] | None:

@@ -242,7 +242,7 @@ def flag_in_sites(session: Session, flag_id: int, sites: Sites) -> FlagRow:
 NOTE_CHARS = 500  # a note or reason typed in a form
 
 
-def _typed(text: str, what: str) -> str:
+def typed(text: str, what: str) -> str:
     text = text.strip()
     if len(text) > NOTE_CHARS:
         raise UserError(f"the {what} is too long: at most {NOTE_CHARS} characters")
@@ -264,7 +264,7 @@ def snooze(session: Session, flag_id: int, *, until: date, reason: str, by: str,
     if flag.snoozed_until is not None and flag.snoozed_until > today:
         raise UserError(f"flag {flag_id} is snoozed until {flag.snoozed_until}; it may be snoozed again when it "
                         "comes back")
-    reason = _typed(reason, "reason")
+    reason = typed(reason, "reason")
     if not reason:
         raise UserError("a reason is required: say what you are waiting for")
     if not today < until <= today + timedelta(days=max_days):
@@ -286,7 +286,7 @@ def escalate(session: Session, flag_id: int, *, note: str, by: str, mail: Mail, 
     flag = flag_in_sites(session, flag_id, sites)
     if flag.status != FlagStatus.OPEN:
         raise UserError(f"flag {flag_id} is {flag.status}; only an open flag is escalated")
-    note = _typed(note, "note")
+    note = typed(note, "note")
     enrollment = session.get(Enrollment, flag.enrollment_id)
     assert enrollment is not None
     patient = session.get(Patient, enrollment.patient_id)

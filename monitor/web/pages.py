@@ -40,8 +40,6 @@ ACK_REASONS = {
     "result-error": "result in error (spurious, wrong patient)",
     "other": "other (see note)",
 }
-OVERDUE_CSV = ["mrn", "panel", "due_on", "days_overdue", "draws_unmet", "last_result_on", "days_without_result",
-               "phase", "coordinator", "site"]
 
 
 def back(to: str) -> RedirectResponse:
@@ -147,12 +145,6 @@ def panels(a: App) -> list[str]:
     return sorted({panel for pid in a.library.ids() for panel in a.library.get(pid).panels.values()})
 
 
-def neutralised(value: Any) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @router.get("/overdue.csv")
 def overdue_csv(request: Request, s: DB, user: PageUser) -> Response:
     a = app_of(request)
@@ -163,9 +155,9 @@ def overdue_csv(request: Request, s: DB, user: PageUser) -> Response:
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(OVERDUE_CSV)
+        writer.writerow(views.OVERDUE_COLUMNS)
         for n, row in enumerate(rows, 1):
-            writer.writerow([neutralised(row[c]) for c in OVERDUE_CSV])
+            writer.writerow([views.inert(row[c]) for c in views.OVERDUE_COLUMNS])
             if n % 500 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -214,7 +206,7 @@ def ack(request: Request, flag_id: Id, s: DB, user: Writer, form: Form) -> Respo
     code = form.get("reason", "")
     if code not in ACK_REASONS:
         raise UserError("choose what was done (the reason) to acknowledge a flag")
-    note = form.get("note", "").strip()
+    note = worklists.typed(form.get("note", ""), "note")
     if code == "other" and not note:
         raise UserError("say what was done in the note when the reason is 'other'")
     worklists.flag_in_sites(s, flag_id, sites_of(user))

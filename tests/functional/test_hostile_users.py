@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from monitor.cli_show import FORMULA_START, write_csv
+from monitor.cli_show import write_csv
 from monitor.db.session import make_engine
 from monitor.db.tables import Enrollment, Patient
+from monitor.services.views import FORMULA_START
 from tests.functional.cli import Ran, run
 from tests.functional.test_cli_contract import one_line_error
 from tests.integration import dump_tables

@@ -24,8 +24,8 @@ from monitor.domain.protocol import Phase
 from monitor.protocols import packaged_library
 from monitor.services import patients, users
 from monitor.services.audit import verify_chain
+from monitor.services.views import inert
 from monitor.web.app import create_app
-from monitor.web.pages import neutralised
 from tests.functional.cli import run
 
 pytestmark = pytest.mark.db
@@ -234,8 +234,8 @@ def test_the_overdue_review_filters_sorts_pages_and_exports_what_it_shows(web: T
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_neutralised() -> None:
-    assert [neutralised(v) for v in ("=HYPERLINK(1)", "+1", "-2", "@SUM", "N001", None, 3)] == \
-        ["'=HYPERLINK(1)", "'+1", "'-2", "'@SUM", "N001", "", "3"]
+    assert [inert(v) for v in ("=HYPERLINK(1)", "+1", "-2", "@SUM", "\tx", "N001", None, -3)] == \
+        ["'=HYPERLINK(1)", "'+1", "'-2", "'@SUM", "'\tx", "N001", None, -3]
 
 
 def test_acknowledging_a_flag_takes_it_off_the_worklist_and_snoozing_hides_it_until_its_date(
