@@ -18,6 +18,7 @@ from monitor.app import App
 from monitor.cli_args import app_of, choose, day_or_today, parse_date
 from monitor.cli_audit import audit_app
 from monitor.cli_mail import coordinators_app, digest, outbox_app, say_delivered, waiting
+from monitor.cli_ops import backup, restore
 from monitor.cli_show import (
     emit_json,
     err,
@@ -56,10 +57,12 @@ app.command()(digest)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.command()(serve)
+app.command()(backup)
+app.command()(restore)
 
 
 #: The commands that may start a clinic's database; every other one refuses to create an empty one.
-CREATES_A_DATABASE = frozenset({"init", "enroll", "demo"})
+CREATES_A_DATABASE = frozenset({"init", "enroll", "demo", "restore"})
 
 DateOpt = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default: today in the clinic)")]
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text or json: one line per event on stderr")]
