@@ -179,12 +179,13 @@ def flags(request: Request, s: DB, user: PageUser) -> Response:
     snoozed = params.get("snoozed") == "true"
     number = _whole(params.get("page"), "page", 1)
     size = a.settings.web.page_size
-    problems = worklists.worklist(s, today=today, sites=sites_of(user), snoozed=snoozed,
-                                  site=params.get("site", ""), coordinator=params.get("coordinator", ""))
+    problems, total = worklists.worklist(s, today=today, sites=sites_of(user), snoozed=snoozed,
+                                         site=params.get("site", ""), coordinator=params.get("coordinator", ""),
+                                         page=number, page_size=size)
     query = urlencode({k: v for k, v in params.items() if k in ("snoozed", "site", "coordinator") and v})
     return page(request, "flags.html", {
-        "problems": problems[(number - 1) * size:number * size], "total": len(problems), "snoozed": snoozed,
-        "page_number": number, "pages": max(1, -(-len(problems) // size)), "query": query,
+        "problems": problems, "total": total, "snoozed": snoozed,
+        "page_number": number, "pages": max(1, -(-total // size)), "query": query,
         "choices": worklists.choices(s, sites=sites_of(user), panels=[]), "params": params,
         **acting(a, today), "daily_run": views.last_daily_run(s)})
 

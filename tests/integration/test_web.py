@@ -20,9 +20,9 @@ from sqlmodel import Session, col, select
 
 from monitor.app import App
 from monitor.db.tables import AuditEvent, FlagRow, OutboxMessage, Patient, WebUser
-from monitor.domain.protocol import Phase
+from monitor.domain.protocol import MOST_SEVERE_FIRST, Phase
 from monitor.protocols import packaged_library
-from monitor.services import patients, users
+from monitor.services import patients, users, views, worklists
 from monitor.services.audit import verify_chain
 from monitor.services.views import inert
 from monitor.web.app import create_app
@@ -414,3 +414,27 @@ def test_each_site_has_its_rate_also_one_without_a_closed_day(web: TestClient, c
     assert log_in(web, ADMIN) == 303
     rates = web.get("/overdue").text.split('id="rates"')[1].split("</table>")[0]
     assert all(f"<td>{site}</td>" in rates for site in ("north", "south", "east"))
+
+
+def test_the_worklist_groups_flags_into_problems_as_the_cli_does(clinic: Engine, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    lab = tmp_path / "more.csv"
+    rows = [f"S002,{(today() - timedelta(days=d)).isoformat()}T09:00:00,787-2,{106 + d % 3},fL"
+            for d in (9, 6, 3)]
+    rows += [f"N002,{(today() - timedelta(days=d)).isoformat()}T09:00:00,6690-2,{v},10*9/L"
+             for d, v in ((8, 3.2), (2, 1.5))]
+    lab.write_text("mrn,collected_at,code,value,unit\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    run(capsys, "ingest", str(lab))
+    run(capsys, "run")
+    with Session(clinic) as s:
+        in_sql, total = worklists.worklist(s, today=today(), sites=None, page_size=1000)
+        in_python = views.by_problem(views.flags(s, status="open"))
+        first_page, _ = worklists.worklist(s, today=today(), sites=None, page_size=2)
+
+    def key(f: dict[str, object]) -> tuple[object, ...]:
+        return f["mrn"], f["problem"], f["id"], f["severity"], f["results"], f["first_observed_on"], f["value"]
+
+    assert total == len(in_python) and sorted(map(key, in_sql)) == sorted(map(key, in_python))
+    assert any(f["results"] >= 3 for f in in_sql)  # several results, one line
+    ranks = [MOST_SEVERE_FIRST[f["severity"]] for f in in_sql]
+    assert ranks == sorted(ranks) and [key(f) for f in first_page] == [key(f) for f in in_sql[:2]]
