@@ -70,8 +70,31 @@ def build(folder: Path, patients: int, today: date) -> None:
         started = time.perf_counter()
         monitor(folder, *step)
         print(f"built: monitor {step[0]} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    add_flags(folder, patients, today)
     monitor(folder, "users", "add", "admin@trust.example", "--role", "admin", stdin=PASSWORD + "\n")
     (folder / "built").write_text(today.isoformat())
+
+
+def add_flags(folder: Path, patients: int, today: date) -> None:
+    """Open flags for the worklist: a high MCV twice for one patient in five of those drawn, a low
+    WBC for one in fifty (ingested, then the day's cycle again: only they are evaluated)."""
+    flags = folder / "labs-flags.csv"
+    with open(flags, "w", newline="") as f:
+        lab = csv.writer(f)
+        lab.writerow(["mrn", "collected_at", "code", "value", "unit"])
+        for i in range(patients):
+            if i % 3 and i % 5 == 1:
+                for ago in (30, 2):
+                    lab.writerow([f"W{i:07d}", f"{(today - timedelta(days=ago)).isoformat()}T10:00:00", "787-2", 107,
+                                  "fL"])
+            if i % 3 and i % 50 == 2:
+                lab.writerow([f"W{i:07d}", f"{(today - timedelta(days=1)).isoformat()}T10:00:00", "6690-2", 2.9,
+                              "10*9/L"])
+    for step in (("ingest", str(flags)), ("run", "--date", today.isoformat())):
+        started = time.perf_counter()
+        monitor(folder, *step)
+        print(f"built: monitor {step[0]} (flags) in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    (folder / "flags").write_text("added")
 
 
 class Client:
@@ -124,6 +147,8 @@ def main() -> None:
     if not (folder / "built").exists():
         build(folder, args.patients, date.today())
     today = date.fromisoformat((folder / "built").read_text())
+    if not (folder / "flags").exists():  # a folder built before the worklist was measured
+        add_flags(folder, args.patients, today)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -158,6 +183,10 @@ def main() -> None:
             "overdue review, filtered (site, coordinator, panel, ≥ 7 days)": measure(client, filtered),
             "CSV export of a filtered review (one coordinator's panel)": measure(client, exports),
             "patient page (chart, plan, flags, results)": measure(client, [f"/patients/{p}" for p in patient_ids]),
+            "flag worklist, a page (and pages 1-20)": measure(client, [f"/flags?page={rng.randint(1, 20)}" if i % 2
+                                                                       else "/flags" for i in range(n)]),
+            "flag worklist of one site and coordinator": measure(client, [
+                f"/flags?{urlencode({k: v for k, v in criteria(i).items() if k != 'panel'})}" for i in range(n)]),
             "CSV export of the whole review": measure(client, ["/overdue.csv"] * 13),
         }
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -155,8 +155,15 @@ def overdue(session: Session, *, today: date, site: str | None = None,
              "site": e.site} for o, e, p in rows]
 
 
-def flags(session: Session, *, status: str = "open", sites: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Flags with their patient's MRN, critical first; of the enrollments at `sites` (None: all)."""
+def most_severe_first(severity: Any) -> Any:
+    """A severity column's place, most severe first (MOST_SEVERE_FIRST in SQL; an unknown one last)."""
+    return case(*((severity == name, rank) for name, rank in MOST_SEVERE_FIRST.items()), else_=1)
+
+
+def flags(session: Session, *, status: str = "open", sites: tuple[str, ...] | None = None,
+          limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Flags with their patient's MRN, most severe first, then the latest; of the enrollments at
+    `sites` (None: all); `limit` of them after `offset` (sorted and cut in the database)."""
     if status not in (*FlagStatus, "all"):
         raise UserError(f"--status {status!r} must be open, acknowledged, resolved or all")
     query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
@@ -165,9 +172,10 @@ def flags(session: Session, *, status: str = "open", sites: tuple[str, ...] | No
         query = query.where(func.coalesce(col(Enrollment.site), "").in_(list(sites)))
     if status != "all":
         query = query.where(FlagRow.status == status)
-    rows = session.exec(query.order_by(col(FlagRow.observed_on).desc(), col(FlagRow.id))).all()
-    listed = [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
-    return sorted(listed, key=lambda f: MOST_SEVERE_FIRST.get(f["severity"], 1))
+    query = query.order_by(most_severe_first(col(FlagRow.severity)), col(FlagRow.observed_on).desc(),
+                           col(FlagRow.id)).offset(offset)
+    rows = session.exec(query if limit is None else query.limit(limit)).all()
+    return [{**flag_view(f), "mrn": mrn} for f, mrn in rows]
 
 
 def by_problem(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:

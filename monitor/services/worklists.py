@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, or_
+from sqlalchemy import ColumnElement, and_, distinct, func, or_
 from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
@@ -25,6 +25,7 @@ from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.digest import who
 from monitor.services.outbox import Letter, enqueue
 from monitor.services.plans import lapse_holds
+from monitor.services.views import most_severe_first
 
 Sites = tuple[str, ...] | None  # None: every site
 
@@ -205,11 +206,6 @@ def site_trends(session: Session, *, today: date, sites: Sites, weeks: int = 12)
 
 # -- the flag worklist ---------------------------------------------------------------------------
 
-def _first(severity: Any) -> Any:
-    """A severity's place, most severe first (MOST_SEVERE_FIRST in SQL; an unknown one last)."""
-    return case(*((severity == name, rank) for name, rank in MOST_SEVERE_FIRST.items()), else_=1)
-
-
 def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = False, site: str = "",
              coordinator: str = "", page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
     """A page of the open flags, one line per patient and problem (kind and analyte, or rule: as
@@ -225,7 +221,7 @@ def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = Fal
         col(f.rule_id), col(f.snoozed_until), col(f.snooze_reason), col(Patient.id).label("patient_id"),
         col(Patient.mrn), col(Enrollment.site), col(Enrollment.coordinator),
         func.row_number().over(partition_by=key, order_by=latest_first).label("nth"),
-        func.min(_first(col(f.severity))).over(partition_by=key).label("worst"),
+        func.min(most_severe_first(col(f.severity))).over(partition_by=key).label("worst"),
         func.count().over(partition_by=key).label("results"),
         func.min(col(f.observed_on)).over(partition_by=key).label("first_observed_on"))
         .join(Enrollment, col(Enrollment.id) == f.enrollment_id)

@@ -59,7 +59,7 @@ def overdue(request: Request, s: DB, user: ApiUser, site: str = "", coordinator:
 def flags(request: Request, s: DB, user: ApiUser, status: FlagStatusParam = FlagStatusParam.open,
           page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
           page_size: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict[str, Any]]:
-    rows = views.flags(s, status=status.value, sites=sites_of(user))[(page - 1) * page_size:page * page_size]
+    rows = views.flags(s, status=status.value, sites=sites_of(user), limit=page_size, offset=(page - 1) * page_size)
     audit(s, actor=user.email, action="export", entity="flags", entity_id=None, now=app_of(request).now(), via="api",
           rows=len(rows))
     s.commit()
