@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
 from monitor.db.snapshots import load_snapshots
@@ -155,6 +155,11 @@ def overdue(session: Session, *, today: date, site: str | None = None,
              "site": e.site} for o, e, p in rows]
 
 
+def site_of() -> ColumnElement[str]:
+    """An enrollment's site as lists and filters name it ("" for none)."""
+    return func.coalesce(col(Enrollment.site), "")
+
+
 def most_severe_first(severity: Any) -> Any:
     """A severity column's place, most severe first (MOST_SEVERE_FIRST in SQL; an unknown one last)."""
     return case(*((severity == name, rank) for name, rank in MOST_SEVERE_FIRST.items()), else_=1)
@@ -169,7 +174,7 @@ def flags(session: Session, *, status: str = "open", sites: tuple[str, ...] | No
     query = (select(FlagRow, Patient.mrn).join(Enrollment, col(Enrollment.id) == FlagRow.enrollment_id)
              .join(Patient, col(Patient.id) == Enrollment.patient_id))
     if sites is not None:
-        query = query.where(func.coalesce(col(Enrollment.site), "").in_(list(sites)))
+        query = query.where(site_of().in_(list(sites)))
     if status != "all":
         query = query.where(FlagRow.status == status)
     query = query.order_by(most_severe_first(col(FlagRow.severity)), col(FlagRow.observed_on).desc(),

@@ -24,7 +24,7 @@ from monitor.services.checks import ACTOR_CHARS, check_text
 from monitor.services.digest import who
 from monitor.services.outbox import Letter, enqueue
 from monitor.services.plans import lapse_holds
-from monitor.services.views import flag_view, most_severe_first
+from monitor.services.views import flag_view, most_severe_first, site_of
 
 Sites = tuple[str, ...] | None  # None: every site
 
@@ -62,7 +62,7 @@ class OverdueFilter:
 
 def _at(sites: tuple[str, ...]) -> ColumnElement[bool]:
     """Enrollments at one of these sites ("": those without a site)."""
-    return func.coalesce(col(Enrollment.site), "").in_(list(sites))
+    return site_of().in_(list(sites))
 
 
 def _seen(sites: Sites) -> ColumnElement[bool]:
@@ -80,7 +80,7 @@ def _overdue_query(f: OverdueFilter, *, today: date, sites: Sites) -> Any:
              .join(Patient, col(Patient.id) == Enrollment.patient_id)
              .where(_seen(sites), lapse_holds(today)))
     if f.site:
-        query = query.where(func.coalesce(col(Enrollment.site), "") == ("" if f.site == "-" else f.site))
+        query = query.where(_at(("" if f.site == "-" else f.site,)))
     if f.coordinator:
         query = query.where(col(Enrollment.coordinator) == f.coordinator)
     if f.panel:
@@ -140,7 +140,7 @@ def choices(session: Session, *, sites: Sites, panels: list[str]) -> dict[str, l
 
 def _sites(session: Session, sites: Sites) -> list[str]:
     """The sites of enrollments the user may see ("" for none), a walk of the site index."""
-    query = select_rows(func.coalesce(col(Enrollment.site), "")).distinct()
+    query = select_rows(site_of()).distinct()
     if sites is not None:
         query = query.where(_at(sites))
     return [site for (site,) in session.execute(query)]
@@ -148,7 +148,7 @@ def _sites(session: Session, sites: Sites) -> list[str]:
 
 def site_counts(session: Session, *, today: date, sites: Sites) -> dict[str, tuple[int, int]]:
     """Per site: active enrollments, and how many of them have an overdue or missed draw today."""
-    site = func.coalesce(col(Enrollment.site), "")
+    site = site_of()
     enrolled = dict(session.execute(select_rows(site, func.count()).where(_seen(sites)).group_by(site)).all())
     late = dict(session.execute(
         select_rows(site, func.count(distinct(col(Enrollment.id))))
@@ -226,8 +226,7 @@ def worklist(session: Session, *, today: date, sites: Sites, snoozed: bool = Fal
     groups = (select_rows(col(f.enrollment_id), col(f.kind), about, worst, func.count(), func.min(col(f.observed_on)))
               .join(Enrollment, col(Enrollment.id) == f.enrollment_id).where(*wanted)
               .group_by(col(f.enrollment_id), col(f.kind), about))
-    keys = (select_rows(col(f.enrollment_id)).join(Enrollment, col(Enrollment.id) == f.enrollment_id).where(*wanted)
-            .group_by(col(f.enrollment_id), col(f.kind), about))
+    keys = groups.with_only_columns(col(f.enrollment_id))  # (counting needs no aggregate)
     total = session.execute(select_rows(func.count()).select_from(keys.subquery())).scalar_one()
     page_groups = session.execute(groups.order_by(worst, latest.desc(), col(f.enrollment_id), col(f.kind), about)
                                   .limit(page_size).offset((page - 1) * page_size)).all()
