@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from monitor.cli_args import app_of, choose
-from monitor.cli_show import emit_json, out, table
+from monitor.cli_show import emit_json, err, out, table
 from monitor.domain.errors import UserError
-from monitor.services import users
+from monitor.services import users, worklists
 
 users_app = typer.Typer(no_args_is_help=True, help="Web users: add, list, disable, reset a password.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (bearer) for /api.")
@@ -72,8 +72,13 @@ def users_add(
     with a.session() as s:
         user = users.add_user(s, email, password, role=role, sites=site or [], by=a.actor, now=a.now())
         s.commit()
+        unknown = worklists.unknown_sites(s, user.sites)
     where = "every site" if user.all_sites else ", ".join(user.sites)
     out.print(f"user {user.email} added: {user.role.value}, {where}", markup=False)
+    if unknown:
+        err.print(f"monitor: warning: no enrollment names the site {', '.join(map(repr, unknown))} yet: check the "
+                  "spelling (`monitor overdue` lists each patient's site); they see no patient there until one does",
+                  markup=False)
 
 
 @users_app.command("list")

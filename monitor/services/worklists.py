@@ -138,6 +138,12 @@ def choices(session: Session, *, sites: Sites, panels: list[str]) -> dict[str, l
 
 # -- the per-site rate (PINCER-style: the share of enrolled patients with an overdue draw) --------
 
+def unknown_sites(session: Session, sites: tuple[str, ...]) -> list[str]:
+    """Those of `sites` no enrollment names (a typo, or a site with no patient yet)."""
+    known = set(_sites(session, None))
+    return [site for site in sites if site not in known]
+
+
 def _sites(session: Session, sites: Sites) -> list[str]:
     """The sites of enrollments the user may see ("" for none), a walk of the site index."""
     query = select_rows(site_of()).distinct()

@@ -328,8 +328,9 @@ def test_a_disabled_user_or_a_reset_password_ends_the_session(web: TestClient, c
 def test_users_and_tokens_are_managed_from_the_cli(db_url: str, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("long enough password\n"))
-    assert "coordinator, north" in run(capsys, "users", "add", "Ann@Trust.example", "--role", "coordinator",
-                                       "--site", "north").out
+    added = run(capsys, "users", "add", "Ann@Trust.example", "--role", "coordinator", "--site", "north")
+    assert "coordinator, north" in added.out
+    assert "no enrollment names the site 'north'" in added.err  # (none yet here: a typo would read the same)
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     bad = run(capsys, "users", "add", "bob@trust.example", "--role", "admin")
     assert bad.code == 2 and "at least 12 characters" in bad.err
